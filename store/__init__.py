@@ -1,0 +1,3 @@
+"""Message store maintenance toolkit."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,108 @@
+"""What every command shares: --store-root, rendering, and the one place
+where errors and signals become exit statuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+import click
+import lmdb
+
+from .. import logmsg
+from ..config import default_root
+from ..errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, StoreError)
+from ..mailbox import Store
+
+EXIT_CODES_HELP = ("Exit codes: 0 success, 4 damage found, 8 operational error "
+                   "(store missing, lock held, I/O), 16 usage error, 32 interrupted.")
+
+
+def store_root_option(f):
+    return click.option(
+        "--store-root", "store_root", metavar="PATH", default=None,
+        help="Store root (default: $MSGSTORE_ROOT, then /var/opt/msgstore).")(f)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")(f)
+
+
+def resolve_root(store_root: str | None) -> str:
+    return store_root or default_root()
+
+
+def open_store(store_root: str | None, *, create: bool = False) -> Store:
+    root = resolve_root(store_root)
+    store = Store.init(root) if create else Store.open(root)
+    logmsg.setup_logging(store.layout.log_dir)
+    return store
+
+
+def emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False))
+
+
+def render_table(title: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """A rich table on a terminal; plain tab-separated lines when piped."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+        table = Table(title=title)
+        for c in columns:
+            table.add_column(c)
+        for r in rows:
+            table.add_row(*["" if v is None else str(v) for v in r])
+        Console().print(table)
+    else:
+        for r in rows:
+            click.echo("\t".join("" if v is None else str(v) for v in r))
+
+
+def entry(command: click.Command, prog: str) -> Callable[[], None]:
+    """Wrap a click command as a console script with our exit-code map."""
+    def main(argv: list[str] | None = None) -> None:
+        code = run(command, prog, argv)
+        sys.exit(code)
+    return main
+
+
+def run(command: click.Command, prog: str, argv: list[str] | None = None) -> int:
+    try:
+        rv = command.main(args=argv, prog_name=prog, standalone_mode=False)
+        return rv if isinstance(rv, int) else EXIT_OK
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo(f"{prog}: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except click.UsageError as e:
+        click.echo(f"{prog}: usage error: {e.format_message()} (see {prog} --help)", err=True)
+        return EXIT_USAGE
+    except click.ClickException as e:
+        click.echo(f"{prog}: {e.format_message()}", err=True)
+        return EXIT_USAGE
+    except StoreError as e:
+        click.echo(f"{prog}: {one_line(str(e))}", err=True)
+        return e.exit_code
+    except BrokenPipeError:
+        return EXIT_OK
+    except lmdb.Error as e:
+        click.echo(f"{prog}: mailbox database error: {one_line(str(e))}", err=True)
+        return EXIT_OPERATIONAL
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        click.echo(f"{prog}: I/O error{where}: {e.strerror or e}", err=True)
+        return EXIT_OPERATIONAL
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def usage(msg: str) -> click.UsageError:
+    return click.UsageError(msg)
+
+

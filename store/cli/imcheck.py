@@ -1,0 +1,136 @@
+"""imcheck: inspect a mailbox index, a message's cache data, or the database."""
+
+import datetime as dt
+import os
+
+import click
+
+from .. import index
+from ..db import DATABASES, Database, decode_value
+from ..errors import EXIT_UNCORRECTED, CorruptionError
+from ..layout import canonical
+from .common import EXIT_CODES_HELP, emit_json, entry, json_option, open_store, render_table, \
+    store_root_option, usage
+
+EXAMPLES = """Examples:
+
+\b
+  imcheck -m user/joe                 index header and records of joe's INBOX
+  imcheck -m user/joe/Sent --json
+  imcheck -m user/joe -c 102          cache data of message 102
+  imcheck -d folder                   dump the folder database
+  imcheck -s                          database statistics
+
+"""
+
+
+def _iso(ts: int) -> str:
+    if not ts:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+@click.command(epilog=EXAMPLES + EXIT_CODES_HELP)
+@store_root_option
+@click.option("-m", "mailbox", metavar="MAILBOX", help="Dump this mailbox's index.")
+@click.option("-c", "uid", type=int, metavar="UID", help="With -m: the cache data of one message.")
+@click.option("-d", "dbname", metavar="DB", help=f"Dump a database ({', '.join(DATABASES)}).")
+@click.option("-s", "stats", is_flag=True, help="Print database statistics.")
+@json_option
+def cli(store_root, mailbox, uid, dbname, stats, as_json) -> int:
+    """Inspect index files and the mailbox database."""
+    if sum(map(bool, (mailbox, dbname, stats))) != 1:
+        raise usage("give exactly one of -m MAILBOX, -d DB, -s")
+    if uid is not None and not mailbox:
+        raise usage("-c UID needs -m MAILBOX")
+    if dbname and dbname not in DATABASES:
+        raise usage(f"unknown database {dbname!r} (one of {', '.join(DATABASES)})")
+    with open_store(store_root) as store:
+        if mailbox:
+            name = canonical(mailbox)
+            with store.lock(name):
+                mdir = store.mailbox_dir(name)
+                idx = index.read_index(mdir, name)
+                return (_cache(mdir, name, idx, uid, as_json) if uid is not None
+                        else _mailbox(idx, as_json))
+        db = Database(store.layout.mboxlist_dir, readonly=True)
+        try:
+            return _stats(db, as_json) if stats else _dump(db, dbname, as_json)
+        finally:
+            db.close()
+
+
+def _mailbox(idx: index.Index, as_json: bool) -> int:
+    h = idx.header
+    header = {"name": h.name, "uniqueid": h.unique_id.hex(), "uidvalidity": h.uidvalidity,
+              "uidnext": h.uidnext, "exists": h.exists, "bytes": h.total_bytes,
+              "highestmodseq": h.highest_modseq, "quotaroot": h.quotaroot, "acl": h.acl,
+              "last_update": h.last_update}
+    records = [{"uid": r.uid, "size": r.size, "flags": index.flags_to_names(r.flags),
+                "internaldate": r.internaldate, "sentdate": r.sentdate,
+                "header_size": r.header_size, "modseq": r.modseq, "guid": r.guid.hex()}
+               for r in idx.records]
+    problems = [str(p) for p in idx.problems]
+    if as_json:
+        emit_json({"header": header, "records": records, "problems": problems})
+    else:
+        for k, v in header.items():
+            click.echo(f"{k}: {v}")
+        render_table(f"Records of {h.name}", ["uid", "internal date", "sent date", "size",
+                                              "header", "flags", "guid"],
+                     [(r["uid"], _iso(r["internaldate"]), _iso(r["sentdate"]), r["size"],
+                       r["header_size"], " ".join(r["flags"]), r["guid"]) for r in records])
+        for p in problems:
+            click.echo(p, err=True)
+    return EXIT_UNCORRECTED if problems else 0
+
+
+def _cache(mdir: str, name: str, idx: index.Index, uid: int, as_json: bool) -> int:
+    rec = next((r for r in idx.records if r.uid == uid), None)
+    if rec is None:
+        raise click.UsageError(f"no message with UID {uid} in {name}")
+    data = index.read_cache_file(mdir, name)
+    fields = index.read_cache_entry(data, rec, name, os.path.join(mdir, index.CACHE_FILE))
+    out = {k: _text(v) for k, v in fields.items()}
+    if as_json:
+        emit_json({"uid": uid, "cache": out})
+    else:
+        for k, v in out.items():
+            click.echo(f"{k}: {v}")
+    return 0
+
+
+def _dump(db: Database, dbname: str, as_json: bool) -> int:
+    rows, bad = [], 0
+    for key, raw in db.read(lambda t: list(t.raw_items(dbname))):
+        try:
+            value = decode_value(dbname, key, raw)
+        except CorruptionError as e:
+            value, bad = {"CORRUPT": str(e)}, bad + 1
+        rows.append((key.decode(errors="backslashreplace"), value))
+    if as_json:
+        emit_json([{"key": k, "value": v} for k, v in rows])
+    else:
+        import json
+        render_table(f"Database {dbname}", ["key", "value"],
+                     [(k, json.dumps(v, sort_keys=True, ensure_ascii=False)) for k, v in rows])
+    return EXIT_UNCORRECTED if bad else 0
+
+
+def _stats(db: Database, as_json: bool) -> int:
+    st = db.stat()
+    if as_json:
+        emit_json(st)
+        return 0
+    for k in ("path", "file_bytes", "map_size", "last_txnid", "readers", "max_readers"):
+        click.echo(f"{k}: {st[k]}")
+    render_table("Databases", ["database", "entries", "depth", "pages"],
+                 [(n, s["entries"], s["depth"], s["pages"]) for n, s in st["databases"].items()])
+    return 0
+
+
+main = entry(cli, "imcheck")

@@ -1,0 +1,136 @@
+"""mboxutil: list, create, delete, rename mailboxes; expunge; quotas; ACLs."""
+
+import click
+
+from ..index import names_to_flags
+from .common import EXIT_CODES_HELP, emit_json, entry, json_option, open_store, render_table, \
+    store_root_option, usage
+
+EXAMPLES = """Examples:
+
+\b
+  mboxutil -l                          list every mailbox
+  mboxutil -l -p 'user/joe/*'          list joe's mailboxes
+  mboxutil -c user/joe                 create joe's INBOX (initialises an empty store root)
+  mboxutil -c user/joe/Sent
+  mboxutil -d user/joe/Sent
+  mboxutil -r user/joe/Old user/joe/Archive
+  mboxutil -r user/joe user/joe second move joe to partition 'second'
+  mboxutil -e -p 'user/joe/*'          expunge messages flagged \\Deleted
+  mboxutil -q                          quota roots with usage and limits
+  mboxutil --set-quota user/joe 1000000000
+  mboxutil --set-acl user/joe/Sent bob lr
+  mboxutil --set-flags user/joe 12 '\\Deleted'
+
+"""
+
+
+@click.command(epilog=EXAMPLES + EXIT_CODES_HELP)
+@store_root_option
+@click.option("-l", "do_list", is_flag=True, help="List mailboxes.")
+@click.option("-p", "pattern", metavar="PATTERN", help="Mailbox pattern for -l/-e (* and %).")
+@click.option("-c", "create", metavar="NAME", help="Create a mailbox.")
+@click.option("-d", "delete", metavar="NAME", help="Delete a mailbox and its messages.")
+@click.option("-r", "rename", is_flag=True, help="Rename: OLD NEW [PARTITION] as arguments.")
+@click.option("-e", "expunge", is_flag=True,
+              help="Expunge messages flagged \\Deleted (mailboxes as arguments, or -p).")
+@click.option("-q", "quota", is_flag=True, help="Show quota roots (a ROOT argument for one).")
+@click.option("--set-quota", nargs=2, metavar="ROOT BYTES", default=None,
+              help="Set a quota limit in bytes ('none' removes the limit).")
+@click.option("--set-acl", nargs=3, metavar="MAILBOX IDENTIFIER RIGHTS", default=None,
+              help="Set rights ('' removes the identifier).")
+@click.option("--set-flags", nargs=3, metavar="MAILBOX UID FLAGS", default=None,
+              help="Replace the flags of one message.")
+@click.option("--partition", "partition", default="primary", show_default=True,
+              help="Partition for -c.")
+@json_option
+@click.argument("args", nargs=-1)
+def cli(store_root, do_list, pattern, create, delete, rename, expunge, quota, set_quota,
+        set_acl, set_flags, partition, as_json, args) -> int:
+    """Manage mailboxes, quotas and ACLs."""
+    actions = [n for n, v in (("-l", do_list), ("-c", create), ("-d", delete), ("-r", rename),
+                              ("-e", expunge), ("-q", quota), ("--set-quota", set_quota),
+                              ("--set-acl", set_acl), ("--set-flags", set_flags)) if v]
+    if len(actions) != 1:
+        raise usage("give exactly one of -l, -c, -d, -r, -e, -q, --set-quota, --set-acl, "
+                    "--set-flags" + (f" (got {' '.join(actions)})" if actions else ""))
+    if args and not (rename or expunge or quota):
+        raise usage(f"unexpected arguments: {' '.join(args)}")
+    with open_store(store_root, create=bool(create)) as store:
+        if do_list:
+            infos = store.list(pattern)
+            if as_json:
+                emit_json([i.as_json() for i in infos])
+            else:
+                render_table("Mailboxes", ["name", "partition", "messages", "bytes", "uidvalidity",
+                                           "acl"],
+                             [(i.name, i.partition, i.messages if i.error is None else "DAMAGED",
+                               i.bytes, i.uidvalidity,
+                               " ".join(f"{k}:{v}" for k, v in sorted(i.acl.items())))
+                              for i in infos])
+            return 0
+        if create:
+            store.create(create, partition)
+            click.echo(f"created {create}")
+            return 0
+        if delete:
+            store.delete(delete)
+            click.echo(f"deleted {delete}")
+            return 0
+        if rename:
+            if len(args) not in (2, 3):
+                raise usage("-r needs OLD NEW [PARTITION]")
+            for old, new in store.rename(args[0], args[1], args[2] if len(args) == 3 else None):
+                click.echo(f"renamed {old} {new}")
+            return 0
+        if expunge:
+            if args and pattern:
+                raise usage("-e takes mailbox names or -p PATTERN, not both")
+            names = list(args) if args else [i.name for i in store.list(pattern)]
+            total = 0
+            for n in names:
+                uids = store.expunge(n)
+                total += len(uids)
+                if uids:
+                    click.echo(f"{n} expunged {len(uids)}")
+            return 0
+        if quota:
+            if len(args) > 1:
+                raise usage("-q takes at most one quota root")
+            rows = store.quotas(args[0] if args else None)
+            if as_json:
+                emit_json(rows)
+            else:
+                render_table("Quota roots", ["root", "used bytes", "messages", "limit bytes"],
+                             [(q["root"], q["used_bytes"], q["used_messages"],
+                               "none" if q["limit_bytes"] is None else q["limit_bytes"])
+                              for q in rows])
+            return 0
+        if set_quota:
+            root, raw = set_quota
+            if raw.lower() == "none":
+                limit = None
+            elif raw.isdigit():
+                limit = int(raw)
+            else:
+                raise usage(f"--set-quota: {raw!r} is not a number of bytes or 'none'")
+            q = store.set_quota(root, limit)
+            click.echo(f"quota {q['root']} limit {q['limit_bytes']} used {q['used_bytes']}")
+            return 0
+        if set_acl:
+            acl = store.set_acl(*set_acl)
+            click.echo(f"acl {set_acl[0]} " + " ".join(f"{k}:{v}" for k, v in sorted(acl.items())))
+            return 0
+        name, uid, flags = set_flags
+        if not uid.isdigit():
+            raise usage(f"--set-flags: UID {uid!r} is not a number")
+        try:
+            bits = names_to_flags(flags)
+        except ValueError as e:
+            raise usage(str(e)) from None
+        store.set_flags(name, int(uid), bits)
+        click.echo(f"flags {name} {uid} {flags}")
+        return 0
+
+
+main = entry(cli, "mboxutil")

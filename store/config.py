@@ -1,0 +1,165 @@
+"""Every setting of the toolkit: name, default, valid range, description.
+
+Settings live in `<root>/config/store.conf`, one `name = value` per line
+(comments with `#`). Only values that differ from the default need to be
+there. Partitions are the pattern setting `store.partition.<name>.path`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from .errors import SettingError
+from .fsutil import write_file_atomic
+
+CONFIG_DIR = "config"
+CONFIG_FILE = "store.conf"
+DEFAULT_ROOT = "/var/opt/msgstore"
+ROOT_ENV = "MSGSTORE_ROOT"
+PARTITION_RE = re.compile(r"^store\.partition\.([A-Za-z0-9_-]{1,64})\.path$")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    kind: str  # "int", "path"
+    description: str
+    minimum: int | None = None
+    maximum: int | None = None
+
+    def validate(self, raw: str) -> str:
+        value = raw.strip()
+        if self.kind == "int":
+            if not re.fullmatch(r"[0-9]+", value):
+                raise SettingError(f"{self.name}: {raw!r} is not a whole number "
+                                   f"(valid: {self.minimum}-{self.maximum})")
+            n = int(value)
+            if not (self.minimum <= n <= self.maximum):
+                raise SettingError(f"{self.name}: {n} is out of range "
+                                   f"(valid: {self.minimum}-{self.maximum})")
+            return str(n)
+        if not value or "\x00" in value or "\n" in value:
+            raise SettingError(f"{self.name}: {raw!r} is not a valid path")
+        return value
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in [
+    Setting("store.root", DEFAULT_ROOT, "path",
+            "Store root directory. Read from --store-root, then $MSGSTORE_ROOT, "
+            "then this default; not stored in the settings file."),
+    Setting("store.partition.primary.path", "partition/primary", "path",
+            "Spool directory of partition 'primary' (absolute, or relative to the store root). "
+            "Add partitions as store.partition.<name>.path."),
+    Setting("local.store.snapshotpath", "dbdata/snapshots", "path",
+            "Location of database snapshots: absolute, or relative to the store root."),
+    Setting("local.store.snapshotinterval", "1440", "int",
+            "Minutes between database snapshots.", 1, 46080),
+    Setting("local.store.snapshotdirs", "3", "int",
+            "Number of database snapshots kept.", 2, 367),
+    Setting("local.store.checkpointinterval", "60", "int",
+            "Seconds between database checkpoints by stored (stamp stored.ckp).", 1, 86400),
+    Setting("local.store.cleanupinterval", "300", "int",
+            "Seconds between stale-reader cleanups by stored (stamp stored.lcu).", 1, 86400),
+    Setting("local.store.peruserinterval", "3600", "int",
+            "Seconds between per-user flag write-outs by stored (stamp stored.per).", 1, 86400),
+    Setting("local.store.expirestart", "23", "int",
+            "Hour of the day (0-23) at which stored erases expunged message files.", 0, 23),
+]}
+
+
+def lookup(name: str) -> Setting:
+    if name in SETTINGS:
+        return SETTINGS[name]
+    m = PARTITION_RE.match(name)
+    if m:
+        return Setting(name, "", "path", f"Spool directory of partition '{m.group(1)}'.")
+    raise SettingError(f"unknown setting {name!r} (configutil -l lists them)")
+
+
+def config_path(root: str) -> str:
+    return os.path.join(root, CONFIG_DIR, CONFIG_FILE)
+
+
+def _parse(text: str, path: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise SettingError(f"{path}:{lineno}: expected 'name = value', found {line!r}")
+        name = name.strip()
+        values[name] = lookup(name).validate(value)
+    return values
+
+
+class Config:
+    """The effective settings of one store root."""
+
+    def __init__(self, root: str, values: dict[str, str]):
+        self.root = root
+        self.values = values
+
+    @classmethod
+    def load(cls, root: str) -> "Config":
+        path = config_path(root)
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            text = ""
+        return cls(root, _parse(text, path))
+
+    def get(self, name: str) -> str:
+        if name == "store.root":
+            return self.root
+        setting = lookup(name)
+        return self.values.get(name, setting.default)
+
+    def get_int(self, name: str) -> int:
+        return int(self.get(name))
+
+    def source(self, name: str) -> str:
+        if name == "store.root":
+            return "command line or environment"
+        return "file" if name in self.values else "default"
+
+    def resolve_path(self, name: str) -> str:
+        value = self.get(name)
+        return value if os.path.isabs(value) else os.path.join(self.root, value)
+
+    def partitions(self) -> dict[str, str]:
+        """Partition name -> absolute spool path."""
+        names = {"primary"}
+        names.update(m.group(1) for n in self.values if (m := PARTITION_RE.match(n)))
+        return {p: self.resolve_path(f"store.partition.{p}.path") for p in sorted(names)}
+
+    def names(self) -> list[str]:
+        extra = sorted(n for n in self.values if n not in SETTINGS)
+        return list(SETTINGS) + extra
+
+    def set(self, name: str, raw: str) -> str:
+        """Validate and write one setting atomically; returns the stored value."""
+        if name == "store.root":
+            raise SettingError("store.root is chosen with --store-root or $MSGSTORE_ROOT, "
+                               "not stored in the settings file")
+        value = lookup(name).validate(raw)
+        values = dict(self.values)
+        values[name] = value
+        self.save(values)
+        self.values = values
+        return value
+
+    def save(self, values: dict[str, str]) -> None:
+        lines = ["# Message store settings: written by configutil; one 'name = value' per line.\n"]
+        lines += [f"{n} = {v}\n" for n, v in sorted(values.items())]
+        os.makedirs(os.path.dirname(config_path(self.root)), exist_ok=True)
+        write_file_atomic(config_path(self.root), "".join(lines).encode())
+
+
+def default_root() -> str:
+    return os.environ.get(ROOT_ENV) or DEFAULT_ROOT

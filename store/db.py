@@ -1,0 +1,191 @@
+"""The mailbox database: an LMDB environment in `<root>/mboxlist/`.
+
+Named databases (all keys UTF-8):
+  folder   mailbox name -> {partition, uniqueid, uidvalidity, acl, quotaroot}
+  quota    quota root   -> {limit_bytes (null: none), used_bytes, used_messages}
+  lright   identifier   -> {mailboxes: [names on whose ACL it appears]}
+  subscr   user id      -> {mailboxes: [subscribed names]}
+  peruser  "<user>\\0<mailbox>" -> {seen: [[first_uid, last_uid], ...]}
+
+LMDB has no checksums, so every value carries its own: see VALUE_HEAD.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lmdb
+
+from . import logmsg
+from .errors import CorruptionError, StoreError
+
+DATABASES = ("folder", "quota", "lright", "subscr", "peruser")
+INITIAL_MAP_SIZE = 64 << 20
+MAX_DBS = 8
+
+# value envelope, 8 bytes, followed by the payload (compact JSON, UTF-8, sorted keys)
+#  off size field    meaning
+#    0    2 magic    b"MV"
+#    2    1 version  envelope version (1)
+#    3    1 reserved 0
+#    4    4 crc      CRC-32 of the payload
+VALUE_HEAD = struct.Struct("<2sBBI")
+assert VALUE_HEAD.size == 8
+VALUE_MAGIC = b"MV"
+VALUE_VERSION = 1
+
+log = logging.getLogger("store.db")
+
+
+def encode_value(value: dict[str, Any]) -> bytes:
+    payload = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return VALUE_HEAD.pack(VALUE_MAGIC, VALUE_VERSION, 0, zlib.crc32(payload)) + payload
+
+
+def decode_value(db: str, key: bytes, raw: bytes) -> dict[str, Any]:
+    def bad(detail: str) -> CorruptionError:
+        return CorruptionError(logmsg.DB_VALUE_CORRUPT.format(db=db, key=key, detail=detail),
+                               kind=logmsg.DB_VALUE_CORRUPT.code, path=db, where=f"key {key!r}")
+
+    if len(raw) < VALUE_HEAD.size:
+        raise bad(f"value of {len(raw)} bytes, shorter than its {VALUE_HEAD.size}-byte head")
+    magic, version, _r, crc = VALUE_HEAD.unpack_from(raw)
+    if magic != VALUE_MAGIC or version != VALUE_VERSION:
+        raise bad(f"head {magic!r} v{version}, expected {VALUE_MAGIC!r} v{VALUE_VERSION}")
+    payload = raw[VALUE_HEAD.size:]
+    found = zlib.crc32(payload)
+    if found != crc:
+        raise bad(f"checksum expected {crc:08x}, found {found:08x}")
+    try:
+        value = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise bad(f"payload does not decode: {e}") from None
+    if not isinstance(value, dict):
+        raise bad("payload is not an object")
+    return value
+
+
+class Database:
+    """An open mailbox database. Write through `write()`, which grows the
+    map when it fills and retries the transaction."""
+
+    def __init__(self, path: str, *, readonly: bool = False, create: bool = False):
+        self.path = path
+        if not create and not os.path.isfile(os.path.join(path, "data.mdb")):
+            if not readonly:
+                create = True
+            else:
+                raise StoreError(f"no mailbox database in {path}")
+        try:
+            self.env = lmdb.open(path, map_size=INITIAL_MAP_SIZE, max_dbs=MAX_DBS, subdir=True,
+                                 readonly=readonly, create=create, lock=True)
+        except lmdb.Error as e:
+            raise StoreError(f"cannot open mailbox database {path}: {e}") from None
+        self.dbs = {}
+        if readonly:
+            for n in DATABASES:
+                try:
+                    self.dbs[n] = self.env.open_db(n.encode(), create=False)
+                except lmdb.NotFoundError:
+                    self.dbs[n] = None
+        else:
+            for n in DATABASES:
+                self.dbs[n] = self.env.open_db(n.encode(), create=True)
+
+    def close(self) -> None:
+        self.env.close()
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- transactions --------------------------------------------------------
+    def write(self, fn: Callable[["Txn"], Any]) -> Any:
+        for _attempt in range(32):
+            try:
+                with self.env.begin(write=True) as txn:
+                    return fn(Txn(self, txn))
+            except lmdb.MapFullError:
+                old = self.env.info()["map_size"]
+                self.env.set_mapsize(old * 2)
+                logmsg.log("db", logmsg.DB_MAP_GROWN, old=old, new=old * 2)
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)  # adopt the size another process chose
+        raise StoreError(f"mailbox database {self.path}: map could not be grown")
+
+    def read(self, fn: Callable[["Txn"], Any]) -> Any:
+        for _attempt in range(4):
+            try:
+                with self.env.begin() as txn:
+                    return fn(Txn(self, txn))
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)
+        raise StoreError(f"mailbox database {self.path}: map resized repeatedly")
+
+    def get(self, db: str, key: str) -> dict[str, Any] | None:
+        return self.read(lambda t: t.get(db, key))
+
+    def items(self, db: str, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
+        return self.read(lambda t: list(t.items(db, prefix)))
+
+    def stat(self) -> dict[str, Any]:
+        info = self.env.info()
+        out = {"path": self.path, "map_size": info["map_size"], "last_txnid": info["last_txnid"],
+               "readers": info["num_readers"], "max_readers": info["max_readers"],
+               "file_bytes": os.path.getsize(os.path.join(self.path, "data.mdb")),
+               "databases": {}}
+        with self.env.begin() as txn:
+            for n, handle in self.dbs.items():
+                if handle is None:
+                    continue
+                st = txn.stat(handle)
+                out["databases"][n] = {"entries": st["entries"], "depth": st["depth"],
+                                       "pages": st["branch_pages"] + st["leaf_pages"]
+                                       + st["overflow_pages"]}
+        return out
+
+
+class Txn:
+    """One transaction, with typed, checksummed values."""
+
+    def __init__(self, db: Database, txn: lmdb.Transaction):
+        self.db = db
+        self.txn = txn
+
+    def _handle(self, name: str):
+        handle = self.db.dbs[name]
+        if handle is None:
+            raise StoreError(f"mailbox database has no {name!r} database")
+        return handle
+
+    def get(self, db: str, key: str) -> dict[str, Any] | None:
+        raw = self.txn.get(key.encode(), db=self._handle(db))
+        return None if raw is None else decode_value(db, key.encode(), bytes(raw))
+
+    def put(self, db: str, key: str, value: dict[str, Any]) -> None:
+        self.txn.put(key.encode(), encode_value(value), db=self._handle(db))
+
+    def delete(self, db: str, key: str) -> bool:
+        return self.txn.delete(key.encode(), db=self._handle(db))
+
+    def items(self, db: str, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+        cur = self.txn.cursor(db=self._handle(db))
+        p = prefix.encode()
+        if not cur.set_range(p):
+            return
+        for k, v in cur:
+            if not k.startswith(p):
+                break
+            yield k.decode(), decode_value(db, k, bytes(v))
+
+    def raw_items(self, db: str) -> Iterator[tuple[bytes, bytes]]:
+        for k, v in self.txn.cursor(db=self._handle(db)):
+            yield bytes(k), bytes(v)

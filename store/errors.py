@@ -1,0 +1,65 @@
+"""Typed errors. Each carries the exit code the CLI maps it to (fsck(8) codes)."""
+
+EXIT_OK = 0
+EXIT_CORRECTED = 1
+EXIT_UNCORRECTED = 4
+EXIT_OPERATIONAL = 8
+EXIT_USAGE = 16
+EXIT_INTERRUPTED = 32
+
+
+class StoreError(Exception):
+    """Base class: an operational error (store missing, lock held, I/O)."""
+
+    exit_code = EXIT_OPERATIONAL
+
+
+class UsageError(StoreError):
+    exit_code = EXIT_USAGE
+
+
+class NotAStoreError(StoreError):
+    pass
+
+
+class InvalidNameError(UsageError):
+    pass
+
+
+class SettingError(UsageError):
+    pass
+
+
+class MailboxExistsError(StoreError):
+    pass
+
+
+class NoSuchMailboxError(StoreError):
+    pass
+
+
+class OverQuotaError(StoreError):
+    pass
+
+
+class LockedError(StoreError):
+    pass
+
+
+class CorruptionError(StoreError):
+    """Damage found on disk. `where` names file and offset/record, so the
+    administrator can find it; `kind` is a stable machine-readable tag."""
+
+    exit_code = EXIT_UNCORRECTED
+
+    def __init__(self, message: str, *, kind: str, mailbox: str | None = None,
+                 path: str | None = None, where: str | None = None):
+        self.kind = kind
+        self.mailbox = mailbox
+        self.path = path
+        self.where = where
+        detail = message
+        if path or where:
+            detail += " [" + ", ".join(x for x in (path, where) if x) + "]"
+        super().__init__(detail)
+        self.message = message

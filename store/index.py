@@ -1,0 +1,453 @@
+"""The per-mailbox index files: store.idx, store.cache, store.exp.
+
+This module is the one owner of their byte layout; the writer, imcheck,
+reconstruct and stored all go through it. docs/formats.md mirrors the tables.
+All integers are little-endian. Checksums are CRC-32 (zlib.crc32).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field, replace
+
+from . import logmsg
+from .errors import CorruptionError
+from .fsutil import atomic_write, fsync_dir
+from .message import CACHE_FIELDS, GUID_BYTES
+
+IDX_FILE = "store.idx"
+CACHE_FILE = "store.cache"
+EXP_FILE = "store.exp"
+INDEX_FILES = (IDX_FILE, CACHE_FILE, EXP_FILE)
+
+IDX_MAGIC = b"MSTOREIX"
+CACHE_MAGIC = b"MSTCACHE"
+EXP_MAGIC = b"MSTEXPNG"
+VERSION = 1
+
+# store.idx fixed header, 128 bytes
+#  off size field          meaning
+#    0    8 magic          b"MSTOREIX"
+#    8    2 version        format version (1)
+#   10    2 header_size    size of this fixed header (128)
+#   12    4 record_size    size of one record (96)
+#   16    8 start_offset   file offset of the first record (after the variable section)
+#   24   16 unique_id      mailbox unique id (UUID bytes), never reused
+#   40    4 uidvalidity    IMAP UIDVALIDITY
+#   44    4 uidnext        next UID to assign; always > every UID ever assigned
+#   48    4 exists         number of records
+#   52    4 hdr_flags      reserved, 0
+#   56    8 total_bytes    sum of the records' message sizes
+#   64    8 highest_modseq highest modseq given to any record
+#   72    8 last_update    seconds since the epoch of the last header write
+#   80    2 name_len       bytes of mailbox name in the variable section
+#   82    2 qroot_len      bytes of quota root name in the variable section
+#   84    4 acl_len        bytes of ACL text in the variable section
+#   88   36 reserved       zeros
+#  124    4 crc            CRC-32 of bytes 0-123 followed by the variable section
+# Variable section at 128: name (UTF-8), quota root (UTF-8), ACL
+# ("identifier\trights\n" per entry, UTF-8); zero padding to an 8-byte boundary.
+HEADER = struct.Struct("<8sHHIQ16sIIIIQQQHHI36sI")
+assert HEADER.size == 128
+
+# store.idx record and store.exp record, 96 bytes
+#  off size field         meaning
+#    0    4 uid           message UID
+#    4    4 flags         system flags bit set (FLAG_* below)
+#    8    8 internaldate  arrival time, seconds since the epoch
+#   16    8 sentdate      Date: header, seconds since the epoch (0: unreadable)
+#   24    8 size          message file size in bytes
+#   32    4 header_size   bytes of the message header (body starts here)
+#   36    4 cache_len     bytes of the cache entry
+#   40    8 cache_offset  offset of the cache entry in store.cache
+#   48    8 modseq        modification sequence of the last change
+#   56   32 guid          SHA-256 of the message content
+#   88    4 reserved      zeros
+#   92    4 crc           CRC-32 of bytes 0-91
+RECORD = struct.Struct(f"<IIqqQIIQQ{GUID_BYTES}s4sI")
+assert RECORD.size == 96
+
+# store.cache file header, 16 bytes: magic b"MSTCACHE" (8), version u16 (2), reserved (6)
+CACHE_HEADER = struct.Struct("<8sH6s")
+assert CACHE_HEADER.size == 16
+# store.cache entry head, 12 bytes, followed by `payload_len` bytes of payload
+#  off size field        meaning
+#    0    4 uid          UID of the message this entry belongs to
+#    4    4 payload_len  bytes of payload that follow
+#    8    4 crc          CRC-32 of the uid and payload_len fields followed by the payload
+CACHE_ENTRY = struct.Struct("<III")
+assert CACHE_ENTRY.size == 12
+# payload: one u32 length per field of message.CACHE_FIELDS (8 x 4 = 32 bytes),
+# then the field values back to back (raw header bytes, unfolded).
+CACHE_LENS = struct.Struct(f"<{len(CACHE_FIELDS)}I")
+assert CACHE_LENS.size == 32
+
+# store.exp file header, 16 bytes: magic b"MSTEXPNG" (8), version u16 (2),
+# record_size u16 (2, = 96), reserved (4); then RECORDs of expunged messages.
+EXP_HEADER = struct.Struct("<8sHH4s")
+assert EXP_HEADER.size == 16
+
+FLAG_SEEN, FLAG_ANSWERED, FLAG_FLAGGED, FLAG_DELETED, FLAG_DRAFT = 1, 2, 4, 8, 16
+FLAG_NAMES = {FLAG_SEEN: "\\Seen", FLAG_ANSWERED: "\\Answered", FLAG_FLAGGED: "\\Flagged",
+              FLAG_DELETED: "\\Deleted", FLAG_DRAFT: "\\Draft"}
+
+
+def flags_to_names(flags: int) -> list[str]:
+    return [n for bit, n in FLAG_NAMES.items() if flags & bit]
+
+
+def names_to_flags(names: str) -> int:
+    lookup = {n.lower().lstrip("\\"): bit for bit, n in FLAG_NAMES.items()}
+    out = 0
+    for tok in names.replace(",", " ").split():
+        key = tok.lower().lstrip("\\")
+        if key not in lookup:
+            raise ValueError(f"unknown flag {tok!r} (known: {' '.join(FLAG_NAMES.values())})")
+        out |= lookup[key]
+    return out
+
+
+@dataclass
+class Header:
+    name: str
+    unique_id: bytes
+    uidvalidity: int
+    uidnext: int = 1
+    exists: int = 0
+    total_bytes: int = 0
+    highest_modseq: int = 0
+    last_update: int = 0
+    quotaroot: str = ""
+    acl: dict[str, str] = field(default_factory=dict)
+    start_offset: int = 0  # derived when packed
+
+    def variable(self) -> bytes:
+        acl = "".join(f"{k}\t{v}\n" for k, v in sorted(self.acl.items())).encode()
+        body = self.name.encode() + self.quotaroot.encode() + acl
+        return body + b"\0" * (-(HEADER.size + len(body)) % 8)
+
+    def pack(self) -> bytes:
+        var = self.variable()
+        self.start_offset = HEADER.size + len(var)
+        acl = "".join(f"{k}\t{v}\n" for k, v in sorted(self.acl.items())).encode()
+        fixed = HEADER.pack(IDX_MAGIC, VERSION, HEADER.size, RECORD.size, self.start_offset,
+                            self.unique_id, self.uidvalidity, self.uidnext, self.exists, 0,
+                            self.total_bytes, self.highest_modseq, self.last_update,
+                            len(self.name.encode()), len(self.quotaroot.encode()), len(acl),
+                            b"\0" * 36, 0)
+        crc = zlib.crc32(var, zlib.crc32(fixed[:-4]))
+        return fixed[:-4] + struct.pack("<I", crc) + var
+
+
+@dataclass(frozen=True)
+class Record:
+    uid: int
+    flags: int
+    internaldate: int
+    sentdate: int
+    size: int
+    header_size: int
+    cache_len: int
+    cache_offset: int
+    modseq: int
+    guid: bytes
+
+    def pack(self) -> bytes:
+        body = RECORD.pack(self.uid, self.flags, self.internaldate, self.sentdate, self.size,
+                           self.header_size, self.cache_len, self.cache_offset, self.modseq,
+                           self.guid, b"\0" * 4, 0)[:-4]
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> tuple["Record", int, int]:
+        """(record, crc expected, crc found)."""
+        f = RECORD.unpack(raw)
+        rec = cls(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9])
+        return rec, f[11], zlib.crc32(raw[:-4])
+
+    def with_flags(self, flags: int, modseq: int) -> "Record":
+        return replace(self, flags=flags, modseq=modseq)
+
+
+def _corrupt(msg: logmsg.Msg, mailbox: str, path: str, where: str | None = None, **kw):
+    return CorruptionError(msg.format(mailbox=mailbox, **kw), kind=msg.code,
+                           mailbox=mailbox, path=path, where=where)
+
+
+@dataclass
+class Index:
+    """A parsed store.idx: its header, records and every problem found."""
+
+    header: Header
+    records: list[Record]
+    problems: list[CorruptionError]
+
+
+def parse_header(data: bytes, mailbox: str, path: str) -> Header:
+    if len(data) < HEADER.size or data[:8] != IDX_MAGIC:
+        raise _corrupt(logmsg.IDX_MISSING_HEADER, mailbox, path,
+                       f"file size {len(data)}, need {HEADER.size} bytes starting {IDX_MAGIC!r}")
+    f = HEADER.unpack_from(data)
+    (_magic, version, hsize, rsize, start, uniq, uidvalidity, uidnext, exists, _hf,
+     total, modseq, last, nlen, qlen, alen, _res, crc) = f
+    if version != VERSION or hsize != HEADER.size or rsize != RECORD.size:
+        raise _corrupt(logmsg.IDX_MISSING_HEADER, mailbox, path,
+                       f"version/header/record size {version}/{hsize}/{rsize}, "
+                       f"expected {VERSION}/{HEADER.size}/{RECORD.size}")
+    if start > len(data):
+        raise _corrupt(logmsg.IDX_START_BEYOND_EOF, mailbox, path,
+                       f"start_offset {start}, file size {len(data)}")
+    var = data[HEADER.size:start]
+    found = zlib.crc32(var, zlib.crc32(data[:HEADER.size - 4]))
+    if found != crc or start < HEADER.size + nlen + qlen + alen:
+        raise _corrupt(logmsg.IDX_HEADER_CHECKSUM, mailbox, path, "offset 124",
+                       expected=crc, found=found)
+    try:
+        name = var[:nlen].decode()
+        qroot = var[nlen:nlen + qlen].decode()
+        acl = dict(line.split("\t", 1) for line in var[nlen + qlen:nlen + qlen + alen]
+                   .decode().splitlines() if "\t" in line)
+    except UnicodeDecodeError as e:
+        raise _corrupt(logmsg.IDX_HEADER_CHECKSUM, mailbox, path, f"variable section: {e}",
+                       expected=crc, found=found) from None
+    return Header(name, uniq, uidvalidity, uidnext, exists, total, modseq, last, qroot, acl, start)
+
+
+def read_header(mailbox_dir: str, mailbox: str) -> Header:
+    """Read and verify only the header (O(1) in the number of messages)."""
+    path = os.path.join(mailbox_dir, IDX_FILE)
+    with open(path, "rb") as f:
+        data = f.read(4096)
+        if len(data) >= HEADER.size and data[:8] == IDX_MAGIC:
+            start = HEADER.unpack_from(data)[4]
+            if start > len(data):
+                f.seek(0)
+                data = f.read(start)
+        size = os.fstat(f.fileno()).st_size
+    header = parse_header(data, mailbox, path)
+    if header.start_offset > size:
+        raise _corrupt(logmsg.IDX_START_BEYOND_EOF, mailbox, path,
+                       f"start_offset {header.start_offset}, file size {size}")
+    return header
+
+
+def read_index(mailbox_dir: str, mailbox: str) -> Index:
+    """Parse store.idx. Header damage raises CorruptionError; damage to the
+    records is collected in `problems` (bad records are left out)."""
+    path = os.path.join(mailbox_dir, IDX_FILE)
+    with open(path, "rb") as f:
+        data = f.read()
+    header = parse_header(data, mailbox, path)
+    records: list[Record] = []
+    problems: list[CorruptionError] = []
+    start = header.start_offset
+    body_len = len(data) - start
+    nrec, extra = divmod(body_len, RECORD.size)
+    if extra:
+        problems.append(_corrupt(logmsg.IDX_PARTIAL_RECORD, mailbox, path,
+                                 f"offset {start + nrec * RECORD.size}", extra=extra,
+                                 offset=start + nrec * RECORD.size))
+    prev = 0
+    total = 0
+    for i in range(nrec):
+        off = start + i * RECORD.size
+        rec, expected, found = Record.unpack(data[off:off + RECORD.size])
+        if expected != found:
+            problems.append(_corrupt(logmsg.IDX_RECORD_CHECKSUM, mailbox, path, f"offset {off}",
+                                     recno=i, offset=off, expected=expected, found=found))
+            continue
+        if rec.uid <= prev:
+            problems.append(_corrupt(logmsg.IDX_UID_ORDER, mailbox, path, f"record {i}",
+                                     recno=i, uid=rec.uid, prev=prev))
+            continue
+        prev = rec.uid
+        total += rec.size
+        records.append(rec)
+    if nrec != header.exists:
+        problems.append(_corrupt(logmsg.IDX_COUNT_MISMATCH, mailbox, path, "header exists",
+                                 expected=header.exists, found=nrec))
+    elif total != header.total_bytes and len(records) == nrec:
+        problems.append(_corrupt(logmsg.IDX_SIZE_MISMATCH, mailbox, path, "header total_bytes",
+                                 expected=header.total_bytes, found=total))
+    if prev and header.uidnext <= prev:
+        problems.append(_corrupt(logmsg.IDX_UIDNEXT, mailbox, path, "header uidnext",
+                                 uidnext=header.uidnext, uid=prev))
+    return Index(header, records, problems)
+
+
+# ---- cache ---------------------------------------------------------------
+
+def pack_cache_entry(uid: int, fields: dict[str, bytes]) -> bytes:
+    values = [fields.get(k, b"") for k in CACHE_FIELDS]
+    payload = CACHE_LENS.pack(*map(len, values)) + b"".join(values)
+    head = struct.pack("<II", uid, len(payload))
+    return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+def read_cache_entry(cache_data: bytes, rec: Record, mailbox: str, path: str) -> dict[str, bytes]:
+    """Decode one cache entry, verifying it belongs to `rec` and its checksum."""
+    def bad(why: str) -> CorruptionError:
+        return _corrupt(logmsg.CACHE_INVALID, mailbox, path,
+                        f"offset {rec.cache_offset}: {why}", uid=rec.uid)
+
+    off, length = rec.cache_offset, rec.cache_len
+    if off < CACHE_HEADER.size or off + length > len(cache_data) or length < CACHE_ENTRY.size:
+        raise bad(f"entry of {length} bytes outside the file of {len(cache_data)} bytes")
+    uid, plen, crc = CACHE_ENTRY.unpack_from(cache_data, off)
+    if uid != rec.uid or CACHE_ENTRY.size + plen != length:
+        raise bad(f"entry is for uid {uid} with {plen} bytes, expected uid {rec.uid} "
+                  f"with {length - CACHE_ENTRY.size}")
+    payload = cache_data[off + CACHE_ENTRY.size:off + length]
+    found = zlib.crc32(payload, zlib.crc32(cache_data[off:off + 8]))
+    if found != crc:
+        raise bad(f"checksum expected {crc:08x}, found {found:08x}")
+    if len(payload) < CACHE_LENS.size:
+        raise bad("payload shorter than its length table")
+    lens = CACHE_LENS.unpack_from(payload)
+    if CACHE_LENS.size + sum(lens) != len(payload):
+        raise bad("field lengths do not add up to the payload")
+    out, pos = {}, CACHE_LENS.size
+    for k, n in zip(CACHE_FIELDS, lens):
+        if n:
+            out[k] = payload[pos:pos + n]
+        pos += n
+    return out
+
+
+def read_cache_file(mailbox_dir: str, mailbox: str) -> bytes:
+    path = os.path.join(mailbox_dir, CACHE_FILE)
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < CACHE_HEADER.size or data[:8] != CACHE_MAGIC:
+        raise _corrupt(logmsg.CACHE_INVALID, mailbox, path, "file header", uid=0)
+    return data
+
+
+# ---- writers -------------------------------------------------------------
+
+def _empty_cache() -> bytes:
+    return CACHE_HEADER.pack(CACHE_MAGIC, VERSION, b"\0" * 6)
+
+
+def _empty_exp() -> bytes:
+    return EXP_HEADER.pack(EXP_MAGIC, VERSION, RECORD.size, b"\0" * 4)
+
+
+def write_index(mailbox_dir: str, header: Header, records: list[Record],
+                cache: bytes | None = None) -> None:
+    """Atomically write a whole store.idx (and store.cache when given).
+
+    The cache is swapped first. A crash between the two swaps leaves the old
+    index over the new cache; its entries then fail their uid/checksum test
+    ("Invalid cache data ... Needs reconstruct") rather than being misread."""
+    header.exists = len(records)
+    header.total_bytes = sum(r.size for r in records)
+    if cache is not None:
+        with atomic_write(os.path.join(mailbox_dir, CACHE_FILE)) as f:
+            f.write(cache if cache else _empty_cache())
+    with atomic_write(os.path.join(mailbox_dir, IDX_FILE)) as f:
+        f.write(header.pack())
+        f.write(b"".join(r.pack() for r in records))
+
+
+def create_index(mailbox_dir: str, header: Header) -> None:
+    write_index(mailbox_dir, header, [], cache=_empty_cache())
+    with atomic_write(os.path.join(mailbox_dir, EXP_FILE)) as f:
+        f.write(_empty_exp())
+
+
+def append(mailbox_dir: str, header: Header, entries: list[tuple[Record, dict[str, bytes]]],
+           *, durable: bool = True) -> list[Record]:
+    """Append records (O(1): no rewrite): cache entries first, then records,
+    then the fixed header in place. Caller holds the mailbox lock and has
+    made the message files durable. Returns the records as written."""
+    cpath = os.path.join(mailbox_dir, CACHE_FILE)
+    ipath = os.path.join(mailbox_dir, IDX_FILE)
+    written: list[Record] = []
+    with open(cpath, "r+b") as cf:
+        pos = cf.seek(0, os.SEEK_END)
+        blobs = []
+        for rec, fields in entries:
+            blob = pack_cache_entry(rec.uid, fields)
+            written.append(replace(rec, cache_offset=pos, cache_len=len(blob)))
+            blobs.append(blob)
+            pos += len(blob)
+        cf.write(b"".join(blobs))
+        if durable:
+            os.fsync(cf.fileno())
+    with open(ipath, "r+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        expected_end = header.start_offset + header.exists * RECORD.size
+        if end != expected_end:  # a torn earlier append: never write past garbage
+            raise CorruptionError(logmsg.IDX_COUNT_MISMATCH.format(
+                mailbox=header.name, expected=header.exists,
+                found=(end - header.start_offset) / RECORD.size),
+                kind=logmsg.IDX_COUNT_MISMATCH.code, mailbox=header.name, path=ipath,
+                where=f"file size {end}, expected {expected_end}")
+        f.write(b"".join(r.pack() for r in written))
+        header.exists += len(written)
+        header.total_bytes += sum(r.size for r in written)
+        header.uidnext = max(header.uidnext, max(r.uid for r in written) + 1)
+        header.highest_modseq = max(header.highest_modseq, max(r.modseq for r in written))
+        f.seek(0)
+        f.write(header.pack()[:HEADER.size])
+        if durable:
+            os.fsync(f.fileno())
+    return written
+
+
+def update_header(mailbox_dir: str, header: Header) -> None:
+    """Rewrite the fixed header in place (fits one sector). Use write_index
+    when the variable section (name, quota root, ACL) changes size."""
+    with open(os.path.join(mailbox_dir, IDX_FILE), "r+b") as f:
+        f.write(header.pack()[:HEADER.size])
+        os.fsync(f.fileno())
+
+
+def update_record(mailbox_dir: str, header: Header, position: int, rec: Record) -> None:
+    """Rewrite one record in place (96 bytes: a single sector write)."""
+    with open(os.path.join(mailbox_dir, IDX_FILE), "r+b") as f:
+        f.seek(header.start_offset + position * RECORD.size)
+        f.write(rec.pack())
+        header.highest_modseq = max(header.highest_modseq, rec.modseq)
+        f.seek(0)
+        f.write(header.pack()[:HEADER.size])
+        os.fsync(f.fileno())
+
+
+def read_expunged(mailbox_dir: str, mailbox: str) -> list[Record]:
+    path = os.path.join(mailbox_dir, EXP_FILE)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    if len(data) < EXP_HEADER.size or data[:8] != EXP_MAGIC:
+        raise _corrupt(logmsg.EXP_CORRUPT, mailbox, path, "file header",
+                       detail="missing file header")
+    out = []
+    body = data[EXP_HEADER.size:]
+    nrec, extra = divmod(len(body), RECORD.size)
+    if extra:
+        raise _corrupt(logmsg.EXP_CORRUPT, mailbox, path, f"offset {len(data) - extra}",
+                       detail=f"{extra} trailing bytes")
+    for i in range(nrec):
+        off = EXP_HEADER.size + i * RECORD.size
+        rec, expected, found = Record.unpack(data[off:off + RECORD.size])
+        if expected != found:
+            raise _corrupt(logmsg.EXP_CORRUPT, mailbox, path, f"offset {off}",
+                           detail=f"record {i} checksum expected {expected:08x}, found {found:08x}")
+        out.append(rec)
+    return out
+
+
+def write_expunged(mailbox_dir: str, records: list[Record]) -> None:
+    with atomic_write(os.path.join(mailbox_dir, EXP_FILE)) as f:
+        f.write(_empty_exp())
+        f.write(b"".join(r.pack() for r in records))
+
+
+def fsync_mailbox_dir(mailbox_dir: str) -> None:
+    fsync_dir(mailbox_dir)

@@ -1,0 +1,128 @@
+"""The catalogue of messages an administrator acts on.
+
+Each entry: stable wording (a format string), severity, and the action it
+calls for. docs/log-messages.md is the reference; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Msg:
+    code: str
+    level: int
+    text: str
+    action: str
+
+    def format(self, **kw) -> str:
+        return self.text.format(**kw)
+
+
+_ALL: dict[str, Msg] = {}
+
+
+def _m(code: str, level: int, text: str, action: str) -> Msg:
+    msg = Msg(code, level, text, action)
+    _ALL[code] = msg
+    return msg
+
+
+IDX_MISSING_HEADER = _m(
+    "idx-missing-header", logging.ERROR, "Mailbox corrupted, missing fixed headers: {mailbox}",
+    "Run `reconstruct {mailbox}`.")
+IDX_START_BEYOND_EOF = _m(
+    "idx-start-beyond-eof", logging.ERROR, "Mailbox corrupted, start_offset beyond EOF: {mailbox}",
+    "Run `reconstruct {mailbox}`.")
+IDX_HEADER_CHECKSUM = _m(
+    "idx-header-checksum", logging.ERROR,
+    "Mailbox corrupted, bad header checksum (expected {expected:08x}, found {found:08x}): {mailbox}",
+    "Run `reconstruct {mailbox}`.")
+IDX_RECORD_CHECKSUM = _m(
+    "idx-record-checksum", logging.ERROR,
+    "Mailbox corrupted, bad checksum in record {recno} at offset {offset} "
+    "(expected {expected:08x}, found {found:08x}): {mailbox}",
+    "Run `reconstruct {mailbox}`.")
+IDX_PARTIAL_RECORD = _m(
+    "idx-partial-record", logging.ERROR,
+    "Mailbox corrupted, {extra} trailing bytes after the last record at offset {offset}: {mailbox}",
+    "Run `reconstruct {mailbox}`.")
+IDX_UID_ORDER = _m(
+    "idx-uid-order", logging.ERROR,
+    "Mailbox corrupted, UIDs out of order at record {recno} (uid {uid} after {prev}): {mailbox}",
+    "Run `reconstruct {mailbox}`.")
+IDX_UIDNEXT = _m(
+    "idx-uidnext", logging.ERROR,
+    "Mailbox corrupted, UIDNEXT {uidnext} not above highest UID {uid}: {mailbox}",
+    "Run `reconstruct {mailbox}`.")
+IDX_COUNT_MISMATCH = _m(
+    "idx-count-mismatch", logging.ERROR,
+    "Mailbox corrupted, header says {expected} messages but {found} records found: {mailbox}",
+    "Run `reconstruct {mailbox}`.")
+IDX_SIZE_MISMATCH = _m(
+    "idx-size-mismatch", logging.ERROR,
+    "Mailbox corrupted, header says {expected} bytes but records add up to {found}: {mailbox}",
+    "Run `reconstruct {mailbox}`.")
+CACHE_INVALID = _m(
+    "cache-invalid", logging.ERROR,
+    "Invalid cache data for msg {uid} in mailbox {mailbox}. Needs reconstruct",
+    "Run `reconstruct {mailbox}`.")
+EXP_CORRUPT = _m(
+    "exp-corrupt", logging.ERROR,
+    "Mailbox corrupted, bad store.exp ({detail}): {mailbox}",
+    "Run `reconstruct {mailbox}`; `-e` discards store.exp and brings expunged messages back.")
+MSG_UNPARSABLE = _m(
+    "msg-unparsable", logging.WARNING,
+    "Message {uid} in mailbox {mailbox} has an unreadable header; indexed with what could be read",
+    "None needed: the message is stored byte-identical. Inspect it with `imcheck -m {mailbox} -c {uid}`.")
+MAILBOX_CREATED = _m(
+    "mailbox-created", logging.INFO, "Created mailbox {mailbox} on partition {partition}",
+    "None.")
+MAILBOX_DELETED = _m(
+    "mailbox-deleted", logging.INFO, "Deleted mailbox {mailbox}", "None.")
+MAILBOX_RENAMED = _m(
+    "mailbox-renamed", logging.INFO, "Renamed mailbox {old} to {new} on partition {partition}",
+    "None.")
+DB_MAP_GROWN = _m(
+    "db-map-grown", logging.WARNING,
+    "Mailbox database map full; grown from {old} to {new} bytes",
+    "None needed; watch the free space of the file system holding mboxlist/.")
+DB_VALUE_CORRUPT = _m(
+    "db-value-corrupt", logging.ERROR,
+    "Database value corrupted in {db} key {key!r}: {detail}. Run reconstruct -m",
+    "Run `reconstruct -m` (and `reconstruct -l` for lright).")
+EXPUNGED_ERASED = _m(
+    "expunged-erased", logging.INFO, "Erased {count} expunged message files in {mailbox}", "None.")
+
+
+def catalogue() -> dict[str, Msg]:
+    return dict(_ALL)
+
+
+LOG_FILE = "default"
+_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
+
+
+def setup_logging(log_dir: str, level: int = logging.INFO) -> None:
+    """Send the toolkit's log to `<root>/log/default` (rotatable: the handler
+    reopens the file when logrotate moves it)."""
+    logger = logging.getLogger("store")
+    path = os.path.join(log_dir, LOG_FILE)
+    for h in logger.handlers:
+        if getattr(h, "baseFilename", None) == os.path.abspath(path):
+            return
+    os.makedirs(log_dir, exist_ok=True)
+    handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+def log(component: str, msg: Msg, **kw) -> str:
+    text = msg.format(**kw)
+    logging.getLogger(f"store.{component}").log(msg.level, text)
+    return text
