@@ -105,7 +105,7 @@ class Config:
         self.values = values
 
     @classmethod
-    def load(cls, root: str) -> "Config":
+    def load(cls, root: str) -> Config:
         path = config_path(root)
         try:
             with open(path, encoding="utf-8") as f:

@@ -101,14 +101,14 @@ class Database:
     def close(self) -> None:
         self.env.close()
 
-    def __enter__(self) -> "Database":
+    def __enter__(self) -> Database:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     # -- transactions --------------------------------------------------------
-    def write(self, fn: Callable[["Txn"], Any]) -> Any:
+    def write(self, fn: Callable[[Txn], Any]) -> Any:
         for _attempt in range(32):
             try:
                 with self.env.begin(write=True) as txn:
@@ -121,7 +121,7 @@ class Database:
                 self.env.set_mapsize(0)  # adopt the size another process chose
         raise StoreError(f"mailbox database {self.path}: map could not be grown")
 
-    def read(self, fn: Callable[["Txn"], Any]) -> Any:
+    def read(self, fn: Callable[[Txn], Any]) -> Any:
         for _attempt in range(4):
             try:
                 with self.env.begin() as txn:

@@ -161,13 +161,13 @@ class Record:
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
-    def unpack(cls, raw: bytes) -> tuple["Record", int, int]:
+    def unpack(cls, raw: bytes) -> tuple[Record, int, int]:
         """(record, crc expected, crc found)."""
         f = RECORD.unpack(raw)
         rec = cls(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9])
         return rec, f[11], zlib.crc32(raw[:-4])
 
-    def with_flags(self, flags: int, modseq: int) -> "Record":
+    def with_flags(self, flags: int, modseq: int) -> Record:
         return replace(self, flags=flags, modseq=modseq)
 
 
@@ -309,7 +309,7 @@ def read_cache_entry(cache_data: bytes, rec: Record, mailbox: str, path: str) ->
     if CACHE_LENS.size + sum(lens) != len(payload):
         raise bad("field lengths do not add up to the payload")
     out, pos = {}, CACHE_LENS.size
-    for k, n in zip(CACHE_FIELDS, lens):
+    for k, n in zip(CACHE_FIELDS, lens, strict=True):
         if n:
             out[k] = payload[pos:pos + n]
         pos += n

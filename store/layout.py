@@ -142,7 +142,7 @@ class Layout:
         self.config = config or Config.load(self.root)
 
     @classmethod
-    def open(cls, root: str) -> "Layout":
+    def open(cls, root: str) -> Layout:
         root = os.path.abspath(root)
         if not os.path.isfile(os.path.join(root, MARKER)):
             if not os.path.exists(root):
@@ -152,7 +152,7 @@ class Layout:
         return cls(root)
 
     @classmethod
-    def init(cls, root: str) -> "Layout":
+    def init(cls, root: str) -> Layout:
         """Open a store, initialising it if the root is missing or empty."""
         root = os.path.abspath(root)
         if os.path.isfile(os.path.join(root, MARKER)):

@@ -23,11 +23,17 @@ from filelock import FileLock, Timeout
 
 from . import index, logmsg
 from .db import Database, Txn
-from .errors import (CorruptionError, LockedError, MailboxExistsError, NoSuchMailboxError,
-                     OverQuotaError, StoreError, UsageError)
+from .errors import (
+    CorruptionError,
+    LockedError,
+    MailboxExistsError,
+    NoSuchMailboxError,
+    OverQuotaError,
+    StoreError,
+    UsageError,
+)
 from .fsutil import TEMP_PREFIX, fsync_dir, sync_filesystem
-from .layout import (Layout, canonical, check_userid, is_descendant, is_inbox, parent, user_of,
-                     INBOX, USER_NS)
+from .layout import INBOX, USER_NS, Layout, canonical, check_userid, is_descendant, is_inbox, parent, user_of
 from .message import guid, parse_header
 
 BUCKET_SIZE = 1000
@@ -80,11 +86,11 @@ class Store:
         self._db: Database | None = None
 
     @classmethod
-    def open(cls, root: str) -> "Store":
+    def open(cls, root: str) -> Store:
         return cls(Layout.open(root))
 
     @classmethod
-    def init(cls, root: str) -> "Store":
+    def init(cls, root: str) -> Store:
         return cls(Layout.init(root))
 
     @property
@@ -98,7 +104,7 @@ class Store:
             self._db.close()
             self._db = None
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -335,11 +341,10 @@ class Store:
         with self.lock(name):
             mdir = self.mailbox_dir(name)
             idx = self._read_clean(name, mdir)
-            for pos, rec in enumerate(idx.records):
-                if rec.uid == uid:
-                    break
-            else:
+            pos = next((i for i, r in enumerate(idx.records) if r.uid == uid), None)
+            if pos is None:
                 raise StoreError(f"no message with UID {uid} in {name}")
+            rec = idx.records[pos]
             new = {"set": flags, "add": rec.flags | flags, "remove": rec.flags & ~flags}[mode]
             modseq = idx.header.highest_modseq + 1
             index.update_record(mdir, idx.header, pos, rec.with_flags(new, modseq))

@@ -4,7 +4,6 @@ where errors and signals become exit statuses."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -13,7 +12,7 @@ import lmdb
 
 from .. import logmsg
 from ..config import default_root
-from ..errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, StoreError)
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, StoreError
 from ..mailbox import Store
 
 EXIT_CODES_HELP = ("Exit codes: 0 success, 4 damage found, 8 operational error "

@@ -4,8 +4,16 @@ import click
 
 from ..config import Config, lookup
 from ..layout import Layout
-from .common import EXIT_CODES_HELP, emit_json, entry, json_option, render_table, resolve_root, \
-    store_root_option, usage
+from .common import (
+    EXIT_CODES_HELP,
+    emit_json,
+    entry,
+    json_option,
+    render_table,
+    resolve_root,
+    store_root_option,
+    usage,
+)
 
 
 @click.command(epilog="Examples:\n\n\b\n  configutil -l\n"

@@ -2,7 +2,8 @@
 
 import click
 
-from ..layout import check_userid, hashdir as _hashdir, relpath
+from ..layout import check_userid, relpath
+from ..layout import hashdir as _hashdir
 from .common import EXIT_CODES_HELP, entry
 
 

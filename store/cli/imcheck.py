@@ -9,8 +9,16 @@ from .. import index
 from ..db import DATABASES, Database, decode_value
 from ..errors import EXIT_UNCORRECTED, CorruptionError
 from ..layout import canonical
-from .common import EXIT_CODES_HELP, emit_json, entry, json_option, open_store, render_table, \
-    store_root_option, usage
+from .common import (
+    EXIT_CODES_HELP,
+    emit_json,
+    entry,
+    json_option,
+    open_store,
+    render_table,
+    store_root_option,
+    usage,
+)
 
 EXAMPLES = """Examples:
 
@@ -27,7 +35,7 @@ EXAMPLES = """Examples:
 def _iso(ts: int) -> str:
     if not ts:
         return "-"
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _text(raw: bytes) -> str:

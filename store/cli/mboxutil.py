@@ -3,8 +3,16 @@
 import click
 
 from ..index import names_to_flags
-from .common import EXIT_CODES_HELP, emit_json, entry, json_option, open_store, render_table, \
-    store_root_option, usage
+from .common import (
+    EXIT_CODES_HELP,
+    emit_json,
+    entry,
+    json_option,
+    open_store,
+    render_table,
+    store_root_option,
+    usage,
+)
 
 EXAMPLES = """Examples:
 
