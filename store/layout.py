@@ -74,6 +74,8 @@ def is_inbox(name: str) -> bool:
 
 
 def check_userid(user: str) -> str:
+    if "/" in user:
+        raise InvalidNameError(f"invalid user id {user!r}: '/' not allowed")
     _check_component(f"user/{user}", user)
     return user
 

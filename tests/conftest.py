@@ -1,0 +1,69 @@
+import hashlib
+import os
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(ROOT, "..", "shared")
+CORPORA = os.path.join(SHARED, "corpora")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+from store.cli.common import run  # noqa: E402
+from store.mailbox import Store  # noqa: E402
+
+
+class Result:
+    def __init__(self, code, out, err):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self):
+        return f"Result(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+@pytest.fixture
+def cli():
+    """Run a command in-process through the same exit-code map as the console script."""
+    import importlib
+
+    def invoke(prog, *args, input=None):
+        mod = importlib.import_module(f"store.cli.{prog}")
+        runner = CliRunner()
+        with runner.isolation(input=input) as outs:
+            code = run(mod.cli, prog, list(args))
+            out, err = outs[0].getvalue(), outs[1].getvalue()
+        return Result(code, out.decode(), err.decode())
+    return invoke
+
+
+@pytest.fixture
+def root(tmp_path):
+    return str(tmp_path / "store")
+
+
+@pytest.fixture
+def store(root):
+    s = Store.init(root)
+    yield s
+    s.close()
+
+
+def sha1_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
+def msg_hashes(root):
+    """Multiset (sorted list) of SHA-1 of every *.msg file under root."""
+    out = []
+    for d, _s, fs in os.walk(root):
+        out.extend(sha1_of(os.path.join(d, f)) for f in fs if f.endswith(".msg"))
+    return sorted(out)
+
+
+def corpus(*parts):
+    path = os.path.join(CORPORA, *parts)
+    if not os.path.isdir(path):
+        pytest.skip(f"corpus {path} not present")
+    return path

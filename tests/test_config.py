@@ -1,0 +1,50 @@
+import os
+
+from store.config import SETTINGS, config_path
+
+
+def test_snapshotinterval_validation(cli, store):
+    root = store.layout.root
+    before = open(config_path(root), "rb").read()
+    r = cli("configutil", "--store-root", root, "-o", "local.store.snapshotinterval", "-v", "0")
+    assert r.code == 16 and "out of range" in r.err and r.err.count("\n") == 1
+    assert open(config_path(root), "rb").read() == before
+    assert cli("configutil", "--store-root", root, "-o", "local.store.snapshotinterval",
+               "-v", "60").code == 0
+    r = cli("configutil", "--store-root", root, "-o", "local.store.snapshotinterval")
+    assert r.code == 0 and r.out.strip() == "60"
+
+
+def test_unknown_and_bad_values_leave_file_unchanged(cli, store):
+    root = store.layout.root
+    before = open(config_path(root), "rb").read()
+    for name, value in (("no.such.setting", "1"), ("local.store.snapshotdirs", "1"),
+                        ("local.store.snapshotdirs", "368"), ("local.store.snapshotdirs", "x"),
+                        ("local.store.expirestart", "24")):
+        r = cli("configutil", "--store-root", root, "-o", name, "-v", value)
+        assert r.code == 16, (name, value, r)
+    assert open(config_path(root), "rb").read() == before
+    assert not [f for f in os.listdir(os.path.dirname(config_path(root))) if f.startswith(".tmp")]
+
+
+def test_list_shows_every_setting_with_source(cli, store):
+    root = store.layout.root
+    cli("configutil", "--store-root", root, "-o", "local.store.snapshotdirs", "-v", "7")
+    r = cli("configutil", "--store-root", root, "-l", "--json")
+    import json
+    rows = {x["name"]: x for x in json.loads(r.out)}
+    assert set(SETTINGS) <= set(rows)
+    assert rows["local.store.snapshotdirs"] == {**rows["local.store.snapshotdirs"], "value": "7",
+                                                "source": "file"}
+    assert rows["local.store.snapshotpath"]["value"] == "dbdata/snapshots"
+    assert rows["local.store.snapshotpath"]["source"] == "default"
+
+
+def test_partitions_are_settings(cli, store, tmp_path):
+    root = store.layout.root
+    assert cli("configutil", "--store-root", root, "-o", "store.partition.second.path",
+               "-v", str(tmp_path / "p2")).code == 0
+    from store.mailbox import Store
+    s = Store.open(root)
+    assert s.layout.config.partitions() == {"primary": os.path.join(root, "partition/primary"),
+                                            "second": str(tmp_path / "p2")}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up (or refresh) the virtual environment, build a demo store from the
+# bundled messages in ./demo-store and show its state.
+source "$(dirname "$0")/venv.sh"
+export MSGSTORE_ROOT="$PWD/demo-store"
+rm -rf "$MSGSTORE_ROOT"
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+step deliver --create user/demo fixtures/messages/nice_00*
+step deliver --create user/demo/Lists fixtures/messages/nice_mailman_message.txt fixtures/messages/nice_mime*
+step deliver --create --batch shared/announcements fixtures/messages/nice_cjk_* fixtures/messages/nice_crlf-endings
+step python tools/build_store.py --root "$MSGSTORE_ROOT-synthetic" --users 3 --folders 2 --messages 10
+rm -rf "$MSGSTORE_ROOT-synthetic"
+step mboxutil --set-quota user/demo 10000000
+step mboxutil --set-acl user/demo/Lists alice lrs
+step mboxutil -l
+step mboxutil -q
+step imcheck -m user/demo
+step imcheck -m user/demo -c 1
+step hashdir -a demo
+step imcheck -s
+step configutil -l
+printf '\nDemo store: %s (log: %s/log/default)\n' "$MSGSTORE_ROOT" "$MSGSTORE_ROOT"
