@@ -73,7 +73,13 @@ def decode_value(db: str, key: bytes, raw: bytes) -> dict[str, Any]:
 
 class Database:
     """An open mailbox database. Write through `write()`, which grows the
-    map when it fills and retries the transaction."""
+    map when it fills and retries the transaction.
+
+    The environment is opened without per-commit sync; `write()` syncs
+    after each transaction unless told the data is rebuildable. A process
+    crash loses nothing either way (the pages are in the OS cache); an OS
+    crash can lose only unsynced usage counters, which `reconstruct -q`
+    recomputes."""
 
     def __init__(self, path: str, *, readonly: bool = False, create: bool = False):
         self.path = path
@@ -84,7 +90,7 @@ class Database:
                 raise StoreError(f"no mailbox database in {path}")
         try:
             self.env = lmdb.open(path, map_size=INITIAL_MAP_SIZE, max_dbs=MAX_DBS, subdir=True,
-                                 readonly=readonly, create=create, lock=True)
+                                 readonly=readonly, create=create, lock=True, sync=False)
         except lmdb.Error as e:
             raise StoreError(f"cannot open mailbox database {path}: {e}") from None
         self.dbs = {}
@@ -108,11 +114,19 @@ class Database:
         self.close()
 
     # -- transactions --------------------------------------------------------
-    def write(self, fn: Callable[[Txn], Any]) -> Any:
+    def write(self, fn: Callable[[Txn], Any], *, durable: bool = True) -> Any:
+        """Run `fn` in a write transaction, then sync. durable=False skips the
+        sync, for data the spool can rebuild (quota usage): the environment
+        runs without per-commit sync, so a process crash loses nothing, an OS
+        crash at most unsynced usage counters (`reconstruct -q` recomputes
+        them), and stored's checkpoint syncs them."""
         for _attempt in range(32):
             try:
                 with self.env.begin(write=True) as txn:
-                    return fn(Txn(self, txn))
+                    result = fn(Txn(self, txn))
+                if durable:
+                    self.env.sync(True)
+                return result
             except lmdb.MapFullError:
                 old = self.env.info()["map_size"]
                 self.env.set_mapsize(old * 2)

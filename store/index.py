@@ -379,13 +379,9 @@ def append(mailbox_dir: str, header: Header, entries: list[tuple[Record, dict[st
             os.fsync(cf.fileno())
     with open(ipath, "r+b") as f:
         end = f.seek(0, os.SEEK_END)
-        expected_end = header.start_offset + header.exists * RECORD.size
-        if end != expected_end:  # a torn earlier append: never write past garbage
-            raise CorruptionError(logmsg.IDX_COUNT_MISMATCH.format(
-                mailbox=header.name, expected=header.exists,
-                found=(end - header.start_offset) / RECORD.size),
-                kind=logmsg.IDX_COUNT_MISMATCH.code, mailbox=header.name, path=ipath,
-                where=f"file size {end}, expected {expected_end}")
+        if end != header.start_offset + header.exists * RECORD.size:
+            end = _roll_forward(f, header, end, ipath)
+        f.seek(end)
         f.write(b"".join(r.pack() for r in written))
         header.exists += len(written)
         header.total_bytes += sum(r.size for r in written)
@@ -396,6 +392,38 @@ def append(mailbox_dir: str, header: Header, entries: list[tuple[Record, dict[st
         if durable:
             os.fsync(f.fileno())
     return written
+
+
+def _roll_forward(f, header: Header, end: int, path: str) -> int:
+    """An append was cut off between its records and its header update.
+    Whole records that verify and continue the UID sequence are adopted
+    (their message files were made durable before them); a torn tail is cut
+    off. Returns the new end of the records."""
+    good_end = header.start_offset + header.exists * RECORD.size
+    if end < good_end:
+        raise _corrupt(logmsg.IDX_COUNT_MISMATCH, header.name, path,
+                       f"file size {end}, expected {good_end}", expected=header.exists,
+                       found=(end - header.start_offset) // RECORD.size)
+    f.seek(good_end)
+    tail = f.read(end - good_end)
+    prev = header.uidnext - 1
+    adopted = []
+    for off in range(0, len(tail) - RECORD.size + 1, RECORD.size):
+        rec, expected, found = Record.unpack(tail[off:off + RECORD.size])
+        if expected != found or rec.uid <= prev:
+            break
+        adopted.append(rec)
+        prev = rec.uid
+    new_end = good_end + len(adopted) * RECORD.size
+    if adopted:
+        header.exists += len(adopted)
+        header.total_bytes += sum(r.size for r in adopted)
+        header.uidnext = prev + 1
+        header.highest_modseq = max([header.highest_modseq] + [r.modseq for r in adopted])
+    f.truncate(new_end)
+    logmsg.log("index", logmsg.IDX_ROLLED_FORWARD, mailbox=header.name, adopted=len(adopted),
+               dropped=end - new_end)
+    return new_end
 
 
 def update_header(mailbox_dir: str, header: Header) -> None:

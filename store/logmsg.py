@@ -67,6 +67,11 @@ IDX_SIZE_MISMATCH = _m(
     "idx-size-mismatch", logging.ERROR,
     "Mailbox corrupted, header says {expected} bytes but records add up to {found}: {mailbox}",
     "Run `reconstruct {mailbox}`.")
+IDX_ROLLED_FORWARD = _m(
+    "idx-rolled-forward", logging.WARNING,
+    "Mailbox {mailbox}: completed an interrupted append ({adopted} records adopted, "
+    "{dropped} torn bytes cut off)",
+    "None needed. If it repeats, look for crashes of the delivering process.")
 CACHE_INVALID = _m(
     "cache-invalid", logging.ERROR,
     "Invalid cache data for msg {uid} in mailbox {mailbox}. Needs reconstruct",

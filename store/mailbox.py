@@ -323,6 +323,8 @@ class Store:
             for data in datas:
                 uid = _write_message_file(mdir, uid, data, durable=not batch)
                 parsed = parse_header(data)
+                if data and not parsed.fields and parsed.header_size == 0:
+                    logmsg.log("mailbox", logmsg.MSG_UNPARSABLE, uid=uid, mailbox=name)
                 modseq += 1
                 rec = index.Record(uid, flags, when, parsed.sent_date, len(data),
                                    parsed.header_size, 0, 0, modseq, guid(data))
@@ -332,7 +334,7 @@ class Store:
                 sync_filesystem(mdir)
             written = index.append(mdir, header, entries)
             if qroot:
-                self.db.write(lambda t: _quota_add(t, qroot, need, len(written)))
+                self.db.write(lambda t: _quota_add(t, qroot, need, len(written)), durable=False)
         return [r.uid for r in written]
 
     def set_flags(self, name: str, uid: int, flags: int, mode: str = "set") -> int:

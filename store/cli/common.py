@@ -4,6 +4,7 @@ where errors and signals become exit statuses."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -12,7 +13,7 @@ import lmdb
 
 from .. import logmsg
 from ..config import default_root
-from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, StoreError
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, CorruptionError, StoreError
 from ..mailbox import Store
 
 EXIT_CODES_HELP = ("Exit codes: 0 success, 4 damage found, 8 operational error "
@@ -84,6 +85,8 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> int
         click.echo(f"{prog}: {e.format_message()}", err=True)
         return EXIT_USAGE
     except StoreError as e:
+        if isinstance(e, CorruptionError):  # damage is news for the default log too
+            logging.getLogger(f"store.{prog}").error(one_line(str(e)))
         click.echo(f"{prog}: {one_line(str(e))}", err=True)
         return e.exit_code
     except BrokenPipeError:

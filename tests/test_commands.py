@@ -1,0 +1,87 @@
+import json
+import os
+
+from conftest import ROOT
+
+from store import logmsg
+
+
+def test_listing_json_keys(cli, root):
+    assert cli("deliver", "--store-root", root, "--create", "user/joe", input=b"Subject: a\n\nb").code == 0
+    r = cli("mboxutil", "--store-root", root, "-l", "--json")
+    rows = json.loads(r.out)
+    assert {"name", "partition", "messages", "bytes", "uidvalidity", "acl"} <= set(rows[0])
+    assert rows[0]["name"] == "user/joe/INBOX" and rows[0]["messages"] == 1
+    r = cli("mboxutil", "--store-root", root, "-q", "--json")
+    q = json.loads(r.out)
+    assert q == [{"root": "user/joe", "used_bytes": 13, "used_messages": 1, "limit_bytes": None}]
+    r = cli("imcheck", "--store-root", root, "-m", "user/joe", "--json")
+    d = json.loads(r.out)
+    assert {"name", "uidvalidity", "uidnext", "exists", "bytes"} <= set(d["header"])
+    assert {"uid", "size", "flags", "internaldate", "guid"} <= set(d["records"][0])
+
+
+def test_deliver_prints_mailbox_uid_and_reads_stdin(cli, root, tmp_path):
+    f1, f2 = tmp_path / "1.eml", tmp_path / "2.eml"
+    f1.write_bytes(b"Subject: 1\n\n1")
+    f2.write_bytes(b"Subject: 2\n\n2")
+    r = cli("deliver", "--store-root", root, "--create", "user/joe/Sent", str(f1), str(f2))
+    assert r.out.splitlines() == ["user/joe/Sent 1", "user/joe/Sent 2"]
+    r = cli("deliver", "--store-root", root, "--batch", "user/joe/Sent", str(f1), str(f2))
+    assert r.out.splitlines() == ["user/joe/Sent 3", "user/joe/Sent 4"]
+    r = cli("deliver", "--store-root", root, "user/joe/Sent", input=b"from stdin")
+    assert r.out.strip() == "user/joe/Sent 5"
+    r = cli("deliver", "--store-root", root, "user/joe/Nope", input=b"x")
+    assert r.code == 8 and "does not exist" in r.err
+
+
+def test_mboxutil_lifecycle(cli, root):
+    m = lambda *a: cli("mboxutil", "--store-root", root, *a)  # noqa: E731
+    assert m("-c", "user/joe").code == 0
+    assert m("-c", "user/joe/Old").code == 0
+    assert m("-c", "user/joe/Old").code == 8
+    cli("deliver", "--store-root", root, "user/joe/Old", input=b"x")
+    assert m("--set-flags", "user/joe/Old", "1", "\\Deleted").code == 0
+    r = m("-e", "user/joe/Old")
+    assert r.code == 0 and "expunged 1" in r.out
+    assert m("-r", "user/joe/Old", "user/joe/New").code == 0
+    assert m("--set-quota", "user/joe", "1000").code == 0
+    assert m("--set-quota", "user/joe", "lots").code == 16
+    assert m("--set-acl", "user/joe/New", "bob", "lr").code == 0
+    r = m("-l", "-p", "user/joe/*")
+    assert [line.split("\t")[0] for line in r.out.splitlines()] == ["user/joe/INBOX", "user/joe/New"]
+    assert "bob:lr" in r.out
+    assert m("-d", "user/joe/New").code == 0
+    assert m("-l").out.count("\n") == 1
+    assert m("-l", "-c", "user/x").code == 16  # two actions
+    assert m().code == 16
+
+
+def test_errors_are_one_line_without_traceback(cli, root):
+    cli("mboxutil", "--store-root", root, "-c", "user/joe")
+    for args in (("imcheck", "-m", "user/nobody"), ("imcheck", "-d", "nosuchdb"),
+                 ("imcheck", "-m", "user/joe", "-c", "99"), ("mboxutil", "-r", "user/joe"),
+                 ("configutil", "-o", "x.y")):
+        r = cli(args[0], "--store-root", root, *args[1:])
+        assert r.code in (8, 16), (args, r)
+        assert "Traceback" not in r.err and r.err.count("\n") == 1, (args, r)
+
+
+def test_damaged_index_is_reported_with_exit_4(cli, root):
+    cli("deliver", "--store-root", root, "--create", "user/joe", input=b"x")
+    from store.mailbox import Store
+    with Store.open(root) as s:
+        path = os.path.join(s.mailbox_dir("user/joe"), "store.idx")
+    os.truncate(path, 10)
+    r = cli("imcheck", "--store-root", root, "-m", "user/joe")
+    assert r.code == 4
+    assert r.err.startswith("imcheck: Mailbox corrupted, missing fixed headers: user/joe/INBOX")
+    r = cli("mboxutil", "--store-root", root, "-l", "--json")
+    assert "missing fixed headers" in json.loads(r.out)[0]["error"]
+
+
+def test_every_log_message_is_documented():
+    doc = open(os.path.join(ROOT, "docs", "log-messages.md"), encoding="utf-8").read()
+    for code, msg in logmsg.catalogue().items():
+        assert f"`{code}`" in doc, code
+        assert msg.text.split("{")[0].strip() in doc, code

@@ -1,0 +1,149 @@
+import os
+
+import pytest
+from conftest import msg_hashes
+
+from store import index
+from store.errors import MailboxExistsError, NoSuchMailboxError, OverQuotaError, UsageError
+from store.fsutil import leftover_temp_files
+from store.mailbox import message_path
+
+
+def test_append_writes_files_with_guid_and_buckets(store):
+    store.create("user/joe")
+    data = b"Subject: s\n\nbody"
+    uid = store.append("user/joe", data)
+    mdir = store.mailbox_dir("user/joe")
+    path = message_path(mdir, uid)
+    assert path == os.path.join(mdir, "00", "1.msg")
+    assert open(path, "rb").read() == data
+    import hashlib
+    assert store.read("user/joe").records[0].guid == hashlib.sha256(data).digest()
+    assert message_path(mdir, 1234).endswith(os.path.join("01", "1234.msg"))
+    assert leftover_temp_files(store.layout.root) == []
+
+
+def test_stale_file_from_crashed_delivery_is_never_overwritten(store):
+    store.create("user/joe")
+    mdir = store.mailbox_dir("user/joe")
+    os.makedirs(os.path.join(mdir, "00"))
+    open(message_path(mdir, 1), "wb").write(b"left by a crash")
+    uid = store.append("user/joe", b"new")
+    assert uid == 2
+    assert open(message_path(mdir, 1), "rb").read() == b"left by a crash"
+
+
+def test_create_twice_and_missing(store):
+    store.create("user/joe/Sent")
+    with pytest.raises(MailboxExistsError):
+        store.create("user/joe/Sent")
+    with pytest.raises(NoSuchMailboxError):
+        store.append("user/nobody", b"x")
+
+
+def test_flags_expunge_erase(store):
+    store.create("user/joe")
+    uids = store.append_many("user/joe", [b"a", b"bb", b"ccc"])
+    store.set_flags("user/joe", uids[1], index.FLAG_DELETED | index.FLAG_SEEN)
+    assert store.expunge("user/joe") == [2]
+    idx = store.read("user/joe")
+    assert [r.uid for r in idx.records] == [1, 3] and idx.problems == []
+    assert idx.header.uidnext == 4
+    mdir = store.mailbox_dir("user/joe")
+    assert [r.uid for r in index.read_expunged(mdir, "user/joe/INBOX")] == [2]
+    assert os.path.exists(message_path(mdir, 2))  # expunged, not yet erased
+    assert store.quotas("user/joe")[0]["used_bytes"] == 4
+    assert store.erase_expunged("user/joe") == 1
+    assert not os.path.exists(message_path(mdir, 2))
+    assert index.read_expunged(mdir, "user/joe/INBOX") == []
+    assert store.append("user/joe", b"d") == 4  # UIDs never reused
+
+
+def test_quota_refuses_over_limit(store):
+    store.create("user/joe")
+    store.set_quota("user/joe", 10)
+    store.append("user/joe", b"12345")
+    with pytest.raises(OverQuotaError, match="over quota"):
+        store.append("user/joe", b"123456")
+    assert store.read("user/joe").header.exists == 1
+    q = store.quotas("user/joe")[0]
+    assert (q["used_bytes"], q["used_messages"], q["limit_bytes"]) == (5, 1, 10)
+
+
+def test_acl_keeps_lright_and_header_in_step(store):
+    store.create("user/joe/Sent")
+    store.set_acl("user/joe/Sent", "bob", "rl")
+    assert store.get_acl("user/joe/Sent") == {"joe": "lrswipkxtecda", "bob": "lr"}
+    assert store.db.get("lright", "bob") == {"mailboxes": ["user/joe/Sent"]}
+    assert store.read("user/joe/Sent").header.acl["bob"] == "lr"
+    store.set_acl("user/joe/Sent", "bob", "")
+    assert store.db.get("lright", "bob") is None
+    with pytest.raises(UsageError):
+        store.set_acl("user/joe/Sent", "bob", "Z")
+
+
+def test_rename_keeps_messages_uidvalidity_and_children(store):
+    store.create("user/joe/Old")
+    store.create("user/joe/Old/Sub")
+    store.append_many("user/joe/Old", [b"1", b"2"])
+    store.append("user/joe/Old/Sub", b"3")
+    before = msg_hashes(store.layout.root)
+    uv = store.entry("user/joe/Old")["uidvalidity"]
+    pairs = store.rename("user/joe/Old", "user/joe/Archive")
+    assert pairs == [("user/joe/Old", "user/joe/Archive"), ("user/joe/Old/Sub", "user/joe/Archive/Sub")]
+    assert store.entry("user/joe/Archive")["uidvalidity"] == uv
+    assert store.read("user/joe/Archive/Sub").header.name == "user/joe/Archive/Sub"
+    assert not store.exists("user/joe/Old")
+    assert msg_hashes(store.layout.root) == before
+
+
+def test_rename_to_another_partition(store, tmp_path):
+    store.layout.config.set("store.partition.second.path", str(tmp_path / "p2"))
+    store.create("user/joe")
+    store.create("user/joe/Sent")
+    store.append("user/joe/Sent", b"hello")
+    store.rename("user/joe/Sent", "user/joe/Sent", "second")
+    e = store.entry("user/joe/Sent")
+    assert e["partition"] == "second"
+    assert store.mailbox_dir("user/joe/Sent").startswith(str(tmp_path / "p2"))
+    assert store.message("user/joe/Sent", 1) == b"hello"
+    assert len(msg_hashes(str(tmp_path / "p2"))) == 1
+    assert len(msg_hashes(store.layout.partition_path("primary"))) == 0
+
+
+def test_user_rename_moves_quota(store):
+    store.create("user/joe")
+    store.append("user/joe", b"abc")
+    store.rename("user/joe", "user/ann")
+    assert store.get_acl("user/ann") == {"ann": "lrswipkxtecda"}
+    assert store.quotas("user/ann")[0]["used_bytes"] == 3
+    with pytest.raises(UsageError):
+        store.rename("user/ann", "user/ann/Folder")
+
+
+def test_delete_keeps_children(store):
+    store.create("user/joe")
+    store.create("user/joe/Sent")
+    store.append("user/joe", b"x")
+    store.append("user/joe/Sent", b"y")
+    store.delete("user/joe")
+    assert [i.name for i in store.list()] == ["user/joe/Sent"]
+    assert store.message("user/joe/Sent", 1) == b"y"
+    assert store.quotas("user/joe")[0]["used_bytes"] == 1
+
+
+def test_list_pattern(store):
+    for n in ("user/joe", "user/joe/Sent", "user/joe/Sent/2024", "user/ann", "shared/news"):
+        store.create(n)
+    assert [i.name for i in store.list("user/joe/%")] == ["user/joe/INBOX", "user/joe/Sent"]
+    assert [i.name for i in store.list("user/joe/*")] == ["user/joe/INBOX", "user/joe/Sent",
+                                                          "user/joe/Sent/2024"]
+
+
+def test_database_map_grows_by_itself(store):
+    store.create("user/joe")
+    store.db.env.set_mapsize(32 * 4096)
+    for i in range(300):
+        store.db.write(lambda t, i=i: t.put("subscr", f"u{i}", {"mailboxes": ["x" * 500]}))
+    assert store.db.env.info()["map_size"] > 32 * 4096
+    assert len(store.db.items("subscr")) == 300
