@@ -445,29 +445,40 @@ def update_record(mailbox_dir: str, header: Header, position: int, rec: Record) 
         os.fsync(f.fileno())
 
 
-def read_expunged(mailbox_dir: str, mailbox: str) -> list[Record]:
+def read_expunged(mailbox_dir: str, mailbox: str, *, tolerant: bool = False
+                  ) -> list[Record] | tuple[list[Record], list[CorruptionError]]:
+    """Records of store.exp. Strict by default (raises on damage); with
+    tolerant=True returns (records that verify, problems)."""
     path = os.path.join(mailbox_dir, EXP_FILE)
+    out: list[Record] = []
+    problems: list[CorruptionError] = []
     try:
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        return []
+        return (out, problems) if tolerant else out
     if len(data) < EXP_HEADER.size or data[:8] != EXP_MAGIC:
-        raise _corrupt(logmsg.EXP_CORRUPT, mailbox, path, "file header",
-                       detail="missing file header")
-    out = []
+        problems.append(_corrupt(logmsg.EXP_CORRUPT, mailbox, path, "file header",
+                                 detail="missing file header"))
+        data = b""
     body = data[EXP_HEADER.size:]
     nrec, extra = divmod(len(body), RECORD.size)
     if extra:
-        raise _corrupt(logmsg.EXP_CORRUPT, mailbox, path, f"offset {len(data) - extra}",
-                       detail=f"{extra} trailing bytes")
+        problems.append(_corrupt(logmsg.EXP_CORRUPT, mailbox, path, f"offset {len(data) - extra}",
+                                 detail=f"{extra} trailing bytes"))
     for i in range(nrec):
         off = EXP_HEADER.size + i * RECORD.size
         rec, expected, found = Record.unpack(data[off:off + RECORD.size])
         if expected != found:
-            raise _corrupt(logmsg.EXP_CORRUPT, mailbox, path, f"offset {off}",
-                           detail=f"record {i} checksum expected {expected:08x}, found {found:08x}")
+            problems.append(_corrupt(logmsg.EXP_CORRUPT, mailbox, path, f"offset {off}",
+                                     detail=f"record {i} checksum expected {expected:08x}, "
+                                            f"found {found:08x}"))
+            continue
         out.append(rec)
+    if tolerant:
+        return out, problems
+    if problems:
+        raise problems[0]
     return out
 
 

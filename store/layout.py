@@ -216,9 +216,9 @@ class Layout:
         return path + "/"
 
 
-def walk_spool(partition_path: str):
-    """Yield (canonical name, directory) for every mailbox directory (one
-    holding store.idx) in a partition, in name order. Symlinks are never
+def walk_spool(partition_path: str, start: str | None = None):
+    """Yield (canonical name, directory) for every mailbox directory in a
+    partition (one holding store.idx or message buckets). Symlinks are never
     followed; bucket directories are not descended into."""
     user_top = os.path.join(partition_path, DIR_PREFIX + USER_NS)
 
@@ -231,13 +231,23 @@ def walk_spool(partition_path: str):
                       and (hashed or e.name.startswith(DIR_PREFIX)))
 
     def mailboxes(d: str):
-        if os.path.isfile(os.path.join(d, "store.idx")) and not os.path.islink(os.path.join(d, "store.idx")):
+        try:
+            entries = list(os.scandir(d))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return
+        # a mailbox: has an index, or has bucket directories (its index was lost)
+        if any((e.name == "store.idx" and e.is_file(follow_symlinks=False))
+               or (e.name.isdigit() and e.is_dir(follow_symlinks=False)) for e in entries):
             name = name_from_relpath(os.path.relpath(d, partition_path))
             if name is not None:
                 yield name, d + "/"
-        for sub in subdirs(d, False):
+        for sub in sorted(e.path for e in entries
+                          if e.is_dir(follow_symlinks=False) and e.name.startswith(DIR_PREFIX)):
             yield from mailboxes(sub)
 
+    if start is not None:  # one mailbox and everything below it
+        yield from mailboxes(start.rstrip("/"))
+        return
     for top in subdirs(partition_path, False):
         if top == user_top:
             for h1 in subdirs(top, True):

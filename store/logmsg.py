@@ -84,6 +84,15 @@ MSG_UNPARSABLE = _m(
     "msg-unparsable", logging.WARNING,
     "Message {uid} in mailbox {mailbox} has an unreadable header; indexed with what could be read",
     "None needed: the message is stored byte-identical. Inspect it with `imcheck -m {mailbox} -c {uid}`.")
+UIDVALIDITY_NEW = _m(
+    "uidvalidity-new", logging.WARNING,
+    "Mailbox {mailbox}: UIDVALIDITY lost with its index and database entry; new value "
+    "{uidvalidity}",
+    "None possible: IMAP clients will resynchronise this mailbox. Check why both copies were lost.")
+RECONSTRUCT_FINDING = _m(
+    "reconstruct", logging.WARNING, "reconstruct: {line}",
+    "Read the line: `-> none` means found and not changed (a -n run, or something reconstruct "
+    "leaves to the administrator, named in the line); any other action was taken.")
 MAILBOX_CREATED = _m(
     "mailbox-created", logging.INFO, "Created mailbox {mailbox} on partition {partition}",
     "None.")

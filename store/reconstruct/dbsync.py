@@ -1,0 +1,223 @@
+"""The mailbox database from the spool: folder (-m), quota (-q), lright (-l).
+
+The spool's redundant copy (each index header) is the source; every entry
+added, removed or changed is a finding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import index
+from ..db import Txn
+from ..errors import CorruptionError
+from ..layout import USER_NS, user_of, walk_spool
+from ..mailbox import Store, quota_root_for
+from .check import DB_FIELDS
+from .findings import Finding
+
+
+@dataclass
+class SpoolBox:
+    name: str
+    partition: str
+    mdir: str
+    fields: dict | None  # from the index header; None when it cannot be read
+    exists: int = 0
+    bytes: int = 0
+    error: str = ""
+
+
+def read_spool(store: Store, partition: str | None = None, user: str | None = None
+               ) -> list[SpoolBox]:
+    out = []
+    for part, ppath in store.layout.config.partitions().items():
+        if partition and part != partition:
+            continue
+        for name, mdir in walk_spool(ppath):
+            if user and user_of(name) != user:
+                continue
+            try:
+                h = index.read_header(mdir, name)
+                if h.name != name:
+                    raise CorruptionError(f"index header names {h.name!r}", kind="header-name")
+                out.append(SpoolBox(name, part, mdir, {
+                    "partition": part, "uniqueid": h.unique_id.hex(), "uidvalidity": h.uidvalidity,
+                    "acl": h.acl, "quotaroot": h.quotaroot}, h.exists, h.total_bytes))
+            except (OSError, CorruptionError) as e:
+                out.append(SpoolBox(name, part, mdir, None, error=str(e)))
+    return sorted(out, key=lambda b: (b.name, b.partition))
+
+
+def _in_scope(name: str, entry: dict, partition: str | None, user: str | None) -> bool:
+    if partition and entry.get("partition") != partition:
+        return False
+    return not user or user_of(name) == user
+
+
+def sync_folder(store: Store, t: Txn, spool: list[SpoolBox], partition: str | None,
+                user: str | None, apply: bool) -> list[Finding]:
+    out: list[Finding] = []
+    seen: dict[str, SpoolBox] = {}
+    db = dict(t.items("folder"))
+    act = (lambda a: a) if apply else (lambda a: "none")
+    for box in spool:
+        n = box.name
+        if n in seen:
+            out.append(Finding(n, "duplicate-mailbox", f"mailbox on partitions {seen[n].partition} "
+                                                       f"and {box.partition}", "left alone"))
+            continue
+        seen[n] = box
+        entry = db.get(n)
+        if box.fields is None:
+            out.append(Finding(n, "db-unreadable-header", f"index header unreadable ({box.error})",
+                               f"run reconstruct {n} first" if entry is None else "entry kept"))
+            continue
+        if entry is None:
+            if apply:
+                t.put("folder", n, box.fields)
+            out.append(Finding(n, "db-added", f"folder entry missing (partition {box.partition}, "
+                                              f"uidvalidity {box.fields['uidvalidity']})",
+                               act("added"), fixed=apply))
+            continue
+        diffs = [k for k in DB_FIELDS if entry.get(k) != box.fields[k]]
+        if diffs:
+            if apply:
+                t.put("folder", n, {**entry, **box.fields})
+            out.append(Finding(n, "db-changed", "; ".join(f"{k} {entry.get(k)!r} -> "
+                                                          f"{box.fields[k]!r}" for k in diffs),
+                               act("changed"), fixed=apply))
+    for n, entry in db.items():
+        if n in seen or not _in_scope(n, entry, partition, user):
+            continue
+        if apply:
+            t.delete("folder", n)
+        out.append(Finding(n, "db-removed", f"folder entry for a mailbox not in the spool "
+                                            f"(partition {entry.get('partition')})",
+                           act("removed"), fixed=apply))
+    return out
+
+
+def expected_quotaroot(name: str, roots: set[str]) -> str:
+    if name.split("/")[0] == USER_NS:
+        return quota_root_for(name)
+    best = ""
+    for r in roots:
+        if (name == r or name.startswith(r + "/")) and len(r) > len(best):
+            best = r
+    return best
+
+
+def _usage_of(store: Store, name: str, entry: dict, from_records: bool) -> tuple[int, int]:
+    mdir = store.layout.mailbox_dir(name, entry["partition"])
+    if from_records:
+        idx = index.read_index(mdir, name)
+        if idx.problems:
+            raise idx.problems[0]
+        return sum(r.size for r in idx.records), len(idx.records)
+    h = index.read_header(mdir, name)
+    return h.total_bytes, h.exists
+
+
+def sync_quota_roots(store: Store, t: Txn, apply: bool) -> list[Finding]:
+    """Every mailbox has the right quota root, and every quota root exists."""
+    out: list[Finding] = []
+    act = (lambda a: a) if apply else (lambda a: "none")
+    roots = {r for r, _ in t.items("quota")}
+    for n, e in list(t.items("folder")):
+        want = expected_quotaroot(n, roots)
+        if e.get("quotaroot", "") != want:
+            out.append(Finding(n, "quotaroot-wrong", f"quota root {e.get('quotaroot')!r}, "
+                                                     f"expected {want!r}", act("changed"),
+                               fixed=apply))
+            if apply:
+                t.put("folder", n, {**e, "quotaroot": want})
+                _rewrite_header_quotaroot(store, n, e["partition"], want)
+        if want and want not in roots:
+            roots.add(want)
+            out.append(Finding(want, "quota-added", "quota root missing", act("added"),
+                               fixed=apply))
+            if apply:
+                t.put("quota", want, {"limit_bytes": None, "used_bytes": 0, "used_messages": 0})
+    return out
+
+
+def sync_usage(store: Store, apply: bool, *, from_records: bool,
+               only: set[str] | None = None) -> list[Finding]:
+    """Recount each quota root's usage. Safe beside deliveries: a root's
+    mailboxes are locked while it is counted and written, so no append
+    falls between the count and the write."""
+    out: list[Finding] = []
+    by_root: dict[str, list[tuple[str, dict]]] = {r: [] for r, _ in store.db.items("quota")}
+    for n, e in store.db.items("folder"):
+        if e.get("quotaroot"):
+            by_root.setdefault(e["quotaroot"], []).append((n, e))
+    for root, boxes in sorted(by_root.items()):
+        if only is not None and root not in only:
+            continue
+        with store.lock(*[n for n, _ in boxes]):
+            b = m = 0
+            for n, e in boxes:
+                try:
+                    nb, nm = _usage_of(store, n, e, from_records)
+                except (OSError, CorruptionError) as err:
+                    out.append(Finding(n, "quota-unreadable", f"usage not counted: {err}",
+                                       f"run reconstruct {n}"))
+                    continue
+                b, m = b + nb, m + nm
+
+            def txn(t: Txn, root=root, b=b, m=m) -> Finding | None:
+                q = t.get("quota", root) or {"limit_bytes": None}
+                if (q.get("used_bytes"), q.get("used_messages")) == (b, m):
+                    return None
+                if apply:
+                    t.put("quota", root, {**q, "used_bytes": b, "used_messages": m})
+                return Finding(root, "quota-usage", f"usage {q.get('used_bytes')} bytes / "
+                                                    f"{q.get('used_messages')} messages, counted "
+                                                    f"{b} / {m}", "corrected" if apply else "none",
+                               fixed=apply)
+            f = store.db.write(txn) if apply else store.db.read(txn)
+            if f:
+                out.append(f)
+    return out
+
+
+def _rewrite_header_quotaroot(store: Store, name: str, partition: str, root: str) -> None:
+    mdir = store.layout.mailbox_dir(name, partition)
+    try:
+        idx = index.read_index(mdir, name)
+    except (OSError, CorruptionError):
+        return
+    if not idx.problems:
+        idx.header.quotaroot = root
+        index.write_index(mdir, idx.header, idx.records)
+
+
+def sync_lright(t: Txn, apply: bool) -> list[Finding]:
+    want: dict[str, set[str]] = {}
+    for n, e in t.items("folder"):
+        for ident in e.get("acl", {}):
+            want.setdefault(ident, set()).add(n)
+    have = {k: set(v.get("mailboxes", [])) for k, v in t.items("lright")}
+    out = []
+    act = (lambda a: a) if apply else (lambda a: "none")
+    for ident in sorted(set(want) | set(have)):
+        w, h = want.get(ident, set()), have.get(ident)
+        if h == w:
+            continue
+        if not w:
+            kind, action, detail = "lright-removed", "removed", "stale entry (no ACL names it)"
+        elif h is None:
+            kind, action, detail = "lright-added", "added", f"missing ({len(w)} mailboxes)"
+        else:
+            kind, action = "lright-changed", "changed"
+            detail = f"+{sorted(w - h)} -{sorted(h - w)}"
+        out.append(Finding(f"lright:{ident}", kind, detail, act(action), fixed=apply))
+        if apply:
+            if w:
+                t.put("lright", ident, {"mailboxes": sorted(w)})
+            else:
+                t.delete("lright", ident)
+    return out
+
+

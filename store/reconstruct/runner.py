@@ -1,0 +1,287 @@
+"""Choose the mailboxes, spread the work over processes, gather findings,
+and keep the database in step. Used by the reconstruct command."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from filelock import FileLock, Timeout
+
+from .. import logmsg
+from ..errors import LockedError, NoSuchMailboxError, StoreError
+from ..layout import canonical, walk_spool
+from ..mailbox import Store
+from . import dbsync
+from .check import REBUILD_KINDS, check_mailbox, header_db_fields
+from .findings import Finding, Summary
+from .rebuild import rebuild_mailbox
+from .scan import scan_mailbox
+
+Progress = Callable[[int, int, int], None]  # mailboxes done, total, messages so far
+STATE_FILE = "stored.state"
+CHUNK = 32
+
+
+class Interrupted(StoreError):
+    exit_code = 32
+
+
+@dataclass
+class Options:
+    names: list[str] = field(default_factory=list)
+    recursive: bool = False
+    check_only: bool = False
+    force: bool = False
+    zero_index: bool = False
+    remove_exp: bool = False
+    partition: str | None = None
+    jobs: int = 1
+
+
+@dataclass
+class BoxResult:
+    name: str
+    partition: str
+    findings: list[Finding]
+    db_fields: dict | None
+    messages: int
+    rebuilt: bool
+    quotaroot: str = ""
+
+
+# ---- selection ----------------------------------------------------------------
+
+def select_mailboxes(store: Store, opts: Options) -> list[tuple[str, str, str, dict | None]]:
+    """(name, directory, partition, folder entry) for each mailbox to visit."""
+    parts = store.layout.config.partitions()
+    if opts.partition:
+        store.layout.partition_path(opts.partition)
+        parts = {opts.partition: parts[opts.partition]}
+    db = dict(store.db.items("folder"))
+    found: dict[str, tuple[str, str, str, dict | None]] = {}
+
+    def add(name: str, mdir: str, part: str) -> None:
+        found.setdefault(name, (name, mdir, part, db.get(name)))
+
+    if not opts.names:
+        for part, ppath in parts.items():
+            for name, mdir in walk_spool(ppath):
+                add(name, mdir, part)
+        for name, e in db.items():
+            if e.get("partition") in parts and name not in found:
+                add(name, store.layout.mailbox_dir(name, e["partition"]), e["partition"])
+    for raw in opts.names:
+        name = canonical(raw)
+        e = db.get(name)
+        places = ([e["partition"]] if e and e.get("partition") in parts
+                  else [p for p in parts if os.path.isdir(store.layout.mailbox_dir(name, p))])
+        if not places:
+            raise NoSuchMailboxError(f"mailbox {name} is neither in the database nor in the spool")
+        part = places[0]
+        mdir = store.layout.mailbox_dir(name, part)
+        if opts.recursive:
+            for n, d in walk_spool(parts[part], mdir):
+                add(n, d, part)
+            for n, ce in db.items():
+                if n.startswith(name.removesuffix("INBOX") if name.endswith("/INBOX")
+                                else name + "/") and ce.get("partition") == part:
+                    add(n, store.layout.mailbox_dir(n, part), part)
+        add(name, mdir, part)
+    return sorted(found.values())
+
+
+# ---- one mailbox (runs in a worker) ---------------------------------------------
+
+def visit_mailbox(store: Store, name: str, mdir: str, part: str, entry: dict | None,
+                  opts: Options) -> BoxResult:
+    if not os.path.isdir(mdir):
+        return BoxResult(name, part, [Finding(name, "mailbox-missing",
+                                              f"folder entry but no directory {mdir}",
+                                              "left for reconstruct -m")], None, 0, False)
+    with store.lock(name):
+        scan = scan_mailbox(name, mdir)
+        findings = [] if opts.force else check_mailbox(scan, entry, part)
+        needs = opts.force or any(f.kind in REBUILD_KINDS for f in findings)
+        if opts.check_only or not needs:
+            fields = header_db_fields(scan, part)
+            return BoxResult(name, part, findings, fields, len(scan.records), False,
+                             scan.header.quotaroot if scan.header else "")
+        if opts.zero_index:
+            floor = scan.header.uidnext if scan.header else 0
+            entry = entry or header_db_fields(scan, part)
+            scan = replace(scan, header=None, records=[], cache=None, cache_bad={})
+        else:
+            floor = 0
+        res = rebuild_mailbox(scan, entry, part, remove_exp=opts.remove_exp, uidnext_floor=floor)
+    fixed = [f.fix("rebuilt") if f.kind in REBUILD_KINDS else f for f in findings]
+    actions = res.findings if opts.force else [replace(f, problem=False) for f in res.findings]
+    for f in fixed + actions:
+        if f.problem or f.action != "none":
+            logmsg.log("reconstruct", logmsg.RECONSTRUCT_FINDING, line=f.line())
+    return BoxResult(name, part, fixed + actions, res.db_fields, res.messages, True,
+                     res.header.quotaroot)
+
+
+def _work(root: str, tasks: list, opts: Options) -> list[BoxResult]:
+    store = Store.open(root)
+    try:
+        return [visit_mailbox(store, *t, opts) for t in tasks]
+    finally:
+        store.close()
+
+
+# ---- the runs -----------------------------------------------------------------
+
+def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None = None
+                          ) -> tuple[list[Finding], Summary]:
+    t0 = time.monotonic()
+    tasks = select_mailboxes(store, opts)
+    results: list[BoxResult] = []
+    total = len(tasks)
+    msgs = 0
+
+    def collect(batch: list[BoxResult]) -> None:
+        nonlocal msgs
+        results.extend(batch)
+        msgs += sum(r.messages for r in batch)
+        if progress:
+            progress(len(results), total, msgs)
+
+    # each task carries its folder entry; workers need only the spool and locks
+    chunks = [[t[:3] + (t[3],) for t in tasks[i:i + CHUNK]] for i in range(0, total, CHUNK)]
+    if opts.jobs <= 1 or len(chunks) <= 1:
+        try:
+            for c in chunks:
+                collect([visit_mailbox(store, *t, opts) for t in c])
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted; every mailbox is either as it was or rebuilt") from None
+    else:
+        store.close()  # no LMDB handle may cross a fork
+        ex = cf.ProcessPoolExecutor(max_workers=opts.jobs, mp_context=mp.get_context("fork"))
+        try:
+            futs = [ex.submit(_work, store.layout.root, c, opts) for c in chunks]
+            for fut in cf.as_completed(futs):
+                collect(fut.result())
+        except KeyboardInterrupt:
+            ex.shutdown(wait=True, cancel_futures=True)
+            raise Interrupted("interrupted; every mailbox is either as it was or rebuilt") from None
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
+    findings, summary = _apply_db(store, results, opts)
+    summary.elapsed_seconds = round(time.monotonic() - t0, 3)
+    return findings, summary
+
+
+def _apply_db(store: Store, results: list[BoxResult], opts: Options) -> tuple[list[Finding], Summary]:
+    s = Summary()
+    findings: list[Finding] = []
+    updates: dict[str, dict] = {}
+    roots: set[str] = set()
+    for r in sorted(results, key=lambda r: r.name):
+        s.mailboxes_checked += 1
+        s.messages_checked += r.messages
+        if r.rebuilt:
+            s.mailboxes_rebuilt += 1
+            s.messages_indexed += r.messages
+            roots.add(r.quotaroot)
+        db_kinds = {"db-missing", "db-mismatch"}
+        want_db = r.db_fields is not None and (r.rebuilt or any(f.kind in db_kinds
+                                                                for f in r.findings))
+        if want_db and not opts.check_only:
+            updates[r.name] = r.db_fields
+            r.findings = [f.fix("database entry updated") if f.kind in db_kinds else f
+                          for f in r.findings]
+        if any(f.problem for f in r.findings):
+            s.mailboxes_with_problems += 1
+        findings.extend(r.findings)
+    if updates:
+        def txn(t):
+            for name, fields in updates.items():
+                old = t.get("folder", name)
+                if old is None:
+                    s.db_added += 1
+                elif any(old.get(k) != v for k, v in fields.items()):
+                    s.db_changed += 1
+                else:
+                    continue
+                t.put("folder", name, {**(old or {}), **fields})
+        store.db.write(txn)
+    if roots - {""} and not opts.check_only:
+        findings += dbsync.sync_usage(store, True, from_records=False, only=roots - {""})
+    return findings, s
+
+
+def _db_lock(store: Store) -> FileLock:
+    os.makedirs(store.layout.lock_dir, exist_ok=True)
+    return FileLock(os.path.join(store.layout.lock_dir, "reconstruct-db.lock"), timeout=0)
+
+
+def refuse_while_stored_recovers(store: Store) -> None:
+    path = os.path.join(store.layout.config_dir, STATE_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            words = f.read().split()
+    except FileNotFoundError:
+        return
+    if "init" in words:
+        pid = next((w for w in words if w.isdigit()), None)
+        alive = pid is not None and _alive(int(pid))
+        if alive:
+            raise StoreError(f"stored (pid {pid}) is still checking or recovering the database; "
+                             "run reconstruct -m once it is ready (stored -t)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reconstruct_db(store: Store, *, partition: str | None, user: str | None, apply: bool = True,
+                   mode: str = "m") -> tuple[list[Finding], Summary]:
+    """mode "m": folder + quota (+ lright without -p); "q": quota; "l": lright."""
+    t0 = time.monotonic()
+    if mode == "m":
+        refuse_while_stored_recovers(store)
+    lock = _db_lock(store)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise LockedError("another reconstruct -m, -q or -l is running on this store") from None
+    try:
+        s = Summary()
+        findings: list[Finding] = []
+        if mode == "m":
+            spool = dbsync.read_spool(store, partition, user)
+            s.mailboxes_checked = len(spool)
+            s.messages_checked = sum(b.exists for b in spool)
+            f = _txn(store, apply, lambda t: dbsync.sync_folder(store, t, spool, partition, user,
+                                                                 apply))
+            findings += f
+        if mode in ("m", "q"):
+            findings += _txn(store, apply, lambda t: dbsync.sync_quota_roots(store, t, apply))
+            findings += dbsync.sync_usage(store, apply, from_records=(mode == "q"))
+        if mode == "l" or (mode == "m" and not partition):
+            findings += _txn(store, apply, lambda t: dbsync.sync_lright(t, apply))
+        for f in findings:
+            s.db_added += f.kind.endswith("-added")
+            s.db_removed += f.kind.endswith("-removed")
+            s.db_changed += f.kind.endswith(("-changed", "-usage", "-wrong"))
+            logmsg.log("reconstruct", logmsg.RECONSTRUCT_FINDING, line=f.line())
+        s.elapsed_seconds = round(time.monotonic() - t0, 3)
+        return findings, s
+    finally:
+        lock.release()
+
+
+def _txn(store: Store, apply: bool, fn):
+    return store.db.write(fn) if apply else store.db.read(fn)

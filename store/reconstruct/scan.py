@@ -1,0 +1,107 @@
+"""Read everything one mailbox directory holds, tolerating any damage."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from .. import index
+from ..errors import CorruptionError
+from ..fsutil import TEMP_PREFIX
+
+MSG_RE = re.compile(r"^([1-9][0-9]{0,9})\.msg$")
+KNOWN_FILES = set(index.INDEX_FILES)
+
+
+@dataclass
+class FileInfo:
+    uid: int
+    path: str
+    size: int
+    ino: int
+
+
+@dataclass
+class Scan:
+    name: str
+    mdir: str
+    header: index.Header | None = None
+    header_error: CorruptionError | None = None
+    records: list[index.Record] = field(default_factory=list)
+    index_problems: list[CorruptionError] = field(default_factory=list)
+    cache: bytes | None = None
+    cache_error: CorruptionError | None = None
+    cache_bad: dict[int, CorruptionError] = field(default_factory=dict)
+    exp: list[index.Record] = field(default_factory=list)
+    exp_problems: list[CorruptionError] = field(default_factory=list)
+    files: dict[int, FileInfo] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
+    temps: list[str] = field(default_factory=list)
+    index_missing: bool = False
+
+
+def scan_files(mdir: str, scan: Scan) -> None:
+    try:
+        top = list(os.scandir(mdir))
+    except FileNotFoundError:
+        return
+    for e in top:
+        if e.is_dir(follow_symlinks=False):
+            if e.name.isdigit():
+                _scan_bucket(e.path, scan)
+            elif not e.name.startswith("="):
+                scan.unknown.append(e.path)
+        elif e.name.startswith(TEMP_PREFIX):
+            scan.temps.append(e.path)
+        elif e.name not in KNOWN_FILES:
+            scan.unknown.append(e.path)
+
+
+def _scan_bucket(bdir: str, scan: Scan) -> None:
+    bucket = int(os.path.basename(bdir))
+    for e in os.scandir(bdir):
+        m = MSG_RE.match(e.name)
+        if m and e.is_file(follow_symlinks=False):
+            uid = int(m.group(1))
+            if uid // 1000 != bucket:  # in the wrong bucket: not where the store looks
+                scan.unknown.append(e.path)
+                continue
+            st = e.stat(follow_symlinks=False)
+            scan.files[uid] = FileInfo(uid, e.path, st.st_size, st.st_ino)
+        elif e.name.startswith(TEMP_PREFIX) and not e.is_dir(follow_symlinks=False):
+            scan.temps.append(e.path)
+        else:
+            scan.unknown.append(e.path)
+
+
+def scan_mailbox(name: str, mdir: str, *, read_index: bool = True) -> Scan:
+    scan = Scan(name, mdir)
+    if read_index:
+        try:
+            idx = index.read_index(mdir, name)
+            scan.header, scan.records, scan.index_problems = idx.header, idx.records, idx.problems
+        except FileNotFoundError:
+            scan.index_missing = True
+        except CorruptionError as e:
+            scan.header_error = e
+        if scan.header is not None:
+            try:
+                scan.cache = index.read_cache_file(mdir, name)
+            except FileNotFoundError:
+                scan.cache_error = CorruptionError(
+                    f"Invalid cache data for msg 0 in mailbox {name}. Needs reconstruct",
+                    kind="cache-invalid", mailbox=name, path=os.path.join(mdir, index.CACHE_FILE),
+                    where="file missing")
+            except CorruptionError as e:
+                scan.cache_error = e
+            if scan.cache is not None:
+                cpath = os.path.join(mdir, index.CACHE_FILE)
+                for r in scan.records:
+                    try:
+                        index.read_cache_entry(scan.cache, r, name, cpath)
+                    except CorruptionError as e:
+                        scan.cache_bad[r.uid] = e
+    scan.exp, scan.exp_problems = index.read_expunged(mdir, name, tolerant=True)
+    scan_files(mdir, scan)
+    return scan
