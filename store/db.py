@@ -83,6 +83,7 @@ class Database:
 
     def __init__(self, path: str, *, readonly: bool = False, create: bool = False):
         self.path = path
+        self.readonly = readonly
         if not create and not os.path.isfile(os.path.join(path, "data.mdb")):
             if not readonly:
                 create = True
@@ -181,6 +182,8 @@ class Txn:
         return handle
 
     def get(self, db: str, key: str) -> dict[str, Any] | None:
+        if self.db.dbs.get(db) is None and self.db.readonly:
+            return None
         raw = self.txn.get(key.encode(), db=self._handle(db))
         return None if raw is None else decode_value(db, key.encode(), bytes(raw))
 
@@ -191,6 +194,16 @@ class Txn:
         return self.txn.delete(key.encode(), db=self._handle(db))
 
     def items(self, db: str, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+        for k, v in self.items_tolerant(db, prefix):
+            if isinstance(v, CorruptionError):
+                raise v
+            yield k, v
+
+    def items_tolerant(self, db: str, prefix: str = ""
+                       ) -> Iterator[tuple[str, dict[str, Any] | CorruptionError]]:
+        """Like items(), but a value that does not verify comes back as its error."""
+        if self.db.dbs.get(db) is None and self.db.readonly:
+            return
         cur = self.txn.cursor(db=self._handle(db))
         p = prefix.encode()
         if not cur.set_range(p):
@@ -198,7 +211,10 @@ class Txn:
         for k, v in cur:
             if not k.startswith(p):
                 break
-            yield k.decode(), decode_value(db, k, bytes(v))
+            try:
+                yield k.decode(), decode_value(db, k, bytes(v))
+            except CorruptionError as e:
+                yield k.decode(errors="backslashreplace"), e
 
     def raw_items(self, db: str) -> Iterator[tuple[bytes, bytes]]:
         for k, v in self.txn.cursor(db=self._handle(db)):

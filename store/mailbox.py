@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -81,13 +82,15 @@ def pattern_to_regex(pattern: str) -> re.Pattern:
 class Store:
     """One open store: its layout, settings and mailbox database."""
 
-    def __init__(self, layout: Layout):
+    def __init__(self, layout: Layout, *, readonly: bool = False):
         self.layout = layout
+        self.readonly = readonly
         self._db: Database | None = None
+        self._empty_db_dir: tempfile.TemporaryDirectory | None = None
 
     @classmethod
-    def open(cls, root: str) -> Store:
-        return cls(Layout.open(root))
+    def open(cls, root: str, *, readonly: bool = False) -> Store:
+        return cls(Layout.open(root), readonly=readonly)
 
     @classmethod
     def init(cls, root: str) -> Store:
@@ -95,14 +98,24 @@ class Store:
 
     @property
     def db(self) -> Database:
+        """The mailbox database. A read-only store (check-only runs) never
+        creates one: a missing database reads as empty."""
         if self._db is None:
-            self._db = Database(self.layout.mboxlist_dir)
+            path = self.layout.mboxlist_dir
+            if self.readonly and not os.path.isfile(os.path.join(path, "data.mdb")):
+                self._empty_db_dir = tempfile.TemporaryDirectory(prefix="msgstore-empty-db-")
+                self._db = Database(self._empty_db_dir.name, create=True)
+            else:
+                self._db = Database(path, readonly=self.readonly)
         return self._db
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._empty_db_dir is not None:
+            self._empty_db_dir.cleanup()
+            self._empty_db_dir = None
 
     def __enter__(self) -> Store:
         return self

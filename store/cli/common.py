@@ -34,9 +34,9 @@ def resolve_root(store_root: str | None) -> str:
     return store_root or default_root()
 
 
-def open_store(store_root: str | None, *, create: bool = False) -> Store:
+def open_store(store_root: str | None, *, create: bool = False, readonly: bool = False) -> Store:
     root = resolve_root(store_root)
-    store = Store.init(root) if create else Store.open(root)
+    store = Store.init(root) if create else Store.open(root, readonly=readonly)
     logmsg.setup_logging(store.layout.log_dir)
     return store
 

@@ -74,7 +74,7 @@ def cli(store_root, check_only, force, zero_index, remove_exp, partition, recurs
     if (quota_mode or lright_mode) and partition:
         raise usage("-q and -l work on the whole store; -p goes with -m or mailbox names")
     import os
-    with open_store(store_root) as store:
+    with open_store(store_root, readonly=check_only) as store:
         if db_mode or quota_mode or lright_mode:
             mode = "m" if db_mode else "q" if quota_mode else "l"
             findings, summary = reconstruct_db(store, partition=partition, user=user,

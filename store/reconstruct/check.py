@@ -61,7 +61,7 @@ def check_mailbox(scan: Scan, entry: dict | None, partition: str) -> list[Findin
                            problem=False))
     for path in scan.temps:
         out.append(Finding(n, "temp-file", f"temp file of an unfinished write {path}",
-                           "left alone (stored -r removes it)", problem=False))
+                           "left alone", problem=False))
     out += check_db_entry(scan, entry, partition)
     return out
 

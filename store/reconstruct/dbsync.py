@@ -49,6 +49,11 @@ def read_spool(store: Store, partition: str | None = None, user: str | None = No
     return sorted(out, key=lambda b: (b.name, b.partition))
 
 
+def good_items(t: Txn, db: str):
+    """Entries whose value verifies; the others are -m's business."""
+    return ((k, v) for k, v in t.items_tolerant(db) if not isinstance(v, CorruptionError))
+
+
 def _in_scope(name: str, entry: dict, partition: str | None, user: str | None) -> bool:
     if partition and entry.get("partition") != partition:
         return False
@@ -59,8 +64,16 @@ def sync_folder(store: Store, t: Txn, spool: list[SpoolBox], partition: str | No
                 user: str | None, apply: bool) -> list[Finding]:
     out: list[Finding] = []
     seen: dict[str, SpoolBox] = {}
-    db = dict(t.items("folder"))
     act = (lambda a: a) if apply else (lambda a: "none")
+    db: dict[str, dict] = {}
+    for key, value in t.items_tolerant("folder"):
+        if isinstance(value, CorruptionError):  # rewritten from the spool, or removed
+            out.append(Finding(key, "db-value-corrupt", str(value), act("rewritten from the spool"),
+                               fixed=apply))
+            if apply:
+                t.delete("folder", key)
+            continue
+        db[key] = value
     for box in spool:
         n = box.name
         if n in seen:
@@ -123,8 +136,8 @@ def sync_quota_roots(store: Store, t: Txn, apply: bool) -> list[Finding]:
     """Every mailbox has the right quota root, and every quota root exists."""
     out: list[Finding] = []
     act = (lambda a: a) if apply else (lambda a: "none")
-    roots = {r for r, _ in t.items("quota")}
-    for n, e in list(t.items("folder")):
+    roots = {r for r, _ in good_items(t, "quota")}
+    for n, e in list(good_items(t, "folder")):
         want = expected_quotaroot(n, roots)
         if e.get("quotaroot", "") != want:
             out.append(Finding(n, "quotaroot-wrong", f"quota root {e.get('quotaroot')!r}, "
@@ -148,8 +161,9 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
     mailboxes are locked while it is counted and written, so no append
     falls between the count and the write."""
     out: list[Finding] = []
-    by_root: dict[str, list[tuple[str, dict]]] = {r: [] for r, _ in store.db.items("quota")}
-    for n, e in store.db.items("folder"):
+    by_root: dict[str, list[tuple[str, dict]]] = {
+        r: [] for r, _ in store.db.read(lambda t: list(good_items(t, "quota")))}
+    for n, e in store.db.read(lambda t: list(good_items(t, "folder"))):
         if e.get("quotaroot"):
             by_root.setdefault(e["quotaroot"], []).append((n, e))
     for root, boxes in sorted(by_root.items()):
@@ -167,7 +181,10 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
                 b, m = b + nb, m + nm
 
             def txn(t: Txn, root=root, b=b, m=m) -> Finding | None:
-                q = t.get("quota", root) or {"limit_bytes": None}
+                try:
+                    q = t.get("quota", root) or {"limit_bytes": None}
+                except CorruptionError:  # the limit is lost with the value; usage is recounted
+                    q = {"limit_bytes": None, "used_bytes": None}
                 if (q.get("used_bytes"), q.get("used_messages")) == (b, m):
                     return None
                 if apply:
@@ -195,10 +212,11 @@ def _rewrite_header_quotaroot(store: Store, name: str, partition: str, root: str
 
 def sync_lright(t: Txn, apply: bool) -> list[Finding]:
     want: dict[str, set[str]] = {}
-    for n, e in t.items("folder"):
+    for n, e in good_items(t, "folder"):
         for ident in e.get("acl", {}):
             want.setdefault(ident, set()).add(n)
-    have = {k: set(v.get("mailboxes", [])) for k, v in t.items("lright")}
+    # a value that does not verify counts as missing, and is rewritten
+    have = {k: set(v.get("mailboxes", [])) for k, v in good_items(t, "lright")}
     out = []
     act = (lambda a: a) if apply else (lambda a: "none")
     for ident in sorted(set(want) | set(have)):

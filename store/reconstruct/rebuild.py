@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from .. import index, logmsg
 from ..errors import StoreError
-from ..fsutil import fsync_dir
+from ..fsutil import TEMP_PREFIX, fsync_dir
 from ..layout import user_of
 from ..mailbox import ALL_RIGHTS, message_path, quota_root_for
 from ..message import guid as guid_of
@@ -35,6 +35,7 @@ from .findings import Finding
 from .scan import Scan
 
 log = logging.getLogger("store.reconstruct")
+INDEX_TEMP_PREFIXES = tuple(f"{TEMP_PREFIX}{f}." for f in index.INDEX_FILES)
 
 
 @dataclass
@@ -141,15 +142,21 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
         kept_inodes.add(f.ino)
         out.append(Finding(n, "unindexed-file", f"message file {f.path} (uid {uid}) was in no "
                                                 "record", f"appended as uid {new_uid}", fixed=True))
-    for uid, r in sorted(old.items()):
+    for uid in sorted(old):
         if uid not in scan.files:
             out.append(Finding(n, "missing-file", f"message file of uid {uid} is missing",
                                "record dropped", fixed=True))
-    for uid, r in sorted(exp.items()):
+    for uid in sorted(exp):
         if uid not in scan.files:
             out.append(Finding(n, "exp-missing-file", f"store.exp listed uid {uid} whose file is "
                                                       "erased", "dropped from store.exp", fixed=True))
 
+    for path in scan.temps:  # an index write cut off by a kill; we hold the lock
+        if os.path.dirname(path) == mdir.rstrip("/") and \
+                os.path.basename(path).startswith(INDEX_TEMP_PREFIXES):
+            os.unlink(path)
+            out.append(Finding(n, "temp-file", f"stale temp file {path}", "removed",
+                               fixed=True, problem=False))
     records.sort(key=lambda x: x[0].uid)
     header = index.Header(name=n, unique_id=unique_id, uidvalidity=uidvalidity,
                           uidnext=max(next_uid, base_next, uidnext_floor), highest_modseq=modseq,

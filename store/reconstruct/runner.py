@@ -62,7 +62,7 @@ def select_mailboxes(store: Store, opts: Options) -> list[tuple[str, str, str, d
     if opts.partition:
         store.layout.partition_path(opts.partition)
         parts = {opts.partition: parts[opts.partition]}
-    db = dict(store.db.items("folder"))
+    db = dict(store.db.read(lambda t: list(dbsync.good_items(t, "folder"))))
     found: dict[str, tuple[str, str, str, dict | None]] = {}
 
     def add(name: str, mdir: str, part: str) -> None:
@@ -152,8 +152,9 @@ def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None
         if progress:
             progress(len(results), total, msgs)
 
-    # each task carries its folder entry; workers need only the spool and locks
-    chunks = [[t[:3] + (t[3],) for t in tasks[i:i + CHUNK]] for i in range(0, total, CHUNK)]
+    # each task carries its folder entry: workers need only the spool and the locks
+    size = max(1, min(CHUNK, total // (max(opts.jobs, 1) * 4)))
+    chunks = [tasks[i:i + size] for i in range(0, total, size)]
     if opts.jobs <= 1 or len(chunks) <= 1:
         try:
             for c in chunks:

@@ -1,0 +1,177 @@
+"""Every damage kind of fixtures/damage/cases.json, the way the anchors test:
+build with the real code, damage at a known place, check twice (finds it,
+changes nothing), repair, check clean, no temp files, message files intact."""
+
+import hashlib
+import json
+import os
+
+import pytest
+from build_store import build
+from conftest import ROOT, msg_hashes
+from damage import damage
+
+from store.fsutil import leftover_temp_files
+from store.mailbox import Store
+
+CASES = json.load(open(os.path.join(ROOT, "fixtures", "damage", "cases.json")))["cases"]
+
+
+def tree_state(root):
+    """Every file's bytes and mtime under the store (lock files aside)."""
+    out = {}
+    for d, _s, fs in os.walk(root):
+        if os.sep + "lock" in d[len(root):] or "log" == os.path.basename(d):
+            continue
+        for f in fs:
+            if f == "lock.mdb":
+                continue
+            p = os.path.join(d, f)
+            st = os.stat(p)
+            out[p] = (hashlib.sha1(open(p, "rb").read()).hexdigest(), st.st_mtime_ns)
+    return out
+
+
+def recon(cli, root, *args):
+    r = cli("reconstruct", "--store-root", root, "--json", "-j", "1", *args)
+    assert "Traceback" not in r.err, r.err
+    return r.code, json.loads(r.out) if r.out.strip() else None, r
+
+
+@pytest.fixture
+def built(tmp_path):
+    root = str(tmp_path / "store")
+    build(root, users=2, folders=1, messages=6, seed=11)
+    return root
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["damage"] for c in CASES])
+def test_damage_case(cli, built, case):
+    root = built
+    damage(root, case["damage"], case["mailbox"])
+    hashes_after_damage = msg_hashes(root)
+    state = tree_state(root)
+    for _ in range(2):  # checking never repairs
+        code, out, r = recon(cli, root, "-n", *case["check"])
+        assert code == 4, r
+        kinds = {f["kind"] for f in out["findings"]}
+        assert set(case["find"]) <= kinds, (kinds, r.out)
+        assert tree_state(root) == state, "a check changed the store"
+    code, out, r = recon(cli, root, *case["repair"])
+    assert code == case["repair_exit"], r
+    if case["check"][0] == "-m":  # quota usage follows a database rebuild
+        recon(cli, root, "-q")
+    code, out, r = recon(cli, root, "-n", *case["check"])
+    assert code == 0, r.out
+    code, out, r = recon(cli, root, "-n", "-r")
+    assert code == 0, r.out
+    assert leftover_temp_files(root) == []
+    # message files: the same multiset, plus hard links a repair made (same bytes)
+    after = msg_hashes(root)
+    for h in hashes_after_damage:
+        assert after.count(h) >= hashes_after_damage.count(h)
+    assert set(after) == set(hashes_after_damage)
+
+
+def test_deleted_data_mdb_brings_back_everything(cli, built):
+    root = built
+    with Store.open(root) as s:
+        s.set_acl("user/user0001/Sent", "bob", "lr")
+        before = {i.name: (i.uidvalidity, i.acl, i.quotaroot) for i in s.list()}
+        quotas = {q["root"]: (q["used_bytes"], q["used_messages"]) for q in s.quotas()}
+    damage(root, "deleted_data_mdb", "user/user0000")
+    code, out, r = recon(cli, root, "-m")
+    assert code == 1, r
+    code, out, r = recon(cli, root, "-q")
+    with Store.open(root) as s:
+        assert {i.name: (i.uidvalidity, i.acl, i.quotaroot) for i in s.list()} == before
+        assert {q["root"]: (q["used_bytes"], q["used_messages"]) for q in s.quotas()} == quotas
+        assert s.db.get("lright", "bob") == {"mailboxes": ["user/user0001/Sent"]}
+
+
+def test_no_damage_leaves_index_files_byte_identical(cli, built):
+    state = tree_state(built)
+    assert recon(cli, built, "-n", "-r")[0] == 0
+    assert tree_state(built) == state
+    assert recon(cli, built, "-r")[0] == 0
+    assert tree_state(built) == state
+    assert recon(cli, built, "-m")[0] == 0
+    assert recon(cli, built, "-q")[0] == 0
+    assert recon(cli, built, "-l")[0] == 0
+    assert {p: v for p, v in tree_state(built).items() if "mboxlist" not in p} == \
+        {p: v for p, v in state.items() if "mboxlist" not in p}
+
+
+def test_rebuild_keeps_flags_uidvalidity_and_never_reuses_uids(cli, built):
+    from store import index
+    with Store.open(built) as s:
+        s.set_flags("user/user0000", 2, index.FLAG_FLAGGED | index.FLAG_SEEN)
+        s.set_flags("user/user0000", 5, index.FLAG_DELETED)
+        s.expunge("user/user0000")
+        before = s.read("user/user0000")
+    code, out, r = recon(cli, built, "-f", "user/user0000")
+    assert code == 0, r
+    with Store.open(built) as s:
+        after = s.read("user/user0000")
+        assert after.problems == []
+        assert after.header.uidvalidity == before.header.uidvalidity
+        assert after.header.uidnext == before.header.uidnext
+        assert [(x.uid, x.flags, x.internaldate, x.guid) for x in after.records] == \
+               [(x.uid, x.flags, x.internaldate, x.guid) for x in before.records]
+        assert [x.uid for x in index.read_expunged(s.mailbox_dir("user/user0000"), "x")] == [5]
+    # -e: the expunged message comes back, under a new UID
+    code, out, r = recon(cli, built, "-f", "-e", "user/user0000")
+    with Store.open(built) as s:
+        idx = s.read("user/user0000")
+        assert len(idx.records) == len(before.records) + 1
+        assert idx.records[-1].uid == before.header.uidnext
+        assert s.message("user/user0000", idx.records[-1].uid) == s.message("user/user0000", 5)
+
+
+def test_zero_index_rebuilds_from_files_keeping_uidvalidity(cli, built):
+    with Store.open(built) as s:
+        before = s.read("user/user0001/Sent")
+    code, out, r = recon(cli, built, "-f", "-i", "user/user0001/Sent")
+    assert code == 0, r
+    with Store.open(built) as s:
+        after = s.read("user/user0001/Sent")
+    assert after.header.uidvalidity == before.header.uidvalidity
+    assert [(x.uid, x.guid, x.size) for x in after.records] == \
+           [(x.uid, x.guid, x.size) for x in before.records]
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["-n", "-f", "-r"], "exclude"), (["-n", "-i", "-r"], "cannot go with -n"),
+    (["-u", "joe", "-m"], "needs -p"), (["-m", "-q"], "one of"), ([], "one of"),
+    (["-m", "-f"], "not with -m"),
+])
+def test_forbidden_combinations(cli, built, args, msg):
+    code, _out, r = recon(cli, built, *args)
+    assert code == 16 and msg in r.err, r
+
+
+def test_refuses_m_while_stored_recovers(cli, built):
+    with open(os.path.join(built, "config", "stored.state"), "w") as f:
+        f.write(f"{os.getpid()} init\n")
+    code, _o, r = recon(cli, built, "-m")
+    assert code == 8 and "recovering" in r.err
+
+
+def test_unknown_mailbox_is_operational_error(cli, built):
+    code, _o, r = recon(cli, built, "user/nobody")
+    assert code == 8 and "neither in the database nor in the spool" in r.err
+
+
+def test_parallel_workers_give_the_same_result(cli, tmp_path):
+    root = str(tmp_path / "big")
+    build(root, users=6, folders=2, messages=5, seed=5)
+    for mbox in ("user/user0001", "user/user0004/Sent"):
+        damage(root, "bad_record_checksum", mbox)
+    damage(root, "missing_message_file", "user/user0002")
+    code, out, r = recon(cli, root, "-n", "-r", "-j", "2")
+    assert code == 4
+    n_serial = recon(cli, root, "-n", "-r", "-j", "1")[1]
+    assert sorted(map(json.dumps, out["findings"])) == sorted(map(json.dumps, n_serial["findings"]))
+    code, out, r = recon(cli, root, "-r", "-j", "2")
+    assert code == 1 and out["summary"]["mailboxes_rebuilt"] == 3
+    assert recon(cli, root, "-n", "-r", "-j", "2")[0] == 0
