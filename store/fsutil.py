@@ -31,8 +31,10 @@ def temp_name(target: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_write(target: str, *, durable: bool = True) -> Iterator:
-    """Yield a binary file object; on clean exit it replaces `target`."""
+def atomic_write(target: str, *, durable: bool = True, fsync_directory: bool = True) -> Iterator:
+    """Yield a binary file object; on clean exit it replaces `target`.
+    fsync_directory=False leaves the directory fsync to the caller, who
+    swaps several files in one directory and fsyncs it once after the last."""
     tmp = temp_name(target)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     f = os.fdopen(fd, "wb")
@@ -48,7 +50,7 @@ def atomic_write(target: str, *, durable: bool = True) -> Iterator:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    if durable:
+    if durable and fsync_directory:
         fsync_dir(os.path.dirname(target) or ".")
 
 

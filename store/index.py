@@ -336,7 +336,7 @@ def _empty_exp() -> bytes:
 
 
 def write_index(mailbox_dir: str, header: Header, records: list[Record],
-                cache: bytes | None = None) -> None:
+                cache: bytes | None = None, *, fsync_directory: bool = True) -> None:
     """Atomically write a whole store.idx (and store.cache when given).
 
     The cache is swapped first. A crash between the two swaps leaves the old
@@ -345,9 +345,9 @@ def write_index(mailbox_dir: str, header: Header, records: list[Record],
     header.exists = len(records)
     header.total_bytes = sum(r.size for r in records)
     if cache is not None:
-        with atomic_write(os.path.join(mailbox_dir, CACHE_FILE)) as f:
+        with atomic_write(os.path.join(mailbox_dir, CACHE_FILE), fsync_directory=False) as f:
             f.write(cache if cache else _empty_cache())
-    with atomic_write(os.path.join(mailbox_dir, IDX_FILE)) as f:
+    with atomic_write(os.path.join(mailbox_dir, IDX_FILE), fsync_directory=fsync_directory) as f:
         f.write(header.pack())
         f.write(b"".join(r.pack() for r in records))
 
@@ -482,8 +482,9 @@ def read_expunged(mailbox_dir: str, mailbox: str, *, tolerant: bool = False
     return out
 
 
-def write_expunged(mailbox_dir: str, records: list[Record]) -> None:
-    with atomic_write(os.path.join(mailbox_dir, EXP_FILE)) as f:
+def write_expunged(mailbox_dir: str, records: list[Record], *,
+                   fsync_directory: bool = True) -> None:
+    with atomic_write(os.path.join(mailbox_dir, EXP_FILE), fsync_directory=fsync_directory) as f:
         f.write(_empty_exp())
         f.write(b"".join(r.pack() for r in records))
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 GUID_BYTES = 32  # SHA-256 of the full message content
 
 CACHE_FIELDS = ("date", "from", "to", "cc", "subject", "message-id", "in-reply-to", "content-type")
-_FIELD_RE = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 
 
 def guid(data: bytes) -> bytes:
@@ -28,46 +27,40 @@ class ParsedHeader:
     sent_date: int  # seconds since the epoch from Date:, 0 when unreadable
 
 
+# a run of header lines: fields ("Name: value") and continuations (leading
+# white space); the first line that is neither ends the header
+_HEADER_LINES = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+[ \t]*:[^\n]*(?:\n|\Z)"
+                           rb"|[ \t][^\n]*(?:\n|\Z))*")
+_MBOX_FROM = re.compile(rb"From [^\n]*\n")
+_BLANK = re.compile(rb"\r?\n")
+_WANTED = re.compile(rb"^(" + b"|".join(f.encode() for f in CACHE_FIELDS) + rb")[ \t]*:"
+                     rb"([^\n]*(?:\n[ \t][^\n]*)*)", re.M | re.I)
+_FOLD = re.compile(rb"\r?\n[ \t]+")
+
+
 def header_end(data: bytes) -> int:
     """Offset where the body starts. A message without a blank separator
     line ends its header at the first line that is neither a field nor a
-    continuation (or at end of data)."""
-    pos = 0
-    n = len(data)
-    while pos < n:
-        nl = data.find(b"\n", pos)
-        line_end = n if nl < 0 else nl + 1
-        line = data[pos:line_end]
-        if line in (b"\n", b"\r\n"):
-            return line_end
-        if pos == 0 and line.startswith(b"From "):  # mbox separator kept in the file
-            pos = line_end
-            continue
-        if not (line[:1] in (b" ", b"\t") and pos > 0) and not _FIELD_RE.match(line):
-            return pos
-        pos = line_end
-    return n
+    continuation (or at end of data). An mbox `From ` line heading the
+    file is part of the header."""
+    start = 0
+    m = _MBOX_FROM.match(data)
+    if m:
+        start = m.end()
+    if data[start:start + 1] in (b" ", b"\t"):  # a continuation needs a field before it
+        return start
+    end = _HEADER_LINES.match(data, start).end()
+    blank = _BLANK.match(data, end)
+    return blank.end() if blank else end
 
 
 def parse_header(data: bytes) -> ParsedHeader:
     size = header_end(data)
     fields: dict[str, bytes] = {}
-    current: str | None = None
-    for raw in data[:size].splitlines():
-        if raw[:1] in (b" ", b"\t"):
-            if current is not None:
-                fields[current] += b" " + raw.strip()
-            continue
-        m = _FIELD_RE.match(raw)
-        if not m:
-            current = None
-            continue
+    for m in _WANTED.finditer(data, 0, size):
         key = m.group(1).decode("ascii").lower()
-        if key in CACHE_FIELDS and key not in fields:  # the first occurrence wins
-            fields[key] = raw[m.end():].strip()
-            current = key
-        else:
-            current = None
+        if key not in fields:  # the first occurrence wins
+            fields[key] = _FOLD.sub(b" ", m.group(2)).strip()
     if "content-type" in fields:
         fields["content-type"] = content_type_summary(fields["content-type"])
     return ParsedHeader(size, fields, parse_date(fields.get("date", b"")))

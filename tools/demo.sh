@@ -19,4 +19,15 @@ step imcheck -m user/demo -c 1
 step hashdir -a demo
 step imcheck -s
 step configutil -l
+printf '\n\033[1m# Damage the INBOX index (cut it to 60 bytes), then find and repair it\033[0m\n'
+truncate -s 60 "$MSGSTORE_ROOT/partition/primary/$(hashdir -a demo)store.idx"
+step imcheck -m user/demo || true
+step reconstruct -r -n || true
+step reconstruct -r || true
+step reconstruct -r -n
+printf '\n\033[1m# Lose the mailbox database, rebuild it from the spool\033[0m\n'
+rm -f "$MSGSTORE_ROOT"/mboxlist/*.mdb
+step reconstruct -m || true
+step reconstruct -q || true
+step mboxutil -l
 printf '\nDemo store: %s (log: %s/log/default)\n' "$MSGSTORE_ROOT" "$MSGSTORE_ROOT"

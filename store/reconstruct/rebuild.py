@@ -161,7 +161,10 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
     header = index.Header(name=n, unique_id=unique_id, uidvalidity=uidvalidity,
                           uidnext=max(next_uid, base_next, uidnext_floor), highest_modseq=modseq,
                           last_update=int(time.time()), quotaroot=qroot, acl=acl)
-    _write(mdir, header, records, relinks, sorted(new_exp.values(), key=lambda r: r.uid))
+    exp_list = sorted(new_exp.values(), key=lambda r: r.uid)
+    _write(mdir, header, records, relinks, exp_list,
+           exp_changed=[r.pack() for r in exp_list] != [r.pack() for r in scan.exp]
+           or bool(scan.exp_problems) or not os.path.exists(os.path.join(mdir, index.EXP_FILE)))
     fields = header_db_fields(_Scanned(header), partition)
     return Result(out, fields, len(records), header)
 
@@ -190,7 +193,8 @@ def _record_from_file(path: str, uid: int, flags: int, internaldate: int | None
 
 
 def _with_modseq(r: index.Record, modseq: int) -> index.Record:
-    return r.with_flags(r.flags, modseq)
+    return index.Record(r.uid, r.flags, r.internaldate, r.sentdate, r.size, r.header_size,
+                        r.cache_len, r.cache_offset, modseq, r.guid)
 
 
 def _exp_record(f, uid: int) -> index.Record:
@@ -198,7 +202,8 @@ def _exp_record(f, uid: int) -> index.Record:
                         0, b"\0" * 32)
 
 
-def _write(mdir: str, header: index.Header, records, relinks, exp_records) -> None:
+def _write(mdir: str, header: index.Header, records, relinks, exp_records,
+           exp_changed: bool) -> None:
     buckets = set()
     for old_uid, new_uid in relinks:
         dst = message_path(mdir, new_uid)
@@ -211,7 +216,8 @@ def _write(mdir: str, header: index.Header, records, relinks, exp_records) -> No
         buckets.add(os.path.dirname(dst))
     for b in buckets:
         fsync_dir(b)
-    index.write_expunged(mdir, exp_records)
+    if exp_changed:
+        index.write_expunged(mdir, exp_records, fsync_directory=False)
     cache = bytearray(index.CACHE_HEADER.pack(index.CACHE_MAGIC, index.VERSION, b"\0" * 6))
     out = []
     for rec, fields in records:
@@ -219,4 +225,5 @@ def _write(mdir: str, header: index.Header, records, relinks, exp_records) -> No
         out.append(index.Record(rec.uid, rec.flags, rec.internaldate, rec.sentdate, rec.size,
                                 rec.header_size, len(blob), len(cache), rec.modseq, rec.guid))
         cache += blob
-    index.write_index(mdir, header, out, cache=bytes(cache))
+    index.write_index(mdir, header, out, cache=bytes(cache), fsync_directory=False)
+    fsync_dir(mdir)  # once, for every file swapped in above

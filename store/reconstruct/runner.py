@@ -104,7 +104,10 @@ def visit_mailbox(store: Store, name: str, mdir: str, part: str, entry: dict | N
                                               f"folder entry but no directory {mdir}",
                                               "left for reconstruct -m")], None, 0, False)
     with store.lock(name):
-        scan = scan_mailbox(name, mdir)
+        # -f -i never looks at the old records: only the header's UIDNEXT floor
+        scan = scan_mailbox(name, mdir, read_index=not (opts.force and opts.zero_index))
+        if opts.force and opts.zero_index:
+            scan.header = _header_or_none(mdir, name)
         findings = [] if opts.force else check_mailbox(scan, entry, part)
         needs = opts.force or any(f.kind in REBUILD_KINDS for f in findings)
         if opts.check_only or not needs:
@@ -125,6 +128,14 @@ def visit_mailbox(store: Store, name: str, mdir: str, part: str, entry: dict | N
             logmsg.log("reconstruct", logmsg.RECONSTRUCT_FINDING, line=f.line())
     return BoxResult(name, part, fixed + actions, res.db_fields, res.messages, True,
                      res.header.quotaroot)
+
+
+def _header_or_none(mdir: str, name: str):
+    from .. import index
+    try:
+        return index.read_header(mdir, name)
+    except (OSError, StoreError):
+        return None
 
 
 def _work(root: str, tasks: list, opts: Options) -> list[BoxResult]:
