@@ -286,32 +286,37 @@ def pack_cache_entry(uid: int, fields: dict[str, bytes]) -> bytes:
     return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
 
 
-def read_cache_entry(cache_data: bytes, rec: Record, mailbox: str, path: str) -> dict[str, bytes]:
-    """Decode one cache entry, verifying it belongs to `rec` and its checksum."""
-    def bad(why: str) -> CorruptionError:
-        return _corrupt(logmsg.CACHE_INVALID, mailbox, path,
-                        f"offset {rec.cache_offset}: {why}", uid=rec.uid)
-
+def cache_entry_problem(cache_data: bytes, rec: Record) -> str | None:
+    """Why the cache entry of `rec` does not verify, or None when it does."""
     off, length = rec.cache_offset, rec.cache_len
-    if off < CACHE_HEADER.size or off + length > len(cache_data) or length < CACHE_ENTRY.size:
-        raise bad(f"entry of {length} bytes outside the file of {len(cache_data)} bytes")
+    if (off < CACHE_HEADER.size or off + length > len(cache_data)
+            or length < CACHE_ENTRY.size + CACHE_LENS.size):
+        return f"entry of {length} bytes outside the file of {len(cache_data)} bytes"
     uid, plen, crc = CACHE_ENTRY.unpack_from(cache_data, off)
     if uid != rec.uid or CACHE_ENTRY.size + plen != length:
-        raise bad(f"entry is for uid {uid} with {plen} bytes, expected uid {rec.uid} "
-                  f"with {length - CACHE_ENTRY.size}")
-    payload = cache_data[off + CACHE_ENTRY.size:off + length]
-    found = zlib.crc32(payload, zlib.crc32(cache_data[off:off + 8]))
+        return (f"entry is for uid {uid} with {plen} bytes, expected uid {rec.uid} "
+                f"with {length - CACHE_ENTRY.size}")
+    view = memoryview(cache_data)
+    found = zlib.crc32(view[off + CACHE_ENTRY.size:off + length], zlib.crc32(view[off:off + 8]))
     if found != crc:
-        raise bad(f"checksum expected {crc:08x}, found {found:08x}")
-    if len(payload) < CACHE_LENS.size:
-        raise bad("payload shorter than its length table")
-    lens = CACHE_LENS.unpack_from(payload)
-    if CACHE_LENS.size + sum(lens) != len(payload):
-        raise bad("field lengths do not add up to the payload")
-    out, pos = {}, CACHE_LENS.size
+        return f"checksum expected {crc:08x}, found {found:08x}"
+    if CACHE_LENS.size + sum(CACHE_LENS.unpack_from(cache_data, off + CACHE_ENTRY.size)) != plen:
+        return "field lengths do not add up to the payload"
+    return None
+
+
+def read_cache_entry(cache_data: bytes, rec: Record, mailbox: str, path: str) -> dict[str, bytes]:
+    """Decode one cache entry, verifying it belongs to `rec` and its checksum."""
+    why = cache_entry_problem(cache_data, rec)
+    if why is not None:
+        raise _corrupt(logmsg.CACHE_INVALID, mailbox, path, f"offset {rec.cache_offset}: {why}",
+                       uid=rec.uid)
+    start = rec.cache_offset + CACHE_ENTRY.size
+    lens = CACHE_LENS.unpack_from(cache_data, start)
+    out, pos = {}, start + CACHE_LENS.size
     for k, n in zip(CACHE_FIELDS, lens, strict=True):
         if n:
-            out[k] = payload[pos:pos + n]
+            out[k] = cache_data[pos:pos + n]
         pos += n
     return out
 

@@ -6,6 +6,7 @@ message, however broken, yields a (possibly empty) set of cache fields.
 
 from __future__ import annotations
 
+import calendar
 import email.utils
 import hashlib
 import re
@@ -60,7 +61,8 @@ def parse_header(data: bytes) -> ParsedHeader:
     for m in _WANTED.finditer(data, 0, size):
         key = m.group(1).decode("ascii").lower()
         if key not in fields:  # the first occurrence wins
-            fields[key] = _FOLD.sub(b" ", m.group(2)).strip()
+            v = m.group(2)
+            fields[key] = (_FOLD.sub(b" ", v) if b"\n" in v else v).strip()
     if "content-type" in fields:
         fields["content-type"] = content_type_summary(fields["content-type"])
     return ParsedHeader(size, fields, parse_date(fields.get("date", b"")))
@@ -78,9 +80,31 @@ def content_type_summary(value: bytes) -> bytes:
     return b"; ".join(out)
 
 
+_MONTHS = {m: i for i, m in enumerate(
+    (b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
+     b"dec"), 1)}
+_DATE = re.compile(rb"^\s*(?:[A-Za-z]{3},?\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+"
+                   rb"(\d{2}):(\d{2})(?::(\d{2}))?\s*([+-]\d{4})?")
+
+
 def parse_date(value: bytes) -> int:
+    """Seconds since the epoch from a Date: value; 0 when unreadable. The
+    common RFC 5322 form is read directly; anything else goes to email.utils."""
     if not value:
         return 0
+    m = _DATE.match(value)
+    if m:
+        mon = _MONTHS.get(m.group(2).lower())
+        day, year, hh, mm = int(m.group(1)), int(m.group(3)), int(m.group(4)), int(m.group(5))
+        if mon and m.group(7) and 1 <= day <= 31 and hh < 24 and mm < 60:
+            ss = int(m.group(6) or 0)
+            tz = m.group(7)
+            off = 0 if not tz else (1 if tz[:1] == b"+" else -1) * (int(tz[1:3]) * 3600
+                                                                     + int(tz[3:5]) * 60)
+            try:
+                return calendar.timegm((year, mon, day, hh, mm, min(ss, 59), 0, 0, 0)) - off
+            except (OverflowError, ValueError):
+                return 0
     try:
         dt = email.utils.parsedate_to_datetime(value.decode("latin-1"))
         return int(dt.timestamp())

@@ -66,3 +66,21 @@ def test_unparsable_date_and_content_type():
                      b"Content-Type: Multipart/Mixed; boundary=\"x\"; foo=bar\n\n")
     assert p.sent_date == 0
     assert p.fields["content-type"] == b'multipart/mixed; boundary="x"'
+
+
+def test_fast_date_parser_agrees_with_email_utils():
+    import email.utils
+
+    from store.message import parse_date
+    checked = 0
+    for f in _files(corpus("spamassassin"), corpus("mimekit"), corpus("notmuch")):
+        v = parse_header(open(f, "rb").read()).fields.get("date")
+        if not v:
+            continue
+        try:
+            ref = int(email.utils.parsedate_to_datetime(v.decode("latin-1")).timestamp())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            ref = 0
+        assert parse_date(v) == ref, (f, v)
+        checked += 1
+    assert checked > 400

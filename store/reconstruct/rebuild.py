@@ -105,7 +105,7 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
             records.append((r, fields))
             kept_inodes.add(f.ino)
         elif r is not None or uid >= base_next:
-            rec, fields = _record_from_file(f.path, uid, 0 if r is None else r.flags,
+            rec, fields = _record_from_file(f, uid, 0 if r is None else r.flags,
                                             None if r is None else r.internaldate)
             modseq += 1
             records.append((_with_modseq(rec, modseq), fields))
@@ -134,8 +134,7 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
         new_uid = next_uid
         next_uid += 1
         relinks.append((uid, new_uid))
-        rec, fields = _record_from_file(f.path, new_uid, 0 if old_rec is None else old_rec.flags,
-                                        None)
+        rec, fields = _record_from_file(f, new_uid, 0 if old_rec is None else old_rec.flags, None)
         modseq += 1
         records.append((_with_modseq(rec, modseq), fields))
         new_exp[uid] = _exp_record(f, uid)
@@ -183,11 +182,11 @@ def _cached_fields(scan: Scan, r: index.Record, cpath: str) -> dict | None:
         return None
 
 
-def _record_from_file(path: str, uid: int, flags: int, internaldate: int | None
+def _record_from_file(f, uid: int, flags: int, internaldate: int | None
                       ) -> tuple[index.Record, dict]:
-    data = _read(path)
+    data = _read(f.path)
     p = parse_header(data)
-    when = internaldate if internaldate is not None else int(os.stat(path).st_mtime)
+    when = internaldate if internaldate is not None else f.mtime
     return (index.Record(uid, flags, when, p.sent_date, len(data), p.header_size, 0, 0, 0,
                          guid_of(data)), p.fields)
 
@@ -198,8 +197,7 @@ def _with_modseq(r: index.Record, modseq: int) -> index.Record:
 
 
 def _exp_record(f, uid: int) -> index.Record:
-    return index.Record(uid, index.FLAG_DELETED, int(os.stat(f.path).st_mtime), 0, f.size, 0, 0, 0,
-                        0, b"\0" * 32)
+    return index.Record(uid, index.FLAG_DELETED, f.mtime, 0, f.size, 0, 0, 0, 0, b"\0" * 32)
 
 
 def _write(mdir: str, header: index.Header, records, relinks, exp_records,

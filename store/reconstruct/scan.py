@@ -20,6 +20,7 @@ class FileInfo:
     path: str
     size: int
     ino: int
+    mtime: int
 
 
 @dataclass
@@ -68,7 +69,7 @@ def _scan_bucket(bdir: str, scan: Scan) -> None:
                 scan.unknown.append(e.path)
                 continue
             st = e.stat(follow_symlinks=False)
-            scan.files[uid] = FileInfo(uid, e.path, st.st_size, st.st_ino)
+            scan.files[uid] = FileInfo(uid, e.path, st.st_size, st.st_ino, int(st.st_mtime))
         elif e.name.startswith(TEMP_PREFIX) and not e.is_dir(follow_symlinks=False):
             scan.temps.append(e.path)
         else:
@@ -97,11 +98,13 @@ def scan_mailbox(name: str, mdir: str, *, read_index: bool = True) -> Scan:
                 scan.cache_error = e
             if scan.cache is not None:
                 cpath = os.path.join(mdir, index.CACHE_FILE)
+                problem = index.cache_entry_problem
                 for r in scan.records:
-                    try:
-                        index.read_cache_entry(scan.cache, r, name, cpath)
-                    except CorruptionError as e:
-                        scan.cache_bad[r.uid] = e
+                    if problem(scan.cache, r) is not None:
+                        try:
+                            index.read_cache_entry(scan.cache, r, name, cpath)
+                        except CorruptionError as e:
+                            scan.cache_bad[r.uid] = e
     scan.exp, scan.exp_problems = index.read_expunged(mdir, name, tolerant=True)
     scan_files(mdir, scan)
     return scan
