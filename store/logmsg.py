@@ -93,6 +93,54 @@ RECONSTRUCT_FINDING = _m(
     "reconstruct", logging.WARNING, "reconstruct: {line}",
     "Read the line: `-> none` means found and not changed (a -n run, or something reconstruct "
     "leaves to the administrator, named in the line); any other action was taken.")
+SNAPSHOT_TAKEN = _m(
+    "snapshot-taken", logging.INFO, "Database snapshot {name} taken and verified ({bytes} bytes)",
+    "None.")
+SNAPSHOT_SUSPECT = _m(
+    "snapshot-suspect", logging.ERROR,
+    "Database snapshot {name} failed verification ({reason}); kept as suspect, older snapshots "
+    "kept. Run imdbverify, then reconstruct -m",
+    "The live database is probably damaged: run `imdbverify`; restart stored to recover it, or "
+    "run `reconstruct -m`. The suspect copy is never restored.")
+SNAPSHOT_SPACE = _m(
+    "snapshot-space", logging.WARNING,
+    "Only {free} bytes free where snapshots live ({path}); advice is five times the database "
+    "({need} bytes)",
+    "Free space, or move local.store.snapshotpath to a larger (preferably separate) disk.")
+DB_DAMAGED = _m(
+    "db-damaged", logging.WARNING, "Database check failed: {reason}",
+    "None: stored recovers it automatically; read the lines that follow.")
+DB_RECOVER_SNAPSHOT = _m(
+    "db-recover-snapshot", logging.WARNING,
+    "Recovering database from snapshot. Run reconstruct -m soon after startup to resync "
+    "redundant data",
+    "stored has already brought the restored database up to date from the spool; run "
+    "`reconstruct -m` after startup to confirm, and `reconstruct -q`.")
+DB_SNAPSHOT_SKIPPED = _m(
+    "db-snapshot-skipped", logging.WARNING, "Snapshot {name} not used: {why}",
+    "None; an older snapshot is tried.")
+DB_RECOVER_EMPTY = _m(
+    "db-recover-empty", logging.WARNING,
+    "No usable snapshot: database rebuilt from the spool. Run reconstruct -m soon after startup "
+    "to resync redundant data",
+    "Run `reconstruct -m` and `reconstruct -q` after startup; set quota limits again "
+    "(`mboxutil --set-quota`), they are not kept in the spool.")
+DB_REMOVED_COPY = _m(
+    "db-removed-copy", logging.WARNING, "Damaged database moved to {path}",
+    "Keep it for diagnosis; it is replaced at most once a week.")
+DB_REMOVED_KEPT = _m(
+    "db-removed-kept", logging.WARNING,
+    "Damaged database discarded: the copy in {path} is less than a week old and is kept",
+    "None.")
+DB_RESYNC = _m(
+    "db-resync", logging.WARNING, "Database resync from the spool: {line}", "None; for the record.")
+STORED_READY = _m(
+    "stored-ready", logging.INFO, "stored ready (pid {pid}) in {seconds:.1f} s", "None.")
+STORED_STOPPED = _m(
+    "stored-stopped", logging.INFO, "stored stopped (pid {pid})", "None.")
+STORED_JOB_FAILED = _m(
+    "stored-job-failed", logging.ERROR, "stored: {job} failed: {error}",
+    "Read the error; the job is retried at its next interval.")
 MAILBOX_CREATED = _m(
     "mailbox-created", logging.INFO, "Created mailbox {mailbox} on partition {partition}",
     "None.")

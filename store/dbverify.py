@@ -1,0 +1,111 @@
+"""Verify an LMDB mailbox database in a child process.
+
+Opening or walking a damaged data.mdb can kill the process that does it
+(SIGBUS on a truncated file, SIGABRT on a zeroed page), so the walk runs in
+a child (`python -m store.dbverify PATH`): a crash of the child is itself
+the verdict "damaged". The walk opens read-only, visits every named
+database, decodes every value and verifies its checksum.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+MAX_ERRORS = 20
+TIMEOUT = 300
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    path: str
+    entries: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    crashed: str | None = None  # signal name when the child died
+
+    @property
+    def reason(self) -> str:
+        if self.ok:
+            return "verified"
+        if self.crashed:
+            return f"the verifying process died of {self.crashed}"
+        return "; ".join(self.errors[:3]) + (f" (and {len(self.errors) - 3} more)"
+                                              if len(self.errors) > 3 else "")
+
+    def as_json(self) -> dict:
+        return {"ok": self.ok, "path": self.path, "entries": self.entries, "errors": self.errors,
+                "crashed": self.crashed, "reason": self.reason}
+
+
+def verify(path: str, *, timeout: float = TIMEOUT) -> Verdict:
+    """Verify the environment in directory `path` in a child process."""
+    if not os.path.isfile(os.path.join(path, "data.mdb")):
+        return Verdict(False, path, errors=[f"{os.path.join(path, 'data.mdb')} is missing"])
+    try:
+        r = subprocess.run([sys.executable, "-m", "store.dbverify", path], capture_output=True,
+                           text=True, timeout=timeout,
+                           env={**os.environ, "PYTHONFAULTHANDLER": ""})
+    except subprocess.TimeoutExpired:
+        return Verdict(False, path, errors=[f"verification took over {timeout:.0f} s"])
+    if r.returncode < 0:
+        return Verdict(False, path, crashed=signal.Signals(-r.returncode).name)
+    try:
+        d = json.loads(r.stdout)
+    except ValueError:
+        tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        return Verdict(False, path, errors=[f"the verifying process failed ({r.returncode}): {tail}"])
+    return Verdict(d["ok"], path, d["entries"], d["errors"])
+
+
+def walk(path: str) -> dict:
+    """The child's work: returns {"ok", "entries", "errors"}."""
+    import lmdb
+
+    from .db import DATABASES, decode_value
+    from .errors import CorruptionError
+    entries: dict[str, int] = {}
+    errors: list[str] = []
+    try:
+        env = lmdb.open(path, readonly=True, lock=False, max_dbs=16, subdir=True)
+    except lmdb.Error as e:
+        return {"ok": False, "entries": {}, "errors": [f"cannot open: {e}"]}
+    with env.begin() as txn:
+        names = {bytes(k) for k, _v in txn.cursor()}
+        for n in DATABASES:
+            if n.encode() not in names:
+                errors.append(f"named database {n!r} is missing")
+        extra = names - {n.encode() for n in DATABASES}
+        if extra:
+            errors.append(f"unexpected keys in the main database: {sorted(extra)[:5]}")
+    for n in DATABASES:
+        if n.encode() not in names:
+            continue
+        try:
+            db = env.open_db(n.encode(), create=False)
+        except lmdb.Error as e:
+            errors.append(f"{n}: cannot open: {e}")
+            continue
+        count = 0
+        with env.begin(db=db) as txn:
+            try:
+                for k, v in txn.cursor():
+                    count += 1
+                    try:
+                        decode_value(n, bytes(k), bytes(v))
+                    except CorruptionError as e:
+                        if len(errors) < MAX_ERRORS:
+                            errors.append(str(e))
+            except lmdb.Error as e:
+                errors.append(f"{n}: walk failed after {count} entries: {e}")
+        entries[n] = count
+    env.close()
+    return {"ok": not errors, "entries": entries, "errors": errors}
+
+
+if __name__ == "__main__":
+    json.dump(walk(sys.argv[1]), sys.stdout)

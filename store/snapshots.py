@@ -1,0 +1,221 @@
+"""Database snapshots: take (hot), verify, list, prune, choose, restore.
+
+A snapshot is a directory `<snapshotpath>/snap-YYYYmmddTHHMMSSZ/` holding a
+copy of data.mdb and `manifest.json`. It is written as `.tmp-snap-...`,
+verified in a child process, and only then renamed to its final name, so a
+kill mid-way leaves a temp directory that is never listed or restored.
+A copy that fails verification is kept as `snap-...-suspect`, never
+restored, and never counted against the good ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+from . import dbverify, logmsg
+from .errors import StoreError
+from .fsutil import TEMP_PREFIX, fsync_dir, write_file_atomic
+from .layout import Layout
+
+PREFIX = "snap-"
+SUSPECT = "-suspect"
+MANIFEST = "manifest.json"
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+
+log = logging.getLogger("store.snapshots")
+
+
+@dataclass
+class Snapshot:
+    name: str
+    path: str
+    time: float
+    verified: bool
+    suspect: bool
+    bytes: int
+    sha256: str
+    entries: dict
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "path": self.path,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time)),
+                "verified": self.verified, "suspect": self.suspect, "bytes": self.bytes}
+
+
+def snapshot_dir(layout: Layout) -> str:
+    return layout.config.resolve_path("local.store.snapshotpath")
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def list_snapshots(layout: Layout) -> list[Snapshot]:
+    """Every complete snapshot (one with a manifest), oldest first."""
+    d = snapshot_dir(layout)
+    out = []
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return []
+    for n in names:
+        if not n.startswith(PREFIX):
+            continue
+        path = os.path.join(d, n)
+        try:
+            with open(os.path.join(path, MANIFEST), encoding="utf-8") as f:
+                m = json.load(f)
+        except (OSError, ValueError):
+            continue
+        out.append(Snapshot(n, path, m["time"], m["verified"], m["suspect"], m["bytes"],
+                            m["sha256"], m.get("entries", {})))
+    return sorted(out, key=lambda s: (s.time, s.name))
+
+
+def newest_time(layout: Layout) -> float | None:
+    good = [s for s in list_snapshots(layout) if not s.suspect]
+    return good[-1].time if good else None
+
+
+def take(layout: Layout, env, *, now: float | None = None) -> Snapshot:
+    """Hot copy of the open environment `env` (an lmdb.Environment), verified
+    in a child process, then given its final name; prunes old ones after."""
+    now = time.time() if now is None else now
+    d = snapshot_dir(layout)
+    os.makedirs(d, exist_ok=True)
+    stamp = time.strftime(STAMP_FORMAT, time.gmtime(now))
+    tmp = os.path.join(d, f"{TEMP_PREFIX}{PREFIX}{stamp}-{os.getpid()}")
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    try:
+        env.copy(tmp)  # a consistent copy through one read transaction
+        data = os.path.join(tmp, "data.mdb")
+        fd = os.open(data, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        verdict = dbverify.verify(tmp)
+        manifest = {"time": now, "bytes": os.path.getsize(data), "sha256": _sha256(data),
+                    "entries": verdict.entries, "verified": verdict.ok, "suspect": not verdict.ok,
+                    "verdict": verdict.reason}
+        write_file_atomic(os.path.join(tmp, MANIFEST), json.dumps(manifest, indent=1).encode())
+        final = os.path.join(d, PREFIX + stamp + ("" if verdict.ok else SUSPECT))
+        n = 1
+        while os.path.exists(final):
+            final = os.path.join(d, f"{PREFIX}{stamp}.{n}" + ("" if verdict.ok else SUSPECT))
+            n += 1
+        os.rename(tmp, final)
+        fsync_dir(d)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    snap = Snapshot(os.path.basename(final), final, now, verdict.ok, not verdict.ok,
+                    manifest["bytes"], manifest["sha256"], verdict.entries)
+    if verdict.ok:
+        logmsg.log("snapshots", logmsg.SNAPSHOT_TAKEN, name=snap.name, bytes=snap.bytes)
+        prune(layout, layout.config.get_int("local.store.snapshotdirs"))
+    else:
+        logmsg.log("snapshots", logmsg.SNAPSHOT_SUSPECT, name=snap.name, reason=verdict.reason)
+    check_free_space(layout, snap.bytes)
+    return snap
+
+
+def prune(layout: Layout, keep: int) -> list[str]:
+    """Keep the newest `keep` good snapshots (and as many suspect ones);
+    remove the rest and any temp directory a killed snapshot left."""
+    snaps = list_snapshots(layout)
+    removed = []
+    for group in ([s for s in snaps if not s.suspect], [s for s in snaps if s.suspect]):
+        for s in group[:-keep] if len(group) > keep else []:
+            shutil.rmtree(s.path, ignore_errors=True)
+            removed.append(s.name)
+    d = snapshot_dir(layout)
+    with contextlib.suppress(FileNotFoundError):
+        for n in os.listdir(d):
+            if n.startswith(TEMP_PREFIX + PREFIX) and not _owned_by_live_process(n):
+                shutil.rmtree(os.path.join(d, n), ignore_errors=True)
+    return removed
+
+
+def _owned_by_live_process(tmpname: str) -> bool:
+    pid = tmpname.rsplit("-", 1)[-1]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_free_space(layout: Layout, db_bytes: int) -> None:
+    d = snapshot_dir(layout)
+    st = os.statvfs(d)
+    free = st.f_bavail * st.f_frsize
+    if free < 5 * db_bytes:
+        logmsg.log("snapshots", logmsg.SNAPSHOT_SPACE, path=d, free=free, need=5 * db_bytes)
+
+
+def still_good(snap: Snapshot) -> bool:
+    """The copy on disk still matches its manifest and verifies."""
+    data = os.path.join(snap.path, "data.mdb")
+    try:
+        if os.path.getsize(data) != snap.bytes or _sha256(data) != snap.sha256:
+            return False
+    except OSError:
+        return False
+    return dbverify.verify(snap.path).ok
+
+
+def best(layout: Layout) -> tuple[Snapshot | None, list[tuple[Snapshot, str]]]:
+    """The newest snapshot that verifies, and those skipped with why."""
+    skipped = []
+    for s in reversed(list_snapshots(layout)):
+        if s.suspect or not s.verified:
+            skipped.append((s, "marked suspect"))
+            continue
+        if still_good(s):
+            return s, skipped
+        skipped.append((s, "failed verification"))
+    return None, skipped
+
+
+def restore_into(snap: Snapshot, mboxlist_dir: str) -> None:
+    """Copy a snapshot's data.mdb into an (emptied) environment directory:
+    a temp file, fsync, rename. The caller holds the store lock and has
+    moved any old environment aside."""
+    os.makedirs(mboxlist_dir, exist_ok=True)
+    target = os.path.join(mboxlist_dir, "data.mdb")
+    tmp = os.path.join(mboxlist_dir, f"{TEMP_PREFIX}data.mdb")
+    shutil.copyfile(os.path.join(snap.path, "data.mdb"), tmp)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(mboxlist_dir, "lock.mdb"))
+    os.replace(tmp, target)
+    fsync_dir(mboxlist_dir)
+
+
+def find(layout: Layout, name: str) -> Snapshot:
+    for s in list_snapshots(layout):
+        if s.name == name:
+            return s
+    raise StoreError(f"no snapshot named {name!r} (imdbverify -l lists them)")
