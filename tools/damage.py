@@ -106,10 +106,49 @@ def deleted_data_mdb(s: Store, mbox: str) -> None:
         os.unlink(os.path.join(s.layout.mboxlist_dir, f))
 
 
+def _data_mdb(s: Store) -> str:
+    s.close()
+    return os.path.join(s.layout.mboxlist_dir, "data.mdb")
+
+
+def db_truncated(s: Store, mbox: str) -> None:
+    """data.mdb cut to half its size (a full disk, a bad copy)."""
+    path = _data_mdb(s)
+    os.truncate(path, os.path.getsize(path) // 2)
+
+
+def db_zeroed_page(s: Store, mbox: str) -> None:
+    """Zero every page that holds a mailbox name: the folder tree's leaves."""
+    path = _data_mdb(s)
+    data = open(path, "rb").read()
+    page = 4096
+    hit = {i // page for i in range(len(data)) if data.startswith(b"user/", i)}
+    with open(path, "r+b") as f:
+        for p in sorted(hit):
+            f.seek(p * page)
+            f.write(b"\0" * page)
+
+
+def db_flipped_values(s: Store, mbox: str) -> None:
+    """Change one digit of every stored UIDVALIDITY in place: LMDB's own walk
+    passes; only the values' checksums can tell."""
+    path = _data_mdb(s)
+    data = bytearray(open(path, "rb").read())
+    key = b'"uidvalidity":'
+    i = data.find(key)
+    while i >= 0:
+        d = i + len(key)
+        data[d] = ord("1") if data[d] != ord("1") else ord("2")
+        i = data.find(key, d)
+    with open(path, "r+b") as f:
+        f.write(data)
+
+
 DAMAGES = {f.__name__: f for f in (truncate_header, start_offset_beyond_eof, bad_cache_checksum,
                                    bad_record_checksum, missing_message_file, unindexed_file_new,
                                    unindexed_file_old, extra_db_entry, missing_db_entry,
-                                   wrong_quota_usage, stale_lright, bad_db_value, deleted_data_mdb)}
+                                   wrong_quota_usage, stale_lright, bad_db_value, deleted_data_mdb,
+                                   db_truncated, db_zeroed_page, db_flipped_values)}
 
 
 def damage(root: str, kind: str, mbox: str) -> None:

@@ -259,10 +259,11 @@ def _alive(pid: int) -> bool:
 
 
 def reconstruct_db(store: Store, *, partition: str | None, user: str | None, apply: bool = True,
-                   mode: str = "m") -> tuple[list[Finding], Summary]:
-    """mode "m": folder + quota (+ lright without -p); "q": quota; "l": lright."""
+                   mode: str = "m", by_stored: bool = False) -> tuple[list[Finding], Summary]:
+    """mode "m": folder + quota (+ lright without -p); "q": quota; "l": lright.
+    by_stored: called by stored's own recovery, which holds the store."""
     t0 = time.monotonic()
-    if mode == "m":
+    if mode == "m" and not by_stored:
         refuse_while_stored_recovers(store)
     lock = _db_lock(store)
     try:

@@ -1,0 +1,110 @@
+"""stored: the store daemon (foreground, systemd Type=notify)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+
+import click
+
+from .. import logmsg, snapshots
+from ..errors import EXIT_OPERATIONAL
+from ..layout import Layout
+from ..mailbox import Store
+from ..stored import Daemon, acquire, remove_temp_files, running, stamp_ages
+from .common import EXIT_CODES_HELP, emit_json, entry, json_option, resolve_root, store_root_option
+
+EPILOG = """\b
+Examples:
+  stored                      run in the foreground (as systemd's ExecStart)
+  stored -t                   exit 0 when stored is ready, non-zero otherwise
+  stored -t -v                state, pid, stamp ages, newest snapshot
+  stored -r                   clear stale reader slots and temp files, sync, exit
+
+""" + EXIT_CODES_HELP
+
+
+@click.command(epilog=EPILOG)
+@store_root_option
+@click.option("-t", "test", is_flag=True, help="Report whether stored is ready (exit code).")
+@click.option("-v", "verbose", is_flag=True, help="With -t: print state, pid, stamps, snapshot.")
+@click.option("-r", "cleanup", is_flag=True,
+              help="Clear stale LMDB reader slots and temp files, sync and exit.")
+@json_option
+def cli(store_root, test, verbose, cleanup, as_json) -> int:
+    """The message store daemon: checks the database, recovers it if needed,
+    signals readiness, then runs checkpoints, cleanups, snapshots and expiry."""
+    layout = Layout.open(resolve_root(store_root))
+    logmsg.setup_logging(layout.log_dir)
+    if test:
+        return _test(layout, verbose, as_json)
+    if cleanup:
+        return _cleanup(layout)
+    return _run(layout)
+
+
+def _test(layout: Layout, verbose: bool, as_json: bool) -> int:
+    st = running(layout)
+    state = st["state"] if st else "stopped"
+    if verbose or as_json:
+        now = time.time()
+        snaps = [s for s in snapshots.list_snapshots(layout) if not s.suspect]
+        info = {"state": state, "pid": st["pid"] if st else None,
+                "stamps": {k: None if v is None else round(v, 1)
+                           for k, v in stamp_ages(layout, now).items()},
+                "newest_snapshot": snaps[-1].as_json() if snaps else None}
+        if as_json:
+            emit_json(info)
+        else:
+            click.echo(f"state: {state}")
+            click.echo(f"pid: {info['pid'] or '-'}")
+            for k, v in info["stamps"].items():
+                click.echo(f"{k}: " + ("never" if v is None else f"{v:.0f} s ago"))
+            ns = info["newest_snapshot"]
+            click.echo("newest snapshot: " + (f"{ns['name']} ({ns['time']})" if ns else "none"))
+    return 0 if state == "ready" else EXIT_OPERATIONAL
+
+
+def _cleanup(layout: Layout) -> int:
+    st = running(layout)
+    if st is None:  # no daemon: hold its lock so none starts meanwhile
+        lock = acquire(layout)
+    else:
+        lock = None
+    try:
+        with Store(layout) as store:
+            cleared = store.db.env.reader_check()
+            removed = remove_temp_files(layout, time.time())
+            store.db.env.sync(True)
+        click.echo(f"stored -r: {cleared} stale reader slots cleared, {len(removed)} temp files "
+                   "removed, database synced")
+        for p in removed:
+            click.echo(f"removed {p}")
+    finally:
+        if lock is not None:
+            lock.release()
+    return 0
+
+
+def _run(layout: Layout) -> int:
+    err = logging.StreamHandler(sys.stderr)  # for the journal
+    err.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
+    logging.getLogger("store").addHandler(err)
+    stop, reload = threading.Event(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    daemon = Daemon(layout.root)
+    daemon.acquire()  # a second instance stops here, touching nothing
+    try:
+        daemon.start()
+        daemon.run(stop, reload)
+    finally:
+        daemon.shutdown()
+    return 0
+
+
+main = entry(cli, "stored")
