@@ -1,0 +1,150 @@
+"""Snapshots, the weekly rule of removed/ and the schedule, with a frozen clock."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import ROOT
+from freezegun import freeze_time
+
+from store import snapshots
+from store.db import Database
+from store.stored import Schedule, move_aside
+
+IMDB = [sys.executable, "-c", "from store.cli.imdbverify import main; main()"]
+
+
+def _take(store, when=None):
+    return snapshots.take(store.layout, store.db.env, now=when)
+
+
+def test_snapshot_is_verified_listed_and_pruned(store):
+    store.create("user/joe")
+    store.layout.config.set("local.store.snapshotdirs", "2")
+    names = [_take(store, 1_800_000_000 + i * 60).name for i in range(4)]
+    listed = [s.name for s in snapshots.list_snapshots(store.layout)]
+    assert listed == names[-2:]
+    s = snapshots.list_snapshots(store.layout)[-1]
+    assert s.verified and not s.suspect and s.entries["folder"] == 1
+    assert snapshots.best(store.layout)[0].name == names[-1]
+
+
+def test_suspect_snapshot_never_replaces_good_history(store, monkeypatch):
+    store.create("user/joe")
+    store.layout.config.set("local.store.snapshotdirs", "2")
+    good = [_take(store, 1_800_000_000 + i).name for i in range(2)]
+    from store import dbverify
+    monkeypatch.setattr(dbverify, "verify", lambda p, **k: dbverify.Verdict(False, p, errors=["bad"]))
+    for i in range(3):
+        bad = _take(store, 1_800_000_100 + i)
+        assert bad.suspect and bad.name.endswith("-suspect")
+    monkeypatch.undo()
+    snaps = snapshots.list_snapshots(store.layout)
+    assert [s.name for s in snaps if not s.suspect] == good
+    assert snapshots.best(store.layout)[0].name == good[-1]
+
+
+def test_damaged_snapshot_on_disk_is_skipped(store):
+    store.create("user/joe")
+    older = _take(store, 1_800_000_000)
+    newer = _take(store, 1_800_000_060)
+    with open(os.path.join(newer.path, "data.mdb"), "r+b") as f:
+        f.seek(5000)
+        f.write(b"\xff" * 10)
+    best, skipped = snapshots.best(store.layout)
+    assert best.name == older.name
+    assert [(s.name, why) for s, why in skipped] == [(newer.name, "failed verification")]
+
+
+def test_kill9_during_snapshot_leaves_nothing_restorable(store, tmp_path):
+    store.create("user/joe")
+    for i in range(2000):  # a database big enough to be caught mid-copy
+        store.db.write(lambda t, i=i: t.put("subscr", f"u{i}", {"mailboxes": ["x" * 2000]}),
+                       durable=False)
+    store.close()
+    root = store.layout.root
+    env = {**os.environ, "MSGSTORE_ROOT": root}
+    killed_mid = 0
+    for delay in (0.05, 0.1, 0.2, 0.3, 0.4):
+        p = subprocess.Popen(IMDB + ["-s"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        killed_mid += p.poll() is None
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        for s in snapshots.list_snapshots(store.layout):  # whatever is listed is whole
+            assert s.verified and snapshots.still_good(s)
+    assert killed_mid >= 2
+    d = snapshots.snapshot_dir(store.layout)
+    snapshots.prune(store.layout, 3)  # the killed writers are dead: their temp dirs go
+    assert [n for n in os.listdir(d) if n.startswith(".tmp-")] == []
+
+
+def test_removed_copy_replaced_at_most_once_a_week(store):
+    store.create("user/joe")
+    store.close()
+    mbox = store.layout.mboxlist_dir
+    with freeze_time("2026-11-01 12:00:00"):
+        assert move_aside(store.layout, time.time()) == "moved"
+        first = os.path.getsize(os.path.join(mbox, "removed", "data.mdb"))
+    for day, expected in (("2026-11-04", "kept"), ("2026-11-07 23:00:00", "kept"),
+                          ("2026-11-08 12:00:01", "moved")):
+        with open(os.path.join(mbox, "data.mdb"), "wb") as f:
+            f.write(b"bad" * 10)
+        with freeze_time(day):
+            assert move_aside(store.layout, time.time()) == expected, day
+        assert not os.path.exists(os.path.join(mbox, "data.mdb"))
+        size = os.path.getsize(os.path.join(mbox, "removed", "data.mdb"))
+        assert size == (30 if expected == "moved" else first)
+
+
+def test_snapshot_schedule_counts_from_newest_snapshot(store):
+    store.create("user/joe")
+    store.layout.config.set("local.store.snapshotinterval", "60")
+    with freeze_time("2026-11-22 10:00:00"):
+        now = time.time()
+        assert Schedule(store.layout, now).due["snapshot"] == now  # none yet: soon after start
+        _take(store, now)
+    with freeze_time("2026-11-22 10:30:00"):  # a restart half-way does not reset the clock
+        assert Schedule(store.layout, time.time()).due["snapshot"] == now + 3600
+    with freeze_time("2026-11-22 13:00:00"):  # overdue: at once
+        assert Schedule(store.layout, time.time()).due["snapshot"] == time.time()
+
+
+def test_expire_runs_once_a_day_at_its_hour(store):
+    store.layout.config.set("local.store.expirestart", "23")
+    with freeze_time("2026-11-22 10:00:00"):
+        s = Schedule(store.layout, time.time())
+        due = s.due["expire"]
+        assert time.localtime(due).tm_hour == 23 and time.localtime(due).tm_mday == 22
+    with freeze_time("2026-11-22 23:30:00"):
+        assert Schedule(store.layout, time.time()).due["expire"] <= time.time()
+        open(os.path.join(store.layout.config_dir, "stored.exp"), "w").close()
+        os.utime(os.path.join(store.layout.config_dir, "stored.exp"), (time.time(), time.time()))
+        nxt = Schedule(store.layout, time.time()).due["expire"]
+        assert time.localtime(nxt).tm_mday == 23 and time.localtime(nxt).tm_hour == 23
+
+
+def test_imdbverify_commands(cli, store):
+    store.create("user/joe")
+    root = store.layout.root
+    store.close()
+    r = cli("imdbverify", "--store-root", root)
+    assert r.code == 0 and "verified" in r.out
+    r = cli("imdbverify", "--store-root", root, "-s", "-m")
+    assert r.code == 0, r
+    r = cli("imdbverify", "--store-root", root, "-l", "--json")
+    rows = json.loads(r.out)
+    assert set(rows[0]) == {"name", "path", "time", "verified", "suspect", "bytes"}
+    name = rows[0]["name"]
+    r = cli("imdbverify", "--store-root", root, "--restore", name)
+    assert r.code == 0, r
+    assert any(n.startswith("before-restore-") for n in os.listdir(os.path.join(root, "mboxlist")))
+    assert cli("imdbverify", "--store-root", root, "--restore", "snap-nope").code == 8
+    assert cli("imdbverify", "--store-root", root, "-m").code == 16
+    db = Database(os.path.join(root, "mboxlist"), readonly=True)
+    assert db.get("folder", "user/joe/INBOX") is not None
+    db.close()

@@ -1,0 +1,152 @@
+"""stored as a real process: readiness, stamps, one instance, SIGTERM, and
+recovery from every kind of database damage."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from build_store import build
+from conftest import ROOT
+from damage import damage
+
+from store.mailbox import Store
+
+STORED = [sys.executable, "-c", "from store.cli.stored import main; main()"]
+DELIVER = [sys.executable, "-c", "from store.cli.deliver import main; main()"]
+
+
+def cmd(args, root, **kw):
+    return subprocess.run(STORED + args, cwd=ROOT, env={**os.environ, "MSGSTORE_ROOT": root},
+                          capture_output=True, text=True, **kw)
+
+
+def start(root, env_extra=None):
+    env = {**os.environ, "MSGSTORE_ROOT": root, **(env_extra or {})}
+    return subprocess.Popen(STORED, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_ready(root, proc, timeout=60.0):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if cmd(["-t"], root).returncode == 0:
+            return time.monotonic() - t0
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    raise AssertionError("stored not ready in time")
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.returncode, err
+
+
+@pytest.fixture
+def root(tmp_path):
+    r = str(tmp_path / "store")
+    build(r, users=3, folders=1, messages=3, seed=4)
+    return r
+
+
+def test_ready_stamps_single_instance_and_sigterm(root, tmp_path):
+    with Store.open(root) as s:
+        s.layout.config.set("local.store.checkpointinterval", "1")
+        s.layout.config.set("local.store.cleanupinterval", "1")
+        s.layout.config.set("local.store.peruserinterval", "2")
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(10)
+    p = start(root, {"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "1000000"})
+    try:
+        wait_ready(root, p)
+        msgs = []
+        while not any("READY=1" in m for m in msgs):
+            msgs.append(sock.recv(4096).decode())
+        assert any(m.startswith("STATUS=") for m in msgs)
+        time.sleep(3.2)
+        cfg = os.path.join(root, "config")
+        for stamp in ("stored.ckp", "stored.lcu", "stored.per"):
+            assert os.path.exists(os.path.join(cfg, stamp)), stamp
+        assert time.time() - os.path.getmtime(os.path.join(cfg, "stored.ckp")) < 2.5
+        while not any("WATCHDOG=1" in m for m in msgs):
+            msgs.append(sock.recv(4096).decode())
+        second = cmd([], root, timeout=30)
+        assert second.returncode == 8 and f"pid {p.pid}" in second.stderr
+        v = cmd(["-t", "-v"], root)
+        assert "state: ready" in v.stdout and f"pid: {p.pid}" in v.stdout
+        assert "newest snapshot: snap-" in v.stdout  # none existed: taken soon after startup
+        restore = subprocess.run(
+            [sys.executable, "-c", "from store.cli.imdbverify import main; main()", "--restore",
+             "x"], cwd=ROOT, env={**os.environ, "MSGSTORE_ROOT": root}, capture_output=True,
+            text=True)
+        assert restore.returncode == 8 and "stored is running" in restore.stderr
+        # deliveries work while stored runs
+        d = subprocess.run(DELIVER + ["user/user0000"], input=b"Subject: x\n\nx", cwd=ROOT,
+                           env={**os.environ, "MSGSTORE_ROOT": root}, capture_output=True)
+        assert d.returncode == 0
+    finally:
+        code, err = stop(p)
+    assert code == 0, err
+    assert not os.path.exists(os.path.join(root, "config", "stored.state"))
+    assert cmd(["-t"], root).returncode != 0
+
+
+DB_DAMAGE = ["db_truncated", "db_zeroed_page", "db_flipped_values", "deleted_data_mdb"]
+
+
+@pytest.mark.parametrize("kind", DB_DAMAGE)
+def test_recovery_after_database_damage(root, kind):
+    p = start(root)
+    wait_ready(root, p)  # takes the first snapshot
+    stop(p)
+    with Store.open(root) as s:
+        before = {i.name: (i.uidvalidity, i.acl) for i in s.list()}
+    damage(root, kind, "user/user0000")
+    p = start(root)
+    took = wait_ready(root, p)
+    code, err = stop(p)
+    assert code == 0 and took < 60
+    assert "Database check failed" in err
+    assert "Recovering database from snapshot. Run reconstruct -m soon after startup" in err
+    log = open(os.path.join(root, "log", "default"), encoding="utf-8").read()
+    assert "Recovering database from snapshot" in log
+    with Store.open(root) as s:
+        assert {i.name: (i.uidvalidity, i.acl) for i in s.list()} == before
+    removed = os.path.join(root, "mboxlist", "removed")
+    assert os.path.exists(os.path.join(removed, "removed.json"))
+    assert os.path.exists(os.path.join(removed, "data.mdb")) == (kind != "deleted_data_mdb")
+
+
+def test_recovery_without_snapshot_rebuilds_from_spool(root):
+    with Store.open(root) as s:
+        before = {i.name: i.uidvalidity for i in s.list()}
+    damage(root, "db_truncated", "user/user0000")
+    p = start(root)
+    wait_ready(root, p)
+    code, err = stop(p)
+    assert "No usable snapshot: database rebuilt from the spool" in err
+    with Store.open(root) as s:
+        assert {i.name: i.uidvalidity for i in s.list()} == before
+
+
+def test_stored_r_cleans_temp_files(root):
+    with Store.open(root) as s:
+        mdir = s.mailbox_dir("user/user0000")
+    stale = os.path.join(mdir, ".tmp-store.idx.dead")
+    fresh = os.path.join(mdir, ".tmp-store.idx.live")
+    for f in (stale, fresh):
+        open(f, "wb").write(b"x")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    r = cmd(["-r"], root)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(stale) and os.path.exists(fresh)
