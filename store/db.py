@@ -48,6 +48,21 @@ def encode_value(value: dict[str, Any]) -> bytes:
     return VALUE_HEAD.pack(VALUE_MAGIC, VALUE_VERSION, 0, zlib.crc32(payload)) + payload
 
 
+def value_problem(raw: bytes) -> str | None:
+    """Why a stored value does not verify (envelope and checksum), or None.
+    The payload was valid JSON when its checksum was taken, so verification
+    need not parse it."""
+    if len(raw) < VALUE_HEAD.size:
+        return f"value of {len(raw)} bytes, shorter than its {VALUE_HEAD.size}-byte head"
+    magic, version, _r, crc = VALUE_HEAD.unpack_from(raw)
+    if magic != VALUE_MAGIC or version != VALUE_VERSION:
+        return f"head {magic!r} v{version}, expected {VALUE_MAGIC!r} v{VALUE_VERSION}"
+    found = zlib.crc32(memoryview(raw)[VALUE_HEAD.size:])
+    if found != crc:
+        return f"checksum expected {crc:08x}, found {found:08x}"
+    return None
+
+
 def decode_value(db: str, key: bytes, raw: bytes) -> dict[str, Any]:
     def bad(detail: str) -> CorruptionError:
         return CorruptionError(logmsg.DB_VALUE_CORRUPT.format(db=db, key=key, detail=detail),

@@ -66,8 +66,8 @@ def walk(path: str) -> dict:
     """The child's work: returns {"ok", "entries", "errors"}."""
     import lmdb
 
-    from .db import DATABASES, decode_value
-    from .errors import CorruptionError
+    from . import logmsg
+    from .db import DATABASES, value_problem
     entries: dict[str, int] = {}
     errors: list[str] = []
     try:
@@ -95,11 +95,10 @@ def walk(path: str) -> dict:
             try:
                 for k, v in txn.cursor():
                     count += 1
-                    try:
-                        decode_value(n, bytes(k), bytes(v))
-                    except CorruptionError as e:
-                        if len(errors) < MAX_ERRORS:
-                            errors.append(str(e))
+                    why = value_problem(v)
+                    if why is not None and len(errors) < MAX_ERRORS:
+                        errors.append(logmsg.DB_VALUE_CORRUPT.format(db=n, key=bytes(k),
+                                                                     detail=why))
             except lmdb.Error as e:
                 errors.append(f"{n}: walk failed after {count} entries: {e}")
         entries[n] = count

@@ -114,8 +114,9 @@ DB_RECOVER_SNAPSHOT = _m(
     "db-recover-snapshot", logging.WARNING,
     "Recovering database from snapshot. Run reconstruct -m soon after startup to resync "
     "redundant data",
-    "stored has already brought the restored database up to date from the spool; run "
-    "`reconstruct -m` after startup to confirm, and `reconstruct -q`.")
+    "stored brings the restored database up to date from the spool right after it is ready "
+    "(`Database resync from the spool` lines follow); run `reconstruct -m` after that to "
+    "confirm, and `reconstruct -q`.")
 DB_SNAPSHOT_SKIPPED = _m(
     "db-snapshot-skipped", logging.WARNING, "Snapshot {name} not used: {why}",
     "None; an older snapshot is tried.")

@@ -182,17 +182,28 @@ def check_and_recover(layout: Layout, now: float, status: Callable[[str], None])
     if snap is not None:
         snapshots.restore_into(snap, layout.mboxlist_dir)
         logmsg.log("stored", logmsg.DB_RECOVER_SNAPSHOT)
-    else:
-        logmsg.log("stored", logmsg.DB_RECOVER_EMPTY)
-    status("bringing the database up to date from the spool")
+        # the snapshot is a usable database: the spool resync runs right after
+        # readiness (job "resync"), so a big store is ready within the minute
+        return Recovery(verdict, True, snap.name, None)
+    logmsg.log("stored", logmsg.DB_RECOVER_EMPTY)
+    status("rebuilding the database from the spool")
+    return Recovery(verdict, True, None, resync_from_spool(layout))
+
+
+def resync_from_spool(layout: Layout, store: Store | None = None) -> list[str]:
+    """The reconstruct -m engine over the whole spool; each change is logged.
+    `store`: the daemon's open store (LMDB allows one environment handle per
+    process)."""
     from .reconstruct.runner import reconstruct_db
-    with Store(layout) as store:
+    with contextlib.ExitStack() as stack:
+        if store is None:
+            store = stack.enter_context(Store(layout))
         findings, _s = reconstruct_db(store, partition=None, user=None, apply=True, mode="m",
                                       by_stored=True)
     lines = [f.line() for f in findings]
     for line in lines:
         logmsg.log("stored", logmsg.DB_RESYNC, line=line)
-    return Recovery(verdict, True, snap.name if snap else None, lines)
+    return lines
 
 
 def clear_stale_readers(store: Store) -> int:
@@ -284,6 +295,8 @@ class Schedule:
                 self.due[job] = now + self.layout.config.get_int("local.store.snapshotinterval") * 60
         elif job == "expire":
             self.due[job] = self.expire_due(now + 1)
+        elif job == "resync":  # once, after a recovery from a snapshot
+            del self.due[job]
 
     def next_due(self) -> float:
         return min(self.due.values())
@@ -322,6 +335,8 @@ class Daemon:
             log.info("cleared %d stale reader slots", cleared)
         self.last_db_size = self._db_size()
         self.schedule = Schedule(self.layout, self.clock())
+        if rec.recovered and rec.resync is None:
+            self.schedule.due["resync"] = self.clock()  # first thing after readiness
         write_state(self.layout, "ready")
         notify("READY=1\nSTATUS=ready")
         logmsg.log("stored", logmsg.STORED_READY, pid=os.getpid(), seconds=time.monotonic() - t0)
@@ -355,6 +370,9 @@ class Daemon:
         for job in jobs:
             self.run_job(job, now)
         return jobs
+
+    def job_resync(self, now: float) -> None:
+        resync_from_spool(self.layout, self.store)
 
     def job_checkpoint(self, now: float) -> None:
         self.store.db.env.sync(True)

@@ -150,3 +150,24 @@ def test_stored_r_cleans_temp_files(root):
     r = cmd(["-r"], root)
     assert r.returncode == 0, r.stderr
     assert not os.path.exists(stale) and os.path.exists(fresh)
+
+
+def test_snapshot_recovery_is_brought_up_to_date_from_the_spool(root):
+    p = start(root)
+    wait_ready(root, p)
+    stop(p)  # a snapshot exists now
+    with Store.open(root) as s:
+        s.create("user/late/INBOX")  # created after the snapshot
+        uv = s.entry("user/late")["uidvalidity"]
+    damage(root, "db_truncated", "user/user0000")
+    p = start(root)
+    wait_ready(root, p)
+    t0 = time.monotonic()
+    found = None
+    while time.monotonic() - t0 < 30 and found is None:
+        with Store.open(root, readonly=True) as s:
+            found = s.db.get("folder", "user/late/INBOX")
+        time.sleep(0.2)
+    code, err = stop(p)
+    assert found is not None and found["uidvalidity"] == uv
+    assert "Database resync from the spool: user/late/INBOX: folder entry missing" in err
