@@ -201,7 +201,7 @@ def resync_from_spool(layout: Layout, store: Store | None = None) -> list[str]:
         findings, _s = reconstruct_db(store, partition=None, user=None, apply=True, mode="m",
                                       by_stored=True)
     lines = [f.line() for f in findings]
-    for line in lines:
+    for line in lines or [f"{_s.mailboxes_checked} mailboxes checked, database already up to date"]:
         logmsg.log("stored", logmsg.DB_RESYNC, line=line)
     return lines
 

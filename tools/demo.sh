@@ -30,4 +30,23 @@ rm -f "$MSGSTORE_ROOT"/mboxlist/*.mdb
 step reconstruct -m || true
 step reconstruct -q || true
 step mboxutil -l
+
+printf '\n\033[1m# Start stored, take a snapshot, damage the database, restart stored\033[0m\n'
+wait_ready() { for _ in $(seq 1 300); do stored -t && return 0; sleep 0.2; done; return 1; }
+stored 2>"$MSGSTORE_ROOT/stored-1.err" & pid=$!
+wait_ready
+step stored -t -v
+step imdbverify -s -m
+step imdbverify -l
+kill -TERM $pid; wait $pid
+step python tools/damage.py "$MSGSTORE_ROOT" db_truncated user/demo
+step imdbverify || true
+stored 2>"$MSGSTORE_ROOT/stored-2.err" & pid=$!
+wait_ready
+sleep 1
+kill -TERM $pid; wait $pid
+printf '\n\033[1m# What stored logged while it recovered\033[0m\n'
+cat "$MSGSTORE_ROOT/stored-2.err"
+step ls "$MSGSTORE_ROOT/mboxlist/removed"
+step mboxutil -l
 printf '\nDemo store: %s (log: %s/log/default)\n' "$MSGSTORE_ROOT" "$MSGSTORE_ROOT"
