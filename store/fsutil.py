@@ -80,6 +80,17 @@ def sync_filesystem(path: str) -> None:
     os.sync()
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists (signal 0; EPERM means it does)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def leftover_temp_files(top: str) -> list[str]:
     """Temp files a crashed writer left behind (used by checks and tests)."""
     found = []

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from . import dbverify, logmsg
 from .errors import StoreError
-from .fsutil import TEMP_PREFIX, fsync_dir, write_file_atomic
+from .fsutil import TEMP_PREFIX, fsync_dir, pid_alive, write_file_atomic
 from .layout import Layout
 
 PREFIX = "snap-"
@@ -152,15 +152,7 @@ def prune(layout: Layout, keep: int) -> list[str]:
 
 def _owned_by_live_process(tmpname: str) -> bool:
     pid = tmpname.rsplit("-", 1)[-1]
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid.isdigit() and pid_alive(int(pid))
 
 
 def check_free_space(layout: Layout, db_bytes: int) -> None:

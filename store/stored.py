@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 from . import dbverify, logmsg, snapshots
 from .config import Config
 from .errors import LockedError
-from .fsutil import TEMP_PREFIX, fsync_dir, write_file_atomic
+from .fsutil import TEMP_PREFIX, fsync_dir, pid_alive, write_file_atomic
 from .layout import Layout, walk_spool
 from .mailbox import Store
 
@@ -83,16 +83,6 @@ def read_state(layout: Layout) -> dict | None:
 
 def write_state(layout: Layout, state: str) -> None:
     write_file_atomic(state_path(layout), f"{os.getpid()} {state}\n".encode())
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def store_lock(layout: Layout) -> FileLock:

@@ -26,6 +26,18 @@ from store import dbverify, snapshots  # noqa: E402
 from store.mailbox import Store  # noqa: E402
 
 
+def fill_folders(store: Store, n: int, batch: int = 50_000) -> None:
+    """N folder entries (no spool behind them), committed in batches, then synced."""
+    for start in range(0, n, batch):
+        def fill(t, start=start):
+            for i in range(start, min(start + batch, n)):
+                t.put("folder", f"user/u{i:07d}/INBOX",
+                      {"partition": "primary", "uniqueid": f"{i:032x}", "uidvalidity": 1700000000 + i,
+                       "acl": {f"u{i:07d}": "lrswipkxtecda"}, "quotaroot": f"user/u{i:07d}"})
+        store.db.write(fill, durable=False)
+    store.db.env.sync(True)
+
+
 def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -40,15 +52,7 @@ def main() -> None:
     base = tempfile.mkdtemp(prefix="bench-snap-", dir=a.dir)
     try:
         store = Store.init(os.path.join(base, "store"))
-        batch = 50_000
-        for start in range(0, a.entries, batch):
-            def fill(t, start=start):
-                for i in range(start, min(start + batch, a.entries)):
-                    t.put("folder", f"user/u{i:07d}/INBOX",
-                          {"partition": "primary", "uniqueid": f"{i:032x}", "uidvalidity": 1700000000 + i,
-                           "acl": {f"u{i:07d}": "lrswipkxtecda"}, "quotaroot": f"user/u{i:07d}"})
-            store.db.write(fill, durable=False)
-        store.db.env.sync(True)
+        fill_folders(store, a.entries)
         src = store.layout.mboxlist_dir
         size = os.path.getsize(os.path.join(src, "data.mdb"))
         rows = []

@@ -26,6 +26,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
+
+from bench_snapshot import fill_folders  # noqa: E402
 
 from store import snapshots  # noqa: E402
 from store.mailbox import Store  # noqa: E402
@@ -63,15 +66,7 @@ def main() -> None:
     try:
         root = os.path.join(base, "store")
         store = Store.init(root)
-        for start in range(0, a.entries, 50_000):
-            def fill(t, start=start):
-                for i in range(start, min(start + 50_000, a.entries)):
-                    t.put("folder", f"user/u{i:07d}/INBOX",
-                          {"partition": "primary", "uniqueid": f"{i:032x}",
-                           "uidvalidity": 1700000000 + i, "acl": {f"u{i:07d}": "lrswipkxtecda"},
-                           "quotaroot": f"user/u{i:07d}"})
-            store.db.write(fill, durable=False)
-        store.db.env.sync(True)
+        fill_folders(store, a.entries)
         snapshots.take(store.layout, store.db.env)
         store.close()
         data = os.path.join(root, "mboxlist", "data.mdb")

@@ -14,6 +14,7 @@ from filelock import FileLock, Timeout
 
 from .. import logmsg
 from ..errors import LockedError, NoSuchMailboxError, StoreError
+from ..fsutil import pid_alive
 from ..layout import canonical, walk_spool
 from ..mailbox import Store
 from . import dbsync
@@ -242,20 +243,10 @@ def refuse_while_stored_recovers(store: Store) -> None:
         return
     if "init" in words:
         pid = next((w for w in words if w.isdigit()), None)
-        alive = pid is not None and _alive(int(pid))
+        alive = pid is not None and pid_alive(int(pid))
         if alive:
             raise StoreError(f"stored (pid {pid}) is still checking or recovering the database; "
                              "run reconstruct -m once it is ready (stored -t)")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def reconstruct_db(store: Store, *, partition: str | None, user: str | None, apply: bool = True,
