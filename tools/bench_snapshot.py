@@ -17,10 +17,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
+
+from bench_deliver import timed  # noqa: E402
 
 from store import dbverify, snapshots  # noqa: E402
 from store.mailbox import Store  # noqa: E402
@@ -36,12 +38,6 @@ def fill_folders(store: Store, n: int, batch: int = 50_000) -> None:
                        "acl": {f"u{i:07d}": "lrswipkxtecda"}, "quotaroot": f"user/u{i:07d}"})
         store.db.write(fill, durable=False)
     store.db.env.sync(True)
-
-
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def main() -> None:
