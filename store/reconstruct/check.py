@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..index import Header
 from ..mailbox import quota_root_for
 from .findings import Finding
 from .scan import Scan
@@ -16,8 +17,8 @@ REBUILD_KINDS = {
 DB_FIELDS = ("partition", "uniqueid", "uidvalidity", "acl", "quotaroot")
 
 
-def header_db_fields(scan: Scan, partition: str) -> dict | None:
-    h = scan.header
+def header_db_fields(h: Header | None, partition: str) -> dict | None:
+    """The folder entry an index header's redundant copy describes."""
     if h is None:
         return None
     return {"partition": partition, "uniqueid": h.unique_id.hex(), "uidvalidity": h.uidvalidity,
@@ -68,7 +69,7 @@ def check_mailbox(scan: Scan, entry: dict | None, partition: str) -> list[Findin
 
 def check_db_entry(scan: Scan, entry: dict | None, partition: str) -> list[Finding]:
     n = scan.name
-    want = header_db_fields(scan, partition)
+    want = header_db_fields(scan.header, partition)
     if want is None:
         return []
     if scan.header.name != n:

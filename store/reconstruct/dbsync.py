@@ -13,7 +13,7 @@ from ..db import Txn
 from ..errors import CorruptionError
 from ..layout import USER_NS, user_of, walk_spool
 from ..mailbox import Store, quota_root_for
-from .check import DB_FIELDS
+from .check import DB_FIELDS, header_db_fields
 from .findings import Finding
 
 
@@ -41,9 +41,8 @@ def read_spool(store: Store, partition: str | None = None, user: str | None = No
                 h = index.read_header(mdir, name)
                 if h.name != name:
                     raise CorruptionError(f"index header names {h.name!r}", kind="header-name")
-                out.append(SpoolBox(name, part, mdir, {
-                    "partition": part, "uniqueid": h.unique_id.hex(), "uidvalidity": h.uidvalidity,
-                    "acl": h.acl, "quotaroot": h.quotaroot}, h.exists, h.total_bytes))
+                out.append(SpoolBox(name, part, mdir, header_db_fields(h, part), h.exists,
+                                    h.total_bytes))
             except (OSError, CorruptionError) as e:
                 out.append(SpoolBox(name, part, mdir, None, error=str(e)))
     return sorted(out, key=lambda b: (b.name, b.partition))

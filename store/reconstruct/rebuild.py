@@ -164,13 +164,8 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
     _write(mdir, header, records, relinks, exp_list,
            exp_changed=[r.pack() for r in exp_list] != [r.pack() for r in scan.exp]
            or bool(scan.exp_problems) or not os.path.exists(os.path.join(mdir, index.EXP_FILE)))
-    fields = header_db_fields(_Scanned(header), partition)
+    fields = header_db_fields(header, partition)
     return Result(out, fields, len(records), header)
-
-
-class _Scanned:  # adapter: header_db_fields reads `.header`
-    def __init__(self, header: index.Header):
-        self.header = header
 
 
 def _cached_fields(scan: Scan, r: index.Record, cpath: str) -> dict | None:

@@ -24,7 +24,6 @@ from .rebuild import rebuild_mailbox
 from .scan import scan_mailbox
 
 Progress = Callable[[int, int, int], None]  # mailboxes done, total, messages so far
-STATE_FILE = "stored.state"
 CHUNK = 32
 
 
@@ -112,12 +111,12 @@ def visit_mailbox(store: Store, name: str, mdir: str, part: str, entry: dict | N
         findings = [] if opts.force else check_mailbox(scan, entry, part)
         needs = opts.force or any(f.kind in REBUILD_KINDS for f in findings)
         if opts.check_only or not needs:
-            fields = header_db_fields(scan, part)
+            fields = header_db_fields(scan.header, part)
             return BoxResult(name, part, findings, fields, len(scan.records), False,
                              scan.header.quotaroot if scan.header else "")
         if opts.zero_index:
             floor = scan.header.uidnext if scan.header else 0
-            entry = entry or header_db_fields(scan, part)
+            entry = entry or header_db_fields(scan.header, part)
             scan = replace(scan, header=None, records=[], cache=None, cache_bad={})
         else:
             floor = 0
@@ -235,18 +234,11 @@ def _db_lock(store: Store) -> FileLock:
 
 
 def refuse_while_stored_recovers(store: Store) -> None:
-    path = os.path.join(store.layout.config_dir, STATE_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            words = f.read().split()
-    except FileNotFoundError:
-        return
-    if "init" in words:
-        pid = next((w for w in words if w.isdigit()), None)
-        alive = pid is not None and pid_alive(int(pid))
-        if alive:
-            raise StoreError(f"stored (pid {pid}) is still checking or recovering the database; "
-                             "run reconstruct -m once it is ready (stored -t)")
+    from ..stored import read_state  # stored imports this module's engine lazily too
+    st = read_state(store.layout)
+    if st and st["state"] == "init" and pid_alive(st["pid"]):
+        raise StoreError(f"stored (pid {st['pid']}) is still checking or recovering the database; "
+                         "run reconstruct -m once it is ready (stored -t)")
 
 
 def reconstruct_db(store: Store, *, partition: str | None, user: str | None, apply: bool = True,
