@@ -25,6 +25,12 @@ DIR_PREFIX = "="
 MARKER = os.path.join(CONFIG_DIR, CONFIG_FILE)
 
 
+def is_bucket(name: str) -> bool:
+    """Message bucket directories are named by number (`00`, `01`, ... `100`);
+    mailbox directories start with `=`."""
+    return name.isdigit()
+
+
 def _check_component(name: str, comp: str) -> None:
     if comp == "":
         raise InvalidNameError(f"invalid mailbox name {name!r}: empty component")
@@ -237,7 +243,7 @@ def walk_spool(partition_path: str, start: str | None = None):
             return
         # a mailbox: has an index, or has bucket directories (its index was lost)
         if any((e.name == "store.idx" and e.is_file(follow_symlinks=False))
-               or (e.name.isdigit() and e.is_dir(follow_symlinks=False)) for e in entries):
+               or (is_bucket(e.name) and e.is_dir(follow_symlinks=False)) for e in entries):
             name = name_from_relpath(os.path.relpath(d, partition_path))
             if name is not None:
                 yield name, d + "/"

@@ -34,7 +34,18 @@ from .errors import (
     UsageError,
 )
 from .fsutil import TEMP_PREFIX, fsync_dir, sync_filesystem
-from .layout import INBOX, USER_NS, Layout, canonical, check_userid, is_descendant, is_inbox, parent, user_of
+from .layout import (
+    INBOX,
+    USER_NS,
+    Layout,
+    canonical,
+    check_userid,
+    is_bucket,
+    is_descendant,
+    is_inbox,
+    parent,
+    user_of,
+)
 from .message import guid, parse_header
 
 BUCKET_SIZE = 1000
@@ -576,10 +587,6 @@ def _write_message_file(mdir: str, uid: int, data: bytes, *, durable: bool) -> i
         return uid
 
 
-def _is_bucket(name: str) -> bool:
-    return name.isdigit()
-
-
 def _remove_mailbox_files(mdir: str) -> None:
     """Remove a deleted mailbox's own files (buckets, index) but not its
     child mailboxes' directories."""
@@ -588,7 +595,7 @@ def _remove_mailbox_files(mdir: str) -> None:
     except FileNotFoundError:
         return
     for e in entries:
-        if e.is_dir(follow_symlinks=False) and _is_bucket(e.name):
+        if e.is_dir(follow_symlinks=False) and is_bucket(e.name):
             shutil.rmtree(e.path)
         elif not e.is_dir(follow_symlinks=False) and (e.name in index.INDEX_FILES
                                                        or e.name.startswith(TEMP_PREFIX)):

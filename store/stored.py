@@ -24,7 +24,7 @@ from . import dbverify, logmsg, snapshots
 from .config import Config
 from .errors import LockedError
 from .fsutil import TEMP_PREFIX, fsync_dir, pid_alive, write_file_atomic
-from .layout import Layout, walk_spool
+from .layout import Layout, is_bucket, walk_spool
 from .mailbox import Store
 
 STATE_FILE = "stored.state"
@@ -211,7 +211,7 @@ def remove_temp_files(layout: Layout, now: float) -> list[str]:
             places.append(mdir)
             with contextlib.suppress(OSError):
                 places += [e.path for e in os.scandir(mdir)
-                           if e.is_dir(follow_symlinks=False) and e.name.isdigit()]
+                           if e.is_dir(follow_symlinks=False) and is_bucket(e.name)]
     for d in places:
         with contextlib.suppress(OSError):
             for e in os.scandir(d):

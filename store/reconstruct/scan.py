@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from .. import index
 from ..errors import CorruptionError
 from ..fsutil import TEMP_PREFIX
+from ..layout import is_bucket
 
 MSG_RE = re.compile(r"^([1-9][0-9]{0,9})\.msg$")
 KNOWN_FILES = set(index.INDEX_FILES)
@@ -49,7 +50,7 @@ def scan_files(mdir: str, scan: Scan) -> None:
         return
     for e in top:
         if e.is_dir(follow_symlinks=False):
-            if e.name.isdigit():
+            if is_bucket(e.name):
                 _scan_bucket(e.path, scan)
             elif not e.name.startswith("="):
                 scan.unknown.append(e.path)
