@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import logmsg
 from .errors import CorruptionError
-from .fsutil import atomic_write, fsync_dir
+from .fsutil import Batch, atomic_write, fsync_dir, put_file
 from .message import CACHE_FIELDS, GUID_BYTES
 
 IDX_FILE = "store.idx"
@@ -141,8 +142,9 @@ class Header:
         return fixed[:-4] + struct.pack("<I", crc) + var
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
+    """One message's record (a tuple: a rebuild makes hundreds of thousands)."""
+
     uid: int
     flags: int
     internaldate: int
@@ -155,20 +157,23 @@ class Record:
     guid: bytes
 
     def pack(self) -> bytes:
-        body = RECORD.pack(self.uid, self.flags, self.internaldate, self.sentdate, self.size,
-                           self.header_size, self.cache_len, self.cache_offset, self.modseq,
-                           self.guid, b"\0" * 4, 0)[:-4]
-        return body + struct.pack("<I", zlib.crc32(body))
+        body = _RECORD_BODY.pack(*self, b"\0" * 4)
+        return body + _CRC.pack(zlib.crc32(body))
 
     @classmethod
     def unpack(cls, raw: bytes) -> tuple[Record, int, int]:
         """(record, crc expected, crc found)."""
         f = RECORD.unpack(raw)
-        rec = cls(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9])
-        return rec, f[11], zlib.crc32(raw[:-4])
+        return cls._make(f[:10]), f[11], zlib.crc32(raw[:-4])
 
     def with_flags(self, flags: int, modseq: int) -> Record:
-        return replace(self, flags=flags, modseq=modseq)
+        return self._replace(flags=flags, modseq=modseq)
+
+
+# the record without its trailing crc, and the crc alone: one owner (RECORD)
+_RECORD_BODY = struct.Struct(RECORD.format[:-1])
+_CRC = struct.Struct("<I")
+assert _RECORD_BODY.size + _CRC.size == RECORD.size
 
 
 def _corrupt(msg: logmsg.Msg, mailbox: str, path: str, where: str | None = None, **kw):
@@ -341,8 +346,10 @@ def _empty_exp() -> bytes:
 
 
 def write_index(mailbox_dir: str, header: Header, records: list[Record],
-                cache: bytes | None = None, *, fsync_directory: bool = True) -> None:
-    """Atomically write a whole store.idx (and store.cache when given).
+                cache: bytes | None = None, *, fsync_directory: bool = True,
+                batch: Batch | None = None) -> None:
+    """Atomically write a whole store.idx (and store.cache when given), now
+    or as part of `batch`.
 
     The cache is swapped first. A crash between the two swaps leaves the old
     index over the new cache; its entries then fail their uid/checksum test
@@ -350,11 +357,11 @@ def write_index(mailbox_dir: str, header: Header, records: list[Record],
     header.exists = len(records)
     header.total_bytes = sum(r.size for r in records)
     if cache is not None:
-        with atomic_write(os.path.join(mailbox_dir, CACHE_FILE), fsync_directory=False) as f:
-            f.write(cache if cache else _empty_cache())
-    with atomic_write(os.path.join(mailbox_dir, IDX_FILE), fsync_directory=fsync_directory) as f:
-        f.write(header.pack())
-        f.write(b"".join(r.pack() for r in records))
+        put_file(os.path.join(mailbox_dir, CACHE_FILE), cache if cache else _empty_cache(), batch,
+                 fsync_directory=False)
+    put_file(os.path.join(mailbox_dir, IDX_FILE),
+             header.pack() + b"".join(r.pack() for r in records), batch,
+             fsync_directory=fsync_directory)
 
 
 def create_index(mailbox_dir: str, header: Header) -> None:
@@ -376,7 +383,7 @@ def append(mailbox_dir: str, header: Header, entries: list[tuple[Record, dict[st
         blobs = []
         for rec, fields in entries:
             blob = pack_cache_entry(rec.uid, fields)
-            written.append(replace(rec, cache_offset=pos, cache_len=len(blob)))
+            written.append(rec._replace(cache_offset=pos, cache_len=len(blob)))
             blobs.append(blob)
             pos += len(blob)
         cf.write(b"".join(blobs))
@@ -488,10 +495,10 @@ def read_expunged(mailbox_dir: str, mailbox: str, *, tolerant: bool = False
 
 
 def write_expunged(mailbox_dir: str, records: list[Record], *,
-                   fsync_directory: bool = True) -> None:
-    with atomic_write(os.path.join(mailbox_dir, EXP_FILE), fsync_directory=fsync_directory) as f:
-        f.write(_empty_exp())
-        f.write(b"".join(r.pack() for r in records))
+                   fsync_directory: bool = True, batch: Batch | None = None) -> None:
+    put_file(os.path.join(mailbox_dir, EXP_FILE),
+             _empty_exp() + b"".join(r.pack() for r in records), batch,
+             fsync_directory=fsync_directory)
 
 
 def fsync_mailbox_dir(mailbox_dir: str) -> None:

@@ -6,7 +6,7 @@ message, however broken, yields a (possibly empty) set of cache fields.
 
 from __future__ import annotations
 
-import calendar
+import datetime
 import email.utils
 import hashlib
 import re
@@ -34,9 +34,13 @@ _HEADER_LINES = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+[ \t]*:[^\n]*(?:\n|\Z)"
                            rb"|[ \t][^\n]*(?:\n|\Z))*")
 _MBOX_FROM = re.compile(rb"From [^\n]*\n")
 _BLANK = re.compile(rb"\r?\n")
-_WANTED = re.compile(rb"^(" + b"|".join(f.encode() for f in CACHE_FIELDS) + rb")[ \t]*:"
-                     rb"([^\n]*(?:\n[ \t][^\n]*)*)", re.M | re.I)
+_WANTED = re.compile(rb"\n(" + b"|".join(f.encode() for f in CACHE_FIELDS) + rb")[ \t]*:"
+                     rb"([^\n]*(?:\n[ \t][^\n]*)*)", re.I)
 _FOLD = re.compile(rb"\r?\n[ \t]+")
+# the usual spellings of the wanted names; any other goes through lower()
+_KEYS = {s: f for f in CACHE_FIELDS
+         for s in (f.encode(), f.title().encode(), f.upper().encode(),
+                   f.title().replace("-Id", "-ID").encode())}
 
 
 def header_end(data: bytes) -> int:
@@ -58,18 +62,24 @@ def header_end(data: bytes) -> int:
 def parse_header(data: bytes) -> ParsedHeader:
     size = header_end(data)
     fields: dict[str, bytes] = {}
-    for m in _WANTED.finditer(data, 0, size):
-        key = m.group(1).decode("ascii").lower()
+    # matching "\n" + name (a literal prefix the regex engine scans for fast)
+    # over the header with a newline in front is faster than
+    # "^" + name in multi-line mode, which is tried at every byte
+    for m in _WANTED.finditer(b"\n" + data[:size]):
+        name, v = m.groups()
+        key = _KEYS.get(name) or name.decode("ascii").lower()
         if key not in fields:  # the first occurrence wins
-            v = m.group(2)
             fields[key] = (_FOLD.sub(b" ", v) if b"\n" in v else v).strip()
-    if "content-type" in fields:
-        fields["content-type"] = content_type_summary(fields["content-type"])
+    ct = fields.get("content-type")
+    if ct is not None:
+        fields["content-type"] = content_type_summary(ct)
     return ParsedHeader(size, fields, parse_date(fields.get("date", b"")))
 
 
 def content_type_summary(value: bytes) -> bytes:
     """`type/subtype` plus charset and boundary when present."""
+    if b";" not in value:
+        return value.strip().lower() or b"text/plain"
     parts = value.split(b";")
     mime = parts[0].strip().lower() or b"text/plain"
     out = [mime]
@@ -87,6 +97,25 @@ _DATE = re.compile(rb"^\s*(?:[A-Za-z]{3},?\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4
                    rb"(\d{2}):(\d{2})(?::(\d{2}))?\s*([+-]\d{4})?")
 
 
+_MONTH_START: dict[tuple[int, int], int | None] = {}
+_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+
+
+def _month_start(year: int, mon: int) -> int | None:
+    """Days from the epoch to the first of the month (what calendar.timegm
+    computes, memoised: sent dates cluster in few months)."""
+    try:
+        return _MONTH_START[year, mon]
+    except KeyError:
+        try:
+            days = datetime.date(year, mon, 1).toordinal() - _EPOCH_ORDINAL
+        except ValueError:
+            days = None
+        if len(_MONTH_START) < 100_000:
+            _MONTH_START[year, mon] = days
+        return days
+
+
 def parse_date(value: bytes) -> int:
     """Seconds since the epoch from a Date: value; 0 when unreadable. The
     common RFC 5322 form is read directly; anything else goes to email.utils."""
@@ -94,17 +123,16 @@ def parse_date(value: bytes) -> int:
         return 0
     m = _DATE.match(value)
     if m:
-        mon = _MONTHS.get(m.group(2).lower())
-        day, year, hh, mm = int(m.group(1)), int(m.group(3)), int(m.group(4)), int(m.group(5))
-        if mon and m.group(7) and 1 <= day <= 31 and hh < 24 and mm < 60:
-            ss = int(m.group(6) or 0)
-            tz = m.group(7)
-            off = 0 if not tz else (1 if tz[:1] == b"+" else -1) * (int(tz[1:3]) * 3600
-                                                                     + int(tz[3:5]) * 60)
-            try:
-                return calendar.timegm((year, mon, day, hh, mm, min(ss, 59), 0, 0, 0)) - off
-            except (OverflowError, ValueError):
+        d, mo, y, h, mi, s, tz = m.groups()
+        mon = _MONTHS.get(mo.lower())
+        day, year, hh, mm = int(d), int(y), int(h), int(mi)
+        if mon and tz and 1 <= day <= 31 and hh < 24 and mm < 60:
+            ss = int(s or 0)
+            off = (1 if tz[:1] == b"+" else -1) * (int(tz[1:3]) * 3600 + int(tz[3:5]) * 60)
+            first = _month_start(year, mon)
+            if first is None:
                 return 0
+            return (first + day - 1) * 86400 + hh * 3600 + mm * 60 + min(ss, 59) - off
     try:
         dt = email.utils.parsedate_to_datetime(value.decode("latin-1"))
         return int(dt.timestamp())

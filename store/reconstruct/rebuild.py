@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from .. import index, logmsg
 from ..errors import StoreError
-from ..fsutil import TEMP_PREFIX, fsync_dir
+from ..fsutil import TEMP_PREFIX, Batch, fsync_dir, read_file
 from ..layout import user_of
 from ..mailbox import ALL_RIGHTS, message_path, quota_root_for
 from ..message import guid as guid_of
@@ -46,13 +46,11 @@ class Result:
     header: index.Header
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
-                    remove_exp: bool = False, uidnext_floor: int = 0) -> Result:
+                    remove_exp: bool = False, uidnext_floor: int = 0,
+                    batch: Batch | None = None) -> Result:
+    """With `batch`, the new files wait in it: the caller keeps the mailbox
+    locked until the batch is committed."""
     n, mdir = scan.name, scan.mdir
     out: list[Finding] = []
     old_h = scan.header
@@ -99,7 +97,7 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
         if r is not None and r.size == f.size:
             fields = _cached_fields(scan, r, cpath)
             if fields is None:
-                fields = parse_header(_read(f.path)).fields
+                fields = parse_header(read_file(f.path, f.size)).fields
                 out.append(Finding(n, "cache-invalid", f"cache entry of uid {uid} rewritten "
                                                        "from the message", "rebuilt", fixed=True))
             records.append((r, fields))
@@ -161,7 +159,7 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
                           uidnext=max(next_uid, base_next, uidnext_floor), highest_modseq=modseq,
                           last_update=int(time.time()), quotaroot=qroot, acl=acl)
     exp_list = sorted(new_exp.values(), key=lambda r: r.uid)
-    _write(mdir, header, records, relinks, exp_list,
+    _write(mdir, header, records, relinks, exp_list, batch,
            exp_changed=[r.pack() for r in exp_list] != [r.pack() for r in scan.exp]
            or bool(scan.exp_problems) or not os.path.exists(os.path.join(mdir, index.EXP_FILE)))
     fields = header_db_fields(header, partition)
@@ -179,7 +177,7 @@ def _cached_fields(scan: Scan, r: index.Record, cpath: str) -> dict | None:
 
 def _record_from_file(f, uid: int, flags: int, internaldate: int | None
                       ) -> tuple[index.Record, dict]:
-    data = _read(f.path)
+    data = read_file(f.path, f.size)
     p = parse_header(data)
     when = internaldate if internaldate is not None else f.mtime
     return (index.Record(uid, flags, when, p.sent_date, len(data), p.header_size, 0, 0, 0,
@@ -187,8 +185,7 @@ def _record_from_file(f, uid: int, flags: int, internaldate: int | None
 
 
 def _with_modseq(r: index.Record, modseq: int) -> index.Record:
-    return index.Record(r.uid, r.flags, r.internaldate, r.sentdate, r.size, r.header_size,
-                        r.cache_len, r.cache_offset, modseq, r.guid)
+    return r._replace(modseq=modseq)
 
 
 def _exp_record(f, uid: int) -> index.Record:
@@ -196,7 +193,7 @@ def _exp_record(f, uid: int) -> index.Record:
 
 
 def _write(mdir: str, header: index.Header, records, relinks, exp_records,
-           exp_changed: bool) -> None:
+           batch: Batch | None, exp_changed: bool) -> None:
     buckets = set()
     for old_uid, new_uid in relinks:
         dst = message_path(mdir, new_uid)
@@ -207,16 +204,17 @@ def _write(mdir: str, header: index.Header, records, relinks, exp_records,
             raise StoreError(f"{dst} appeared while the mailbox was locked for reconstruct; "
                              "nothing changed, run reconstruct again") from None
         buckets.add(os.path.dirname(dst))
-    for b in buckets:
-        fsync_dir(b)
+    if batch is None:  # else the batch's first sync covers the links
+        for b in buckets:
+            fsync_dir(b)
     if exp_changed:
-        index.write_expunged(mdir, exp_records, fsync_directory=False)
+        index.write_expunged(mdir, exp_records, fsync_directory=False, batch=batch)
     cache = bytearray(index.CACHE_HEADER.pack(index.CACHE_MAGIC, index.VERSION, b"\0" * 6))
     out = []
     for rec, fields in records:
         blob = index.pack_cache_entry(rec.uid, fields)
-        out.append(index.Record(rec.uid, rec.flags, rec.internaldate, rec.sentdate, rec.size,
-                                rec.header_size, len(blob), len(cache), rec.modseq, rec.guid))
+        out.append(rec._replace(cache_len=len(blob), cache_offset=len(cache)))
         cache += blob
-    index.write_index(mdir, header, out, cache=bytes(cache), fsync_directory=False)
-    fsync_dir(mdir)  # once, for every file swapped in above
+    index.write_index(mdir, header, out, cache=bytes(cache), fsync_directory=False, batch=batch)
+    if batch is None:
+        fsync_dir(mdir)  # once, for every file swapped in above

@@ -4,6 +4,7 @@ and keep the database in step. Used by the reconstruct command."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing as mp
 import os
 import time
@@ -14,7 +15,7 @@ from filelock import FileLock, Timeout
 
 from .. import logmsg
 from ..errors import LockedError, NoSuchMailboxError, StoreError
-from ..fsutil import pid_alive
+from ..fsutil import Batch, pid_alive
 from ..layout import canonical, walk_spool
 from ..mailbox import Store
 from . import dbsync
@@ -25,6 +26,7 @@ from .scan import scan_mailbox
 
 Progress = Callable[[int, int, int], None]  # mailboxes done, total, messages so far
 CHUNK = 32
+BATCH_FILES, BATCH_BYTES = 96, 64 << 20  # commit a batch early past either
 
 
 class Interrupted(StoreError):
@@ -98,12 +100,17 @@ def select_mailboxes(store: Store, opts: Options) -> list[tuple[str, str, str, d
 # ---- one mailbox (runs in a worker) ---------------------------------------------
 
 def visit_mailbox(store: Store, name: str, mdir: str, part: str, entry: dict | None,
-                  opts: Options) -> BoxResult:
+                  opts: Options, batch: Batch | None = None,
+                  held: contextlib.ExitStack | None = None) -> BoxResult:
+    """Check one mailbox and rebuild it when needed. With `batch` and
+    `held`, a rebuilt mailbox's new files wait in the batch and its lock
+    moves to `held`, to be released once the batch is committed."""
     if not os.path.isdir(mdir):
         return BoxResult(name, part, [Finding(name, "mailbox-missing",
                                               f"folder entry but no directory {mdir}",
                                               "left for reconstruct -m")], None, 0, False)
-    with store.lock(name):
+    with contextlib.ExitStack() as mine:
+        mine.enter_context(store.lock(name))
         # -f -i never looks at the old records: only the header's UIDNEXT floor
         scan = scan_mailbox(name, mdir, read_index=not (opts.force and opts.zero_index))
         if opts.force and opts.zero_index:
@@ -120,7 +127,10 @@ def visit_mailbox(store: Store, name: str, mdir: str, part: str, entry: dict | N
             scan = replace(scan, header=None, records=[], cache=None, cache_bad={})
         else:
             floor = 0
-        res = rebuild_mailbox(scan, entry, part, remove_exp=opts.remove_exp, uidnext_floor=floor)
+        res = rebuild_mailbox(scan, entry, part, remove_exp=opts.remove_exp, uidnext_floor=floor,
+                              batch=batch)
+        if batch is not None and held is not None:
+            held.enter_context(mine.pop_all())
     fixed = [f.fix("rebuilt") if f.kind in REBUILD_KINDS else f for f in findings]
     actions = res.findings if opts.force else [replace(f, problem=False) for f in res.findings]
     for f in fixed + actions:
@@ -138,10 +148,33 @@ def _header_or_none(mdir: str, name: str):
         return None
 
 
+def visit_chunk(store: Store, tasks: list, opts: Options) -> list[BoxResult]:
+    """Visit mailboxes in name order (the order every lock taker uses), the
+    rebuilt ones' new files committed together: two filesystem syncs per
+    chunk instead of several fsyncs per mailbox. Their locks are held until
+    then; an exception leaves every mailbox of the chunk as it was."""
+    batch = None if opts.check_only else Batch()
+    out: list[BoxResult] = []
+    with contextlib.ExitStack() as held:
+        try:
+            for t in tasks:
+                out.append(visit_mailbox(store, *t, opts, batch=batch, held=held))
+                if batch is not None and (len(batch) >= BATCH_FILES or batch.bytes >= BATCH_BYTES):
+                    batch.commit()
+                    held.close()
+            if batch is not None:
+                batch.commit()
+        except BaseException:
+            if batch is not None:
+                batch.abort()
+            raise
+    return out
+
+
 def _work(root: str, tasks: list, opts: Options) -> list[BoxResult]:
     store = Store.open(root)
     try:
-        return [visit_mailbox(store, *t, opts) for t in tasks]
+        return visit_chunk(store, tasks, opts)
     finally:
         store.close()
 
@@ -169,7 +202,7 @@ def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None
     if opts.jobs <= 1 or len(chunks) <= 1:
         try:
             for c in chunks:
-                collect([visit_mailbox(store, *t, opts) for t in c])
+                collect(visit_chunk(store, c, opts))
         except KeyboardInterrupt:
             raise Interrupted("interrupted; every mailbox is either as it was or rebuilt") from None
     else:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .. import index
 from ..errors import CorruptionError
 from ..fsutil import TEMP_PREFIX
 from ..layout import is_bucket
 
-MSG_RE = re.compile(r"^([1-9][0-9]{0,9})\.msg$")
 KNOWN_FILES = set(index.INDEX_FILES)
 
 
-@dataclass
-class FileInfo:
+class FileInfo(NamedTuple):
     uid: int
     path: str
     size: int
@@ -62,15 +60,19 @@ def scan_files(mdir: str, scan: Scan) -> None:
 
 def _scan_bucket(bdir: str, scan: Scan) -> None:
     bucket = int(os.path.basename(bdir))
+    files = scan.files
     for e in os.scandir(bdir):
-        m = MSG_RE.match(e.name)
-        if m and e.is_file(follow_symlinks=False):
-            uid = int(m.group(1))
+        name = e.name
+        stem = name[:-4]
+        # <uid>.msg, uid 1-9999999999 without leading zeros (no regex call per file)
+        if (name.endswith(".msg") and stem.isdigit() and stem.isascii() and len(stem) <= 10
+                and stem[0] != "0" and e.is_file(follow_symlinks=False)):
+            uid = int(stem)
             if uid // 1000 != bucket:  # in the wrong bucket: not where the store looks
                 scan.unknown.append(e.path)
                 continue
             st = e.stat(follow_symlinks=False)
-            scan.files[uid] = FileInfo(uid, e.path, st.st_size, st.st_ino, int(st.st_mtime))
+            files[uid] = FileInfo(uid, e.path, st.st_size, st.st_ino, int(st.st_mtime))
         elif e.name.startswith(TEMP_PREFIX) and not e.is_dir(follow_symlinks=False):
             scan.temps.append(e.path)
         else:

@@ -1,0 +1,23 @@
+"""The first header parser (one regex pass per concern), kept as the
+specification the fast parser in store.message must agree with."""
+
+import re
+
+from store.message import CACHE_FIELDS, content_type_summary, header_end
+
+_WANTED = re.compile(rb"^(" + b"|".join(f.encode() for f in CACHE_FIELDS) + rb")[ \t]*:"
+                     rb"([^\n]*(?:\n[ \t][^\n]*)*)", re.M | re.I)
+_FOLD = re.compile(rb"\r?\n[ \t]+")
+
+
+def reference_fields(data: bytes) -> tuple[int, dict[str, bytes]]:
+    size = header_end(data)
+    fields: dict[str, bytes] = {}
+    for m in _WANTED.finditer(data, 0, size):
+        key = m.group(1).decode("ascii").lower()
+        if key not in fields:
+            v = m.group(2)
+            fields[key] = (_FOLD.sub(b" ", v) if b"\n" in v else v).strip()
+    if "content-type" in fields:
+        fields["content-type"] = content_type_summary(fields["content-type"])
+    return size, fields
