@@ -151,6 +151,10 @@ class Database:
                 self.env.set_mapsize(0)  # adopt the size another process chose
         raise StoreError(f"mailbox database {self.path}: map could not be grown")
 
+    def sync(self) -> None:
+        """Make every committed transaction durable (after durable=False writes)."""
+        self.env.sync(True)
+
     def read(self, fn: Callable[[Txn], Any]) -> Any:
         for _attempt in range(4):
             try:

@@ -285,10 +285,14 @@ def read_index(mailbox_dir: str, mailbox: str) -> Index:
 # ---- cache ---------------------------------------------------------------
 
 def pack_cache_entry(uid: int, fields: dict[str, bytes]) -> bytes:
-    values = [fields.get(k, b"") for k in CACHE_FIELDS]
+    values = list(map(fields.get, CACHE_FIELDS, _NO_VALUES))
     payload = CACHE_LENS.pack(*map(len, values)) + b"".join(values)
-    head = struct.pack("<II", uid, len(payload))
-    return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
+    head = _CACHE_HEAD.pack(uid, len(payload))
+    return head + _CRC.pack(zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+_NO_VALUES = (b"",) * len(CACHE_FIELDS)
+_CACHE_HEAD = struct.Struct(CACHE_ENTRY.format[:-1])  # uid, payload_len: what the crc covers
 
 
 def cache_entry_problem(cache_data: bytes, rec: Record) -> str | None:

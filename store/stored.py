@@ -365,7 +365,7 @@ class Daemon:
         resync_from_spool(self.layout, self.store)
 
     def job_checkpoint(self, now: float) -> None:
-        self.store.db.env.sync(True)
+        self.store.db.sync()
         touch(os.path.join(self.layout.config_dir, STAMPS["checkpoint"]), now)
 
     def job_cleanup(self, now: float) -> None:
@@ -380,7 +380,7 @@ class Daemon:
     def job_peruser(self, now: float) -> None:
         # per-user flags are committed through the database as they change;
         # the write-out makes them durable on disk
-        self.store.db.env.sync(True)
+        self.store.db.sync()
         touch(os.path.join(self.layout.config_dir, STAMPS["peruser"]), now)
 
     def job_snapshot(self, now: float) -> None:
@@ -411,7 +411,7 @@ class Daemon:
         notify("STOPPING=1")
         if self.store is not None:
             with contextlib.suppress(Exception):
-                self.store.db.env.sync(True)
+                self.store.db.sync()
             self.store.close()
         with contextlib.suppress(FileNotFoundError):
             st = read_state(self.layout)

@@ -158,7 +158,8 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
                only: set[str] | None = None) -> list[Finding]:
     """Recount each quota root's usage. Safe beside deliveries: a root's
     mailboxes are locked while it is counted and written, so no append
-    falls between the count and the write."""
+    falls between the count and the write. One sync at the end, not one per
+    root (usage is what deliveries write without a sync too)."""
     out: list[Finding] = []
     by_root: dict[str, list[tuple[str, dict]]] = {
         r: [] for r, _ in store.db.read(lambda t: list(good_items(t, "quota")))}
@@ -192,9 +193,11 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
                                                     f"{q.get('used_messages')} messages, counted "
                                                     f"{b} / {m}", "corrected" if apply else "none",
                                fixed=apply)
-            f = store.db.write(txn) if apply else store.db.read(txn)
+            f = store.db.write(txn, durable=False) if apply else store.db.read(txn)
             if f:
                 out.append(f)
+    if apply and out:
+        store.db.sync()
     return out
 
 

@@ -103,10 +103,9 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
             records.append((r, fields))
             kept_inodes.add(f.ino)
         elif r is not None or uid >= base_next:
-            rec, fields = _record_from_file(f, uid, 0 if r is None else r.flags,
-                                            None if r is None else r.internaldate)
             modseq += 1
-            records.append((_with_modseq(rec, modseq), fields))
+            records.append(_record_from_file(f, uid, 0 if r is None else r.flags,
+                                             None if r is None else r.internaldate, modseq))
             kept_inodes.add(f.ino)
             if r is not None:
                 out.append(Finding(n, "file-size", f"uid {uid}: record said {r.size} bytes, file "
@@ -132,9 +131,9 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
         new_uid = next_uid
         next_uid += 1
         relinks.append((uid, new_uid))
-        rec, fields = _record_from_file(f, new_uid, 0 if old_rec is None else old_rec.flags, None)
         modseq += 1
-        records.append((_with_modseq(rec, modseq), fields))
+        records.append(_record_from_file(f, new_uid, 0 if old_rec is None else old_rec.flags, None,
+                                         modseq))
         new_exp[uid] = _exp_record(f, uid)
         kept_inodes.add(f.ino)
         out.append(Finding(n, "unindexed-file", f"message file {f.path} (uid {uid}) was in no "
@@ -175,17 +174,13 @@ def _cached_fields(scan: Scan, r: index.Record, cpath: str) -> dict | None:
         return None
 
 
-def _record_from_file(f, uid: int, flags: int, internaldate: int | None
+def _record_from_file(f, uid: int, flags: int, internaldate: int | None, modseq: int
                       ) -> tuple[index.Record, dict]:
     data = read_file(f.path, f.size)
     p = parse_header(data)
     when = internaldate if internaldate is not None else f.mtime
-    return (index.Record(uid, flags, when, p.sent_date, len(data), p.header_size, 0, 0, 0,
+    return (index.Record(uid, flags, when, p.sent_date, len(data), p.header_size, 0, 0, modseq,
                          guid_of(data)), p.fields)
-
-
-def _with_modseq(r: index.Record, modseq: int) -> index.Record:
-    return r._replace(modseq=modseq)
 
 
 def _exp_record(f, uid: int) -> index.Record:
@@ -211,9 +206,11 @@ def _write(mdir: str, header: index.Header, records, relinks, exp_records,
         index.write_expunged(mdir, exp_records, fsync_directory=False, batch=batch)
     cache = bytearray(index.CACHE_HEADER.pack(index.CACHE_MAGIC, index.VERSION, b"\0" * 6))
     out = []
-    for rec, fields in records:
-        blob = index.pack_cache_entry(rec.uid, fields)
-        out.append(rec._replace(cache_len=len(blob), cache_offset=len(cache)))
+    Record = index.Record
+    for r, fields in records:
+        blob = index.pack_cache_entry(r.uid, fields)
+        out.append(Record(r.uid, r.flags, r.internaldate, r.sentdate, r.size, r.header_size,
+                          len(blob), len(cache), r.modseq, r.guid))
         cache += blob
     index.write_index(mdir, header, out, cache=bytes(cache), fsync_directory=False, batch=batch)
     if batch is None:
