@@ -88,19 +88,24 @@ class Batch:
         if not self._pending:
             return
         dirs = {os.path.dirname(t) or "." for _tmp, t in self._pending}
-        _sync_devices(dirs)  # the new contents, and anything linked before them
-        while self._pending:
-            tmp, target = self._pending[0]
-            os.replace(tmp, target)
-            self._pending.pop(0)
+        try:
+            _sync_devices(dirs)  # the new contents, and anything linked before them
+            for i, (tmp, target) in enumerate(self._pending):
+                os.replace(tmp, target)
+                self._pending[i] = ("", target)
+        except BaseException:
+            self.abort()
+            raise
+        self._pending.clear()
         self.bytes = 0
         _sync_devices(dirs)  # the renames
 
     def abort(self) -> None:
         """Remove the temps not yet swapped in; their targets are untouched."""
         for tmp, _target in self._pending:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if tmp:  # "" once swapped in
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         self._pending.clear()
         self.bytes = 0
 
