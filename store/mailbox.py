@@ -229,7 +229,7 @@ class Store:
             def txn(t: Txn) -> None:
                 t.delete("folder", name)
                 _lright_remove(t, name, entry.get("acl", {}))
-                _quota_add(t, entry.get("quotaroot", ""), -used[1], -used[0])
+                quota_add(t, entry.get("quotaroot", ""), -used[1], -used[0])
             self.db.write(txn)
             _remove_mailbox_files(mdir)
         logmsg.log("mailbox", logmsg.MAILBOX_DELETED, mailbox=name)
@@ -358,7 +358,7 @@ class Store:
                 sync_filesystem(mdir)
             written = index.append(mdir, header, entries)
             if qroot:
-                self.db.write(lambda t: _quota_add(t, qroot, need, len(written)), durable=False)
+                self.db.write(lambda t: quota_add(t, qroot, need, len(written)), durable=False)
         return [r.uid for r in written]
 
     def set_flags(self, name: str, uid: int, flags: int, mode: str = "set") -> int:
@@ -392,7 +392,7 @@ class Store:
             index.write_index(mdir, idx.header, keep)
             qroot = entry.get("quotaroot", "")
             if qroot:
-                self.db.write(lambda t: _quota_add(t, qroot, -sum(r.size for r in gone), -len(gone)))
+                self.db.write(lambda t: quota_add(t, qroot, -sum(r.size for r in gone), -len(gone)))
         return [r.uid for r in gone]
 
     def erase_expunged(self, name: str) -> int:
@@ -510,7 +510,7 @@ def _check_quota_root(root: str) -> str:
     return c
 
 
-def _quota_add(t: Txn, root: str, nbytes: int, nmsgs: int) -> None:
+def quota_add(t: Txn, root: str, nbytes: int, nmsgs: int) -> None:
     if not root:
         return
     q = t.get("quota", root) or {"limit_bytes": None, "used_bytes": 0, "used_messages": 0}

@@ -65,6 +65,8 @@ def test_damage_case(cli, built, case):
     assert code == 0, r.out
     code, out, r = recon(cli, root, "-n", "-r")
     assert code == 0, r.out
+    code, out, r = recon(cli, root, "-n", "-q")  # the repair left quota usage right too
+    assert code == 0, r.out
     assert leftover_temp_files(root) == []
     # message files: the same multiset, plus hard links a repair made (same bytes)
     after = msg_hashes(root)
@@ -175,3 +177,26 @@ def test_parallel_workers_give_the_same_result(cli, tmp_path):
     code, out, r = recon(cli, root, "-r", "-j", "2")
     assert code == 1 and out["summary"]["mailboxes_rebuilt"] == 3
     assert recon(cli, root, "-n", "-r", "-j", "2")[0] == 0
+
+
+def test_rebuild_adjusts_usage_by_what_it_changed_while_deliveries_count_theirs(cli, built):
+    """A rebuild's usage change is a delta: a delivery between the rebuild
+    and the database update is neither lost nor counted twice."""
+    root = built
+    name = "user/user0000"
+    damage(root, "missing_message_file", name)
+    from store.reconstruct import runner
+    real_apply = runner._apply_db
+
+    def deliver_first(store, results, opts):
+        store.append(name, b"Subject: arrives mid-run\n\nhello\n")
+        return real_apply(store, results, opts)
+
+    runner._apply_db = deliver_first
+    try:
+        with Store.open(root) as s:
+            runner.reconstruct_mailboxes(s, runner.Options(names=[name]))
+    finally:
+        runner._apply_db = real_apply
+    code, out, r = recon(cli, root, "-n", "-q")
+    assert code == 0, r.out

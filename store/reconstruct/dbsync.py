@@ -12,7 +12,7 @@ from .. import index
 from ..db import Txn
 from ..errors import CorruptionError
 from ..layout import USER_NS, user_of, walk_spool
-from ..mailbox import Store, quota_root_for
+from ..mailbox import Store, quota_add, quota_root_for
 from .check import DB_FIELDS, header_db_fields
 from .findings import Finding
 
@@ -199,6 +199,28 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
     if apply and out:
         store.db.sync()
     return out
+
+
+def add_usage(store: Store, deltas: dict[str, tuple[int, int]]) -> list[Finding]:
+    """Adjust quota roots' usage by what rebuilds changed: (bytes, messages)."""
+    if not deltas:
+        return []
+
+    def txn(t: Txn) -> list[Finding]:
+        out = []
+        for root, (b, m) in sorted(deltas.items()):
+            try:
+                q = t.get("quota", root) or {}
+            except CorruptionError:
+                q = {}
+            ub, um = q.get("used_bytes") or 0, q.get("used_messages") or 0
+            quota_add(t, root, b, m)
+            out.append(Finding(root, "quota-usage", f"usage {ub} bytes / {um} messages, "
+                                                    f"rebuilt mailboxes changed it by {b:+} / {m:+}",
+                               "corrected", fixed=True))
+        return out
+
+    return store.db.write(txn)
 
 
 def _rewrite_header_quotaroot(store: Store, name: str, partition: str, root: str) -> None:

@@ -54,6 +54,9 @@ class BoxResult:
     messages: int
     rebuilt: bool
     quotaroot: str = ""
+    # what the rebuild changed in the mailbox's (bytes, messages), counted
+    # under its lock; None when the old header's counts were not to be trusted
+    usage_delta: tuple[int, int] | None = None
 
 
 # ---- selection ----------------------------------------------------------------
@@ -121,6 +124,9 @@ def visit_mailbox(store: Store, name: str, mdir: str, part: str, entry: dict | N
             fields = header_db_fields(scan.header, part)
             return BoxResult(name, part, findings, fields, len(scan.records), False,
                              scan.header.quotaroot if scan.header else "")
+        trusted = scan.header is not None and not any(
+            p.kind in ("idx-count-mismatch", "idx-size-mismatch") for p in scan.index_problems)
+        before = (scan.header.total_bytes, scan.header.exists) if trusted else None
         if opts.zero_index:
             floor = scan.header.uidnext if scan.header else 0
             entry = entry or header_db_fields(scan.header, part)
@@ -136,8 +142,10 @@ def visit_mailbox(store: Store, name: str, mdir: str, part: str, entry: dict | N
     for f in fixed + actions:
         if f.problem or f.action != "none":
             logmsg.log("reconstruct", logmsg.RECONSTRUCT_FINDING, line=f.line())
+    delta = None if before is None else (res.header.total_bytes - before[0],
+                                         res.header.exists - before[1])
     return BoxResult(name, part, fixed + actions, res.db_fields, res.messages, True,
-                     res.header.quotaroot)
+                     res.header.quotaroot, delta)
 
 
 def _header_or_none(mdir: str, name: str):
@@ -226,14 +234,19 @@ def _apply_db(store: Store, results: list[BoxResult], opts: Options) -> tuple[li
     s = Summary()
     findings: list[Finding] = []
     updates: dict[str, dict] = {}
-    roots: set[str] = set()
+    deltas: dict[str, tuple[int, int]] = {}
+    recount: set[str] = set()
     for r in sorted(results, key=lambda r: r.name):
         s.mailboxes_checked += 1
         s.messages_checked += r.messages
         if r.rebuilt:
             s.mailboxes_rebuilt += 1
             s.messages_indexed += r.messages
-            roots.add(r.quotaroot)
+            if r.usage_delta is None:
+                recount.add(r.quotaroot)
+            else:
+                b, m = deltas.get(r.quotaroot, (0, 0))
+                deltas[r.quotaroot] = (b + r.usage_delta[0], m + r.usage_delta[1])
         db_kinds = {"db-missing", "db-mismatch"}
         want_db = r.db_fields is not None and (r.rebuilt or any(f.kind in db_kinds
                                                                 for f in r.findings))
@@ -256,8 +269,14 @@ def _apply_db(store: Store, results: list[BoxResult], opts: Options) -> tuple[li
                     continue
                 t.put("folder", name, {**(old or {}), **fields})
         store.db.write(txn)
-    if roots - {""} and not opts.check_only:
-        findings += dbsync.sync_usage(store, True, from_records=False, only=roots - {""})
+    if not opts.check_only:
+        # a delta commutes with deliveries' own usage updates, so it needs no
+        # lock; a mailbox whose old counts were unknown has its root recounted
+        recount.discard("")
+        findings += dbsync.add_usage(store, {r: d for r, d in deltas.items()
+                                             if r and r not in recount and d != (0, 0)})
+        if recount:
+            findings += dbsync.sync_usage(store, True, from_records=False, only=recount)
     return findings, s
 
 
