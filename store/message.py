@@ -7,7 +7,6 @@ message, however broken, yields a (possibly empty) set of cache fields.
 from __future__ import annotations
 
 import datetime
-import email.utils
 import hashlib
 import re
 from dataclasses import dataclass
@@ -133,6 +132,8 @@ def parse_date(value: bytes) -> int:
             if first is None:
                 return 0
             return (first + day - 1) * 86400 + hh * 3600 + mm * 60 + min(ss, 59) - off
+    import email.utils  # rare forms only; the import costs a command's start-up ~8 ms
+
     try:
         dt = email.utils.parsedate_to_datetime(value.decode("latin-1"))
         return int(dt.timestamp())

@@ -3,9 +3,7 @@ and keep the database in step. Used by the reconstruct command."""
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
-import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable
@@ -214,6 +212,9 @@ def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None
         except KeyboardInterrupt:
             raise Interrupted("interrupted; every mailbox is either as it was or rebuilt") from None
     else:
+        import concurrent.futures as cf  # only here: one mailbox needs no pool
+        import multiprocessing as mp
+
         store.close()  # no LMDB handle may cross a fork
         ex = cf.ProcessPoolExecutor(max_workers=opts.jobs, mp_context=mp.get_context("fork"))
         try:
