@@ -85,6 +85,7 @@ def test_deleted_data_mdb_brings_back_everything(cli, built):
     code, out, r = recon(cli, root, "-m")
     assert code == 1, r
     code, out, r = recon(cli, root, "-q")
+    assert (out["summary"]["mailboxes_checked"], out["summary"]["messages_checked"]) == (4, 24)
     with Store.open(root) as s:
         assert {i.name: (i.uidvalidity, i.acl, i.quotaroot) for i in s.list()} == before
         assert {q["root"]: (q["used_bytes"], q["used_messages"]) for q in s.quotas()} == quotas

@@ -14,7 +14,7 @@ from ..errors import CorruptionError
 from ..layout import USER_NS, user_of, walk_spool
 from ..mailbox import Store, quota_add, quota_root_for
 from .check import DB_FIELDS, header_db_fields
-from .findings import Finding
+from .findings import Finding, Summary
 
 
 @dataclass
@@ -155,7 +155,7 @@ def sync_quota_roots(store: Store, t: Txn, apply: bool) -> list[Finding]:
 
 
 def sync_usage(store: Store, apply: bool, *, from_records: bool,
-               only: set[str] | None = None) -> list[Finding]:
+               only: set[str] | None = None, summary: Summary | None = None) -> list[Finding]:
     """Recount each quota root's usage. Safe beside deliveries: a root's
     mailboxes are locked while it is counted and written, so no append
     falls between the count and the write. One sync at the end, not one per
@@ -179,6 +179,9 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
                                        f"run reconstruct {n}"))
                     continue
                 b, m = b + nb, m + nm
+                if summary is not None:
+                    summary.mailboxes_checked += 1
+                    summary.messages_checked += nm
 
             def txn(t: Txn, root=root, b=b, m=m) -> Finding | None:
                 try:

@@ -318,7 +318,8 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
             findings += f
         if mode in ("m", "q"):
             findings += _txn(store, apply, lambda t: dbsync.sync_quota_roots(store, t, apply))
-            findings += dbsync.sync_usage(store, apply, from_records=(mode == "q"))
+            findings += dbsync.sync_usage(store, apply, from_records=(mode == "q"),
+                                          summary=s if mode == "q" else None)
         if mode == "l" or (mode == "m" and not partition):
             findings += _txn(store, apply, lambda t: dbsync.sync_lright(t, apply))
         for f in findings:
