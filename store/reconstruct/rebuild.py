@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from .. import index, logmsg
 from ..errors import StoreError
-from ..fsutil import TEMP_PREFIX, Batch, fsync_dir, read_file
+from ..fsutil import TEMP_PREFIX, Batch, Reader, fsync_dir
 from ..layout import user_of
 from ..mailbox import ALL_RIGHTS, message_path, quota_root_for
 from ..message import guid as guid_of
@@ -88,56 +88,57 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
     new_exp: dict[int, index.Record] = {}
     kept_inodes: set[int] = set()
     pending: list[int] = []
-    for uid in sorted(scan.files):
-        f = scan.files[uid]
-        if uid in exp:
-            new_exp[uid] = exp[uid]
-            continue
-        r = old.get(uid)
-        if r is not None and r.size == f.size:
-            fields = _cached_fields(scan, r, cpath)
-            if fields is None:
-                fields = parse_header(read_file(f.path, f.size)).fields
-                out.append(Finding(n, "cache-invalid", f"cache entry of uid {uid} rewritten "
-                                                       "from the message", "rebuilt", fixed=True))
-            records.append((r, fields))
-            kept_inodes.add(f.ino)
-        elif r is not None or uid >= base_next:
+    with Reader(_reads_expected(scan, old, exp, base_next)) as reader:
+        for uid in sorted(scan.files):
+            f = scan.files[uid]
+            if uid in exp:
+                new_exp[uid] = exp[uid]
+                continue
+            r = old.get(uid)
+            if r is not None and r.size == f.size:
+                fields = _cached_fields(scan, r, cpath)
+                if fields is None:
+                    fields = parse_header(reader.read(f.path, f.size)).fields
+                    out.append(Finding(n, "cache-invalid", f"cache entry of uid {uid} rewritten "
+                                                           "from the message", "rebuilt", fixed=True))
+                records.append((r, fields))
+                kept_inodes.add(f.ino)
+            elif r is not None or uid >= base_next:
+                modseq += 1
+                records.append(_record_from_file(reader, f, uid, 0 if r is None else r.flags,
+                                                 None if r is None else r.internaldate, modseq))
+                kept_inodes.add(f.ino)
+                if r is not None:
+                    out.append(Finding(n, "file-size", f"uid {uid}: record said {r.size} bytes, file "
+                                                       f"has {f.size}", "record rebuilt from the file",
+                                       fixed=True))
+                elif old_h is not None:
+                    out.append(Finding(n, "unindexed-file", f"message file {f.path} (uid {uid}) was "
+                                                            "in no record", f"indexed as uid {uid}",
+                                       fixed=True))
+            else:
+                pending.append(uid)
+        next_uid = max([base_next] + [r.uid + 1 for r, _ in records] + [u + 1 for u in scan.files]
+                       + [u + 1 for u in exp] + [1])
+        for uid in pending:  # below UIDNEXT and unknown: never reuse the UID
+            f = scan.files[uid]
+            old_rec = old.get(uid)
+            if f.ino in kept_inodes:  # already linked by an interrupted earlier run
+                new_exp[uid] = _exp_record(f, uid)
+                out.append(Finding(n, "unindexed-file", f"message file {f.path} (uid {uid}) is a "
+                                                        "link of an indexed message",
+                                   "old UID expunged", fixed=True))
+                continue
+            new_uid = next_uid
+            next_uid += 1
+            relinks.append((uid, new_uid))
             modseq += 1
-            records.append(_record_from_file(f, uid, 0 if r is None else r.flags,
-                                             None if r is None else r.internaldate, modseq))
-            kept_inodes.add(f.ino)
-            if r is not None:
-                out.append(Finding(n, "file-size", f"uid {uid}: record said {r.size} bytes, file "
-                                                   f"has {f.size}", "record rebuilt from the file",
-                                   fixed=True))
-            elif old_h is not None:
-                out.append(Finding(n, "unindexed-file", f"message file {f.path} (uid {uid}) was "
-                                                        "in no record", f"indexed as uid {uid}",
-                                   fixed=True))
-        else:
-            pending.append(uid)
-    next_uid = max([base_next] + [r.uid + 1 for r, _ in records] + [u + 1 for u in scan.files]
-                   + [u + 1 for u in exp] + [1])
-    for uid in pending:  # below UIDNEXT and unknown: never reuse the UID
-        f = scan.files[uid]
-        old_rec = old.get(uid)
-        if f.ino in kept_inodes:  # already linked by an interrupted earlier run
+            flags = 0 if old_rec is None else old_rec.flags
+            records.append(_record_from_file(reader, f, new_uid, flags, None, modseq))
             new_exp[uid] = _exp_record(f, uid)
-            out.append(Finding(n, "unindexed-file", f"message file {f.path} (uid {uid}) is a "
-                                                    "link of an indexed message",
-                               "old UID expunged", fixed=True))
-            continue
-        new_uid = next_uid
-        next_uid += 1
-        relinks.append((uid, new_uid))
-        modseq += 1
-        records.append(_record_from_file(f, new_uid, 0 if old_rec is None else old_rec.flags, None,
-                                         modseq))
-        new_exp[uid] = _exp_record(f, uid)
-        kept_inodes.add(f.ino)
-        out.append(Finding(n, "unindexed-file", f"message file {f.path} (uid {uid}) was in no "
-                                                "record", f"appended as uid {new_uid}", fixed=True))
+            kept_inodes.add(f.ino)
+            out.append(Finding(n, "unindexed-file", f"message file {f.path} (uid {uid}) was in no "
+                                                    "record", f"appended as uid {new_uid}", fixed=True))
     for uid in sorted(old):
         if uid not in scan.files:
             out.append(Finding(n, "missing-file", f"message file of uid {uid} is missing",
@@ -174,9 +175,20 @@ def _cached_fields(scan: Scan, r: index.Record, cpath: str) -> dict | None:
         return None
 
 
-def _record_from_file(f, uid: int, flags: int, internaldate: int | None, modseq: int
-                      ) -> tuple[index.Record, dict]:
-    data = read_file(f.path, f.size)
+def _reads_expected(scan: Scan, old: dict, exp: dict, base_next: int) -> list[tuple[str, int]]:
+    """The message files the loops below will read, in their order."""
+    first, later = [], []
+    for uid in sorted(scan.files):
+        f, r = scan.files[uid], old.get(uid)
+        if uid in exp or (r is not None and r.size == f.size):
+            continue
+        (first if r is not None or uid >= base_next else later).append((f.path, f.size))
+    return first + later
+
+
+def _record_from_file(reader: Reader, f, uid: int, flags: int, internaldate: int | None,
+                      modseq: int) -> tuple[index.Record, dict]:
+    data = reader.read(f.path, f.size)
     p = parse_header(data)
     when = internaldate if internaldate is not None else f.mtime
     return (index.Record(uid, flags, when, p.sent_date, len(data), p.header_size, 0, 0, modseq,
