@@ -43,9 +43,17 @@ def read_all(paths: list[str], limit: int | None) -> int:
     return n
 
 
-def best(fn, repeat: int) -> float:
+def drop_caches() -> None:
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def best(fn, repeat: int, cold: bool = False) -> float:
     times = []
     for _ in range(repeat):
+        if cold:
+            drop_caches()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -70,7 +78,15 @@ def main() -> None:
     ap.add_argument("--link-pool", type=int, metavar="N",
                     help="build with hard links into N pooled messages (fast; the baselines then "
                          "read the same N files over and over)")
+    ap.add_argument("--cold", action="store_true",
+                    help="drop the page cache before every timed run (root only): the state "
+                         "after a crash or a restore, when reconstruct is usually run")
     a = ap.parse_args()
+    if a.cold:
+        try:
+            drop_caches()
+        except OSError as e:
+            raise SystemExit(f"--cold needs to write /proc/sys/vm/drop_caches: {e}") from None
     if not os.path.isdir(a.root):
         t0 = time.perf_counter()
         if a.link_pool:
@@ -84,10 +100,11 @@ def main() -> None:
     paths = files(a.root)
     n = len(paths)
     read_all(paths, None)  # warm the cache
-    rows = [("read every file whole (cat baseline)", best(lambda: read_all(paths, None), a.repeat)),
-            ("read first 4 KB of each (header baseline)", best(lambda: read_all(paths, 4096), a.repeat))]
+    rows = [("read every file whole (cat baseline)",
+             best(lambda: read_all(paths, None), a.repeat, a.cold)),
+            ("read first 4 KB of each (header baseline)",
+             best(lambda: read_all(paths, 4096), a.repeat, a.cold))]
     j = ["-j", str(a.jobs)]
-    t_start = time.perf_counter()
     run(a.root, ["-q"])  # one warm-up of the interpreter and imports
     startup = best(lambda: subprocess.run([sys.executable, "-c", "import store.cli.reconstruct"],
                                           check=True), a.repeat)
@@ -95,12 +112,11 @@ def main() -> None:
                         ("reconstruct -r -n (healthy check)", ["-r", "-n"] + j),
                         ("reconstruct -q", ["-q"]),
                         ("reconstruct -m", ["-m"])):
-        rows.append((label, best(lambda args=args: run(a.root, args), a.repeat)))
-    del t_start
+        rows.append((label, best(lambda args=args: run(a.root, args), a.repeat, a.cold)))
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"{n} messages, {sum(os.path.getsize(p) for p in paths) / 1e6:.0f} MB, "
-          f"jobs {a.jobs}, best of {a.repeat}; interpreter start + imports {startup:.2f} s "
-          "(included in the reconstruct rows)")
+          f"jobs {a.jobs}, best of {a.repeat}, {'cold' if a.cold else 'warm'} cache; "
+          f"interpreter start + imports {startup:.2f} s (included in the reconstruct rows)")
     print(f"{'mode':45} {'seconds':>8} {'msg/s':>9} {'vs cat':>7}")
     cat = rows[0][1]
     for label, sec in rows:
