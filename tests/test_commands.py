@@ -85,3 +85,26 @@ def test_every_log_message_is_documented():
     for code, msg in logmsg.catalogue().items():
         assert f"`{code}`" in doc, code
         assert msg.text.split("{")[0].strip() in doc, code
+
+
+def test_every_reconstruct_finding_kind_is_documented():
+    """Each kind a Finding is made with is a log code or in findings.KINDS
+    (and so in docs/log-messages.md); KINDS names no kind the code never uses."""
+    import re
+
+    from store.reconstruct.findings import KINDS
+    used = set()
+    for d, _s, fs in os.walk(os.path.join(ROOT, "store")):
+        for f in fs:
+            if f.endswith(".py"):
+                src = open(os.path.join(d, f), encoding="utf-8").read()
+                used |= set(re.findall(r'Finding\(\s*[^,()]+,\s*"([a-z-]+)"', src))
+                used |= set(re.findall(r'kind, action(?:, detail)? = "([a-z-]+)"', src))
+    codes = set(logmsg.catalogue())
+    assert len(used) > 25
+    assert used - codes - set(KINDS) == set()
+    assert set(KINDS) & codes == set()
+    assert set(KINDS) - used == set()
+    doc = open(os.path.join(ROOT, "docs", "log-messages.md"), encoding="utf-8").read()
+    for kind in KINDS:
+        assert f"| `{kind}` |" in doc, kind

@@ -201,3 +201,44 @@ def test_rebuild_adjusts_usage_by_what_it_changed_while_deliveries_count_theirs(
         runner._apply_db = real_apply
     code, out, r = recon(cli, root, "-n", "-q")
     assert code == 0, r.out
+
+
+@pytest.mark.parametrize("where", ["start_offset", "uidvalidity", "truncated"])
+def test_records_after_a_damaged_header_keep_their_flags(cli, built, where):
+    """Each record has its own checksum: with the header unreadable, the
+    records that verify still carry flags, internal dates, modseqs, GUIDs."""
+    import struct
+
+    from store import index
+    name = "user/user0001/Sent"
+    with Store.open(built) as s:
+        s.set_flags(name, 2, index.FLAG_FLAGGED | index.FLAG_SEEN)
+        before = s.read(name)
+        mdir = s.mailbox_dir(name)
+    keep = [(r.uid, r.flags, r.internaldate, r.modseq, r.guid) for r in before.records]
+    assert len({k[1] for k in keep}) > 1  # flags differ between messages
+    path = os.path.join(mdir, index.IDX_FILE)
+    with open(path, "r+b") as f:
+        if where == "start_offset":
+            f.seek(16)
+            f.write(struct.pack("<Q", 10**9))
+        elif where == "uidvalidity":
+            f.seek(40)
+            f.write(b"\xff\xff\xff\x7f")
+        else:
+            f.truncate(60)
+    code, out, r = recon(cli, built, name)
+    assert code == 1, r.out
+    with Store.open(built) as s:
+        after = s.read(name)
+    assert after.problems == []
+    got = [(r.uid, r.flags, r.internaldate, r.modseq, r.guid) for r in after.records]
+    if where == "truncated":  # nothing after the header survives: flags are gone
+        assert [g[0] for g in got] == [k[0] for k in keep]
+        assert all(g[1] == 0 for g in got)
+    else:
+        assert got == keep
+        assert "records-salvaged" in {f["kind"] for f in out["findings"]}
+        assert after.header.highest_modseq >= max(k[3] for k in keep)
+    assert after.header.uidvalidity == before.header.uidvalidity  # from the database
+    assert recon(cli, built, "-n", name)[0] == 0

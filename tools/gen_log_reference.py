@@ -9,6 +9,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 from store.logmsg import LOG_FILE, catalogue  # noqa: E402
+from store.reconstruct.findings import KINDS  # noqa: E402
 
 INTRO = f"""# Log message reference
 
@@ -29,14 +30,27 @@ text on standard error when the damage stops them.
 """
 
 
+FINDINGS = """
+## reconstruct findings
+
+Each `reconstruct` line in the log (`reconstruct: MAILBOX: DETAIL -> ACTION`) and each
+`--json` finding has a kind. The kinds that are log codes are in the table above (the index,
+cache and store.exp damage); the others:
+
+| kind | what it means, what to do |
+|---|---|
+"""
+
+
 def main() -> None:
     rows = []
     for code, m in catalogue().items():
         text = m.text.replace("|", "\\|").replace("!r", "")
         rows.append(f"| `{code}` | {logging.getLevelName(m.level)} | {text} | {m.action} |")
+    kinds = [f"| `{k}` | {v} |" for k, v in sorted(KINDS.items())]
     path = os.path.join(HERE, "..", "docs", "log-messages.md")
     with open(path, "w", encoding="utf-8") as f:
-        f.write(INTRO + "\n".join(rows) + "\n")
+        f.write(INTRO + "\n".join(rows) + "\n" + FINDINGS + "\n".join(kinds) + "\n")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,13 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
                            fixed=True))
         logmsg.log("reconstruct", logmsg.UIDVALIDITY_NEW, mailbox=n, uidvalidity=uidvalidity)
     base_next = old_h.uidnext if old_h is not None else 0
-    modseq = old_h.highest_modseq if old_h is not None else 0
+    # salvaged records keep their modseqs: new ones must come after them
+    modseq = max([old_h.highest_modseq if old_h is not None else 0]
+                 + [r.modseq for r in scan.records])
+    if scan.salvaged:
+        out.append(Finding(n, "records-salvaged", f"index header unreadable; {len(scan.records)} "
+                                                  "records that verify found after it",
+                           "their flags, dates and modseqs kept", fixed=True, problem=False))
     cpath = os.path.join(mdir, index.CACHE_FILE)
 
     # files indexed (or to be) by inode, so a re-run after a kill does not

@@ -128,7 +128,7 @@ def visit_mailbox(store: Store, name: str, mdir: str, part: str, entry: dict | N
         if opts.zero_index:
             floor = scan.header.uidnext if scan.header else 0
             entry = entry or header_db_fields(scan.header, part)
-            scan = replace(scan, header=None, records=[], cache=None, cache_bad={})
+            scan = replace(scan, header=None, records=[], cache=None, cache_bad={}, salvaged=False)
         else:
             floor = 0
         res = rebuild_mailbox(scan, entry, part, remove_exp=opts.remove_exp, uidnext_floor=floor,

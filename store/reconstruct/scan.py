@@ -39,6 +39,7 @@ class Scan:
     unknown: list[str] = field(default_factory=list)
     temps: list[str] = field(default_factory=list)
     index_missing: bool = False
+    salvaged: bool = False  # records read without their (damaged) header
 
 
 def scan_files(mdir: str, scan: Scan) -> None:
@@ -89,7 +90,9 @@ def scan_mailbox(name: str, mdir: str, *, read_index: bool = True) -> Scan:
             scan.index_missing = True
         except CorruptionError as e:
             scan.header_error = e
-        if scan.header is not None:
+            scan.records = index.salvage_records(mdir)
+            scan.salvaged = bool(scan.records)
+        if scan.header is not None or scan.records:
             try:
                 scan.cache = index.read_cache_file(mdir, name)
             except FileNotFoundError:
