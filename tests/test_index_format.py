@@ -150,3 +150,25 @@ def test_random_damage_never_crashes_the_reader(mbox, data):
         assert idx.problems, f"flip at {pos} went unnoticed"
     finally:
         open(path, "wb").write(orig)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_header_damage_leaves_every_record_salvageable(mbox, data):
+    """Whatever bytes of the header and variable section are changed, the
+    records after them are all found."""
+    _s, mdir, name = mbox
+    path = os.path.join(mdir, index.IDX_FILE)
+    orig = open(path, "rb").read()
+    want = index.read_index(mdir, name).records
+    start = index.read_header(mdir, name).start_offset
+    try:
+        flips = data.draw(st.lists(st.tuples(st.integers(0, start - 1), st.integers(1, 255)),
+                                   min_size=1, max_size=8))
+        damaged = bytearray(orig)
+        for pos, x in flips:
+            damaged[pos] ^= x
+        open(path, "wb").write(bytes(damaged))
+        assert index.salvage_records(mdir) == want
+    finally:
+        open(path, "wb").write(orig)
