@@ -18,6 +18,13 @@ from collections.abc import Iterator
 TEMP_PREFIX = ".tmp-"
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written (a write may take fewer)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -74,9 +81,7 @@ class Batch:
         tmp = temp_name(target)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)

@@ -33,7 +33,7 @@ from .errors import (
     StoreError,
     UsageError,
 )
-from .fsutil import TEMP_PREFIX, fsync_dir, sync_filesystem
+from .fsutil import TEMP_PREFIX, fsync_dir, sync_filesystem, write_all
 from .layout import (
     INBOX,
     USER_NS,
@@ -568,9 +568,7 @@ def _write_message_file(mdir: str, uid: int, data: bytes, *, durable: bool) -> i
         tmp = os.path.join(bdir, f"{TEMP_PREFIX}{uid}.{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:

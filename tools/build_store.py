@@ -74,6 +74,17 @@ def source_messages(path: str) -> list[bytes]:
     return out
 
 
+def mailboxes(users: int, folders: int):
+    """(user, mailbox) for user0000...: INBOX and `folders` more (Sent,
+    Drafts, ..., then Sent1, Drafts1, ...)."""
+    for u in range(users):
+        user = f"user{u:04d}"
+        yield user, f"user/{user}"
+        for f in range(folders):
+            yield user, (f"user/{user}/{FOLDERS[f % len(FOLDERS)]}"
+                         + (f"{f // len(FOLDERS)}" if f >= len(FOLDERS) else ""))
+
+
 def build(root: str, users: int, folders: int, messages: int, seed: int = 1,
           source: str | None = None) -> dict:
     """Build a store; returns counts. `messages` is per mailbox."""
@@ -82,23 +93,18 @@ def build(root: str, users: int, folders: int, messages: int, seed: int = 1,
     store = Store.init(root)
     total = nbytes = 0
     with store:
-        for u in range(users):
-            user = f"user{u:04d}"
-            names = [f"user/{user}"] + [f"user/{user}/{FOLDERS[f % len(FOLDERS)]}"
-                                        + (f"{f // len(FOLDERS)}" if f >= len(FOLDERS) else "")
-                                        for f in range(folders)]
-            for name in names:
-                store.create(name)
-                datas = [rng.choice(pool) if pool else synth_message(rng, total + k, user)
-                         for k in range(messages)]
-                flag_choices = [rng.choice((0, FLAG_SEEN, FLAG_SEEN, FLAG_SEEN | FLAG_ANSWERED,
-                                            FLAG_FLAGGED)) for _ in datas]
-                for flags in sorted(set(flag_choices)):
-                    group = [d for d, f in zip(datas, flag_choices, strict=True) if f == flags]
-                    store.append_many(name, group, flags=flags,
-                                      internaldate=EPOCH + total)
-                total += len(datas)
-                nbytes += sum(map(len, datas))
+        for user, name in mailboxes(users, folders):
+            store.create(name)
+            datas = [rng.choice(pool) if pool else synth_message(rng, total + k, user)
+                     for k in range(messages)]
+            flag_choices = [rng.choice((0, FLAG_SEEN, FLAG_SEEN, FLAG_SEEN | FLAG_ANSWERED,
+                                        FLAG_FLAGGED)) for _ in datas]
+            for flags in sorted(set(flag_choices)):
+                group = [d for d, f in zip(datas, flag_choices, strict=True) if f == flags]
+                store.append_many(name, group, flags=flags,
+                                  internaldate=EPOCH + total)
+            total += len(datas)
+            nbytes += sum(map(len, datas))
     return {"mailboxes": users * (folders + 1), "messages": total, "bytes": nbytes}
 
 
@@ -123,20 +129,15 @@ def build_linked(root: str, users: int, folders: int, messages: int, pool: int, 
         sources.append(path)
     total = 0
     with store:
-        for u in range(users):
-            user = f"user{u:04d}"
-            names = [f"user/{user}"] + [f"user/{user}/{FOLDERS[f % len(FOLDERS)]}"
-                                        + (f"{f // len(FOLDERS)}" if f >= len(FOLDERS) else "")
-                                        for f in range(folders)]
-            for name in names:
-                store.create(name)
-                mdir = store.mailbox_dir(name)
-                for uid in range(1, messages + 1):
-                    dst = message_path(mdir, uid)
-                    if uid % 1000 in (0, 1):
-                        os.makedirs(os.path.dirname(dst), exist_ok=True)
-                    os.link(sources[(total + uid) % pool], dst)
-                total += messages
+        for _user, name in mailboxes(users, folders):
+            store.create(name)
+            mdir = store.mailbox_dir(name)
+            for uid in range(1, messages + 1):
+                dst = message_path(mdir, uid)
+                if uid % 1000 in (0, 1):
+                    os.makedirs(os.path.dirname(dst), exist_ok=True)
+                os.link(sources[(total + uid) % pool], dst)
+            total += messages
         reconstruct_mailboxes(store, Options(recursive=True, force=True, zero_index=True,
                                              jobs=jobs))
     return {"mailboxes": users * (folders + 1), "messages": total,
