@@ -32,7 +32,6 @@ class ParsedHeader:
 _HEADER_LINES = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+[ \t]*:[^\n]*(?:\n|\Z)"
                            rb"|[ \t][^\n]*(?:\n|\Z))*")
 _MBOX_FROM = re.compile(rb"From [^\n]*\n")
-_BLANK = re.compile(rb"\r?\n")
 _WANTED = re.compile(rb"\n(" + b"|".join(f.encode() for f in CACHE_FIELDS) + rb")[ \t]*:"
                      rb"([^\n]*(?:\n[ \t][^\n]*)*)", re.I)
 _FOLD = re.compile(rb"\r?\n[ \t]+")
@@ -48,14 +47,18 @@ def header_end(data: bytes) -> int:
     continuation (or at end of data). An mbox `From ` line heading the
     file is part of the header."""
     start = 0
-    m = _MBOX_FROM.match(data)
-    if m:
-        start = m.end()
+    if data.startswith(b"From "):
+        m = _MBOX_FROM.match(data)
+        if m:
+            start = m.end()
     if data[start:start + 1] in (b" ", b"\t"):  # a continuation needs a field before it
         return start
     end = _HEADER_LINES.match(data, start).end()
-    blank = _BLANK.match(data, end)
-    return blank.end() if blank else end
+    if data[end:end + 1] == b"\n":  # the blank separator line
+        return end + 1
+    if data[end:end + 2] == b"\r\n":
+        return end + 2
+    return end
 
 
 def parse_header(data: bytes) -> ParsedHeader:
