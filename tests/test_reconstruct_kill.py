@@ -74,3 +74,45 @@ def test_kill9_during_forced_rebuild(tmp_path):
     assert json.loads(check.stdout)["summary"]["messages_checked"] == 3000
     assert sorted(indexed_guids(root)) == guids_before  # every message indexed exactly once
     assert sorted(set(msg_hashes(root))) == sorted(set(before_sha1))
+
+
+def _rebuilt_since(root, t):
+    """How many store.idx files were replaced after time t."""
+    n = 0
+    for d, _s, fs in os.walk(os.path.join(root, "partition")):
+        if "store.idx" in fs and os.stat(os.path.join(d, "store.idx")).st_mtime > t:
+            n += 1
+    return n
+
+
+def test_ctrl_c_during_forced_rebuild_exits_32_and_leaves_old_or_new(tmp_path):
+    """SIGINT to the process group (a Ctrl-C on the terminal) once the rebuild
+    is under way: exit 32, no temp file left, every index reads clean (old or
+    new), a check is clean afterwards."""
+    from store.fsutil import leftover_temp_files
+    root = str(tmp_path / "store")
+    build(root, users=5, folders=3, messages=150, seed=3)
+    before = sha256s(root)
+    env = {**os.environ, "MSGSTORE_ROOT": root}
+    codes = []
+    for _attempt in range(6):
+        t0 = time.time()
+        p = subprocess.Popen(CMD + ["-r", "-f", "-i", "-j", "2"], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+        while p.poll() is None and _rebuilt_since(root, t0) == 0:
+            time.sleep(0.002)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGINT)
+        _out, err = p.communicate(timeout=60)
+        codes.append(p.returncode)
+        assert "Traceback" not in err, err
+        assert p.returncode in (0, 32), (p.returncode, err)
+        assert leftover_temp_files(root) == []
+        assert len(indexed_guids(root)) == 3000  # each index is old or new, never half
+        assert sha256s(root) == before
+        if codes.count(32) >= 2:
+            break
+    assert 32 in codes, codes
+    check = subprocess.run(CMD + ["-r", "-n"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout[-2000:]
