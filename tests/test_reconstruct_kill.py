@@ -49,22 +49,27 @@ def test_kill9_during_forced_rebuild(tmp_path):
     guids_before = sorted(indexed_guids(root))
     rng = random.Random(99)
     env = {**os.environ, "MSGSTORE_ROOT": root}
-    t0 = time.monotonic()  # one whole run, to place the kills inside the next ones
     subprocess.run(CMD + ["-r", "-f", "-i", "-j", "2"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
-    full = time.monotonic() - t0
-    interrupted = 0
-    for frac in sorted(rng.uniform(0.3, 0.95) for _ in range(6)):
+    # each kill lands once the run has replaced its first index, at a random
+    # point of what is left; a run that finished first does not count
+    interrupted = attempts = 0
+    while interrupted < 4 and attempts < 30:
+        attempts += 1
+        t0 = time.time()
         p = subprocess.Popen(CMD + ["-r", "-f", "-i", "-j", "2"], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
-        time.sleep(frac * full)
-        interrupted += p.poll() is None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGKILL)  # the workers die with it
+        while p.poll() is None and _rebuilt_since(root, t0) == 0:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.15))
+        if p.poll() is None:
+            interrupted += 1
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)  # the workers die with it
         p.wait()
         assert sha256s(root) == before  # no message file lost or changed, at any point
-    assert interrupted >= 3
+    assert interrupted >= 4, attempts
     done = subprocess.run(CMD + ["-r", "-j", "2", "--json"], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     assert done.returncode in (0, 1), done.stderr

@@ -62,22 +62,30 @@ def scan_files(mdir: str, scan: Scan) -> None:
 def _scan_bucket(bdir: str, scan: Scan) -> None:
     bucket = int(os.path.basename(bdir))
     files = scan.files
-    for e in os.scandir(bdir):
-        name = e.name
-        stem = name[:-4]
-        # <uid>.msg, uid 1-9999999999 without leading zeros (no regex call per file)
-        if (name.endswith(".msg") and stem.isdigit() and stem.isascii() and len(stem) <= 10
-                and stem[0] != "0" and e.is_file(follow_symlinks=False)):
-            uid = int(stem)
-            if uid // 1000 != bucket:  # in the wrong bucket: not where the store looks
-                scan.unknown.append(e.path)
-                continue
-            st = e.stat(follow_symlinks=False)
-            files[uid] = FileInfo(uid, e.path, st.st_size, st.st_ino, int(st.st_mtime))
-        elif e.name.startswith(TEMP_PREFIX) and not e.is_dir(follow_symlinks=False):
-            scan.temps.append(e.path)
-        else:
-            scan.unknown.append(e.path)
+    prefix = bdir + os.sep
+    # listed through a descriptor of the bucket, so each stat is an fstatat
+    # relative to it instead of a walk of the whole path (~1 µs a file)
+    dfd = os.open(bdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for e in os.scandir(dfd):
+            name = e.name
+            stem = name[:-4]
+            # <uid>.msg, uid 1-9999999999 without leading zeros (no regex call per file)
+            if (name.endswith(".msg") and stem.isdigit() and stem.isascii() and len(stem) <= 10
+                    and stem[0] != "0" and e.is_file(follow_symlinks=False)):
+                uid = int(stem)
+                if uid // 1000 != bucket:  # in the wrong bucket: not where the store looks
+                    scan.unknown.append(prefix + name)
+                    continue
+                st = e.stat(follow_symlinks=False)
+                files[uid] = FileInfo(uid, prefix + name, st.st_size, st.st_ino,
+                                      int(st.st_mtime))
+            elif name.startswith(TEMP_PREFIX) and not e.is_dir(follow_symlinks=False):
+                scan.temps.append(prefix + name)
+            else:
+                scan.unknown.append(prefix + name)
+    finally:
+        os.close(dfd)
 
 
 def scan_mailbox(name: str, mdir: str, *, read_index: bool = True) -> Scan:
