@@ -82,13 +82,13 @@ def content_type_summary(value: bytes) -> bytes:
     """`type/subtype` plus charset and boundary when present."""
     if b";" not in value:
         return value.strip().lower() or b"text/plain"
-    parts = value.split(b";")
-    mime = parts[0].strip().lower() or b"text/plain"
-    out = [mime]
-    for p in parts[1:]:
-        k, _, v = p.strip().partition(b"=")
-        if k.strip().lower() in (b"charset", b"boundary"):
-            out.append(k.strip().lower() + b"=" + v.strip())
+    mime, *params = value.split(b";")
+    out = [mime.strip().lower() or b"text/plain"]
+    for p in params:
+        k, _, v = p.partition(b"=")
+        k = k.strip().lower()
+        if k == b"charset" or k == b"boundary":
+            out.append(k + b"=" + v.strip())
     return b"; ".join(out)
 
 

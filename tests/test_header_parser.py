@@ -62,3 +62,15 @@ def test_agrees_on_generated_headers(data):
 @given(st.binary(max_size=200))
 def test_agrees_on_random_bytes(data):
     _agree(data)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([b"text/plain", b" Multipart/Mixed ", b"", b";", b"=", b" ",
+                                 b"charset", b"CharSet", b"boundary", b"\"b\"", b"x=y", b"\t"]),
+                max_size=10))
+def test_content_type_summary_agrees(parts):
+    from reference_parser import reference_content_type
+
+    from store.message import content_type_summary
+    value = b"".join(parts)
+    assert content_type_summary(value) == reference_content_type(value)
