@@ -242,3 +242,19 @@ def test_records_after_a_damaged_header_keep_their_flags(cli, built, where):
         assert after.header.highest_modseq >= max(k[3] for k in keep)
     assert after.header.uidvalidity == before.header.uidvalidity  # from the database
     assert recon(cli, built, "-n", name)[0] == 0
+
+
+def test_rebuild_with_a_corrupt_quota_value_recounts_that_root(cli, built):
+    """The delta needs the old usage; when its value fails its checksum the
+    root is recounted instead (and the rebuild does not stop)."""
+    from store.db import encode_value
+    root_name = "user/user0000"
+    damage(built, "missing_message_file", root_name)
+    with Store.open(built) as s:
+        raw = bytearray(encode_value(s.db.get("quota", root_name)))
+        raw[-3] ^= 0x01
+        s.db.write(lambda t: t.txn.put(root_name.encode(), bytes(raw), db=s.db.dbs["quota"]))
+    code, out, r = recon(cli, built, "-r")
+    assert code == 1, r.out + r.err
+    code, out, r = recon(cli, built, "-n", "-q")
+    assert code == 0, r.out

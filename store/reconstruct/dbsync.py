@@ -204,24 +204,28 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
     return out
 
 
-def add_usage(store: Store, deltas: dict[str, tuple[int, int]]) -> list[Finding]:
-    """Adjust quota roots' usage by what rebuilds changed: (bytes, messages)."""
+def add_usage(store: Store, deltas: dict[str, tuple[int, int]]
+              ) -> tuple[list[Finding], set[str]]:
+    """Adjust quota roots' usage by what rebuilds changed: (bytes, messages).
+    Returns the findings, and the roots whose value failed its checksum: a
+    delta needs the old usage, so those must be recounted instead."""
     if not deltas:
-        return []
+        return [], set()
 
-    def txn(t: Txn) -> list[Finding]:
-        out = []
+    def txn(t: Txn) -> tuple[list[Finding], set[str]]:
+        out, unreadable = [], set()
         for root, (b, m) in sorted(deltas.items()):
             try:
                 q = t.get("quota", root) or {}
             except CorruptionError:
-                q = {}
+                unreadable.add(root)
+                continue
             ub, um = q.get("used_bytes") or 0, q.get("used_messages") or 0
             quota_add(t, root, b, m)
             out.append(Finding(root, "quota-usage", f"usage {ub} bytes / {um} messages, "
                                                     f"rebuilt mailboxes changed it by {b:+} / {m:+}",
                                "corrected", fixed=True))
-        return out
+        return out, unreadable
 
     return store.db.write(txn)
 

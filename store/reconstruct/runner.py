@@ -274,8 +274,10 @@ def _apply_db(store: Store, results: list[BoxResult], opts: Options) -> tuple[li
         # a delta commutes with deliveries' own usage updates, so it needs no
         # lock; a mailbox whose old counts were unknown has its root recounted
         recount.discard("")
-        findings += dbsync.add_usage(store, {r: d for r, d in deltas.items()
-                                             if r and r not in recount and d != (0, 0)})
+        added, unreadable = dbsync.add_usage(store, {r: d for r, d in deltas.items()
+                                                     if r and r not in recount and d != (0, 0)})
+        findings += added
+        recount |= unreadable
         if recount:
             findings += dbsync.sync_usage(store, True, from_records=False, only=recount)
     return findings, s
