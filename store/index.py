@@ -320,6 +320,20 @@ def pack_cache_entry(uid: int, fields: dict[str, bytes]) -> bytes:
     return head + _CRC.pack(zlib.crc32(payload, zlib.crc32(head))) + payload
 
 
+def pack_cache(entries: list[tuple[Record, dict[str, bytes]]], start: int
+               ) -> tuple[bytes, list[Record]]:
+    """The cache entries of (record, fields) pairs laid out from file offset
+    `start`, and the records pointing at them."""
+    blobs, out, pos = [], [], start
+    for r, fields in entries:
+        blob = pack_cache_entry(r.uid, fields)
+        out.append(Record(r.uid, r.flags, r.internaldate, r.sentdate, r.size, r.header_size,
+                          len(blob), pos, r.modseq, r.guid))
+        blobs.append(blob)
+        pos += len(blob)
+    return b"".join(blobs), out
+
+
 _NO_VALUES = (b"",) * len(CACHE_FIELDS)
 _CACHE_HEAD = struct.Struct(CACHE_ENTRY.format[:-1])  # uid, payload_len: what the crc covers
 
@@ -370,7 +384,7 @@ def read_cache_file(mailbox_dir: str, mailbox: str) -> bytes:
 
 # ---- writers -------------------------------------------------------------
 
-def _empty_cache() -> bytes:
+def empty_cache() -> bytes:
     return CACHE_HEADER.pack(CACHE_MAGIC, VERSION, b"\0" * 6)
 
 
@@ -390,7 +404,7 @@ def write_index(mailbox_dir: str, header: Header, records: list[Record],
     header.exists = len(records)
     header.total_bytes = sum(r.size for r in records)
     if cache is not None:
-        put_file(os.path.join(mailbox_dir, CACHE_FILE), cache if cache else _empty_cache(), batch,
+        put_file(os.path.join(mailbox_dir, CACHE_FILE), cache if cache else empty_cache(), batch,
                  fsync_directory=False)
     put_file(os.path.join(mailbox_dir, IDX_FILE),
              header.pack() + b"".join(r.pack() for r in records), batch,
@@ -398,7 +412,7 @@ def write_index(mailbox_dir: str, header: Header, records: list[Record],
 
 
 def create_index(mailbox_dir: str, header: Header) -> None:
-    write_index(mailbox_dir, header, [], cache=_empty_cache())
+    write_index(mailbox_dir, header, [], cache=empty_cache())
     with atomic_write(os.path.join(mailbox_dir, EXP_FILE)) as f:
         f.write(_empty_exp())
 
@@ -410,16 +424,9 @@ def append(mailbox_dir: str, header: Header, entries: list[tuple[Record, dict[st
     made the message files durable. Returns the records as written."""
     cpath = os.path.join(mailbox_dir, CACHE_FILE)
     ipath = os.path.join(mailbox_dir, IDX_FILE)
-    written: list[Record] = []
     with open(cpath, "r+b") as cf:
-        pos = cf.seek(0, os.SEEK_END)
-        blobs = []
-        for rec, fields in entries:
-            blob = pack_cache_entry(rec.uid, fields)
-            written.append(rec._replace(cache_offset=pos, cache_len=len(blob)))
-            blobs.append(blob)
-            pos += len(blob)
-        cf.write(b"".join(blobs))
+        blobs, written = pack_cache(entries, cf.seek(0, os.SEEK_END))
+        cf.write(blobs)
         if durable:
             os.fsync(cf.fileno())
     with open(ipath, "r+b") as f:

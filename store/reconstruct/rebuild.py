@@ -222,14 +222,8 @@ def _write(mdir: str, header: index.Header, records, relinks, exp_records,
             fsync_dir(b)
     if exp_changed:
         index.write_expunged(mdir, exp_records, fsync_directory=False, batch=batch)
-    cache = bytearray(index.CACHE_HEADER.pack(index.CACHE_MAGIC, index.VERSION, b"\0" * 6))
-    out = []
-    Record = index.Record
-    for r, fields in records:
-        blob = index.pack_cache_entry(r.uid, fields)
-        out.append(Record(r.uid, r.flags, r.internaldate, r.sentdate, r.size, r.header_size,
-                          len(blob), len(cache), r.modseq, r.guid))
-        cache += blob
-    index.write_index(mdir, header, out, cache=bytes(cache), fsync_directory=False, batch=batch)
+    empty = index.empty_cache()
+    blobs, out = index.pack_cache(records, len(empty))
+    index.write_index(mdir, header, out, cache=empty + blobs, fsync_directory=False, batch=batch)
     if batch is None:
         fsync_dir(mdir)  # once, for every file swapped in above
