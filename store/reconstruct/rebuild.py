@@ -93,15 +93,30 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
     relinks: list[tuple[int, int]] = []
     new_exp: dict[int, index.Record] = {}
     kept_inodes: set[int] = set()
+    # each file: its old record still holds (kept), or it is indexed from
+    # the file under its own UID (fresh), or it is below UIDNEXT and unknown
+    # (pending: a new UID later); expunged ones stay expunged
+    kept: set[int] = set()
+    fresh: list[int] = []
     pending: list[int] = []
-    with Reader(_reads_expected(scan, old, exp, base_next)) as reader:
-        for uid in sorted(scan.files):
-            f = scan.files[uid]
-            if uid in exp:
-                new_exp[uid] = exp[uid]
-                continue
-            r = old.get(uid)
-            if r is not None and r.size == f.size:
+    in_place: list[int] = []  # kept and fresh, in UID order
+    for uid in sorted(scan.files):
+        r = old.get(uid)
+        if uid in exp:
+            new_exp[uid] = exp[uid]
+        elif r is not None and r.size == scan.files[uid].size:
+            kept.add(uid)
+            in_place.append(uid)
+        elif r is not None or uid >= base_next:
+            fresh.append(uid)
+            in_place.append(uid)
+        else:
+            pending.append(uid)
+    to_read = [(scan.files[u].path, scan.files[u].size) for u in fresh + pending]
+    with Reader(to_read) as reader:
+        for uid in in_place:
+            f, r = scan.files[uid], old.get(uid)
+            if uid in kept:
                 fields = _cached_fields(scan, r, cpath)
                 if fields is None:
                     fields = parse_header(reader.read(f.path, f.size)).fields
@@ -109,21 +124,19 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
                                                            "from the message", "rebuilt", fixed=True))
                 records.append((r, fields))
                 kept_inodes.add(f.ino)
-            elif r is not None or uid >= base_next:
-                modseq += 1
-                records.append(_record_from_file(reader, f, uid, 0 if r is None else r.flags,
-                                                 None if r is None else r.internaldate, modseq))
-                kept_inodes.add(f.ino)
-                if r is not None:
-                    out.append(Finding(n, "file-size", f"uid {uid}: record said {r.size} bytes, file "
-                                                       f"has {f.size}", "record rebuilt from the file",
-                                       fixed=True))
-                elif old_h is not None:
-                    out.append(Finding(n, "unindexed-file", f"message file {f.path} (uid {uid}) was "
-                                                            "in no record", f"indexed as uid {uid}",
-                                       fixed=True))
-            else:
-                pending.append(uid)
+                continue
+            modseq += 1
+            records.append(_record_from_file(reader, f, uid, 0 if r is None else r.flags,
+                                             None if r is None else r.internaldate, modseq))
+            kept_inodes.add(f.ino)
+            if r is not None:
+                out.append(Finding(n, "file-size", f"uid {uid}: record said {r.size} bytes, file "
+                                                   f"has {f.size}", "record rebuilt from the file",
+                                   fixed=True))
+            elif old_h is not None:
+                out.append(Finding(n, "unindexed-file", f"message file {f.path} (uid {uid}) was "
+                                                        "in no record", f"indexed as uid {uid}",
+                                   fixed=True))
         next_uid = max([base_next] + [r.uid + 1 for r, _ in records] + [u + 1 for u in scan.files]
                        + [u + 1 for u in exp] + [1])
         for uid in pending:  # below UIDNEXT and unknown: never reuse the UID
@@ -179,17 +192,6 @@ def _cached_fields(scan: Scan, r: index.Record, cpath: str) -> dict | None:
         return index.read_cache_entry(scan.cache, r, scan.name, cpath)
     except Exception:  # noqa: BLE001 - any damage means: rebuild this entry
         return None
-
-
-def _reads_expected(scan: Scan, old: dict, exp: dict, base_next: int) -> list[tuple[str, int]]:
-    """The message files the loops below will read, in their order."""
-    first, later = [], []
-    for uid in sorted(scan.files):
-        f, r = scan.files[uid], old.get(uid)
-        if uid in exp or (r is not None and r.size == f.size):
-            continue
-        (first if r is not None or uid >= base_next else later).append((f.path, f.size))
-    return first + later
 
 
 def _record_from_file(reader: Reader, f, uid: int, flags: int, internaldate: int | None,
