@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from build_store import build
 from conftest import ROOT, msg_hashes
 
@@ -90,7 +91,8 @@ def _rebuilt_since(root, t):
     return n
 
 
-def test_ctrl_c_during_forced_rebuild_exits_32_and_leaves_old_or_new(tmp_path):
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_during_forced_rebuild_exits_32_and_leaves_old_or_new(tmp_path, jobs):
     """SIGINT to the process group (a Ctrl-C on the terminal) once the rebuild
     is under way: exit 32, no temp file left, every index reads clean (old or
     new), a check is clean afterwards."""
@@ -102,7 +104,7 @@ def test_ctrl_c_during_forced_rebuild_exits_32_and_leaves_old_or_new(tmp_path):
     codes = []
     for _attempt in range(6):
         t0 = time.time()
-        p = subprocess.Popen(CMD + ["-r", "-f", "-i", "-j", "2"], cwd=ROOT, env=env,
+        p = subprocess.Popen(CMD + ["-r", "-f", "-i", "-j", jobs], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
         while p.poll() is None and _rebuilt_since(root, t0) == 0:

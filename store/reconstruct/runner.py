@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -154,11 +155,14 @@ def _header_or_none(mdir: str, name: str):
         return None
 
 
-def visit_chunk(store: Store, tasks: list, opts: Options) -> list[BoxResult]:
-    """Visit mailboxes in name order (the order every lock taker uses), the
-    rebuilt ones' new files committed together: two filesystem syncs per
-    chunk instead of several fsyncs per mailbox. Their locks are held until
-    then; an exception leaves every mailbox of the chunk as it was."""
+def visit_chunk(store: Store, tasks: list, opts: Options,
+                stop: Callable[[], bool] = lambda: False) -> list[BoxResult]:
+    """Visit mailboxes in name order (the order every lock taker uses).
+    Rebuilt mailboxes' new files are committed in batches (fsutil.Batch: two
+    filesystem syncs per batch instead of several fsyncs per mailbox), each
+    mailbox locked until its batch is committed. When this returns every
+    rebuilt mailbox is durable; after an exception each one is either as it
+    was or rebuilt. `stop` is asked after each mailbox (Ctrl-C noted)."""
     batch = None if opts.check_only else Batch()
     out: list[BoxResult] = []
     with contextlib.ExitStack() as held:
@@ -168,6 +172,8 @@ def visit_chunk(store: Store, tasks: list, opts: Options) -> list[BoxResult]:
                 if batch is not None and (len(batch) >= BATCH_FILES or batch.bytes >= BATCH_BYTES):
                     batch.commit()
                     held.close()
+                if stop():
+                    break
             if batch is not None:
                 batch.commit()
         except BaseException:
@@ -183,6 +189,34 @@ def _work(root: str, tasks: list, opts: Options) -> list[BoxResult]:
         return visit_chunk(store, tasks, opts)
     finally:
         store.close()
+
+
+def _ignore_sigint() -> None:
+    """Pool workers finish their chunk on Ctrl-C; the parent stops the run."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _CtrlC:
+    """Ctrl-C noted instead of raised while mailboxes are rebuilt in this
+    process, so that no write is cut in half: the run stops after the
+    mailbox at hand. Where a handler cannot be installed (not the main
+    thread) Ctrl-C stays an exception."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._old = None
+
+    def __enter__(self) -> _CtrlC:
+        with contextlib.suppress(ValueError):
+            self._old = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+    def _note(self, *_args) -> None:
+        self.seen = True
 
 
 # ---- the runs -----------------------------------------------------------------
@@ -205,29 +239,40 @@ def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None
     # each task carries its folder entry: workers need only the spool and the locks
     size = max(1, min(CHUNK, total // (max(opts.jobs, 1) * 4)))
     chunks = [tasks[i:i + size] for i in range(0, total, size)]
+    interrupted = False
     if opts.jobs <= 1 or len(chunks) <= 1:
-        try:
+        with _CtrlC() as ctrl_c:
             for c in chunks:
-                collect(visit_chunk(store, c, opts))
-        except KeyboardInterrupt:
-            raise Interrupted("interrupted; every mailbox is either as it was or rebuilt") from None
+                collect(visit_chunk(store, c, opts, stop=lambda: ctrl_c.seen))
+                if ctrl_c.seen:
+                    break
+        interrupted = ctrl_c.seen
     else:
         import concurrent.futures as cf  # only here: one mailbox needs no pool
         import multiprocessing as mp
 
         store.close()  # no LMDB handle may cross a fork
-        ex = cf.ProcessPoolExecutor(max_workers=opts.jobs, mp_context=mp.get_context("fork"))
+        ex = cf.ProcessPoolExecutor(max_workers=opts.jobs, mp_context=mp.get_context("fork"),
+                                    initializer=_ignore_sigint)
+        futs, collected = [], set()
         try:
             futs = [ex.submit(_work, store.layout.root, c, opts) for c in chunks]
             for fut in cf.as_completed(futs):
                 collect(fut.result())
+                collected.add(fut)
         except KeyboardInterrupt:
-            ex.shutdown(wait=True, cancel_futures=True)
-            raise Interrupted("interrupted; every mailbox is either as it was or rebuilt") from None
+            interrupted = True
         finally:
-            ex.shutdown(wait=True, cancel_futures=True)
+            ex.shutdown(wait=True, cancel_futures=True)  # chunks under way run to their end
+        if interrupted:  # what finished while the pool wound down counts too
+            for fut in futs:
+                if fut not in collected and not fut.cancelled() and fut.exception() is None:
+                    collect(fut.result())
     findings, summary = _apply_db(store, results, opts)
     summary.elapsed_seconds = round(time.monotonic() - t0, 3)
+    if interrupted:  # the database already knows what was rebuilt
+        raise Interrupted(f"interrupted after {len(results)} of {total} mailboxes; each is "
+                          "either as it was or rebuilt")
     return findings, summary
 
 
