@@ -137,7 +137,7 @@ def write_file_atomic(target: str, data: bytes, *, durable: bool = True) -> None
         f.write(data)
 
 
-_libc = None
+_READ_MAX = 0x7FFFF000  # Linux caps one read(2) at this many bytes
 
 
 def read_file(path: str, size: int) -> bytes:
@@ -244,7 +244,7 @@ def _cached(path: str) -> bool:
         os.close(fd)
 
 
-_READ_MAX = 0x7FFFF000  # Linux caps one read(2) at this many bytes
+_libc = None
 
 
 def sync_filesystem(path: str) -> None:

@@ -519,17 +519,31 @@ def quota_add(t: Txn, root: str, nbytes: int, nmsgs: int) -> None:
     t.put("quota", root, q)
 
 
+def mailbox_usage(store: Store, name: str, entry: dict, *, from_records: bool = False
+                  ) -> tuple[int, int]:
+    """(bytes, messages) of a mailbox: from its index header, or summed over
+    its records (which must all verify)."""
+    mdir = store.layout.mailbox_dir(name, entry["partition"])
+    if from_records:
+        idx = index.read_index(mdir, name)
+        if idx.problems:
+            raise idx.problems[0]
+        return sum(r.size for r in idx.records), len(idx.records)
+    h = index.read_header(mdir, name)
+    return h.total_bytes, h.exists
+
+
 def _recompute_quota(store: Store, t: Txn, root: str) -> dict:
     used_b = used_m = 0
     for n, e in t.items("folder"):
         if e.get("quotaroot") != root:
             continue
         try:
-            h = index.read_header(store.layout.mailbox_dir(n, e["partition"]), n)
+            b, m = mailbox_usage(store, n, e)
         except (OSError, StoreError):
             continue
-        used_b += h.total_bytes
-        used_m += h.exists
+        used_b += b
+        used_m += m
     q = t.get("quota", root) or {"limit_bytes": None}
     q.update(used_bytes=used_b, used_messages=used_m)
     t.put("quota", root, q)

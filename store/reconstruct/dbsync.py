@@ -12,7 +12,7 @@ from .. import index
 from ..db import Txn
 from ..errors import CorruptionError
 from ..layout import USER_NS, user_of, walk_spool
-from ..mailbox import Store, quota_add, quota_root_for
+from ..mailbox import Store, mailbox_usage, quota_add, quota_root_for
 from .check import DB_FIELDS, header_db_fields
 from .findings import Finding, Summary
 
@@ -120,17 +120,6 @@ def expected_quotaroot(name: str, roots: set[str]) -> str:
     return best
 
 
-def _usage_of(store: Store, name: str, entry: dict, from_records: bool) -> tuple[int, int]:
-    mdir = store.layout.mailbox_dir(name, entry["partition"])
-    if from_records:
-        idx = index.read_index(mdir, name)
-        if idx.problems:
-            raise idx.problems[0]
-        return sum(r.size for r in idx.records), len(idx.records)
-    h = index.read_header(mdir, name)
-    return h.total_bytes, h.exists
-
-
 def sync_quota_roots(store: Store, t: Txn, apply: bool) -> list[Finding]:
     """Every mailbox has the right quota root, and every quota root exists."""
     out: list[Finding] = []
@@ -173,7 +162,7 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
             b = m = 0
             for n, e in boxes:
                 try:
-                    nb, nm = _usage_of(store, n, e, from_records)
+                    nb, nm = mailbox_usage(store, n, e, from_records=from_records)
                 except (OSError, CorruptionError) as err:
                     out.append(Finding(n, "quota-unreadable", f"usage not counted: {err}",
                                        f"run reconstruct {n}"))

@@ -134,7 +134,7 @@ def visit_mailbox(store: Store, name: str, mdir: str, part: str, entry: dict | N
             floor = 0
         res = rebuild_mailbox(scan, entry, part, remove_exp=opts.remove_exp, uidnext_floor=floor,
                               batch=batch)
-        if batch is not None and held is not None:
+        if batch is not None:  # locked until the batch is committed
             held.enter_context(mine.pop_all())
     fixed = [f.fix("rebuilt") if f.kind in REBUILD_KINDS else f for f in findings]
     actions = res.findings if opts.force else [replace(f, problem=False) for f in res.findings]
