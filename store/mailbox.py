@@ -20,9 +20,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from filelock import FileLock, Timeout
-
-from . import index, logmsg
+from . import index, locks, logmsg
 from .db import Database, Txn
 from .errors import (
     CorruptionError,
@@ -137,18 +135,22 @@ class Store:
     # -- locks ------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, *names: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-        """Per-mailbox locks, taken in sorted order so two callers never deadlock."""
+        """Per-mailbox locks, taken in sorted order so two callers never
+        deadlock: a flock on lock/mbox-<sha1 of the name>.lock (store.locks)."""
         os.makedirs(self.layout.lock_dir, exist_ok=True)
-        with contextlib.ExitStack() as stack:
+        held: list[int] = []
+        try:
             for name in sorted(set(names)):
                 h = hashlib.sha1(name.encode()).hexdigest()[:20]
-                lk = FileLock(os.path.join(self.layout.lock_dir, f"mbox-{h}.lock"), timeout=timeout)
-                try:
-                    stack.enter_context(lk)
-                except Timeout:
+                fd = locks.acquire(os.path.join(self.layout.lock_dir, f"mbox-{h}.lock"), timeout)
+                if fd is None:
                     raise LockedError(f"mailbox {name} is locked by another process "
-                                      f"(waited {timeout:.0f} s)") from None
+                                      f"(waited {timeout:.0f} s)")
+                held.append(fd)
             yield
+        finally:
+            for fd in reversed(held):
+                locks.release(fd)
 
     # -- lookup -----------------------------------------------------------------
     def entry(self, name: str) -> dict:

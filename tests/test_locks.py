@@ -1,0 +1,85 @@
+"""Per-mailbox locks: exclusive between processes, interoperable with a
+FileLock on the same file, released on every exit path."""
+
+import multiprocessing as mp
+import os
+import time
+
+import pytest
+from filelock import FileLock
+
+from store.errors import LockedError
+from store.mailbox import Store
+
+CTX = mp.get_context("fork")
+
+
+def _hold(root, name, ready, release):
+    with Store.open(root).lock(name):
+        ready.set()
+        release.wait(30)
+
+
+def _fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_held_mailbox_lock_times_out_another_process_then_frees(store, root):
+    store.create("user/joe")
+    ready, release = CTX.Event(), CTX.Event()
+    p = CTX.Process(target=_hold, args=(root, "user/joe", ready, release))
+    p.start()
+    try:
+        assert ready.wait(30)
+        t0 = time.monotonic()
+        with pytest.raises(LockedError, match="user/joe is locked"), store.lock("user/joe",
+                                                                                timeout=0.3):
+            pass
+        assert time.monotonic() - t0 >= 0.3
+        with store.lock("user/other", timeout=0.3):  # other mailboxes are free
+            pass
+    finally:
+        release.set()
+        p.join(30)
+    with store.lock("user/joe", timeout=5):
+        pass
+
+
+def test_a_waiter_gets_the_lock_when_the_holder_lets_go(store, root):
+    ready, release = CTX.Event(), CTX.Event()
+    p = CTX.Process(target=_hold, args=(root, "user/joe", ready, release))
+    p.start()
+    assert ready.wait(30)
+    release.set()
+    with store.lock("user/joe", timeout=10):
+        pass
+    p.join(30)
+
+
+def test_the_mailbox_lock_and_a_filelock_on_its_file_exclude_each_other(store, root):
+    with store.lock("user/joe"):
+        (path,) = [os.path.join(store.layout.lock_dir, f)
+                   for f in os.listdir(store.layout.lock_dir) if f.startswith("mbox-")]
+
+        def try_filelock():
+            try:
+                FileLock(path, timeout=0.2).acquire()
+                os._exit(0)
+            except Exception:  # noqa: BLE001 - Timeout: the flock is held
+                os._exit(3)
+        p = CTX.Process(target=try_filelock)
+        p.start()
+        p.join(30)
+        assert p.exitcode == 3
+    with FileLock(path, timeout=0), pytest.raises(LockedError):
+        with Store.open(root).lock("user/joe", timeout=0.2):
+            pass
+
+
+def test_locks_are_released_and_closed_on_an_exception(store):
+    before = _fds()
+    with pytest.raises(RuntimeError), store.lock("user/a", "user/b"):
+        raise RuntimeError("boom")
+    assert _fds() == before
+    with store.lock("user/b", "user/a", timeout=0.2):
+        pass
