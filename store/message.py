@@ -32,8 +32,18 @@ class ParsedHeader:
 _HEADER_LINES = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+[ \t]*:[^\n]*(?:\n|\Z)"
                            rb"|[ \t][^\n]*(?:\n|\Z))*")
 _MBOX_FROM = re.compile(rb"From [^\n]*\n")
-_WANTED = re.compile(rb"\n(" + b"|".join(f.encode() for f in CACHE_FIELDS) + rb")[ \t]*:"
-                     rb"([^\n]*(?:\n[ \t][^\n]*)*)", re.I)
+
+
+def _any_case(name: str) -> bytes:
+    """`[Dd][Aa][Tt][Ee]`: what re.I matches, spelled out. With re.I the
+    whole pattern loses the fast search for its leading newline: findall
+    took 4.8 µs a header instead of 2.8 (20,000 headers measured)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c)
+                   for c in name).encode("ascii")
+
+
+_WANTED = re.compile(rb"\n(" + b"|".join(_any_case(f) for f in CACHE_FIELDS) + rb")[ \t]*:"
+                     rb"([^\n]*(?:\n[ \t][^\n]*)*)")
 _FOLD = re.compile(rb"\r?\n[ \t]+")
 # the usual spellings of the wanted names; any other goes through lower()
 _KEYS = {s: f for f in CACHE_FIELDS
