@@ -1,21 +1,24 @@
 """Whole-file flock locks on lock files, for the per-mailbox locks taken
 hundreds of times a second (delivery, reconstruct).
 
-filelock's `lock_descriptor` takes the same lock `FileLock` takes on the
-same file (a whole-file flock), so the two contend with each other; it
-costs ~7 µs an acquire and release here where a `FileLock` object costs
-~130-200 µs (filelock 4.2, measured: docs/performance.md). Lock files are
-never removed: unlinking a locked file would let the next taker lock a new
-inode while the old one is held."""
+This is the lock filelock's `FileLock` takes on Unix (a whole-file
+`flock(LOCK_EX)` on the lock file; its `lock_descriptor` is the same call),
+so the two exclude each other: tests/test_locks.py holds them to it. It is
+called directly because a `FileLock` object costs ~130-200 µs an acquire
+and release where this costs ~7 µs, and importing filelock 4.2 adds ~20 ms
+to every command's start, `deliver`'s included (docs/performance.md).
+Lock files are never removed: unlinking a locked file would let the next
+taker lock a new inode while the old one is still held."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import time
 
-from filelock import lock_descriptor, unlock_descriptor
-
 POLL_FIRST, POLL_MAX = 0.001, 0.05  # seconds between tries while another holds it
+_HELD_ELSEWHERE = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
 
 
 def acquire(path: str, timeout: float) -> int | None:
@@ -25,7 +28,7 @@ def acquire(path: str, timeout: float) -> int | None:
     try:
         deadline = time.monotonic() + timeout
         delay = POLL_FIRST
-        while not lock_descriptor(fd, blocking=False):
+        while not _try_lock(fd):
             if time.monotonic() >= deadline:
                 os.close(fd)
                 return None
@@ -39,6 +42,16 @@ def acquire(path: str, timeout: float) -> int | None:
 
 def release(fd: int) -> None:
     try:
-        unlock_descriptor(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in _HELD_ELSEWHERE:
+            return False
+        raise
+    return True

@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from filelock import FileLock, Timeout
-
 from .. import logmsg
 from ..errors import LockedError, NoSuchMailboxError, StoreError
 from ..fsutil import Batch, pid_alive
@@ -328,7 +326,9 @@ def _apply_db(store: Store, results: list[BoxResult], opts: Options) -> tuple[li
     return findings, s
 
 
-def _db_lock(store: Store) -> FileLock:
+def _db_lock(store: Store):
+    from filelock import FileLock  # here: its import costs every command ~20 ms of start-up
+
     os.makedirs(store.layout.lock_dir, exist_ok=True)
     return FileLock(os.path.join(store.layout.lock_dir, "reconstruct-db.lock"), timeout=0)
 
@@ -348,6 +348,8 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
     t0 = time.monotonic()
     if mode == "m" and not by_stored:
         refuse_while_stored_recovers(store)
+    from filelock import Timeout
+
     lock = _db_lock(store)
     try:
         lock.acquire()
