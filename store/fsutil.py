@@ -11,7 +11,6 @@ import collections
 import contextlib
 import ctypes
 import os
-import secrets
 from collections.abc import Iterator
 
 TEMP_PREFIX = ".tmp-"
@@ -34,7 +33,7 @@ def fsync_dir(path: str) -> None:
 
 def temp_name(target: str) -> str:
     d, base = os.path.split(target)
-    return os.path.join(d, f"{TEMP_PREFIX}{base}.{secrets.token_hex(4)}")
+    return os.path.join(d, f"{TEMP_PREFIX}{base}.{os.urandom(4).hex()}")
 
 
 @contextlib.contextmanager

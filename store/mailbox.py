@@ -13,10 +13,7 @@ import contextlib
 import hashlib
 import os
 import re
-import shutil
-import tempfile
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -95,7 +92,7 @@ class Store:
         self.layout = layout
         self.readonly = readonly
         self._db: Database | None = None
-        self._empty_db_dir: tempfile.TemporaryDirectory | None = None
+        self._empty_db_dir = None  # a tempfile.TemporaryDirectory while one is open
 
     @classmethod
     def open(cls, root: str, *, readonly: bool = False) -> Store:
@@ -112,6 +109,8 @@ class Store:
         if self._db is None:
             path = self.layout.mboxlist_dir
             if self.readonly and not os.path.isfile(os.path.join(path, "data.mdb")):
+                import tempfile  # here, like shutil and uuid below: start-up (docs/performance.md)
+
                 self._empty_db_dir = tempfile.TemporaryDirectory(prefix="msgstore-empty-db-")
                 self._db = Database(self._empty_db_dir.name, create=True)
             else:
@@ -196,6 +195,8 @@ class Store:
                 raise MailboxExistsError(f"mailbox {name} has an index on disk but no database "
                                          "entry; run reconstruct -m")
             qroot = quota_root_for(name)
+            import uuid
+
             entry = {"partition": partition, "uniqueid": uuid.uuid4().hex,
                      "uidvalidity": int(time.time()) & 0xFFFFFFFF or 1, "acl": acl,
                      "quotaroot": qroot}
@@ -604,6 +605,8 @@ def _write_message_file(mdir: str, uid: int, data: bytes, *, durable: bool) -> i
 def _remove_mailbox_files(mdir: str) -> None:
     """Remove a deleted mailbox's own files (buckets, index) but not its
     child mailboxes' directories."""
+    import shutil
+
     try:
         entries = list(os.scandir(mdir))
     except FileNotFoundError:
@@ -630,6 +633,8 @@ def _refuse_symlinks(base: str, path: str) -> None:
 def _copy_tree_durable(src: str, dst: str) -> None:
     """Copy a mailbox tree to another partition: into a temp directory,
     fsync every file, then rename into place."""
+    import shutil
+
     tmp = os.path.join(os.path.dirname(dst), f"{TEMP_PREFIX}{os.path.basename(dst)}")
     if os.path.exists(tmp):
         shutil.rmtree(tmp)
@@ -646,6 +651,8 @@ def _copy_tree_durable(src: str, dst: str) -> None:
 
 
 def _remove_tree(path: str) -> None:
+    import shutil
+
     shutil.rmtree(path, ignore_errors=True)
     with contextlib.suppress(OSError):
         fsync_dir(os.path.dirname(path))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass
 
 from .. import index, logmsg
@@ -68,6 +67,8 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
         uidvalidity, unique_id = entry["uidvalidity"], bytes.fromhex(entry["uniqueid"])
         acl, qroot = entry.get("acl", {}), entry.get("quotaroot", "")
     else:
+        import uuid  # only here: its import costs every run's start-up ~3 ms
+
         uidvalidity = int(time.time()) & 0xFFFFFFFF or 1
         unique_id = uuid.uuid4().bytes
         user = user_of(n)

@@ -1,0 +1,42 @@
+"""The default log file: one line per message, and a new file once
+logrotate has moved or removed the old one (no signal needed)."""
+
+import logging
+import os
+
+import pytest
+
+from store import logmsg
+
+
+@pytest.fixture
+def log_dir(tmp_path):
+    d = str(tmp_path / "log")
+    yield d
+    logger = logging.getLogger("store")
+    for h in list(logger.handlers):
+        if getattr(h, "baseFilename", "").startswith(str(tmp_path)):
+            logger.removeHandler(h)
+            h.close()
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def test_the_log_follows_logrotate_moving_and_removing_the_file(log_dir):
+    logmsg.setup_logging(log_dir)
+    logmsg.setup_logging(log_dir)  # twice: still one handler, one line per message
+    path = os.path.join(log_dir, logmsg.LOG_FILE)
+    logmsg.log("test", logmsg.EXPUNGED_ERASED, count=1, mailbox="user/a")
+    assert _read(path).count("Erased 1 expunged message files in user/a") == 1
+    os.rename(path, path + ".1")  # logrotate without copytruncate
+    logmsg.log("test", logmsg.EXPUNGED_ERASED, count=2, mailbox="user/b")
+    assert "user/b" in _read(path) and "user/a" not in _read(path)
+    assert "user/b" not in _read(path + ".1")
+    os.unlink(path)
+    logmsg.log("test", logmsg.EXPUNGED_ERASED, count=3, mailbox="user/c")
+    assert "user/c" in _read(path)
+    line = _read(path).strip()
+    assert f" {os.getpid()} store.test INFO: Erased 3 expunged message files in user/c" in line
