@@ -83,3 +83,17 @@ def test_locks_are_released_and_closed_on_an_exception(store):
     assert _fds() == before
     with store.lock("user/b", "user/a", timeout=0.2):
         pass
+
+
+def test_a_second_database_reconstruct_is_refused_while_one_runs(store, root, cli, monkeypatch):
+    monkeypatch.setenv("MSGSTORE_ROOT", root)
+    store.create("user/joe")
+    store.close()  # the commands open the database themselves
+    path = os.path.join(store.layout.lock_dir, "reconstruct-db.lock")
+    os.makedirs(store.layout.lock_dir, exist_ok=True)
+    with FileLock(path, timeout=0):  # as another process's run would hold it
+        for flag in ("-m", "-q", "-l"):
+            r = cli("reconstruct", flag)
+            assert r.code == 8 and "another reconstruct -m, -q or -l is running" in r.err, r
+    r = cli("reconstruct", "-q")
+    assert r.code == 0, r

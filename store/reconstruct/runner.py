@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from .. import logmsg
+from .. import locks, logmsg
 from ..errors import LockedError, NoSuchMailboxError, StoreError
 from ..fsutil import Batch, pid_alive
 from ..layout import canonical, walk_spool
@@ -326,11 +326,13 @@ def _apply_db(store: Store, results: list[BoxResult], opts: Options) -> tuple[li
     return findings, s
 
 
-def _db_lock(store: Store):
-    from filelock import FileLock  # here: its import costs every command ~20 ms of start-up
-
+def _db_lock(store: Store) -> int:
+    """The store-wide lock of -m, -q and -l: the descriptor holding it."""
     os.makedirs(store.layout.lock_dir, exist_ok=True)
-    return FileLock(os.path.join(store.layout.lock_dir, "reconstruct-db.lock"), timeout=0)
+    fd = locks.acquire(os.path.join(store.layout.lock_dir, "reconstruct-db.lock"), timeout=0)
+    if fd is None:
+        raise LockedError("another reconstruct -m, -q or -l is running on this store")
+    return fd
 
 
 def refuse_while_stored_recovers(store: Store) -> None:
@@ -348,13 +350,7 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
     t0 = time.monotonic()
     if mode == "m" and not by_stored:
         refuse_while_stored_recovers(store)
-    from filelock import Timeout
-
     lock = _db_lock(store)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise LockedError("another reconstruct -m, -q or -l is running on this store") from None
     try:
         s = Summary()
         findings: list[Finding] = []
@@ -379,7 +375,7 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
         s.elapsed_seconds = round(time.monotonic() - t0, 3)
         return findings, s
     finally:
-        lock.release()
+        locks.release(lock)
 
 
 def _txn(store: Store, apply: bool, fn):
