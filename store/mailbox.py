@@ -259,7 +259,13 @@ class Store:
         moved = [old] + self.children(old)
         pairs = [(n, new + n[len(old):] if not is_inbox(old)
                   else f"{USER_NS}/{user_of(new)}/" + n.split("/", 2)[2]) for n in moved]
-        with self.lock(*[n for pair in pairs for n in pair]):
+        # the quota roots it touches are recounted: every mailbox they hold is
+        # locked too, so that no delivery's usage is counted twice or missed
+        folders = dict(self.db.items("folder"))
+        roots = ({folders[o].get("quotaroot") for o, _n in pairs if o in folders}
+                 | {quota_root_for(n) for _o, n in pairs}) - {"", None}
+        sharers = [m for m, e in folders.items() if e.get("quotaroot") in roots]
+        with self.lock(*[n for pair in pairs for n in pair], *sharers):
             for _o, n in pairs:
                 if (n != _o) and self.exists(n):
                     raise MailboxExistsError(f"mailbox {n} already exists")

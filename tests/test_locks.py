@@ -3,6 +3,7 @@ FileLock on the same file, released on every exit path."""
 
 import multiprocessing as mp
 import os
+import threading
 import time
 
 import pytest
@@ -97,3 +98,23 @@ def test_a_second_database_reconstruct_is_refused_while_one_runs(store, root, cl
             assert r.code == 8 and "another reconstruct -m, -q or -l is running" in r.err, r
     r = cli("reconstruct", "-q")
     assert r.code == 0, r
+
+
+def test_a_rename_waits_for_the_other_mailboxes_of_the_quota_root_it_recounts(store, root):
+    # the recount reads every mailbox of user/joe's root: a delivery to the
+    # INBOX under way must finish first, or its bytes would be counted twice
+    store.create("user/joe")
+    store.create("user/joe/A")
+    store.append("user/joe", b"x" * 10)
+    store.append("user/joe/A", b"y" * 5)
+    ready, release = CTX.Event(), CTX.Event()
+    p = CTX.Process(target=_hold, args=(root, "user/joe/INBOX", ready, release))
+    p.start()
+    assert ready.wait(30)
+    threading.Timer(0.5, release.set).start()
+    t0 = time.monotonic()
+    store.rename("user/joe/A", "user/joe/B")
+    assert time.monotonic() - t0 >= 0.4
+    p.join(30)
+    (q,) = store.quotas("user/joe")
+    assert (q["used_bytes"], q["used_messages"]) == (15, 2)
