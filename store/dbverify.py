@@ -14,7 +14,11 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 MAX_ERRORS = 20
 TIMEOUT = 300
@@ -104,6 +108,60 @@ def walk(path: str) -> dict:
         entries[n] = count
     env.close()
     return {"ok": not errors, "entries": entries, "errors": errors}
+
+
+def read_in_child(path: str, fn: Callable[[Any], T]) -> T:
+    """fn(the database at `path`, opened read-only), run in a forked child
+    whose result comes back pickled through a pipe. A damaged data.mdb can
+    kill the process that reads it; then the child dies and this raises a
+    CorruptionError naming the signal, instead of the caller dying. The
+    caller must not have the environment open (no LMDB handle crosses a
+    fork)."""
+    import pickle
+
+    from .db import Database
+    from .errors import CorruptionError, StoreError
+    from .fsutil import write_all
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 0
+        try:
+            import faulthandler
+            faulthandler.disable()  # its death is reported by the parent, in one line
+            os.close(rfd)
+            db = Database(path, readonly=True)
+            try:
+                out = ("ok", fn(db))
+            finally:
+                db.close()
+        except BaseException as e:  # noqa: BLE001 - reported to the parent as text
+            out = ("error", str(e) or type(e).__name__)
+        try:
+            write_all(wfd, pickle.dumps(out))
+        except BaseException:  # noqa: BLE001 - the parent sees no result
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as f:
+        raw = f.read()
+    _pid, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        sig = signal.Signals(os.WTERMSIG(status)).name
+        raise CorruptionError(f"mailbox database {path} is damaged: the process reading it died "
+                              f"of {sig}. Run imdbverify; stored recovers the database from its "
+                              "best snapshot when it starts (or imdbverify --restore SNAPSHOT)",
+                              kind="db-damaged", path=os.path.join(path, "data.mdb"))
+    try:
+        kind, value = pickle.loads(raw)
+    except Exception:  # noqa: BLE001 - a child that could not report
+        raise StoreError(f"reading mailbox database {path} failed (the reading process "
+                         f"exited {os.waitstatus_to_exitcode(status)})") from None
+    if kind == "error":
+        raise StoreError(value)
+    return value
 
 
 if __name__ == "__main__":

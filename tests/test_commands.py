@@ -108,3 +108,20 @@ def test_every_reconstruct_finding_kind_is_documented():
     doc = open(os.path.join(ROOT, "docs", "log-messages.md"), encoding="utf-8").read()
     for kind in KINDS:
         assert f"| `{kind}` |" in doc, kind
+
+
+def test_imcheck_reads_a_damaged_database_in_a_child_and_says_so(cli, root):
+    from store.mailbox import Store
+    with Store.init(root) as s:
+        for i in range(300):
+            s.create(f"user/u{i:04d}")
+    r = cli("imcheck", "--store-root", root, "-d", "folder", "--json")
+    assert r.code == 0 and len(json.loads(r.out)) == 300, r
+    assert cli("imcheck", "--store-root", root, "-s").code == 0
+    path = os.path.join(root, "mboxlist", "data.mdb")
+    os.truncate(path, os.path.getsize(path) // 2)  # reading it in-process dies of SIGBUS
+    for args in (("-d", "folder"), ("-s",)):
+        r = cli("imcheck", "--store-root", root, *args)
+        assert r.code == 4, (args, r)
+        assert r.err.startswith("imcheck: mailbox database ") and "is damaged" in r.err, r
+        assert "Traceback" not in r.err and r.err.count("\n") == 1, r

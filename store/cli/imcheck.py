@@ -5,9 +5,9 @@ import os
 
 import click
 
-from .. import index
-from ..db import DATABASES, Database, decode_value
-from ..errors import EXIT_UNCORRECTED, CorruptionError
+from .. import dbverify, index
+from ..db import DATABASES, decode_value
+from ..errors import EXIT_UNCORRECTED, CorruptionError, StoreError
 from ..layout import canonical
 from .common import (
     EXIT_CODES_HELP,
@@ -65,11 +65,16 @@ def cli(store_root, mailbox, uid, dbname, stats, as_json) -> int:
                 idx = index.read_index(mdir, name)
                 return (_cache(mdir, name, idx, uid, as_json) if uid is not None
                         else _mailbox(idx, as_json))
-        db = Database(store.layout.mboxlist_dir, readonly=True)
-        try:
-            return _stats(db, as_json) if stats else _dump(db, dbname, as_json)
-        finally:
-            db.close()
+        # read in a child process: a damaged data.mdb can kill its reader
+        store.close()
+        path = store.layout.mboxlist_dir
+        if not os.path.isfile(os.path.join(path, "data.mdb")):
+            raise StoreError(f"no mailbox database in {path} (run reconstruct -m to build one)")
+        if stats:
+            return _stats(dbverify.read_in_child(path, lambda db: db.stat()), as_json)
+        rows = dbverify.read_in_child(path, lambda db: db.read(
+            lambda t: list(t.raw_items(dbname))))
+        return _dump(rows, dbname, as_json)
 
 
 def _mailbox(idx: index.Index, as_json: bool) -> int:
@@ -112,9 +117,9 @@ def _cache(mdir: str, name: str, idx: index.Index, uid: int, as_json: bool) -> i
     return 0
 
 
-def _dump(db: Database, dbname: str, as_json: bool) -> int:
+def _dump(raw_rows: list[tuple[bytes, bytes]], dbname: str, as_json: bool) -> int:
     rows, bad = [], 0
-    for key, raw in db.read(lambda t: list(t.raw_items(dbname))):
+    for key, raw in raw_rows:
         try:
             value = decode_value(dbname, key, raw)
         except CorruptionError as e:
@@ -129,8 +134,7 @@ def _dump(db: Database, dbname: str, as_json: bool) -> int:
     return EXIT_UNCORRECTED if bad else 0
 
 
-def _stats(db: Database, as_json: bool) -> int:
-    st = db.stat()
+def _stats(st: dict, as_json: bool) -> int:
     if as_json:
         emit_json(st)
         return 0
