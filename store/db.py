@@ -40,7 +40,56 @@ assert VALUE_HEAD.size == 8
 VALUE_MAGIC = b"MV"
 VALUE_VERSION = 1
 
+# LMDB's meta page, twice at the head of data.mdb (page 0 and page 1), as
+# lmdb 0.9 lays it out on a 64-bit machine (mdb.c: MDB_page header, MDB_meta).
+# Read only to check, before mapping the file, that it is as long as its
+# newest transaction says: pages mapped past the end of a truncated file
+# kill the reader with SIGBUS.
+#  off size field
+#    0   16 page header  pgno (8), pad (2), flags (2), lower/upper (4)
+#   16    4 mm_magic     0xBEEFC0DE
+#   20    4 mm_version
+#   24    8 mm_address
+#   32    8 mm_mapsize
+#   40    4 md_pad       of the free-page DB: the page size (mm_psize)
+#   44   44 rest of the free-page DB record (MDB_db, 48 bytes in all)
+#   88   48 main DB record
+#  136    8 mm_last_pg   last page in use
+#  144    8 mm_txnid     transaction that wrote this meta
+LMDB_META = struct.Struct("<16sIIQQI44s48sQQ")
+assert LMDB_META.size == 152
+LMDB_MAGIC = 0xBEEFC0DE
+
 log = logging.getLogger("store.db")
+
+
+def data_file_problem(path: str) -> str | None:
+    """Why data.mdb in `path` cannot be mapped safely (shorter than its
+    newest transaction's last page), or None. Anything else odd about the
+    meta pages is left for LMDB's own open to report."""
+    fpath = os.path.join(path, "data.mdb")
+    with open(fpath, "rb") as f:
+        first = f.read(LMDB_META.size)
+        if not first:
+            return None  # a new, empty file: LMDB initialises it
+        if len(first) < LMDB_META.size:
+            return f"{len(first)} bytes, shorter than one meta page"
+        m0 = LMDB_META.unpack(first)
+        psize = m0[5]
+        if m0[1] != LMDB_MAGIC or psize < 512 or psize > 65536 or psize & (psize - 1):
+            return None
+        f.seek(psize)
+        second = f.read(LMDB_META.size)
+        size = os.fstat(f.fileno()).st_size  # after the metas: the file only grows before them
+    if len(second) < LMDB_META.size:
+        return f"{size} bytes, shorter than its two meta pages ({2 * psize} bytes)"
+    m1 = LMDB_META.unpack(second)
+    newest = max((m for m in (m0, m1) if m[1] == LMDB_MAGIC), key=lambda m: m[9])
+    need = (newest[8] + 1) * psize
+    if size < need:
+        return (f"{size} bytes, but its last transaction ({newest[9]}) uses pages up to "
+                f"{newest[8]}: expected at least {need} bytes")
+    return None
 
 
 def encode_value(value: dict[str, Any]) -> bytes:
@@ -104,6 +153,16 @@ class Database:
                 create = True
             else:
                 raise StoreError(f"no mailbox database in {path}")
+        if not create or os.path.isfile(os.path.join(path, "data.mdb")):
+            why = data_file_problem(path)
+            if why is not None:
+                raise CorruptionError(
+                    f"mailbox database {path} is damaged ({why}). stored recovers it from the "
+                    "best snapshot when it starts; or restore one (imdbverify -l, imdbverify "
+                    "--restore NAME), or move data.mdb aside and run reconstruct -m and "
+                    "reconstruct -q to rebuild it from the spool",
+                    kind=logmsg.DB_DAMAGED.code, path=os.path.join(path, "data.mdb"),
+                    where="meta pages")
         try:
             self.env = lmdb.open(path, map_size=INITIAL_MAP_SIZE, max_dbs=MAX_DBS, subdir=True,
                                  readonly=readonly, create=create, lock=True, sync=False)

@@ -136,8 +136,10 @@ def read_in_child(path: str, fn: Callable[[Any], T]) -> T:
                 out = ("ok", fn(db))
             finally:
                 db.close()
+        except CorruptionError as e:  # sent as its parts: it does not pickle whole
+            out = ("corrupt", (e.message, e.kind, e.mailbox, e.path, e.where))
         except BaseException as e:  # noqa: BLE001 - reported to the parent as text
-            out = ("error", str(e) or type(e).__name__)
+            out = ("error", f"mailbox database {path}: {e or type(e).__name__}")
         try:
             write_all(wfd, pickle.dumps(out))
         except BaseException:  # noqa: BLE001 - the parent sees no result
@@ -159,6 +161,9 @@ def read_in_child(path: str, fn: Callable[[Any], T]) -> T:
     except Exception:  # noqa: BLE001 - a child that could not report
         raise StoreError(f"reading mailbox database {path} failed (the reading process "
                          f"exited {os.waitstatus_to_exitcode(status)})") from None
+    if kind == "corrupt":
+        message, code, mailbox, fpath, where = value
+        raise CorruptionError(message, kind=code, mailbox=mailbox, path=fpath, where=where)
     if kind == "error":
         raise StoreError(value)
     return value

@@ -1,6 +1,7 @@
 import json
 import os
 
+import pytest
 from conftest import ROOT
 
 from store import logmsg
@@ -110,7 +111,7 @@ def test_every_reconstruct_finding_kind_is_documented():
         assert f"| `{kind}` |" in doc, kind
 
 
-def test_imcheck_reads_a_damaged_database_in_a_child_and_says_so(cli, root):
+def test_a_truncated_database_is_refused_in_one_line_not_a_crash(cli, root):
     from store.mailbox import Store
     with Store.init(root) as s:
         for i in range(300):
@@ -119,9 +120,32 @@ def test_imcheck_reads_a_damaged_database_in_a_child_and_says_so(cli, root):
     assert r.code == 0 and len(json.loads(r.out)) == 300, r
     assert cli("imcheck", "--store-root", root, "-s").code == 0
     path = os.path.join(root, "mboxlist", "data.mdb")
-    os.truncate(path, os.path.getsize(path) // 2)  # reading it in-process dies of SIGBUS
-    for args in (("-d", "folder"), ("-s",)):
-        r = cli("imcheck", "--store-root", root, *args)
+    size = os.path.getsize(path)
+    os.truncate(path, size // 2)  # mapping it as it is dies of SIGBUS (dbverify's child does)
+    for args in (("imcheck", "-d", "folder"), ("imcheck", "-s"), ("mboxutil", "-l"),
+                 ("reconstruct", "-m"), ("reconstruct", "-r", "-n"), ("deliver", "user/u0001")):
+        r = cli(args[0], "--store-root", root, *args[1:], input=b"Subject: x\n\nbody\n")
         assert r.code == 4, (args, r)
-        assert r.err.startswith("imcheck: mailbox database ") and "is damaged" in r.err, r
+        assert r.err.startswith(f"{args[0]}: mailbox database ") and "is damaged (" in r.err, r
+        assert f"expected at least {size} bytes" in r.err and "reconstruct -m" in r.err, r
         assert "Traceback" not in r.err and r.err.count("\n") == 1, r
+    assert os.path.getsize(path) == size // 2  # nothing wrote to it
+
+
+def test_read_in_child_reports_a_reader_killed_by_a_signal(store):
+    import signal
+
+    from store import dbverify
+    from store.errors import CorruptionError, StoreError
+    store.create("user/joe")
+    store.close()
+    path = store.layout.mboxlist_dir
+    assert dbverify.read_in_child(path, lambda db: db.get("folder", "user/joe/INBOX")["acl"]) \
+        == {"joe": "lrswipkxtecda"}
+    with pytest.raises(CorruptionError, match="died of SIGBUS") as e:
+        dbverify.read_in_child(path, lambda db: os.kill(os.getpid(), signal.SIGBUS))
+    assert e.value.kind == "db-damaged" and e.value.exit_code == 4
+    def fails(db):
+        raise ValueError("boom")
+    with pytest.raises(StoreError, match=f"mailbox database {path}: boom"):
+        dbverify.read_in_child(path, fails)
