@@ -39,19 +39,24 @@ VERSION = 1
 #   40    4 uidvalidity    IMAP UIDVALIDITY
 #   44    4 uidnext        next UID to assign; always > every UID ever assigned
 #   48    4 exists         number of records
-#   52    4 hdr_flags      reserved, 0
+#   52    4 hdr_flags      bit 0 (HDR_CARRIES_LIMIT): quota_limit holds the limit of this
+#                          mailbox's quota root (set on the root's own mailbox only)
 #   56    8 total_bytes    sum of the records' message sizes
 #   64    8 highest_modseq highest modseq given to any record
 #   72    8 last_update    seconds since the epoch of the last header write
 #   80    2 name_len       bytes of mailbox name in the variable section
 #   82    2 qroot_len      bytes of quota root name in the variable section
 #   84    4 acl_len        bytes of ACL text in the variable section
-#   88   36 reserved       zeros
+#   88    8 quota_limit    with HDR_CARRIES_LIMIT: the quota root's limit in bytes,
+#                          NO_LIMIT for none; else 0 (files from before it: zeros)
+#   96   28 reserved       zeros
 #  124    4 crc            CRC-32 of bytes 0-123 followed by the variable section
 # Variable section at 128: name (UTF-8), quota root (UTF-8), ACL
 # ("identifier\trights\n" per entry, UTF-8); zero padding to an 8-byte boundary.
-HEADER = struct.Struct("<8sHHIQ16sIIIIQQQHHI36sI")
+HEADER = struct.Struct("<8sHHIQ16sIIIIQQQHHIQ28sI")
 assert HEADER.size == 128
+HDR_CARRIES_LIMIT = 1
+NO_LIMIT = (1 << 64) - 1
 
 # store.idx record and store.exp record, 96 bytes
 #  off size field         meaning
@@ -123,6 +128,11 @@ class Header:
     quotaroot: str = ""
     acl: dict[str, str] = field(default_factory=dict)
     start_offset: int = 0  # derived when packed
+    # on a quota root's own mailbox (quota_root_mailbox): the spool's copy
+    # of the root's limit (None: no limit), so a database rebuilt from the
+    # spool keeps it; carries_limit False means this header says nothing
+    carries_limit: bool = False
+    quota_limit: int | None = None
 
     def variable(self) -> bytes:
         acl = "".join(f"{k}\t{v}\n" for k, v in sorted(self.acl.items())).encode()
@@ -133,11 +143,14 @@ class Header:
         var = self.variable()
         self.start_offset = HEADER.size + len(var)
         acl = "".join(f"{k}\t{v}\n" for k, v in sorted(self.acl.items())).encode()
+        limit = 0 if not self.carries_limit else (
+            NO_LIMIT if self.quota_limit is None else self.quota_limit)
         fixed = HEADER.pack(IDX_MAGIC, VERSION, HEADER.size, RECORD.size, self.start_offset,
-                            self.unique_id, self.uidvalidity, self.uidnext, self.exists, 0,
+                            self.unique_id, self.uidvalidity, self.uidnext, self.exists,
+                            HDR_CARRIES_LIMIT if self.carries_limit else 0,
                             self.total_bytes, self.highest_modseq, self.last_update,
                             len(self.name.encode()), len(self.quotaroot.encode()), len(acl),
-                            b"\0" * 36, 0)
+                            limit, b"\0" * 28, 0)
         crc = zlib.crc32(var, zlib.crc32(fixed[:-4]))
         return fixed[:-4] + struct.pack("<I", crc) + var
 
@@ -195,8 +208,8 @@ def parse_header(data: bytes, mailbox: str, path: str) -> Header:
         raise _corrupt(logmsg.IDX_MISSING_HEADER, mailbox, path,
                        f"file size {len(data)}, need {HEADER.size} bytes starting {IDX_MAGIC!r}")
     f = HEADER.unpack_from(data)
-    (_magic, version, hsize, rsize, start, uniq, uidvalidity, uidnext, exists, _hf,
-     total, modseq, last, nlen, qlen, alen, _res, crc) = f
+    (_magic, version, hsize, rsize, start, uniq, uidvalidity, uidnext, exists, hflags,
+     total, modseq, last, nlen, qlen, alen, limit, _res, crc) = f
     if version != VERSION or hsize != HEADER.size or rsize != RECORD.size:
         raise _corrupt(logmsg.IDX_MISSING_HEADER, mailbox, path,
                        f"version/header/record size {version}/{hsize}/{rsize}, "
@@ -217,7 +230,10 @@ def parse_header(data: bytes, mailbox: str, path: str) -> Header:
     except UnicodeDecodeError as e:
         raise _corrupt(logmsg.IDX_HEADER_CHECKSUM, mailbox, path, f"variable section: {e}",
                        expected=crc, found=found) from None
-    return Header(name, uniq, uidvalidity, uidnext, exists, total, modseq, last, qroot, acl, start)
+    carries = bool(hflags & HDR_CARRIES_LIMIT)
+    return Header(name, uniq, uidvalidity, uidnext, exists, total, modseq, last, qroot, acl, start,
+                  carries_limit=carries,
+                  quota_limit=None if not carries or limit == NO_LIMIT else limit)
 
 
 def read_header(mailbox_dir: str, mailbox: str) -> Header:

@@ -62,6 +62,13 @@ def quota_root_for(name: str) -> str:
     return f"{USER_NS}/{user}" if user else ""
 
 
+def quota_root_mailbox(root: str) -> str:
+    """The mailbox whose index header keeps the spool's copy of a quota
+    root's limit: a user's INBOX for `user/<id>`, else the root's own
+    mailbox (which may not exist: then only the database has the limit)."""
+    return canonical(root)
+
+
 @dataclass
 class MailboxInfo:
     name: str
@@ -203,6 +210,9 @@ class Store:
             header = index.Header(name=name, unique_id=bytes.fromhex(entry["uniqueid"]),
                                   uidvalidity=entry["uidvalidity"], quotaroot=qroot, acl=acl,
                                   last_update=int(time.time()))
+            if qroot and name == quota_root_mailbox(qroot):  # the txn below makes the entry
+                quota = self.db.get("quota", qroot) or {}
+                header.carries_limit, header.quota_limit = True, quota.get("limit_bytes")
             index.create_index(mdir, header)
 
             def txn(t: Txn) -> None:
@@ -300,6 +310,11 @@ class Store:
                 if user_of(n) != user_of(o) and user_of(o) in e["acl"]:
                     e["acl"][user_of(n)] = e["acl"].pop(user_of(o))
                 idx.header.name, idx.header.quotaroot, idx.header.acl = n, e["quotaroot"], e["acl"]
+                # a root's mailbox moved to be another root's (a user renamed) takes
+                # its limit along; moved anywhere else it no longer keeps one
+                if idx.header.carries_limit and (not e["quotaroot"]
+                                                 or n != quota_root_mailbox(e["quotaroot"])):
+                    idx.header.carries_limit, idx.header.quota_limit = False, None
                 index.write_index(mdir, idx.header, idx.records)
 
             def txn(t: Txn) -> None:
@@ -311,6 +326,10 @@ class Store:
                     t.put("folder", n, entries[o])
                     _lright_add(t, n, entries[o]["acl"])
                     roots.update(r for r in (old_e.get("quotaroot"), entries[o]["quotaroot"]) if r)
+                    h = indexes[o].header
+                    if h.carries_limit:
+                        q = t.get("quota", h.quotaroot) or {"used_bytes": 0, "used_messages": 0}
+                        t.put("quota", h.quotaroot, {**q, "limit_bytes": h.quota_limit})
                 for r in roots:
                     if t.get("quota", r) is None:
                         t.put("quota", r, {"limit_bytes": None, "used_bytes": 0, "used_messages": 0})
@@ -498,6 +517,14 @@ class Store:
                     idx.header.quotaroot = root
                     index.write_index(mdir, idx.header, idx.records)
                     self.db.write(lambda t, n=n, e=e: t.put("folder", n, {**e, "quotaroot": root}))
+
+            holder = quota_root_mailbox(root)
+            if holder in under:  # the spool's copy of the limit, written first
+                e = self.db.get("folder", holder)
+                mdir = self.layout.mailbox_dir(holder, e["partition"])
+                idx = self._read_clean(holder, mdir)
+                idx.header.carries_limit, idx.header.quota_limit = True, limit_bytes
+                index.write_index(mdir, idx.header, idx.records)
 
             def txn(t: Txn) -> dict:
                 q = t.get("quota", root) or {"used_bytes": 0, "used_messages": 0}

@@ -129,6 +129,7 @@ def test_recovery_after_database_damage(root, kind):
 
 def test_recovery_without_snapshot_rebuilds_from_spool(root):
     with Store.open(root) as s:
+        s.set_quota("user/user0001", 4_000_000)
         before = {i.name: i.uidvalidity for i in s.list()}
     damage(root, "db_truncated", "user/user0000")
     p = start(root)
@@ -137,6 +138,7 @@ def test_recovery_without_snapshot_rebuilds_from_spool(root):
     assert "No usable snapshot: database rebuilt from the spool" in err
     with Store.open(root) as s:
         assert {i.name: i.uidvalidity for i in s.list()} == before
+        assert s.quotas("user/user0001")[0]["limit_bytes"] == 4_000_000  # from the INBOX header
 
 
 def test_stored_r_cleans_temp_files(root):

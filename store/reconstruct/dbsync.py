@@ -12,7 +12,7 @@ from .. import index
 from ..db import Txn
 from ..errors import CorruptionError
 from ..layout import USER_NS, user_of, walk_spool
-from ..mailbox import Store, mailbox_usage, quota_add, quota_root_for
+from ..mailbox import Store, mailbox_usage, quota_add, quota_root_for, quota_root_mailbox
 from .check import DB_FIELDS, header_db_fields
 from .findings import Finding, Summary
 
@@ -26,6 +26,8 @@ class SpoolBox:
     exists: int = 0
     bytes: int = 0
     error: str = ""
+    carries_limit: bool = False  # the header keeps its quota root's limit
+    quota_limit: int | None = None
 
 
 def read_spool(store: Store, partition: str | None = None, user: str | None = None
@@ -42,7 +44,8 @@ def read_spool(store: Store, partition: str | None = None, user: str | None = No
                 if h.name != name:
                     raise CorruptionError(f"index header names {h.name!r}", kind="header-name")
                 out.append(SpoolBox(name, part, mdir, header_db_fields(h, part), h.exists,
-                                    h.total_bytes))
+                                    h.total_bytes, carries_limit=h.carries_limit,
+                                    quota_limit=h.quota_limit))
             except (OSError, CorruptionError) as e:
                 out.append(SpoolBox(name, part, mdir, None, error=str(e)))
     return sorted(out, key=lambda b: (b.name, b.partition))
@@ -120,7 +123,61 @@ def expected_quotaroot(name: str, roots: set[str]) -> str:
     return best
 
 
-def sync_quota_roots(store: Store, t: Txn, apply: bool) -> list[Finding]:
+# index headers to rewrite once the database transaction has committed, each
+# under its mailbox's lock (a lock taken inside a write transaction could
+# deadlock with a delivery, which takes them the other way round):
+# (mailbox, partition, {Header attribute: new value})
+HeaderWrites = list[tuple[str, str, dict]]
+
+
+def sync_quota_limits(t: Txn, spool: list[SpoolBox], apply: bool,
+                      header_writes: HeaderWrites) -> list[Finding]:
+    """Each quota root's limit as the index header of the root's mailbox
+    keeps it (the spool's copy, quota_root_mailbox): a root missing from
+    the database comes back with its limit, and a limit that differs is
+    set from the header. A limit the header does not keep yet is copied
+    into it."""
+    out: list[Finding] = []
+    act = (lambda a: a) if apply else (lambda a: "none")
+    quotas = dict(good_items(t, "quota"))
+    for box in spool:
+        root = (box.fields or {}).get("quotaroot")
+        if not root or box.name != quota_root_mailbox(root):
+            continue
+        q = quotas.get(root)
+        if box.carries_limit:
+            if q is None:
+                out.append(Finding(root, "quota-added", f"quota root missing; limit "
+                                                        f"{_limit(box.quota_limit)} from the index "
+                                                        f"header of {box.name}", act("added"),
+                                   fixed=apply))
+                if apply:
+                    t.put("quota", root, {"limit_bytes": box.quota_limit, "used_bytes": 0,
+                                          "used_messages": 0})
+            elif q.get("limit_bytes") != box.quota_limit:
+                out.append(Finding(root, "quota-limit-changed",
+                                   f"limit {_limit(q.get('limit_bytes'))} in the database, "
+                                   f"{_limit(box.quota_limit)} in the index header of {box.name}",
+                                   act("set from the index header"), fixed=apply))
+                if apply:
+                    t.put("quota", root, {**q, "limit_bytes": box.quota_limit})
+        elif q is not None:
+            out.append(Finding(root, "quota-limit-uncopied",
+                               f"limit {_limit(q.get('limit_bytes'))} not kept in the index header "
+                               f"of {box.name}", act("copied to the index header"), fixed=apply,
+                               problem=False))
+            if apply:
+                header_writes.append((box.name, box.partition,
+                                      {"carries_limit": True, "quota_limit": q.get("limit_bytes")}))
+    return out
+
+
+def _limit(value: int | None) -> str:
+    return "none" if value is None else f"{value} bytes"
+
+
+def sync_quota_roots(store: Store, t: Txn, apply: bool,
+                     header_writes: HeaderWrites) -> list[Finding]:
     """Every mailbox has the right quota root, and every quota root exists."""
     out: list[Finding] = []
     act = (lambda a: a) if apply else (lambda a: "none")
@@ -133,7 +190,7 @@ def sync_quota_roots(store: Store, t: Txn, apply: bool) -> list[Finding]:
                                fixed=apply))
             if apply:
                 t.put("folder", n, {**e, "quotaroot": want})
-                _rewrite_header_quotaroot(store, n, e["partition"], want)
+                header_writes.append((n, e["partition"], {"quotaroot": want}))
         if want and want not in roots:
             roots.add(want)
             out.append(Finding(want, "quota-added", "quota root missing", act("added"),
@@ -219,15 +276,23 @@ def add_usage(store: Store, deltas: dict[str, tuple[int, int]]
     return store.db.write(txn)
 
 
-def _rewrite_header_quotaroot(store: Store, name: str, partition: str, root: str) -> None:
-    mdir = store.layout.mailbox_dir(name, partition)
-    try:
-        idx = index.read_index(mdir, name)
-    except (OSError, CorruptionError):
-        return
-    if not idx.problems:
-        idx.header.quotaroot = root
-        index.write_index(mdir, idx.header, idx.records)
+def apply_header_writes(store: Store, header_writes: HeaderWrites) -> None:
+    """The header changes sync_quota_roots and sync_quota_limits decided,
+    each made under its mailbox's lock to the index as it is then (a
+    delivery may have appended since). A damaged index is left to
+    reconstruct of that mailbox, which its check reports."""
+    for name, partition, changes in header_writes:
+        mdir = store.layout.mailbox_dir(name, partition)
+        with store.lock(name):
+            try:
+                idx = index.read_index(mdir, name)
+            except (OSError, CorruptionError):
+                continue
+            if idx.problems:
+                continue
+            for attr, value in changes.items():
+                setattr(idx.header, attr, value)
+            index.write_index(mdir, idx.header, idx.records)
 
 
 def sync_lright(t: Txn, apply: bool) -> list[Finding]:

@@ -47,8 +47,16 @@ KINDS: dict[str, str] = {
     "duplicate-mailbox": "The same mailbox exists on two partitions; left alone. Decide which "
                          "copy is current and move the other away.",
     "quotaroot-wrong": "A folder entry's quota root is wrong. Corrected.",
-    "quota-added": "A quota root every mailbox needs was missing. Added, without a limit: set "
-                   "one with mboxutil --set-quota if there was one.",
+    "quota-added": "A quota root every mailbox needs was missing. Added with the limit the "
+                   "root mailbox's index header keeps, else without one: then set it with "
+                   "mboxutil --set-quota if there was one.",
+    "quota-limit-changed": "-m found a quota limit in the database that differs from the copy "
+                           "in the root mailbox's index header (a crash during mboxutil "
+                           "--set-quota, or a database restored from an older snapshot) and "
+                           "set it from the header. Check the limit with mboxutil -q.",
+    "quota-limit-uncopied": "The root mailbox's index header did not keep the quota limit yet "
+                            "(a store from before it did, or a header rebuilt without it). "
+                            "-m copies it there; nothing to do.",
     "quota-usage": "A quota root's usage was wrong (or a rebuild changed it). Corrected.",
     "quota-unreadable": "A mailbox's usage could not be counted. Run reconstruct on it, then "
                         "-q again.",

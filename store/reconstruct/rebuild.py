@@ -47,9 +47,10 @@ class Result:
 
 def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
                     remove_exp: bool = False, uidnext_floor: int = 0,
-                    batch: Batch | None = None) -> Result:
+                    batch: Batch | None = None, zeroed: index.Header | None = None) -> Result:
     """With `batch`, the new files wait in it: the caller keeps the mailbox
-    locked until the batch is committed."""
+    locked until the batch is committed. `zeroed`: the header of an index
+    set aside by -i, whose copy of the quota limit the new one keeps."""
     n, mdir = scan.name, scan.mdir
     out: list[Finding] = []
     old_h = scan.header
@@ -175,9 +176,12 @@ def rebuild_mailbox(scan: Scan, entry: dict | None, partition: str, *,
             out.append(Finding(n, "temp-file", f"stale temp file {path}", "removed",
                                fixed=True, problem=False))
     records.sort(key=lambda x: x[0].uid)
+    limit_from = old_h or zeroed
     header = index.Header(name=n, unique_id=unique_id, uidvalidity=uidvalidity,
                           uidnext=max(next_uid, base_next, uidnext_floor), highest_modseq=modseq,
-                          last_update=int(time.time()), quotaroot=qroot, acl=acl)
+                          last_update=int(time.time()), quotaroot=qroot, acl=acl,
+                          carries_limit=limit_from is not None and limit_from.carries_limit,
+                          quota_limit=None if limit_from is None else limit_from.quota_limit)
     exp_list = sorted(new_exp.values(), key=lambda r: r.uid)
     _write(mdir, header, records, relinks, exp_list, batch,
            exp_changed=[r.pack() for r in exp_list] != [r.pack() for r in scan.exp]

@@ -124,14 +124,16 @@ def visit_mailbox(store: Store, name: str, mdir: str, part: str, entry: dict | N
         trusted = scan.header is not None and not any(
             p.kind in ("idx-count-mismatch", "idx-size-mismatch") for p in scan.index_problems)
         before = (scan.header.total_bytes, scan.header.exists) if trusted else None
+        zeroed = None
         if opts.zero_index:
             floor = scan.header.uidnext if scan.header else 0
             entry = entry or header_db_fields(scan.header, part)
+            zeroed = scan.header
             scan = replace(scan, header=None, records=[], cache=None, cache_bad={}, salvaged=False)
         else:
             floor = 0
         res = rebuild_mailbox(scan, entry, part, remove_exp=opts.remove_exp, uidnext_floor=floor,
-                              batch=batch)
+                              batch=batch, zeroed=zeroed)
         if batch is not None:  # locked until the batch is committed
             held.enter_context(mine.pop_all())
     fixed = [f.fix("rebuilt") if f.kind in REBUILD_KINDS else f for f in findings]
@@ -361,8 +363,14 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
             f = _txn(store, apply, lambda t: dbsync.sync_folder(store, t, spool, partition, user,
                                                                  apply))
             findings += f
+        header_writes: dbsync.HeaderWrites = []
+        if mode == "m":
+            findings += _txn(store, apply, lambda t: dbsync.sync_quota_limits(
+                t, spool, apply, header_writes))
         if mode in ("m", "q"):
-            findings += _txn(store, apply, lambda t: dbsync.sync_quota_roots(store, t, apply))
+            findings += _txn(store, apply, lambda t: dbsync.sync_quota_roots(
+                store, t, apply, header_writes))
+            dbsync.apply_header_writes(store, header_writes)
             findings += dbsync.sync_usage(store, apply, from_records=(mode == "q"),
                                           summary=s if mode == "q" else None)
         if mode == "l" or (mode == "m" and not partition):
