@@ -149,3 +149,25 @@ def test_read_in_child_reports_a_reader_killed_by_a_signal(store):
         raise ValueError("boom")
     with pytest.raises(StoreError, match=f"mailbox database {path}: boom"):
         dbverify.read_in_child(path, fails)
+
+
+def test_ctrl_c_while_a_command_starts_is_one_line_and_exit_32():
+    import subprocess
+    import sys
+    code = ("import sys; sys.argv[0] = '/usr/bin/reconstruct'; import os, signal, time; "
+            "import store.cli; os.kill(os.getpid(), signal.SIGINT); time.sleep(10)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       timeout=60)
+    assert (r.returncode, r.stderr) == (32, "reconstruct: interrupted\n")
+    # once the command runs, Ctrl-C is a KeyboardInterrupt again (its own clean-up, exit 32)
+    code = ("import sys; sys.argv[0] = 'mboxutil'; import signal; "
+            "from store.cli.mboxutil import main; import store.cli.common as c; "
+            "c.run = lambda *a: print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+            " or 0; main([])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       timeout=60)
+    assert (r.returncode, r.stdout) == (0, "True\n"), r
+    # imported by anything else (tests, python -c), the handler is left alone
+    code = "import signal, store.cli; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.stdout == "True\n", r

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -15,6 +16,7 @@ from .. import logmsg
 from ..config import default_root
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, CorruptionError, StoreError
 from ..mailbox import Store
+from . import _interrupted_while_starting
 
 EXIT_CODES_HELP = ("Exit codes: 0 success, 4 damage found, 8 operational error "
                    "(store missing, lock held, I/O), 16 usage error, 32 interrupted.")
@@ -64,6 +66,8 @@ def render_table(title: str, columns: Sequence[str], rows: Sequence[Sequence]) -
 def entry(command: click.Command, prog: str) -> Callable[[], None]:
     """Wrap a click command as a console script with our exit-code map."""
     def main(argv: list[str] | None = None) -> None:
+        if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as usual from here
         code = run(command, prog, argv)
         sys.exit(code)
     return main
