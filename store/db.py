@@ -62,6 +62,14 @@ LMDB_MAGIC = 0xBEEFC0DE
 
 log = logging.getLogger("store.db")
 
+DAMAGE_ADVICE = ("stored recovers it from the best snapshot when it starts; or restore one "
+                 "(imdbverify -l, imdbverify --restore NAME), or move data.mdb aside and run "
+                 "reconstruct -m and reconstruct -q to rebuild it from the spool")
+# what LMDB raises when the pages themselves are damaged (as opposed to a
+# full map, a held lock or a bad argument)
+DAMAGE_ERRORS = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError,
+                 lmdb.VersionMismatchError)
+
 
 def data_file_problem(path: str) -> str | None:
     """Why data.mdb in `path` cannot be mapped safely (shorter than its
@@ -157,10 +165,7 @@ class Database:
             why = data_file_problem(path)
             if why is not None:
                 raise CorruptionError(
-                    f"mailbox database {path} is damaged ({why}). stored recovers it from the "
-                    "best snapshot when it starts; or restore one (imdbverify -l, imdbverify "
-                    "--restore NAME), or move data.mdb aside and run reconstruct -m and "
-                    "reconstruct -q to rebuild it from the spool",
+                    f"mailbox database {path} is damaged ({why}). {DAMAGE_ADVICE}",
                     kind=logmsg.DB_DAMAGED.code, path=os.path.join(path, "data.mdb"),
                     where="meta pages")
         try:

@@ -119,7 +119,7 @@ def read_in_child(path: str, fn: Callable[[Any], T]) -> T:
     fork)."""
     import pickle
 
-    from .db import Database
+    from .db import DAMAGE_ADVICE, DAMAGE_ERRORS, Database
     from .errors import CorruptionError, StoreError
     from .fsutil import write_all
 
@@ -138,6 +138,9 @@ def read_in_child(path: str, fn: Callable[[Any], T]) -> T:
                 db.close()
         except CorruptionError as e:  # sent as its parts: it does not pickle whole
             out = ("corrupt", (e.message, e.kind, e.mailbox, e.path, e.where))
+        except DAMAGE_ERRORS as e:
+            out = ("corrupt", (f"mailbox database {path} is damaged ({e}). {DAMAGE_ADVICE}",
+                               "db-damaged", None, os.path.join(path, "data.mdb"), None))
         except BaseException as e:  # noqa: BLE001 - reported to the parent as text
             out = ("error", f"mailbox database {path}: {e or type(e).__name__}")
         try:
@@ -153,8 +156,7 @@ def read_in_child(path: str, fn: Callable[[Any], T]) -> T:
     if os.WIFSIGNALED(status):
         sig = signal.Signals(os.WTERMSIG(status)).name
         raise CorruptionError(f"mailbox database {path} is damaged: the process reading it died "
-                              f"of {sig}. Run imdbverify; stored recovers the database from its "
-                              "best snapshot when it starts (or imdbverify --restore SNAPSHOT)",
+                              f"of {sig}. {DAMAGE_ADVICE}",
                               kind="db-damaged", path=os.path.join(path, "data.mdb"))
     try:
         kind, value = pickle.loads(raw)

@@ -171,3 +171,17 @@ def test_ctrl_c_while_a_command_starts_is_one_line_and_exit_32():
     code = "import signal, store.cli; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.stdout == "True\n", r
+
+
+def test_a_database_with_zeroed_pages_is_reported_as_damage(cli, tmp_path):
+    from build_store import build
+    from damage import damage
+    root = str(tmp_path / "store")
+    build(root, users=30, folders=1, messages=1, seed=2)
+    damage(root, "db_zeroed_page", "user/user0000")  # LMDB answers MDB_CORRUPTED, no crash
+    for args in (("mboxutil", "-l"), ("reconstruct", "-m"), ("imcheck", "-d", "folder"),
+                 ("deliver", "user/user0003")):
+        r = cli(args[0], "--store-root", root, *args[1:], input=b"Subject: x\n\nbody\n")
+        assert r.code == 4, (args, r)
+        assert "damaged (" in r.err and "MDB_CORRUPTED" in r.err and "reconstruct -m" in r.err, r
+        assert "Traceback" not in r.err and r.err.count("\n") == 1, r
