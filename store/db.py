@@ -62,13 +62,16 @@ LMDB_MAGIC = 0xBEEFC0DE
 
 log = logging.getLogger("store.db")
 
-DAMAGE_ADVICE = ("stored recovers it from the best snapshot when it starts; or restore one "
-                 "(imdbverify -l, imdbverify --restore NAME), or move data.mdb aside and run "
-                 "reconstruct -m and reconstruct -q to rebuild it from the spool")
 # what LMDB raises when the pages themselves are damaged (as opposed to a
 # full map, a held lock or a bad argument)
 DAMAGE_ERRORS = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError,
                  lmdb.VersionMismatchError)
+
+
+def unusable(path: str, detail: object) -> CorruptionError:
+    """The error every command reports a damaged database with (db-unusable)."""
+    return CorruptionError(logmsg.DB_UNUSABLE.format(path=path, detail=detail),
+                           kind=logmsg.DB_UNUSABLE.code, path=os.path.join(path, "data.mdb"))
 
 
 def data_file_problem(path: str) -> str | None:
@@ -164,25 +167,24 @@ class Database:
         if not create or os.path.isfile(os.path.join(path, "data.mdb")):
             why = data_file_problem(path)
             if why is not None:
-                raise CorruptionError(
-                    f"mailbox database {path} is damaged ({why}). {DAMAGE_ADVICE}",
-                    kind=logmsg.DB_DAMAGED.code, path=os.path.join(path, "data.mdb"),
-                    where="meta pages")
+                raise unusable(path, why)
         try:
             self.env = lmdb.open(path, map_size=INITIAL_MAP_SIZE, max_dbs=MAX_DBS, subdir=True,
                                  readonly=readonly, create=create, lock=True, sync=False)
+        except DAMAGE_ERRORS as e:
+            raise unusable(path, e) from None
         except lmdb.Error as e:
             raise StoreError(f"cannot open mailbox database {path}: {e}") from None
         self.dbs = {}
-        if readonly:
+        try:
             for n in DATABASES:
                 try:
-                    self.dbs[n] = self.env.open_db(n.encode(), create=False)
+                    self.dbs[n] = self.env.open_db(n.encode(), create=not readonly)
                 except lmdb.NotFoundError:
-                    self.dbs[n] = None
-        else:
-            for n in DATABASES:
-                self.dbs[n] = self.env.open_db(n.encode(), create=True)
+                    self.dbs[n] = None  # read-only, and never written
+        except DAMAGE_ERRORS as e:
+            self.env.close()
+            raise unusable(path, e) from None
 
     def close(self) -> None:
         self.env.close()
@@ -213,6 +215,8 @@ class Database:
                 logmsg.log("db", logmsg.DB_MAP_GROWN, old=old, new=old * 2)
             except lmdb.MapResizedError:
                 self.env.set_mapsize(0)  # adopt the size another process chose
+            except DAMAGE_ERRORS as e:
+                raise unusable(self.path, e) from None
         raise StoreError(f"mailbox database {self.path}: map could not be grown")
 
     def sync(self) -> None:
@@ -226,6 +230,8 @@ class Database:
                     return fn(Txn(self, txn))
             except lmdb.MapResizedError:
                 self.env.set_mapsize(0)
+            except DAMAGE_ERRORS as e:
+                raise unusable(self.path, e) from None
         raise StoreError(f"mailbox database {self.path}: map resized repeatedly")
 
     def get(self, db: str, key: str) -> dict[str, Any] | None:
@@ -235,6 +241,12 @@ class Database:
         return self.read(lambda t: list(t.items(db, prefix)))
 
     def stat(self) -> dict[str, Any]:
+        try:
+            return self._stat()
+        except DAMAGE_ERRORS as e:
+            raise unusable(self.path, e) from None
+
+    def _stat(self) -> dict[str, Any]:
         info = self.env.info()
         out = {"path": self.path, "map_size": info["map_size"], "last_txnid": info["last_txnid"],
                "readers": info["num_readers"], "max_readers": info["max_readers"],

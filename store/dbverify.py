@@ -119,7 +119,7 @@ def read_in_child(path: str, fn: Callable[[Any], T]) -> T:
     fork)."""
     import pickle
 
-    from .db import DAMAGE_ADVICE, DAMAGE_ERRORS, Database
+    from .db import Database, unusable
     from .errors import CorruptionError, StoreError
     from .fsutil import write_all
 
@@ -138,9 +138,6 @@ def read_in_child(path: str, fn: Callable[[Any], T]) -> T:
                 db.close()
         except CorruptionError as e:  # sent as its parts: it does not pickle whole
             out = ("corrupt", (e.message, e.kind, e.mailbox, e.path, e.where))
-        except DAMAGE_ERRORS as e:
-            out = ("corrupt", (f"mailbox database {path} is damaged ({e}). {DAMAGE_ADVICE}",
-                               "db-damaged", None, os.path.join(path, "data.mdb"), None))
         except BaseException as e:  # noqa: BLE001 - reported to the parent as text
             out = ("error", f"mailbox database {path}: {e or type(e).__name__}")
         try:
@@ -155,9 +152,7 @@ def read_in_child(path: str, fn: Callable[[Any], T]) -> T:
     _pid, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         sig = signal.Signals(os.WTERMSIG(status)).name
-        raise CorruptionError(f"mailbox database {path} is damaged: the process reading it died "
-                              f"of {sig}. {DAMAGE_ADVICE}",
-                              kind="db-damaged", path=os.path.join(path, "data.mdb"))
+        raise unusable(path, f"the process reading it died of {sig}")
     try:
         kind, value = pickle.loads(raw)
     except Exception:  # noqa: BLE001 - a child that could not report

@@ -157,6 +157,14 @@ DB_VALUE_CORRUPT = _m(
     "db-value-corrupt", logging.ERROR,
     "Database value corrupted in {db} key {key!r}: {detail}. Run reconstruct -m",
     "Run `reconstruct -m` (and `reconstruct -l` for lright).")
+DB_UNUSABLE = _m(
+    "db-unusable", logging.ERROR,
+    "Mailbox database {path} is damaged ({detail}); stored recovers it from the best snapshot "
+    "when it starts; or restore one (imdbverify -l, imdbverify --restore NAME), or move "
+    "data.mdb aside and run reconstruct -m and reconstruct -q to rebuild it from the spool",
+    "Start stored (it verifies the database, sets the damaged one aside and recovers from the "
+    "best snapshot, else from the spool), or do one of the steps the message names by hand. "
+    "Mail is not lost: deliveries are refused (the MTA retries) until it is repaired.")
 EXPUNGED_ERASED = _m(
     "expunged-erased", logging.INFO, "Erased {count} expunged message files in {mailbox}", "None.")
 

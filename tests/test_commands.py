@@ -126,7 +126,7 @@ def test_a_truncated_database_is_refused_in_one_line_not_a_crash(cli, root):
                  ("reconstruct", "-m"), ("reconstruct", "-r", "-n"), ("deliver", "user/u0001")):
         r = cli(args[0], "--store-root", root, *args[1:], input=b"Subject: x\n\nbody\n")
         assert r.code == 4, (args, r)
-        assert r.err.startswith(f"{args[0]}: mailbox database ") and "is damaged (" in r.err, r
+        assert r.err.startswith(f"{args[0]}: Mailbox database ") and "is damaged (" in r.err, r
         assert f"expected at least {size} bytes" in r.err and "reconstruct -m" in r.err, r
         assert "Traceback" not in r.err and r.err.count("\n") == 1, r
     assert os.path.getsize(path) == size // 2  # nothing wrote to it
@@ -144,7 +144,7 @@ def test_read_in_child_reports_a_reader_killed_by_a_signal(store):
         == {"joe": "lrswipkxtecda"}
     with pytest.raises(CorruptionError, match="died of SIGBUS") as e:
         dbverify.read_in_child(path, lambda db: os.kill(os.getpid(), signal.SIGBUS))
-    assert e.value.kind == "db-damaged" and e.value.exit_code == 4
+    assert e.value.kind == "db-unusable" and e.value.exit_code == 4
     def fails(db):
         raise ValueError("boom")
     with pytest.raises(StoreError, match=f"mailbox database {path}: boom"):

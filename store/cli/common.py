@@ -14,12 +14,10 @@ import lmdb
 
 from .. import logmsg
 from ..config import default_root
-from ..db import DAMAGE_ADVICE, DAMAGE_ERRORS
 from ..errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_OPERATIONAL,
-    EXIT_UNCORRECTED,
     EXIT_USAGE,
     CorruptionError,
     StoreError,
@@ -104,11 +102,6 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> int
         return e.exit_code
     except BrokenPipeError:
         return EXIT_OK
-    except DAMAGE_ERRORS as e:
-        text = f"mailbox database damaged ({one_line(str(e))}): {DAMAGE_ADVICE}"
-        logging.getLogger(f"store.{prog}").error(text)
-        click.echo(f"{prog}: {text}", err=True)
-        return EXIT_UNCORRECTED
     except lmdb.Error as e:
         click.echo(f"{prog}: mailbox database error: {one_line(str(e))}", err=True)
         return EXIT_OPERATIONAL
