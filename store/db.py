@@ -64,8 +64,9 @@ log = logging.getLogger("store.db")
 
 # what LMDB raises when the pages themselves are damaged (as opposed to a
 # full map, a held lock or a bad argument)
+# (MDB_BAD_TXN: a transaction LMDB gave up on after such an error)
 DAMAGE_ERRORS = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError,
-                 lmdb.VersionMismatchError)
+                 lmdb.VersionMismatchError, lmdb.BadTxnError)
 
 
 def unusable(path: str, detail: object) -> CorruptionError:
@@ -263,6 +264,18 @@ class Database:
         return out
 
 
+def _key(key: str) -> bytes:
+    """A key's bytes. Keys are UTF-8; a damaged one that is not comes back
+    from items_tolerant() with its bytes kept as surrogates, so that it can
+    still be deleted."""
+    return key.encode("utf-8", "surrogateescape")
+
+
+def printable_key(key: str) -> str:
+    """A key as it may be shown or logged (a damaged key's bytes as \\x..)."""
+    return _key(key).decode("utf-8", "backslashreplace")
+
+
 class Txn:
     """One transaction, with typed, checksummed values."""
 
@@ -279,14 +292,14 @@ class Txn:
     def get(self, db: str, key: str) -> dict[str, Any] | None:
         if self.db.dbs.get(db) is None and self.db.readonly:
             return None
-        raw = self.txn.get(key.encode(), db=self._handle(db))
-        return None if raw is None else decode_value(db, key.encode(), bytes(raw))
+        raw = self.txn.get(_key(key), db=self._handle(db))
+        return None if raw is None else decode_value(db, _key(key), bytes(raw))
 
     def put(self, db: str, key: str, value: dict[str, Any]) -> None:
-        self.txn.put(key.encode(), encode_value(value), db=self._handle(db))
+        self.txn.put(_key(key), encode_value(value), db=self._handle(db))
 
     def delete(self, db: str, key: str) -> bool:
-        return self.txn.delete(key.encode(), db=self._handle(db))
+        return self.txn.delete(_key(key), db=self._handle(db))
 
     def items(self, db: str, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
         for k, v in self.items_tolerant(db, prefix):
@@ -306,10 +319,15 @@ class Txn:
         for k, v in cur:
             if not k.startswith(p):
                 break
+            k = bytes(k)
             try:
                 yield k.decode(), decode_value(db, k, bytes(v))
             except CorruptionError as e:
-                yield k.decode(errors="backslashreplace"), e
+                yield k.decode("utf-8", "surrogateescape"), e
+            except UnicodeDecodeError:  # the key itself is damaged
+                yield k.decode("utf-8", "surrogateescape"), CorruptionError(
+                    logmsg.DB_VALUE_CORRUPT.format(db=db, key=k, detail="key is not UTF-8"),
+                    kind=logmsg.DB_VALUE_CORRUPT.code, path=db, where=f"key {k!r}")
 
     def raw_items(self, db: str) -> Iterator[tuple[bytes, bytes]]:
         for k, v in self.txn.cursor(db=self._handle(db)):

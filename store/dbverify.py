@@ -110,6 +110,17 @@ def walk(path: str) -> dict:
     return {"ok": not errors, "entries": entries, "errors": errors}
 
 
+def read_every_page(db) -> int:
+    """Every entry of every named database read through a cursor, values
+    not decoded: each page a reader can reach is touched once. Run in a
+    child (read_in_child) before a repair opens the database itself: a
+    damaged page can make LMDB abort (an assertion: SIGABRT) where a
+    checked error is impossible. Returns the number of entries."""
+    from .db import DATABASES
+    return sum(db.read(lambda t, n=n: sum(1 for _ in t.raw_items(n)))
+               for n in DATABASES if db.dbs.get(n) is not None)
+
+
 def read_in_child(path: str, fn: Callable[[Any], T]) -> T:
     """fn(the database at `path`, opened read-only), run in a forked child
     whose result comes back pickled through a pipe. A damaged data.mdb can

@@ -185,3 +185,55 @@ def test_a_database_with_zeroed_pages_is_reported_as_damage(cli, tmp_path):
         assert r.code == 4, (args, r)
         assert "damaged (" in r.err and "MDB_CORRUPTED" in r.err and "reconstruct -m" in r.err, r
         assert "Traceback" not in r.err and r.err.count("\n") == 1, r
+
+
+def test_reconstruct_m_reads_the_database_in_a_child_first(cli, root, monkeypatch):
+    import signal
+
+    from store import dbverify
+    from store.mailbox import Store
+    with Store.init(root) as s:
+        s.create("user/joe")
+    path = os.path.join(root, "mboxlist", "data.mdb")
+    before = open(path, "rb").read()
+    # a damaged page that makes LMDB abort (an assertion) kills the child, not reconstruct
+    monkeypatch.setattr(dbverify, "read_every_page", lambda db: os.kill(os.getpid(), signal.SIGABRT))
+    r = cli("reconstruct", "--store-root", root, "-m")
+    assert r.code == 4 and "is damaged (the process reading it died of SIGABRT)" in r.err, r
+    assert open(path, "rb").read() == before
+    monkeypatch.undo()
+    assert cli("reconstruct", "--store-root", root, "-m").code == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_database_damage_never_crashes_reconstruct_m(tmp_path, seed):
+    import random
+    import subprocess
+    import sys
+
+    from build_store import build
+    root = str(tmp_path / "store")
+    build(root, users=20, folders=1, messages=1, seed=seed)
+    path = os.path.join(root, "mboxlist", "data.mdb")
+    orig = open(path, "rb").read()
+    rng = random.Random(seed)
+    for _ in range(6):
+        data = bytearray(orig)
+        kind = rng.choice(["bytes", "page", "truncate"])
+        if kind == "bytes":
+            for _ in range(rng.randint(1, 8)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif kind == "page":
+            p = rng.randrange(len(data) // 4096)
+            data[p * 4096:(p + 1) * 4096] = bytes([rng.randrange(256)]) * 4096
+        else:
+            data = data[:rng.randrange(len(data))]
+        with open(path, "wb") as f:
+            f.write(data)
+        r = subprocess.run([sys.executable, "-c", "from store.cli.reconstruct import main; main()",
+                            "-m"], env={**os.environ, "MSGSTORE_ROOT": root}, cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode in (0, 1, 4), (kind, r)
+        assert "Traceback" not in r.stderr, (kind, r.stderr)
+        if r.returncode == 4:
+            assert r.stderr.count("\n") == 1 and "is damaged" in r.stderr, (kind, r.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import index
-from ..db import Txn
+from ..db import Txn, printable_key
 from ..errors import CorruptionError
 from ..layout import USER_NS, user_of, walk_spool
 from ..mailbox import Store, mailbox_usage, quota_add, quota_root_for, quota_root_mailbox
@@ -70,8 +70,8 @@ def sync_folder(store: Store, t: Txn, spool: list[SpoolBox], partition: str | No
     db: dict[str, dict] = {}
     for key, value in t.items_tolerant("folder"):
         if isinstance(value, CorruptionError):  # rewritten from the spool, or removed
-            out.append(Finding(key, "db-value-corrupt", str(value), act("rewritten from the spool"),
-                               fixed=apply))
+            out.append(Finding(printable_key(key), "db-value-corrupt", str(value),
+                               act("rewritten from the spool"), fixed=apply))
             if apply:
                 t.delete("folder", key)
             continue

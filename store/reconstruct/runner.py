@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from .. import locks, logmsg
+from .. import dbverify, locks, logmsg
 from ..errors import LockedError, NoSuchMailboxError, StoreError
 from ..fsutil import Batch, pid_alive
 from ..layout import canonical, walk_spool
@@ -354,6 +354,11 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
         refuse_while_stored_recovers(store)
     lock = _db_lock(store)
     try:
+        if not by_stored and os.path.isfile(os.path.join(store.layout.mboxlist_dir, "data.mdb")):
+            # a damaged page can abort whatever reads it: read it all in a
+            # child first (stored verified it before calling this)
+            store.close()
+            dbverify.read_in_child(store.layout.mboxlist_dir, dbverify.read_every_page)
         s = Summary()
         findings: list[Finding] = []
         if mode == "m":
