@@ -212,22 +212,14 @@ def test_random_database_damage_never_crashes_reconstruct_m(tmp_path, seed):
     import sys
 
     from build_store import build
+    from probe_db_damage import damaged
     root = str(tmp_path / "store")
     build(root, users=20, folders=1, messages=1, seed=seed)
     path = os.path.join(root, "mboxlist", "data.mdb")
     orig = open(path, "rb").read()
     rng = random.Random(seed)
     for _ in range(6):
-        data = bytearray(orig)
-        kind = rng.choice(["bytes", "page", "truncate"])
-        if kind == "bytes":
-            for _ in range(rng.randint(1, 8)):
-                data[rng.randrange(len(data))] = rng.randrange(256)
-        elif kind == "page":
-            p = rng.randrange(len(data) // 4096)
-            data[p * 4096:(p + 1) * 4096] = bytes([rng.randrange(256)]) * 4096
-        else:
-            data = data[:rng.randrange(len(data))]
+        kind, data = damaged(orig, rng)  # tools/probe_db_damage.py runs many more
         with open(path, "wb") as f:
             f.write(data)
         r = subprocess.run([sys.executable, "-c", "from store.cli.reconstruct import main; main()",
