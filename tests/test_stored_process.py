@@ -173,3 +173,27 @@ def test_snapshot_recovery_is_brought_up_to_date_from_the_spool(root):
     code, err = stop(p)
     assert found is not None and found["uidvalidity"] == uv
     assert "Database resync from the spool: user/late/INBOX: folder entry missing" in err
+
+
+def test_sighup_reloads_the_settings(root):
+    p = start(root)
+    try:
+        wait_ready(root, p)
+        ckp = os.path.join(root, "config", "stored.ckp")
+        with Store.open(root) as s:  # default checkpoint interval: 60 s
+            s.layout.config.set("local.store.checkpointinterval", "1")
+        time.sleep(1.5)
+        before = os.path.getmtime(ckp) if os.path.exists(ckp) else 0.0
+        assert time.time() - before > 1.2  # the running stored has not seen the new interval
+        p.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if os.path.exists(ckp) and os.path.getmtime(ckp) > before:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("no checkpoint after SIGHUP with a 1 s interval")
+        assert p.poll() is None  # reloaded, not stopped
+    finally:
+        code, err = stop(p)
+    assert code == 0 and "settings reloaded" in err, err
