@@ -125,6 +125,19 @@ def test_append_is_in_place(mbox):
     assert os.path.getsize(path) == index.read_header(mdir, name).start_offset + 4 * index.RECORD.size
 
 
+@given(carries=st.booleans(), limit=st.one_of(st.none(), st.integers(0, 2**64 - 2)),
+       uidnext=st.integers(1, 2**32 - 1), total=st.integers(0, 2**64 - 1),
+       name=st.sampled_from(["user/joe/INBOX", "shared/news", "user/ü/INBOX"]))
+def test_header_round_trip_with_the_quota_limit_copy(carries, limit, uidnext, total, name):
+    h = index.Header(name=name, unique_id=b"u" * 16, uidvalidity=7, uidnext=uidnext,
+                     total_bytes=total, quotaroot="user/joe", acl={"joe": "lr"},
+                     carries_limit=carries, quota_limit=limit if carries else None)
+    back = index.parse_header(h.pack(), name, "store.idx")
+    assert back == h
+    if not carries:  # what a file from before the copy holds in those bytes: zeros
+        assert h.pack()[52:56] == b"\0" * 4 and h.pack()[88:124] == b"\0" * 36
+
+
 def test_sizes_are_64_bit():
     rec = index.Record(1, 0, 0, 0, 5 * 2**32, 10, 12, 3 * 2**32, 1, b"\0" * 32)
     back, exp, found = index.Record.unpack(rec.pack())
