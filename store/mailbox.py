@@ -271,10 +271,9 @@ class Store:
                   else f"{USER_NS}/{user_of(new)}/" + n.split("/", 2)[2]) for n in moved]
         # the quota roots it touches are recounted: every mailbox they hold is
         # locked too, so that no delivery's usage is counted twice or missed
-        folders = dict(self.db.items("folder"))
-        roots = ({folders[o].get("quotaroot") for o, _n in pairs if o in folders}
+        roots = ({self.db.get("folder", o).get("quotaroot") for o, _n in pairs}
                  | {quota_root_for(n) for _o, n in pairs}) - {"", None}
-        sharers = [m for m, e in folders.items() if e.get("quotaroot") in roots]
+        sharers = [m for r in roots for m, _e in self.db.read(lambda t, r=r: root_mailboxes(t, r))]
         with self.lock(*[n for pair in pairs for n in pair], *sharers):
             for _o, n in pairs:
                 if (n != _o) and self.exists(n):
@@ -504,8 +503,8 @@ class Store:
         root = _check_quota_root(root)
         if limit_bytes is not None and limit_bytes < 0:
             raise UsageError("quota limit must be a non-negative number of bytes")
-        under = [n for n, _ in self.db.items("folder") if n == root or n.startswith(root + "/")
-                 or (quota_root_for(n) == root)]
+        under = [n for n, _ in self.db.items("folder", prefix=root)
+                 if n == root or n.startswith(root + "/") or quota_root_for(n) == root]
         with self.lock(*under):
             for n in under:
                 e = self.db.get("folder", n)
@@ -569,11 +568,16 @@ def mailbox_usage(store: Store, name: str, entry: dict, *, from_records: bool = 
     return h.total_bytes, h.exists
 
 
+def root_mailboxes(t: Txn, root: str) -> list[tuple[str, dict]]:
+    """The folder entries whose quota root is `root`. A root contains its
+    mailboxes (`user/<id>` its user's, a shared root itself and what is
+    below it), so a prefix scan finds them all."""
+    return [(n, e) for n, e in t.items("folder", prefix=root) if e.get("quotaroot") == root]
+
+
 def _recompute_quota(store: Store, t: Txn, root: str) -> dict:
     used_b = used_m = 0
-    for n, e in t.items("folder"):
-        if e.get("quotaroot") != root:
-            continue
+    for n, e in root_mailboxes(t, root):
         try:
             b, m = mailbox_usage(store, n, e)
         except (OSError, StoreError):
