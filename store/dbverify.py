@@ -121,6 +121,18 @@ def read_every_page(db) -> int:
                for n in DATABASES if db.dbs.get(n) is not None)
 
 
+def check_readable(store) -> None:
+    """Read every page of the store's database in a child before this
+    process maps it (read_every_page): for the administrator's commands,
+    which a damaged page must not abort. A no-op without a data.mdb (the
+    command creates one, or reads an empty one). Closes the store's handle
+    first; it reopens on next use."""
+    path = store.layout.mboxlist_dir
+    if os.path.isfile(os.path.join(path, "data.mdb")):
+        store.close()
+        read_in_child(path, read_every_page)
+
+
 def read_in_child(path: str, fn: Callable[[Any], T]) -> T:
     """fn(the database at `path`, opened read-only), run in a forked child
     whose result comes back pickled through a pipe. A damaged data.mdb can

@@ -3,6 +3,7 @@ a probe for crashes (death by a signal) and tracebacks, too slow for the
 test suite in bulk (tests/test_commands.py runs a few seeds of it).
 
     python tools/probe_db_damage.py --count 100 --seed 2
+    python tools/probe_db_damage.py --command "deliver user/user0001" --command "reconstruct -r -n"
 
 Builds a small store, then for each damaged copy of its data.mdb (random
 bytes, a page filled with one byte, or truncation) runs `mboxutil -l` and
@@ -25,7 +26,7 @@ sys.path.insert(0, HERE)
 
 from build_store import build  # noqa: E402
 
-COMMANDS = (["mboxutil", "-l"], ["reconstruct", "-m"])
+COMMANDS = ("mboxutil -l", "reconstruct -m")
 
 
 def damaged(orig: bytes, rng: random.Random) -> tuple[str, bytes]:
@@ -46,7 +47,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--command", action="append", metavar="'PROG ARGS'",
+                    help=f"a command to run on each copy (repeatable; default: {', '.join(COMMANDS)})")
     args = ap.parse_args()
+    commands = [c.split() for c in (args.command or COMMANDS)]
     with tempfile.TemporaryDirectory() as tmp:
         root = os.path.join(tmp, "store")
         build(root, users=30, folders=2, messages=1, seed=args.seed)
@@ -58,10 +62,11 @@ def main() -> None:
             kind, data = damaged(orig, rng)
             with open(path, "wb") as f:
                 f.write(data)
-            for cmd in COMMANDS:
+            for cmd in commands:
                 r = subprocess.run([sys.executable, "-c",
                                     f"from store.cli.{cmd[0]} import main; main()", *cmd[1:]],
-                                   env={**os.environ, "MSGSTORE_ROOT": root}, cwd=os.path.join(HERE, ".."),
+                                   env={**os.environ, "MSGSTORE_ROOT": root},
+                                   cwd=os.path.join(HERE, ".."), input="Subject: probe\n\nx\n",
                                    capture_output=True, text=True)
                 ends[cmd[0], kind, r.returncode] += 1
                 if r.returncode < 0 or "Traceback" in r.stderr:

@@ -224,6 +224,7 @@ class _CtrlC:
 def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None = None
                           ) -> tuple[list[Finding], Summary]:
     t0 = time.monotonic()
+    dbverify.check_readable(store)
     tasks = select_mailboxes(store, opts)
     results: list[BoxResult] = []
     total = len(tasks)
@@ -354,11 +355,8 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
         refuse_while_stored_recovers(store)
     lock = _db_lock(store)
     try:
-        if not by_stored and os.path.isfile(os.path.join(store.layout.mboxlist_dir, "data.mdb")):
-            # a damaged page can abort whatever reads it: read it all in a
-            # child first (stored verified it before calling this)
-            store.close()
-            dbverify.read_in_child(store.layout.mboxlist_dir, dbverify.read_every_page)
+        if not by_stored:  # stored verified it before calling this
+            dbverify.check_readable(store)
         s = Summary()
         findings: list[Finding] = []
         if mode == "m":
