@@ -46,6 +46,10 @@ class LockedError(StoreError):
     pass
 
 
+class ProgrammingError(StoreError):
+    """The engine was called in a way no command may call it (a bug in the caller)."""
+
+
 class CorruptionError(StoreError):
     """Damage found on disk. `where` names file and offset/record, so the
     administrator can find it; `kind` is a stable machine-readable tag."""
@@ -63,3 +67,10 @@ class CorruptionError(StoreError):
             detail += " [" + ", ".join(x for x in (path, where) if x) + "]"
         super().__init__(detail)
         self.message = message
+
+    def __reduce__(self):  # pickled whole across proc.run_isolated's pipe
+        return (_corruption, (self.message, self.kind, self.mailbox, self.path, self.where))
+
+
+def _corruption(message, kind, mailbox, path, where) -> CorruptionError:
+    return CorruptionError(message, kind=kind, mailbox=mailbox, path=path, where=where)

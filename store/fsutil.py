@@ -139,17 +139,6 @@ def write_file_atomic(target: str, data: bytes, *, durable: bool = True) -> None
 _READ_MAX = 0x7FFFF000  # Linux caps one read(2) at this many bytes
 
 
-def read_file(path: str, size: int) -> bytes:
-    """The whole content of a file expected to hold `size` bytes (from a
-    stat), with two syscalls where open().read() makes several and builds
-    two objects. A file that turns out longer is still read to its end."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return _read_fd(fd, size)
-    finally:
-        os.close(fd)
-
-
 def _read_fd(fd: int, size: int) -> bytes:
     data = os.read(fd, size + 1)
     if len(data) <= size and size < _READ_MAX:  # a short read of a regular file: EOF
@@ -280,17 +269,6 @@ def sync_filesystem(path: str) -> None:
         finally:
             os.close(fd)
     os.sync()
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process exists (signal 0; EPERM means it does)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def leftover_temp_files(top: str) -> list[str]:

@@ -1,24 +1,42 @@
-"""Whole-file flock locks on lock files, for the per-mailbox locks taken
-hundreds of times a second (delivery, reconstruct).
+"""Every lock of the store, by name, in `<root>/lock/`:
 
-This is the lock filelock's `FileLock` takes on Unix (a whole-file
-`flock(LOCK_EX)` on the lock file; its `lock_descriptor` is the same call),
-so the two exclude each other: tests/test_locks.py holds them to it. It is
-called directly because a `FileLock` object costs ~130-200 µs an acquire
-and release where this costs ~7 µs, and importing filelock 4.2 adds ~20 ms
-to every command's start, `deliver`'s included (docs/performance.md).
-Lock files are never removed: unlinking a locked file would let the next
-taker lock a new inode while the old one is still held."""
+  mbox-<sha1 of the mailbox name, 20 hex>.lock   one mailbox (deliver, flags, rebuild)
+  reconstruct-db.lock                             reconstruct -m, -q and -l (store-wide)
+  stored.lock                                     the store daemon (one per store)
+
+Each is a whole-file `flock(LOCK_EX)` on its lock file, the lock filelock's
+`FileLock` takes on Unix, so the two exclude each other (tests/test_locks.py
+holds them to it). It is called directly because a `FileLock` object costs
+~130-200 µs an acquire and release where this costs ~7 µs, and importing
+filelock adds ~20 ms to every command's start, `deliver`'s included
+(docs/performance.md). The holder writes its pid at the head of the file,
+so that a refused taker can say who holds it. Lock files are never removed:
+unlinking a locked file would let the next taker lock a new inode while the
+old one is still held.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import time
+from collections.abc import Iterator
+
+from .errors import LockedError
 
 POLL_FIRST, POLL_MAX = 0.001, 0.05  # seconds between tries while another holds it
+MAILBOX_TIMEOUT = 60.0
+REPAIR_LOCK = "reconstruct-db.lock"
+DAEMON_LOCK = "stored.lock"
 _HELD_ELSEWHERE = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
+_PID_FIELD = 11  # "%10d\n": fixed width, so a shorter pid needs no truncate
+
+
+def mailbox_lock_name(mailbox: str) -> str:
+    return f"mbox-{hashlib.sha1(mailbox.encode()).hexdigest()[:20]}.lock"
 
 
 def acquire(path: str, timeout: float) -> int | None:
@@ -34,6 +52,7 @@ def acquire(path: str, timeout: float) -> int | None:
                 return None
             time.sleep(delay)
             delay = min(delay * 2, POLL_MAX)
+        os.pwrite(fd, b"%10d\n" % os.getpid(), 0)
     except BaseException:
         os.close(fd)
         raise
@@ -45,6 +64,59 @@ def release(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def holder(path: str) -> int | None:
+    """The pid the last holder of `path` wrote (meaningful while it is held)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_PID_FIELD).strip()
+    except OSError:
+        return None
+    return int(head) if head.isdigit() else None
+
+
+def held_by(path: str) -> str:
+    """`pid N` for an error message, or `another process`."""
+    pid = holder(path)
+    return f"pid {pid}" if pid else "another process"
+
+
+def take(lock_dir: str, name: str, timeout: float, what: str) -> int:
+    """acquire() of `lock_dir/name`, or LockedError naming `what` and the holder."""
+    os.makedirs(lock_dir, exist_ok=True)
+    path = os.path.join(lock_dir, name)
+    fd = acquire(path, timeout)
+    if fd is None:
+        waited = f" (waited {timeout:.0f} s)" if timeout else ""
+        raise LockedError(f"{what} is locked by {held_by(path)}{waited}")
+    return fd
+
+
+@contextlib.contextmanager
+def mailboxes(lock_dir: str, names, timeout: float = MAILBOX_TIMEOUT) -> Iterator[None]:
+    """Per-mailbox locks, taken in sorted order so two callers never deadlock."""
+    os.makedirs(lock_dir, exist_ok=True)
+    held: list[int] = []
+    try:
+        for name in sorted(set(names)):
+            held.append(take(lock_dir, mailbox_lock_name(name), timeout, f"mailbox {name}"))
+        yield
+    finally:
+        for fd in reversed(held):
+            release(fd)
+
+
+def is_held(lock_dir: str, name: str) -> bool:
+    """Whether some process holds `name` now (probed without waiting)."""
+    path = os.path.join(lock_dir, name)
+    if not os.path.exists(path):
+        return False
+    fd = acquire(path, 0)
+    if fd is None:
+        return True
+    release(fd)
+    return False
 
 
 def _try_lock(fd: int) -> bool:

@@ -1,13 +1,13 @@
 """The catalogue of messages an administrator acts on.
 
 Each entry: stable wording (a format string), severity, and the action it
-calls for. docs/log-messages.md is the reference; a test keeps the two in step.
+calls for. docs/log-messages.md is generated from it (tools/gen_log_reference.py);
+a test keeps the two in step. Where the log goes is logsetup's business.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 
@@ -90,8 +90,9 @@ UIDVALIDITY_NEW = _m(
     "None possible: IMAP clients will resynchronise this mailbox. Check why both copies were lost.")
 RECONSTRUCT_FINDING = _m(
     "reconstruct", logging.WARNING, "reconstruct: {line}",
-    "Read the line: `-> none` means found and not changed (a -n run, or something reconstruct "
-    "leaves to the administrator, named in the line); any other action was taken.")
+    "Read the line: `MAILBOX: what was found -> what was done`. `-> would ...` means found and "
+    "not changed (a -n run); `-> left alone` (or advice) means reconstruct leaves it to the "
+    "administrator; anything else was done. The finding kinds are listed below.")
 SNAPSHOT_TAKEN = _m(
     "snapshot-taken", logging.INFO, "Database snapshot {name} taken and verified ({bytes} bytes)",
     "None.")
@@ -165,62 +166,16 @@ DB_UNUSABLE = _m(
     "Start stored (it verifies the database, sets the damaged one aside and recovers from the "
     "best snapshot, else from the spool), or do one of the steps the message names by hand. "
     "Mail is not lost: deliveries are refused (the MTA retries) until it is repaired.")
+QUOTA_UNCOUNTED = _m(
+    "quota-uncounted", logging.WARNING,
+    "Quota root {root}: usage of {mailbox} not counted ({error})",
+    "Run `reconstruct {mailbox}`, then `reconstruct -q` to count it again.")
 EXPUNGED_ERASED = _m(
     "expunged-erased", logging.INFO, "Erased {count} expunged message files in {mailbox}", "None.")
 
 
 def catalogue() -> dict[str, Msg]:
     return dict(_ALL)
-
-
-LOG_FILE = "default"
-_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
-
-
-def setup_logging(log_dir: str, level: int = logging.INFO) -> None:
-    """Send the toolkit's log to `<root>/log/default` (rotatable: the handler
-    reopens the file when logrotate moves it)."""
-    logger = logging.getLogger("store")
-    path = os.path.join(log_dir, LOG_FILE)
-    for h in logger.handlers:
-        if getattr(h, "baseFilename", None) == os.path.abspath(path):
-            return
-    os.makedirs(log_dir, exist_ok=True)
-    handler = ReopeningFileHandler(path)
-    handler.setFormatter(logging.Formatter(_FORMAT))
-    logger.addHandler(handler)
-    logger.setLevel(level)
-
-
-class ReopeningFileHandler(logging.FileHandler):
-    """What logging.handlers.WatchedFileHandler does (before each record,
-    reopen the file if logrotate moved or removed it) without importing
-    logging.handlers, which brings socket, pickle and queue: ~9 ms of every
-    command's start-up, `deliver`'s included."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path, encoding="utf-8")
-        self._id = self._open_id()
-
-    def _open_id(self) -> tuple[int, int] | None:
-        if self.stream is None:
-            return None
-        st = os.fstat(self.stream.fileno())
-        return st.st_dev, st.st_ino
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            st = os.stat(self.baseFilename)
-            now = (st.st_dev, st.st_ino)
-        except FileNotFoundError:
-            now = None
-        if now is None or now != self._id:
-            if self.stream is not None:
-                self.stream.flush()
-                self.stream.close()
-            self.stream = self._open()
-            self._id = self._open_id()
-        super().emit(record)
 
 
 def log(component: str, msg: Msg, **kw) -> str:

@@ -19,10 +19,13 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from . import dbverify, logmsg
+from . import logmsg
+from .db import lmdbfiles
+from .db import verify as dbverify
 from .errors import StoreError
-from .fsutil import TEMP_PREFIX, fsync_dir, pid_alive, write_file_atomic
+from .fsutil import TEMP_PREFIX, fsync_dir, write_file_atomic
 from .layout import Layout
+from .proc import pid_alive
 
 PREFIX = "snap-"
 SUSPECT = "-suspect"
@@ -88,9 +91,9 @@ def newest_time(layout: Layout) -> float | None:
     return good[-1].time if good else None
 
 
-def take(layout: Layout, env, *, now: float | None = None) -> Snapshot:
-    """Hot copy of the open environment `env` (an lmdb.Environment), verified
-    in a child process, then given its final name; prunes old ones after."""
+def take(layout: Layout, db, *, now: float | None = None) -> Snapshot:
+    """Hot copy of the open database `db` (a db.Database), verified in a
+    child process, then given its final name; prunes old ones after."""
     now = time.time() if now is None else now
     d = snapshot_dir(layout)
     os.makedirs(d, exist_ok=True)
@@ -100,13 +103,9 @@ def take(layout: Layout, env, *, now: float | None = None) -> Snapshot:
         shutil.rmtree(tmp)
     os.makedirs(tmp)
     try:
-        env.copy(tmp)  # a consistent copy through one read transaction
-        data = os.path.join(tmp, "data.mdb")
-        fd = os.open(data, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        db.copy_to(tmp)  # a consistent copy through one read transaction
+        data = lmdbfiles.data_path(tmp)
+        lmdbfiles.fsync_data(tmp)
         verdict = dbverify.verify(tmp)
         manifest = {"time": now, "bytes": os.path.getsize(data), "sha256": _sha256(data),
                     "entries": verdict.entries, "verified": verdict.ok, "suspect": not verdict.ok,
@@ -165,7 +164,7 @@ def check_free_space(layout: Layout, db_bytes: int) -> None:
 
 def still_good(snap: Snapshot) -> bool:
     """The copy on disk still matches its manifest and verifies."""
-    data = os.path.join(snap.path, "data.mdb")
+    data = lmdbfiles.data_path(snap.path)
     try:
         if os.path.getsize(data) != snap.bytes or _sha256(data) != snap.sha256:
             return False
@@ -188,22 +187,9 @@ def best(layout: Layout) -> tuple[Snapshot | None, list[tuple[Snapshot, str]]]:
 
 
 def restore_into(snap: Snapshot, mboxlist_dir: str) -> None:
-    """Copy a snapshot's data.mdb into an (emptied) environment directory:
-    a temp file, fsync, rename. The caller holds the store lock and has
-    moved any old environment aside."""
-    os.makedirs(mboxlist_dir, exist_ok=True)
-    target = os.path.join(mboxlist_dir, "data.mdb")
-    tmp = os.path.join(mboxlist_dir, f"{TEMP_PREFIX}data.mdb")
-    shutil.copyfile(os.path.join(snap.path, "data.mdb"), tmp)
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(mboxlist_dir, "lock.mdb"))
-    os.replace(tmp, target)
-    fsync_dir(mboxlist_dir)
+    """Install a snapshot's data.mdb as the live database (lmdbfiles.install).
+    The caller holds the daemon lock and has put any old environment aside."""
+    lmdbfiles.install(snap.path, mboxlist_dir)
 
 
 def find(layout: Layout, name: str) -> Snapshot:

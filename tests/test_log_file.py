@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from store import logmsg
+from store import logmsg, logsetup
 
 
 @pytest.fixture
@@ -26,9 +26,9 @@ def _read(path):
 
 
 def test_the_log_follows_logrotate_moving_and_removing_the_file(log_dir):
-    logmsg.setup_logging(log_dir)
-    logmsg.setup_logging(log_dir)  # twice: still one handler, one line per message
-    path = os.path.join(log_dir, logmsg.LOG_FILE)
+    logsetup.attach(log_dir)
+    logsetup.attach(log_dir)  # twice: still one handler, one line per message
+    path = os.path.join(log_dir, logsetup.LOG_FILE)
     logmsg.log("test", logmsg.EXPUNGED_ERASED, count=1, mailbox="user/a")
     assert _read(path).count("Erased 1 expunged message files in user/a") == 1
     os.rename(path, path + ".1")  # logrotate without copytruncate

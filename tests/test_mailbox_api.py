@@ -88,10 +88,10 @@ def test_rename_keeps_messages_uidvalidity_and_children(store):
     store.append_many("user/joe/Old", [b"1", b"2"])
     store.append("user/joe/Old/Sub", b"3")
     before = msg_hashes(store.layout.root)
-    uv = store.entry("user/joe/Old")["uidvalidity"]
+    uv = store.entry("user/joe/Old").uidvalidity
     pairs = store.rename("user/joe/Old", "user/joe/Archive")
     assert pairs == [("user/joe/Old", "user/joe/Archive"), ("user/joe/Old/Sub", "user/joe/Archive/Sub")]
-    assert store.entry("user/joe/Archive")["uidvalidity"] == uv
+    assert store.entry("user/joe/Archive").uidvalidity == uv
     assert store.read("user/joe/Archive/Sub").header.name == "user/joe/Archive/Sub"
     assert not store.exists("user/joe/Old")
     assert msg_hashes(store.layout.root) == before
@@ -104,7 +104,7 @@ def test_rename_to_another_partition(store, tmp_path):
     store.append("user/joe/Sent", b"hello")
     store.rename("user/joe/Sent", "user/joe/Sent", "second")
     e = store.entry("user/joe/Sent")
-    assert e["partition"] == "second"
+    assert e.partition == "second"
     assert store.mailbox_dir("user/joe/Sent").startswith(str(tmp_path / "p2"))
     assert store.message("user/joe/Sent", 1) == b"hello"
     assert len(msg_hashes(str(tmp_path / "p2"))) == 1

@@ -67,7 +67,7 @@ def test_limits_come_back_with_a_database_rebuilt_from_the_spool(cli, built):
     code, out, r = recon(cli, built, "-q")
     assert quotas(built) == before
     with Store.open(built) as s:
-        assert s.entry("shared/news/tech")["quotaroot"] == "shared/news"
+        assert s.entry("shared/news/tech").quotaroot == "shared/news"
     code, out, r = recon(cli, built, "-m")
     assert code == 0 and out["findings"] == [], r
 

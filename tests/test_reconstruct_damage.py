@@ -247,7 +247,7 @@ def test_records_after_a_damaged_header_keep_their_flags(cli, built, where):
 def test_rebuild_with_a_corrupt_quota_value_recounts_that_root(cli, built):
     """The delta needs the old usage; when its value fails its checksum the
     root is recounted instead (and the rebuild does not stop)."""
-    from store.db import encode_value
+    from store.db.envelope import encode_value
     root_name = "user/user0000"
     damage(built, "missing_message_file", root_name)
     with Store.open(built) as s:

@@ -11,14 +11,15 @@ from conftest import ROOT
 from freezegun import freeze_time
 
 from store import snapshots
+from store.daemon.recovery import move_aside
+from store.daemon.schedule import Schedule
 from store.db import Database
-from store.stored import Schedule, move_aside
 
 IMDB = [sys.executable, "-c", "from store.cli.imdbverify import main; main()"]
 
 
 def _take(store, when=None):
-    return snapshots.take(store.layout, store.db.env, now=when)
+    return snapshots.take(store.layout, store.db, now=when)
 
 
 def test_snapshot_is_verified_listed_and_pruned(store):
@@ -36,7 +37,7 @@ def test_suspect_snapshot_never_replaces_good_history(store, monkeypatch):
     store.create("user/joe")
     store.layout.config.set("local.store.snapshotdirs", "2")
     good = [_take(store, 1_800_000_000 + i).name for i in range(2)]
-    from store import dbverify
+    from store.db import verify as dbverify
     monkeypatch.setattr(dbverify, "verify", lambda p, **k: dbverify.Verdict(False, p, errors=["bad"]))
     for i in range(3):
         bad = _take(store, 1_800_000_100 + i)

@@ -160,7 +160,7 @@ def test_snapshot_recovery_is_brought_up_to_date_from_the_spool(root):
     stop(p)  # a snapshot exists now
     with Store.open(root) as s:
         s.create("user/late/INBOX")  # created after the snapshot
-        uv = s.entry("user/late")["uidvalidity"]
+        uv = s.entry("user/late").uidvalidity
     damage(root, "db_truncated", "user/user0000")
     p = start(root)
     wait_ready(root, p)

@@ -24,7 +24,8 @@ sys.path.insert(0, HERE)
 
 from bench_deliver import timed  # noqa: E402
 
-from store import dbverify, snapshots  # noqa: E402
+from store import snapshots  # noqa: E402
+from store.db import verify as dbverify  # noqa: E402
 from store.mailbox import Store  # noqa: E402
 
 
@@ -37,7 +38,7 @@ def fill_folders(store: Store, n: int, batch: int = 50_000) -> None:
                       {"partition": "primary", "uniqueid": f"{i:032x}", "uidvalidity": 1700000000 + i,
                        "acl": {f"u{i:07d}": "lrswipkxtecda"}, "quotaroot": f"user/u{i:07d}"})
         store.db.write(fill, durable=False)
-    store.db.env.sync(True)
+    store.db.sync()
 
 
 def main() -> None:
@@ -60,10 +61,10 @@ def main() -> None:
                     ["mdb_copy", *args, src, dst], check=True))))
         dst = os.path.join(base, "pycopy")
         os.makedirs(dst)
-        rows.append(("Environment.copy (our hot copy)", timed(lambda: store.db.env.copy(dst))))
+        rows.append(("Environment.copy (our hot copy)", timed(lambda: store.db.copy_to(dst))))
         rows.append(("verify in a child process", timed(lambda: dbverify.verify(dst))))
         rows.append(("snapshots.take (all of it)", timed(lambda: snapshots.take(store.layout,
-                                                                                store.db.env))))
+                                                                                store.db))))
         store.close()
         print(f"{a.entries} entries, data.mdb {size / 1e6:.0f} MB")
         ref = rows[0][1] if rows and rows[0][0] == "mdb_copy" else None

@@ -67,7 +67,7 @@ def main() -> None:
         root = os.path.join(base, "store")
         store = Store.init(root)
         fill_folders(store, a.entries)
-        snapshots.take(store.layout, store.db.env)
+        snapshots.take(store.layout, store.db)
         store.close()
         data = os.path.join(root, "mboxlist", "data.mdb")
         size = os.path.getsize(data)

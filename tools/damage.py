@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 from store import index  # noqa: E402
-from store.db import encode_value  # noqa: E402
+from store.db.envelope import encode_value  # noqa: E402
 from store.mailbox import Store, message_path  # noqa: E402
 
 
@@ -72,7 +72,7 @@ def unindexed_file_old(s: Store, mbox: str) -> None:
 
 
 def extra_db_entry(s: Store, mbox: str) -> None:
-    e = s.entry(mbox)
+    e = s.entry(mbox).to_value()
     s.db.write(lambda t: t.put("folder", mbox + "/Ghost", {**e, "uniqueid": "0" * 32}))
 
 
@@ -82,7 +82,7 @@ def missing_db_entry(s: Store, mbox: str) -> None:
 
 
 def wrong_quota_usage(s: Store, mbox: str) -> None:
-    root = s.entry(mbox)["quotaroot"]
+    root = s.entry(mbox).quotaroot
     s.db.write(lambda t: t.put("quota", root, {**t.get("quota", root), "used_bytes": 1,
                                                "used_messages": 999}))
 
@@ -95,7 +95,7 @@ def bad_db_value(s: Store, mbox: str) -> None:
     """Flip bytes inside a value: LMDB cannot see it; our checksum does."""
     from store.layout import canonical
     name = canonical(mbox)
-    raw = bytearray(encode_value(s.entry(name)))
+    raw = bytearray(encode_value(s.entry(name).to_value()))
     raw[-3] ^= 0x01
     s.db.write(lambda t: t.txn.put(name.encode(), bytes(raw), db=s.db.dbs["folder"]))
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerate docs/log-messages.md from the catalogue in store/logmsg.py."""
+"""Regenerate docs/log-messages.md from the registries: the log catalogue
+(store/logmsg.py) and the reconstruct finding kinds (store/reconstruct/findings.py)."""
 
 import logging
 import os
@@ -8,7 +9,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from store.logmsg import LOG_FILE, catalogue  # noqa: E402
+from store.logmsg import catalogue  # noqa: E402
+from store.logsetup import LOG_FILE  # noqa: E402
 from store.reconstruct.findings import KINDS  # noqa: E402
 
 INTRO = f"""# Log message reference
@@ -33,24 +35,37 @@ text on standard error when the damage stops them.
 FINDINGS = """
 ## reconstruct findings
 
-Each `reconstruct` line in the log (`reconstruct: MAILBOX: DETAIL -> ACTION`) and each
-`--json` finding has a kind. The kinds that are log codes are in the table above (the index,
-cache and store.exp damage); the others:
+Each `reconstruct` line in the log and on standard output (`MAILBOX: DETAIL -> ACTION`) and
+each `--json` finding (`kind`, `mailbox`, `detail`, `problem`, `action`, `applied`) has a kind,
+from the registry in `store/reconstruct/findings.py`. `reconstruct -n` prints the action it
+would take (`-> would drop record uid 3`); a repair prints the same finding once, with the
+action done (`-> record uid 3 dropped`). A finding that is not a problem never makes the exit
+code non-zero. `counts` names the summary figure the kind adds to. Kinds that are also log
+messages (the index, cache and store.exp damage) have their text in the table above.
 
-| kind | what it means, what to do |
-|---|---|
+| kind | problem | counts | what it means, what to do |
+|---|---|---|---|
 """
 
 
-def main() -> None:
+def render() -> str:
+    """The whole page, from the two registries."""
     rows = []
     for code, m in catalogue().items():
         text = m.text.replace("|", "\\|").replace("!r", "")
         rows.append(f"| `{code}` | {logging.getLevelName(m.level)} | {text} | {m.action} |")
-    kinds = [f"| `{k}` | {v} |" for k, v in sorted(KINDS.items())]
-    path = os.path.join(HERE, "..", "docs", "log-messages.md")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(INTRO + "\n".join(rows) + "\n" + FINDINGS + "\n".join(kinds) + "\n")
+    kinds = [f"| `{k}` | {'yes' if v.problem else 'no'} | {v.counts or ''} | "
+             f"{'(log message above) ' if v.log_code else ''}{v.meaning} |"
+             for k, v in sorted(KINDS.items())]
+    return INTRO + "\n".join(rows) + "\n" + FINDINGS + "\n".join(kinds) + "\n"
+
+
+PATH = os.path.join(HERE, "..", "docs", "log-messages.md")
+
+
+def main() -> None:
+    with open(PATH, "w", encoding="utf-8") as f:
+        f.write(render())
 
 
 if __name__ == "__main__":

@@ -10,9 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 import click
-import lmdb
 
-from .. import logmsg
+from .. import logsetup
 from ..config import default_root
 from ..errors import (
     EXIT_INTERRUPTED,
@@ -46,7 +45,7 @@ def resolve_root(store_root: str | None) -> str:
 def open_store(store_root: str | None, *, create: bool = False, readonly: bool = False) -> Store:
     root = resolve_root(store_root)
     store = Store.init(root) if create else Store.open(root, readonly=readonly)
-    logmsg.setup_logging(store.layout.log_dir)
+    logsetup.attach(store.layout.log_dir)
     return store
 
 
@@ -81,6 +80,14 @@ def entry(command: click.Command, prog: str) -> Callable[[], None]:
 
 
 def run(command: click.Command, prog: str, argv: list[str] | None = None) -> int:
+    """The command's exit status; the log handlers it attached are taken off."""
+    try:
+        return _run(command, prog, argv)
+    finally:
+        logsetup.detach_all()
+
+
+def _run(command: click.Command, prog: str, argv: list[str] | None) -> int:
     try:
         rv = command.main(args=argv, prog_name=prog, standalone_mode=False)
         return rv if isinstance(rv, int) else EXIT_OK
@@ -102,9 +109,6 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> int
         return e.exit_code
     except BrokenPipeError:
         return EXIT_OK
-    except lmdb.Error as e:
-        click.echo(f"{prog}: mailbox database error: {one_line(str(e))}", err=True)
-        return EXIT_OPERATIONAL
     except OSError as e:
         where = f" {e.filename}" if e.filename else ""
         click.echo(f"{prog}: I/O error{where}: {e.strerror or e}", err=True)

@@ -5,8 +5,10 @@ import os
 
 import click
 
-from .. import dbverify, index
-from ..db import DATABASES, decode_value
+from .. import index
+from ..db import DATABASES, lmdbfiles
+from ..db import verify as dbverify
+from ..db.envelope import decode_value
 from ..errors import EXIT_UNCORRECTED, CorruptionError, StoreError
 from ..layout import canonical
 from .common import (
@@ -68,7 +70,7 @@ def cli(store_root, mailbox, uid, dbname, stats, as_json) -> int:
         # read in a child process: a damaged data.mdb can kill its reader
         store.close()
         path = store.layout.mboxlist_dir
-        if not os.path.isfile(os.path.join(path, "data.mdb")):
+        if not lmdbfiles.has_data(path):
             raise StoreError(f"no mailbox database in {path} (run reconstruct -m to build one)")
         if stats:
             return _stats(dbverify.read_in_child(path, lambda db: db.stat()), as_json)

@@ -7,11 +7,12 @@ import time
 
 import click
 
-from .. import dbverify, logmsg, snapshots
-from ..db import Database
+from .. import logsetup, snapshots
+from ..daemon import state
+from ..db import Database, lmdbfiles
+from ..db import verify as dbverify
 from ..errors import EXIT_UNCORRECTED, LockedError
 from ..layout import Layout
-from ..stored import acquire, running
 from .common import (
     EXIT_CODES_HELP,
     emit_json,
@@ -48,7 +49,7 @@ def cli(store_root, take, verify_taken, do_list, restore, as_json) -> int:
     if verify_taken and not take:
         raise usage("-m verifies the snapshot that -s takes: use -s -m")
     layout = Layout.open(resolve_root(store_root))
-    logmsg.setup_logging(layout.log_dir)
+    logsetup.attach(layout.log_dir)
     if do_list:
         snaps = snapshots.list_snapshots(layout)
         if as_json:
@@ -59,11 +60,8 @@ def cli(store_root, take, verify_taken, do_list, restore, as_json) -> int:
                           for s in snaps])
         return 0
     if take:
-        db = Database(layout.mboxlist_dir, readonly=True)
-        try:
-            snap = snapshots.take(layout, db.env)
-        finally:
-            db.close()
+        with Database(layout.mboxlist_dir, readonly=True) as db:
+            snap = snapshots.take(layout, db)
         ok = snap.verified and (not verify_taken or snapshots.still_good(snap))
         if as_json:
             emit_json(snap.as_json() | {"verified_again": ok if verify_taken else None})
@@ -84,24 +82,23 @@ def cli(store_root, take, verify_taken, do_list, restore, as_json) -> int:
 
 
 def _restore(layout: Layout, name: str) -> int:
-    st = running(layout)
+    st = state.running(layout)
     if st is not None:
         raise LockedError(f"stored is running (pid {st['pid']}); stop it before restoring")
     snap = snapshots.find(layout, name)
     if snap.suspect or not snapshots.still_good(snap):
         raise LockedError(f"snapshot {name} is suspect or fails verification; choose another")
-    lock = acquire(layout)
+    lock = state.acquire_daemon_lock(layout)
     try:
-        current = os.path.join(layout.mboxlist_dir, "data.mdb")
-        if os.path.exists(current):  # keep what is replaced
+        if lmdbfiles.has_data(layout.mboxlist_dir):  # keep what is replaced
             keep = os.path.join(layout.mboxlist_dir,
                                 "before-restore-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
             os.makedirs(keep)
-            os.rename(current, os.path.join(keep, "data.mdb"))
+            lmdbfiles.put_aside(layout.mboxlist_dir, keep)
             click.echo(f"previous database kept in {keep}")
         snapshots.restore_into(snap, layout.mboxlist_dir)
     finally:
-        lock.release()
+        state.release_daemon_lock(lock)
     click.echo(f"restored {snap.name}; now run reconstruct -m and reconstruct -q")
     return 0
 

@@ -2,7 +2,6 @@
 
 import click
 
-from .. import dbverify
 from ..index import names_to_flags
 from .common import (
     EXIT_CODES_HELP,
@@ -66,7 +65,7 @@ def cli(store_root, do_list, pattern, create, delete, rename, expunge, quota, se
     if args and not (rename or expunge or quota):
         raise usage(f"unexpected arguments: {' '.join(args)}")
     with open_store(store_root, create=bool(create)) as store:
-        dbverify.check_readable(store)  # a damaged page must not abort the listing
+        store.check_readable()  # a damaged page must not abort the listing
         if do_list:
             infos = store.list(pattern)
             if as_json:

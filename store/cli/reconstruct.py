@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..daemon.state import refuse_while_recovering
 from ..reconstruct import exit_code
 from ..reconstruct.runner import Options, reconstruct_db, reconstruct_mailboxes
 from .common import emit_json, entry, json_option, open_store, store_root_option, usage
@@ -77,6 +78,8 @@ def cli(store_root, check_only, force, zero_index, remove_exp, partition, recurs
     with open_store(store_root, readonly=check_only) as store:
         if db_mode or quota_mode or lright_mode:
             mode = "m" if db_mode else "q" if quota_mode else "l"
+            if mode == "m":
+                refuse_while_recovering(store.layout)
             findings, summary = reconstruct_db(store, partition=partition, user=user,
                                                apply=not check_only, mode=mode)
         else:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import signal
-import sys
 import threading
 import time
 
 import click
 
-from .. import logmsg, snapshots
+from .. import logsetup, snapshots
+from ..daemon import state
+from ..daemon.daemon import Daemon
+from ..daemon.housekeeping import cleanup
 from ..errors import EXIT_OPERATIONAL
 from ..layout import Layout
-from ..mailbox import Store
-from ..stored import Daemon, acquire, remove_temp_files, running, stamp_ages
 from .common import EXIT_CODES_HELP, emit_json, entry, json_option, resolve_root, store_root_option
 
 EPILOG = """\b
@@ -38,7 +37,7 @@ def cli(store_root, test, verbose, cleanup, as_json) -> int:
     """The message store daemon: checks the database, recovers it if needed,
     signals readiness, then runs checkpoints, cleanups, snapshots and expiry."""
     layout = Layout.open(resolve_root(store_root))
-    logmsg.setup_logging(layout.log_dir)
+    logsetup.attach(layout.log_dir)
     if test:
         return _test(layout, verbose, as_json)
     if cleanup:
@@ -47,52 +46,44 @@ def cli(store_root, test, verbose, cleanup, as_json) -> int:
 
 
 def _test(layout: Layout, verbose: bool, as_json: bool) -> int:
-    st = running(layout)
-    state = st["state"] if st else "stopped"
+    st = state.running(layout)
+    now_state = st["state"] if st else "stopped"
     if verbose or as_json:
         now = time.time()
         snaps = [s for s in snapshots.list_snapshots(layout) if not s.suspect]
-        info = {"state": state, "pid": st["pid"] if st else None,
+        info = {"state": now_state, "pid": st["pid"] if st else None,
                 "stamps": {k: None if v is None else round(v, 1)
-                           for k, v in stamp_ages(layout, now).items()},
+                           for k, v in state.stamp_ages(layout, now).items()},
                 "newest_snapshot": snaps[-1].as_json() if snaps else None}
         if as_json:
             emit_json(info)
         else:
-            click.echo(f"state: {state}")
+            click.echo(f"state: {now_state}")
             click.echo(f"pid: {info['pid'] or '-'}")
             for k, v in info["stamps"].items():
                 click.echo(f"{k}: " + ("never" if v is None else f"{v:.0f} s ago"))
             ns = info["newest_snapshot"]
             click.echo("newest snapshot: " + (f"{ns['name']} ({ns['time']})" if ns else "none"))
-    return 0 if state == "ready" else EXIT_OPERATIONAL
+    return 0 if now_state == state.READY else EXIT_OPERATIONAL
 
 
 def _cleanup(layout: Layout) -> int:
-    st = running(layout)
-    if st is None:  # no daemon: hold its lock so none starts meanwhile
-        lock = acquire(layout)
-    else:
-        lock = None
+    # no daemon: hold its lock so that none starts meanwhile
+    lock = None if state.running(layout) else state.acquire_daemon_lock(layout)
     try:
-        with Store(layout) as store:
-            cleared = store.db.env.reader_check()
-            removed = remove_temp_files(layout, time.time())
-            store.db.env.sync(True)
-        click.echo(f"stored -r: {cleared} stale reader slots cleared, {len(removed)} temp files "
-                   "removed, database synced")
-        for p in removed:
-            click.echo(f"removed {p}")
+        done = cleanup(layout, time.time())
     finally:
         if lock is not None:
-            lock.release()
+            state.release_daemon_lock(lock)
+    click.echo(f"stored -r: {done.readers_cleared} stale reader slots cleared, "
+               f"{len(done.temp_files_removed)} temp files removed, database synced")
+    for p in done.temp_files_removed:
+        click.echo(f"removed {p}")
     return 0
 
 
 def _run(layout: Layout) -> int:
-    err = logging.StreamHandler(sys.stderr)  # for the journal
-    err.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
-    logging.getLogger("store").addHandler(err)
+    logsetup.attach_stderr()  # for the journal
     stop, reload = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -1,7 +1,8 @@
 """The mailbox database from the spool: folder (-m), quota (-q), lright (-l).
 
 The spool's redundant copy (each index header) is the source; every entry
-added, removed or changed is a finding.
+added, removed or changed is a finding with its action, applied or (with
+apply=False, for -n) announced.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import index
-from ..db import Txn, printable_key
+from ..db import FOLDER, LRIGHT, QUOTA, FolderEntry, LrightEntry, QuotaEntry, Txn, printable_key
 from ..errors import CorruptionError
 from ..layout import USER_NS, user_of, walk_spool
-from ..mailbox import Store, mailbox_usage, quota_add, quota_root_for, quota_root_mailbox
-from .check import DB_FIELDS, header_db_fields
-from .findings import Finding, Summary
+from ..mailbox import Store, quota_add, quota_root_for, quota_root_mailbox
+from ..mailbox.quota import count_usage
+from .findings import Act, Finding, Summary, advice
+from .plan import header_db_fields
 
 
 @dataclass
@@ -22,7 +24,7 @@ class SpoolBox:
     name: str
     partition: str
     mdir: str
-    fields: dict | None  # from the index header; None when it cannot be read
+    fields: FolderEntry | None  # from the index header; None when it cannot be read
     exists: int = 0
     bytes: int = 0
     error: str = ""
@@ -32,6 +34,7 @@ class SpoolBox:
 
 def read_spool(store: Store, partition: str | None = None, user: str | None = None
                ) -> list[SpoolBox]:
+    """Every mailbox of the spool with what its index header says."""
     out = []
     for part, ppath in store.layout.config.partitions().items():
         if partition and part != partition:
@@ -51,65 +54,68 @@ def read_spool(store: Store, partition: str | None = None, user: str | None = No
     return sorted(out, key=lambda b: (b.name, b.partition))
 
 
-def good_items(t: Txn, db: str):
-    """Entries whose value verifies; the others are -m's business."""
-    return ((k, v) for k, v in t.items_tolerant(db) if not isinstance(v, CorruptionError))
-
-
-def _in_scope(name: str, entry: dict, partition: str | None, user: str | None) -> bool:
-    if partition and entry.get("partition") != partition:
+def _in_scope(name: str, entry: FolderEntry, partition: str | None, user: str | None) -> bool:
+    if partition and entry.partition != partition:
         return False
     return not user or user_of(name) == user
 
 
-def sync_folder(store: Store, t: Txn, spool: list[SpoolBox], partition: str | None,
-                user: str | None, apply: bool) -> list[Finding]:
+def _finding(mailbox: str, kind: str, detail: str, act: Act, apply: bool) -> Finding:
+    f = Finding(mailbox, kind, detail, act)
+    return f.applying() if apply else f
+
+
+def sync_folder(t: Txn, spool: list[SpoolBox], partition: str | None, user: str | None,
+                apply: bool) -> list[Finding]:
+    """Folder entries from the index headers: added, changed, removed."""
     out: list[Finding] = []
     seen: dict[str, SpoolBox] = {}
-    act = (lambda a: a) if apply else (lambda a: "none")
-    db: dict[str, dict] = {}
-    for key, value in t.items_tolerant("folder"):
+    db: dict[str, FolderEntry] = {}
+    for key, value in t.records_tolerant(FOLDER):
         if isinstance(value, CorruptionError):  # rewritten from the spool, or removed
-            out.append(Finding(printable_key(key), "db-value-corrupt", str(value),
-                               act("rewritten from the spool"), fixed=apply))
+            out.append(_finding(printable_key(key), "db-value-corrupt", str(value),
+                                Act("remove it (the spool's copy is added back)",
+                                    "rewritten from the spool"), apply))
             if apply:
-                t.delete("folder", key)
+                t.delete(FOLDER, key)
             continue
         db[key] = value
     for box in spool:
         n = box.name
         if n in seen:
-            out.append(Finding(n, "duplicate-mailbox", f"mailbox on partitions {seen[n].partition} "
-                                                       f"and {box.partition}", "left alone"))
+            out.append(Finding(n, "duplicate-mailbox", f"mailbox on partitions "
+                                                       f"{seen[n].partition} and {box.partition}"))
             continue
         seen[n] = box
         entry = db.get(n)
         if box.fields is None:
             out.append(Finding(n, "db-unreadable-header", f"index header unreadable ({box.error})",
-                               f"run reconstruct {n} first" if entry is None else "entry kept"))
+                               advice(f"run reconstruct {n} first" if entry is None
+                                      else "entry kept")))
             continue
         if entry is None:
             if apply:
-                t.put("folder", n, box.fields)
-            out.append(Finding(n, "db-added", f"folder entry missing (partition {box.partition}, "
-                                              f"uidvalidity {box.fields['uidvalidity']})",
-                               act("added"), fixed=apply))
+                t.put(FOLDER, n, box.fields)
+            out.append(_finding(n, "db-added", f"folder entry missing (partition "
+                                               f"{box.partition}, uidvalidity "
+                                               f"{box.fields.uidvalidity})",
+                                Act("add it from the index header", "added"), apply))
             continue
-        diffs = [k for k in DB_FIELDS if entry.get(k) != box.fields[k]]
+        diffs = entry.differences(box.fields)
         if diffs:
             if apply:
-                t.put("folder", n, {**entry, **box.fields})
-            out.append(Finding(n, "db-changed", "; ".join(f"{k} {entry.get(k)!r} -> "
-                                                          f"{box.fields[k]!r}" for k in diffs),
-                               act("changed"), fixed=apply))
+                t.put(FOLDER, n, box.fields)
+            out.append(_finding(n, "db-changed", "; ".join(
+                f"{k} {getattr(entry, k)!r} -> {getattr(box.fields, k)!r}" for k in diffs),
+                Act("change it to match the index header", "changed"), apply))
     for n, entry in db.items():
         if n in seen or not _in_scope(n, entry, partition, user):
             continue
         if apply:
-            t.delete("folder", n)
-        out.append(Finding(n, "db-removed", f"folder entry for a mailbox not in the spool "
-                                            f"(partition {entry.get('partition')})",
-                           act("removed"), fixed=apply))
+            t.delete(FOLDER, n)
+        out.append(_finding(n, "db-removed", f"folder entry for a mailbox not in the spool "
+                                             f"(partition {entry.partition})",
+                            Act("remove it", "removed"), apply))
     return out
 
 
@@ -138,37 +144,37 @@ def sync_quota_limits(t: Txn, spool: list[SpoolBox], apply: bool,
     set from the header. A limit the header does not keep yet is copied
     into it."""
     out: list[Finding] = []
-    act = (lambda a: a) if apply else (lambda a: "none")
-    quotas = dict(good_items(t, "quota"))
+    quotas: dict[str, QuotaEntry] = dict(t.good_records(QUOTA))
     for box in spool:
-        root = (box.fields or {}).get("quotaroot")
+        root = box.fields.quotaroot if box.fields else ""
         if not root or box.name != quota_root_mailbox(root):
             continue
         q = quotas.get(root)
         if box.carries_limit:
             if q is None:
-                out.append(Finding(root, "quota-added", f"quota root missing; limit "
-                                                        f"{_limit(box.quota_limit)} from the index "
-                                                        f"header of {box.name}", act("added"),
-                                   fixed=apply))
+                out.append(_finding(root, "quota-added", f"quota root missing; limit "
+                                                         f"{_limit(box.quota_limit)} from the "
+                                                         f"index header of {box.name}",
+                                    Act("add it", "added"), apply))
                 if apply:
-                    t.put("quota", root, {"limit_bytes": box.quota_limit, "used_bytes": 0,
-                                          "used_messages": 0})
-            elif q.get("limit_bytes") != box.quota_limit:
-                out.append(Finding(root, "quota-limit-changed",
-                                   f"limit {_limit(q.get('limit_bytes'))} in the database, "
-                                   f"{_limit(box.quota_limit)} in the index header of {box.name}",
-                                   act("set from the index header"), fixed=apply))
+                    t.put(QUOTA, root, QuotaEntry(limit_bytes=box.quota_limit))
+            elif q.limit_bytes != box.quota_limit:
+                out.append(_finding(root, "quota-limit-changed",
+                                    f"limit {_limit(q.limit_bytes)} in the database, "
+                                    f"{_limit(box.quota_limit)} in the index header of {box.name}",
+                                    Act("set it from the index header",
+                                        "set from the index header"), apply))
                 if apply:
-                    t.put("quota", root, {**q, "limit_bytes": box.quota_limit})
+                    q.limit_bytes = box.quota_limit
+                    t.put(QUOTA, root, q)
         elif q is not None:
-            out.append(Finding(root, "quota-limit-uncopied",
-                               f"limit {_limit(q.get('limit_bytes'))} not kept in the index header "
-                               f"of {box.name}", act("copied to the index header"), fixed=apply,
-                               problem=False))
+            out.append(_finding(root, "quota-limit-uncopied",
+                                f"limit {_limit(q.limit_bytes)} not kept in the index header "
+                                f"of {box.name}", Act("copy it to the index header",
+                                                      "copied to the index header"), apply))
             if apply:
                 header_writes.append((box.name, box.partition,
-                                      {"carries_limit": True, "quota_limit": q.get("limit_bytes")}))
+                                      {"carries_limit": True, "quota_limit": q.limit_bytes}))
     return out
 
 
@@ -176,27 +182,26 @@ def _limit(value: int | None) -> str:
     return "none" if value is None else f"{value} bytes"
 
 
-def sync_quota_roots(store: Store, t: Txn, apply: bool,
-                     header_writes: HeaderWrites) -> list[Finding]:
+def sync_quota_roots(t: Txn, apply: bool, header_writes: HeaderWrites) -> list[Finding]:
     """Every mailbox has the right quota root, and every quota root exists."""
     out: list[Finding] = []
-    act = (lambda a: a) if apply else (lambda a: "none")
-    roots = {r for r, _ in good_items(t, "quota")}
-    for n, e in list(good_items(t, "folder")):
+    roots = {r for r, _ in t.good_records(QUOTA)}
+    for n, e in list(t.good_records(FOLDER)):
         want = expected_quotaroot(n, roots)
-        if e.get("quotaroot", "") != want:
-            out.append(Finding(n, "quotaroot-wrong", f"quota root {e.get('quotaroot')!r}, "
-                                                     f"expected {want!r}", act("changed"),
-                               fixed=apply))
+        if e.quotaroot != want:
+            out.append(_finding(n, "quotaroot-wrong", f"quota root {e.quotaroot!r}, "
+                                                      f"expected {want!r}",
+                                Act(f"change it to {want!r}", "changed"), apply))
             if apply:
-                t.put("folder", n, {**e, "quotaroot": want})
-                header_writes.append((n, e["partition"], {"quotaroot": want}))
+                e.quotaroot = want
+                t.put(FOLDER, n, e)
+                header_writes.append((n, e.partition, {"quotaroot": want}))
         if want and want not in roots:
             roots.add(want)
-            out.append(Finding(want, "quota-added", "quota root missing", act("added"),
-                               fixed=apply))
+            out.append(_finding(want, "quota-added", "quota root missing",
+                                Act("add it", "added"), apply))
             if apply:
-                t.put("quota", want, {"limit_bytes": None, "used_bytes": 0, "used_messages": 0})
+                t.put(QUOTA, want, QuotaEntry())
     return out
 
 
@@ -207,41 +212,37 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
     falls between the count and the write. One sync at the end, not one per
     root (usage is what deliveries write without a sync too)."""
     out: list[Finding] = []
-    by_root: dict[str, list[tuple[str, dict]]] = {
-        r: [] for r, _ in store.db.read(lambda t: list(good_items(t, "quota")))}
-    for n, e in store.db.read(lambda t: list(good_items(t, "folder"))):
-        if e.get("quotaroot"):
-            by_root.setdefault(e["quotaroot"], []).append((n, e))
+    by_root: dict[str, list[tuple[str, FolderEntry]]] = {
+        r: [] for r, _ in store.db.good_records(QUOTA)}
+    for n, e in store.db.good_records(FOLDER):
+        if e.quotaroot:
+            by_root.setdefault(e.quotaroot, []).append((n, e))
     for root, boxes in sorted(by_root.items()):
         if only is not None and root not in only:
             continue
         with store.lock(*[n for n, _ in boxes]):
-            b = m = 0
-            for n, e in boxes:
-                try:
-                    nb, nm = mailbox_usage(store, n, e, from_records=from_records)
-                except (OSError, CorruptionError) as err:
-                    out.append(Finding(n, "quota-unreadable", f"usage not counted: {err}",
-                                       f"run reconstruct {n}"))
-                    continue
-                b, m = b + nb, m + nm
-                if summary is not None:
-                    summary.mailboxes_checked += 1
-                    summary.messages_checked += nm
+            u = count_usage(store, boxes, from_records=from_records)
+            for n, err in u.unreadable:
+                out.append(Finding(n, "quota-unreadable", f"usage not counted: {err}",
+                                   advice(f"run reconstruct {n}")))
+            if summary is not None:
+                summary.mailboxes_checked += u.mailboxes
+                summary.messages_checked += u.messages
 
-            def txn(t: Txn, root=root, b=b, m=m) -> Finding | None:
+            def txn(t: Txn, root=root, b=u.bytes, m=u.messages) -> Finding | None:
                 try:
-                    q = t.get("quota", root) or {"limit_bytes": None}
+                    q = t.record(QUOTA, root) or QuotaEntry()
+                    was = (q.used_bytes, q.used_messages)
                 except CorruptionError:  # the limit is lost with the value; usage is recounted
-                    q = {"limit_bytes": None, "used_bytes": None}
-                if (q.get("used_bytes"), q.get("used_messages")) == (b, m):
+                    q, was = QuotaEntry(), (None, None)
+                if was == (b, m):
                     return None
                 if apply:
-                    t.put("quota", root, {**q, "used_bytes": b, "used_messages": m})
-                return Finding(root, "quota-usage", f"usage {q.get('used_bytes')} bytes / "
-                                                    f"{q.get('used_messages')} messages, counted "
-                                                    f"{b} / {m}", "corrected" if apply else "none",
-                               fixed=apply)
+                    q.used_bytes, q.used_messages = b, m
+                    t.put(QUOTA, root, q)
+                return _finding(root, "quota-usage", f"usage {was[0]} bytes / {was[1]} messages, "
+                                                     f"counted {b} / {m}",
+                                Act("correct it", "corrected"), apply)
             f = store.db.write(txn, durable=False) if apply else store.db.read(txn)
             if f:
                 out.append(f)
@@ -262,15 +263,15 @@ def add_usage(store: Store, deltas: dict[str, tuple[int, int]]
         out, unreadable = [], set()
         for root, (b, m) in sorted(deltas.items()):
             try:
-                q = t.get("quota", root) or {}
+                q = t.record(QUOTA, root) or QuotaEntry()
             except CorruptionError:
                 unreadable.add(root)
                 continue
-            ub, um = q.get("used_bytes") or 0, q.get("used_messages") or 0
             quota_add(t, root, b, m)
-            out.append(Finding(root, "quota-usage", f"usage {ub} bytes / {um} messages, "
-                                                    f"rebuilt mailboxes changed it by {b:+} / {m:+}",
-                               "corrected", fixed=True))
+            out.append(_finding(root, "quota-usage", f"usage {q.used_bytes} bytes / "
+                                                     f"{q.used_messages} messages, rebuilt "
+                                                     f"mailboxes changed it by {b:+} / {m:+}",
+                                Act("correct it", "corrected"), True))
         return out, unreadable
 
     return store.db.write(txn)
@@ -296,31 +297,31 @@ def apply_header_writes(store: Store, header_writes: HeaderWrites) -> None:
 
 
 def sync_lright(t: Txn, apply: bool) -> list[Finding]:
+    """lright from the ACLs of the folder entries."""
     want: dict[str, set[str]] = {}
-    for n, e in good_items(t, "folder"):
-        for ident in e.get("acl", {}):
+    for n, e in t.good_records(FOLDER):
+        for ident in e.acl:
             want.setdefault(ident, set()).add(n)
     # a value that does not verify counts as missing, and is rewritten
-    have = {k: set(v.get("mailboxes", [])) for k, v in good_items(t, "lright")}
+    have = {k: set(v.mailboxes) for k, v in t.good_records(LRIGHT)}
     out = []
-    act = (lambda a: a) if apply else (lambda a: "none")
     for ident in sorted(set(want) | set(have)):
         w, h = want.get(ident, set()), have.get(ident)
         if h == w:
             continue
         if not w:
-            kind, action, detail = "lright-removed", "removed", "stale entry (no ACL names it)"
+            kind, act, detail = ("lright-removed", Act("remove it", "removed"),
+                                 "stale entry (no ACL names it)")
         elif h is None:
-            kind, action, detail = "lright-added", "added", f"missing ({len(w)} mailboxes)"
+            kind, act, detail = ("lright-added", Act("add it", "added"),
+                                 f"missing ({len(w)} mailboxes)")
         else:
-            kind, action = "lright-changed", "changed"
+            kind, act = "lright-changed", Act("change it", "changed")
             detail = f"+{sorted(w - h)} -{sorted(h - w)}"
-        out.append(Finding(f"lright:{ident}", kind, detail, act(action), fixed=apply))
+        out.append(_finding(f"lright:{ident}", kind, detail, act, apply))
         if apply:
             if w:
-                t.put("lright", ident, {"mailboxes": sorted(w)})
+                t.put(LRIGHT, ident, LrightEntry(sorted(w)))
             else:
-                t.delete("lright", ident)
+                t.delete(LRIGHT, ident)
     return out
-
-

@@ -8,18 +8,19 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from .. import dbverify, locks, logmsg
-from ..errors import LockedError, NoSuchMailboxError, StoreError
-from ..fsutil import Batch, pid_alive
-from ..layout import canonical, walk_spool
+from .. import index, locks, logmsg
+from ..db import FOLDER
+from ..errors import EXIT_INTERRUPTED, LockedError, StoreError, UsageError
+from ..fsutil import Batch
 from ..mailbox import Store
 from . import dbsync
-from .check import REBUILD_KINDS, check_mailbox, header_db_fields
-from .findings import Finding, Summary
-from .rebuild import rebuild_mailbox
+from .apply import apply_plan
+from .findings import Finding, Summary, advice
+from .plan import DB_KINDS, header_db_fields, plan_mailbox
 from .scan import scan_mailbox
+from .select import Task, select_mailboxes
 
 Progress = Callable[[int, int, int], None]  # mailboxes done, total, messages so far
 CHUNK = 32
@@ -27,7 +28,7 @@ BATCH_FILES, BATCH_BYTES = 96, 64 << 20  # commit a batch early past either
 
 
 class Interrupted(StoreError):
-    exit_code = 32
+    exit_code = EXIT_INTERRUPTED
 
 
 @dataclass
@@ -41,13 +42,18 @@ class Options:
     partition: str | None = None
     jobs: int = 1
 
+    def __post_init__(self) -> None:
+        if self.check_only and (self.force or self.zero_index or self.remove_exp):
+            raise UsageError("a check (-n) changes nothing: it cannot go with force (-f), "
+                             "zero_index (-i) or remove_exp (-e)")
+
 
 @dataclass
 class BoxResult:
     name: str
     partition: str
     findings: list[Finding]
-    db_fields: dict | None
+    db_fields: object | None  # the FolderEntry the index says, or None
     messages: int
     rebuilt: bool
     quotaroot: str = ""
@@ -56,106 +62,53 @@ class BoxResult:
     usage_delta: tuple[int, int] | None = None
 
 
-# ---- selection ----------------------------------------------------------------
-
-def select_mailboxes(store: Store, opts: Options) -> list[tuple[str, str, str, dict | None]]:
-    """(name, directory, partition, folder entry) for each mailbox to visit."""
-    parts = store.layout.config.partitions()
-    if opts.partition:
-        store.layout.partition_path(opts.partition)
-        parts = {opts.partition: parts[opts.partition]}
-    db = dict(store.db.read(lambda t: list(dbsync.good_items(t, "folder"))))
-    found: dict[str, tuple[str, str, str, dict | None]] = {}
-
-    def add(name: str, mdir: str, part: str) -> None:
-        found.setdefault(name, (name, mdir, part, db.get(name)))
-
-    if not opts.names:
-        for part, ppath in parts.items():
-            for name, mdir in walk_spool(ppath):
-                add(name, mdir, part)
-        for name, e in db.items():
-            if e.get("partition") in parts and name not in found:
-                add(name, store.layout.mailbox_dir(name, e["partition"]), e["partition"])
-    for raw in opts.names:
-        name = canonical(raw)
-        e = db.get(name)
-        places = ([e["partition"]] if e and e.get("partition") in parts
-                  else [p for p in parts if os.path.isdir(store.layout.mailbox_dir(name, p))])
-        if not places:
-            raise NoSuchMailboxError(f"mailbox {name} is neither in the database nor in the spool")
-        part = places[0]
-        mdir = store.layout.mailbox_dir(name, part)
-        if opts.recursive:
-            for n, d in walk_spool(parts[part], mdir):
-                add(n, d, part)
-            for n, ce in db.items():
-                if n.startswith(name.removesuffix("INBOX") if name.endswith("/INBOX")
-                                else name + "/") and ce.get("partition") == part:
-                    add(n, store.layout.mailbox_dir(n, part), part)
-        add(name, mdir, part)
-    return sorted(found.values())
-
-
 # ---- one mailbox (runs in a worker) ---------------------------------------------
 
-def visit_mailbox(store: Store, name: str, mdir: str, part: str, entry: dict | None,
-                  opts: Options, batch: Batch | None = None,
+def visit_mailbox(store: Store, task: Task, opts: Options, batch: Batch | None = None,
                   held: contextlib.ExitStack | None = None) -> BoxResult:
-    """Check one mailbox and rebuild it when needed. With `batch` and
-    `held`, a rebuilt mailbox's new files wait in the batch and its lock
-    moves to `held`, to be released once the batch is committed."""
+    """Plan one mailbox's repair and, unless checking only, apply it. With
+    `batch` and `held`, a rebuilt mailbox's new files wait in the batch and
+    its lock moves to `held`, to be released once the batch is committed."""
+    name, mdir, part, entry = task
     if not os.path.isdir(mdir):
-        return BoxResult(name, part, [Finding(name, "mailbox-missing",
-                                              f"folder entry but no directory {mdir}",
-                                              "left for reconstruct -m")], None, 0, False)
+        f = Finding(name, "mailbox-missing", f"folder entry but no directory {mdir}",
+                    advice("left for reconstruct -m"))
+        return BoxResult(name, part, [f], None, 0, False)
     with contextlib.ExitStack() as mine:
         mine.enter_context(store.lock(name))
+        zero = opts.force and opts.zero_index
         # -f -i never looks at the old records: only the header's UIDNEXT floor
-        scan = scan_mailbox(name, mdir, read_index=not (opts.force and opts.zero_index))
-        if opts.force and opts.zero_index:
-            scan.header = _header_or_none(mdir, name)
-        findings = [] if opts.force else check_mailbox(scan, entry, part)
-        needs = opts.force or any(f.kind in REBUILD_KINDS for f in findings)
-        if opts.check_only or not needs:
-            fields = header_db_fields(scan.header, part)
-            return BoxResult(name, part, findings, fields, len(scan.records), False,
+        scan = scan_mailbox(name, mdir, read_index=not zero)
+        floor, zeroed = 0, None
+        if zero:
+            zeroed = _header_or_none(mdir, name)
+            floor = zeroed.uidnext if zeroed else 0
+            entry = entry or header_db_fields(zeroed, part)
+        plan = plan_mailbox(scan, entry, part, force=opts.force, remove_exp=opts.remove_exp,
+                            uidnext_floor=floor, zeroed=zeroed)
+        if opts.check_only or not plan.rebuild:
+            return BoxResult(name, part, plan.findings, plan.db_fields, len(scan.records), False,
                              scan.header.quotaroot if scan.header else "")
         trusted = scan.header is not None and not any(
             p.kind in ("idx-count-mismatch", "idx-size-mismatch") for p in scan.index_problems)
         before = (scan.header.total_bytes, scan.header.exists) if trusted else None
-        zeroed = None
-        if opts.zero_index:
-            floor = scan.header.uidnext if scan.header else 0
-            entry = entry or header_db_fields(scan.header, part)
-            zeroed = scan.header
-            scan = replace(scan, header=None, records=[], cache=None, cache_bad={}, salvaged=False)
-        else:
-            floor = 0
-        res = rebuild_mailbox(scan, entry, part, remove_exp=opts.remove_exp, uidnext_floor=floor,
-                              batch=batch, zeroed=zeroed)
+        done = apply_plan(plan, scan, batch)
         if batch is not None:  # locked until the batch is committed
             held.enter_context(mine.pop_all())
-    fixed = [f.fix("rebuilt") if f.kind in REBUILD_KINDS else f for f in findings]
-    actions = res.findings if opts.force else [replace(f, problem=False) for f in res.findings]
-    for f in fixed + actions:
-        if f.problem or f.action != "none":
-            logmsg.log("reconstruct", logmsg.RECONSTRUCT_FINDING, line=f.line())
-    delta = None if before is None else (res.header.total_bytes - before[0],
-                                         res.header.exists - before[1])
-    return BoxResult(name, part, fixed + actions, res.db_fields, res.messages, True,
-                     res.header.quotaroot, delta)
+    delta = None if before is None else (done.header.total_bytes - before[0],
+                                         done.header.exists - before[1])
+    return BoxResult(name, part, plan.findings, plan.db_fields, done.messages, True,
+                     done.header.quotaroot, delta)
 
 
-def _header_or_none(mdir: str, name: str):
-    from .. import index
+def _header_or_none(mdir: str, name: str) -> index.Header | None:
     try:
         return index.read_header(mdir, name)
     except (OSError, StoreError):
         return None
 
 
-def visit_chunk(store: Store, tasks: list, opts: Options,
+def visit_chunk(store: Store, tasks: list[Task], opts: Options,
                 stop: Callable[[], bool] = lambda: False) -> list[BoxResult]:
     """Visit mailboxes in name order (the order every lock taker uses).
     Rebuilt mailboxes' new files are committed in batches (fsutil.Batch: two
@@ -168,7 +121,7 @@ def visit_chunk(store: Store, tasks: list, opts: Options,
     with contextlib.ExitStack() as held:
         try:
             for t in tasks:
-                out.append(visit_mailbox(store, *t, opts, batch=batch, held=held))
+                out.append(visit_mailbox(store, t, opts, batch=batch, held=held))
                 if batch is not None and (len(batch) >= BATCH_FILES or batch.bytes >= BATCH_BYTES):
                     batch.commit()
                     held.close()
@@ -183,7 +136,7 @@ def visit_chunk(store: Store, tasks: list, opts: Options,
     return out
 
 
-def _work(root: str, tasks: list, opts: Options) -> list[BoxResult]:
+def _work(root: str, tasks: list[Task], opts: Options) -> list[BoxResult]:
     store = Store.open(root)
     try:
         return visit_chunk(store, tasks, opts)
@@ -223,9 +176,13 @@ class _CtrlC:
 
 def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None = None
                           ) -> tuple[list[Finding], Summary]:
+    """Check the selected mailboxes and (unless opts.check_only) repair what
+    their plans say, then bring their folder entries and quota usage in
+    step. Each finding is returned once, with its action applied or not."""
     t0 = time.monotonic()
-    dbverify.check_readable(store)
-    tasks = select_mailboxes(store, opts)
+    store.check_readable()
+    tasks = select_mailboxes(store, opts.names, recursive=opts.recursive,
+                             partition=opts.partition)
     results: list[BoxResult] = []
     total = len(tasks)
     msgs = 0
@@ -270,6 +227,8 @@ def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None
                 if fut not in collected and not fut.cancelled() and fut.exception() is None:
                     collect(fut.result())
     findings, summary = _apply_db(store, results, opts)
+    for f in findings:
+        logmsg.log("reconstruct", logmsg.RECONSTRUCT_FINDING, line=f.line())
     summary.elapsed_seconds = round(time.monotonic() - t0, 3)
     if interrupted:  # the database already knows what was rebuilt
         raise Interrupted(f"interrupted after {len(results)} of {total} mailboxes; each is "
@@ -277,10 +236,13 @@ def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None
     return findings, summary
 
 
-def _apply_db(store: Store, results: list[BoxResult], opts: Options) -> tuple[list[Finding], Summary]:
+def _apply_db(store: Store, results: list[BoxResult], opts: Options
+              ) -> tuple[list[Finding], Summary]:
+    """The folder entries of the visited mailboxes and their quota usage,
+    in one transaction (plus the usage updates); the summary."""
     s = Summary()
     findings: list[Finding] = []
-    updates: dict[str, dict] = {}
+    updates: dict[str, object] = {}
     deltas: dict[str, tuple[int, int]] = {}
     recount: set[str] = set()
     for r in sorted(results, key=lambda r: r.name):
@@ -294,27 +256,17 @@ def _apply_db(store: Store, results: list[BoxResult], opts: Options) -> tuple[li
             else:
                 b, m = deltas.get(r.quotaroot, (0, 0))
                 deltas[r.quotaroot] = (b + r.usage_delta[0], m + r.usage_delta[1])
-        db_kinds = {"db-missing", "db-mismatch"}
-        want_db = r.db_fields is not None and (r.rebuilt or any(f.kind in db_kinds
-                                                                for f in r.findings))
-        if want_db and not opts.check_only:
+        if not opts.check_only and r.db_fields is not None and any(
+                f.kind in DB_KINDS for f in r.findings):
             updates[r.name] = r.db_fields
-            r.findings = [f.fix("database entry updated") if f.kind in db_kinds else f
-                          for f in r.findings]
+            r.findings = [f.applying() if f.kind in DB_KINDS else f for f in r.findings]
         if any(f.problem for f in r.findings):
             s.mailboxes_with_problems += 1
         findings.extend(r.findings)
     if updates:
         def txn(t):
             for name, fields in updates.items():
-                old = t.get("folder", name)
-                if old is None:
-                    s.db_added += 1
-                elif any(old.get(k) != v for k, v in fields.items()):
-                    s.db_changed += 1
-                else:
-                    continue
-                t.put("folder", name, {**(old or {}), **fields})
+                t.put(FOLDER, name, fields)
         store.db.write(txn)
     if not opts.check_only:
         # a delta commutes with deliveries' own usage updates, so it needs no
@@ -326,62 +278,54 @@ def _apply_db(store: Store, results: list[BoxResult], opts: Options) -> tuple[li
         recount |= unreadable
         if recount:
             findings += dbsync.sync_usage(store, True, from_records=False, only=recount)
+    s.count(findings)
     return findings, s
 
 
-def _db_lock(store: Store) -> int:
+def _repair_lock(store: Store) -> int:
     """The store-wide lock of -m, -q and -l: the descriptor holding it."""
     os.makedirs(store.layout.lock_dir, exist_ok=True)
-    fd = locks.acquire(os.path.join(store.layout.lock_dir, "reconstruct-db.lock"), timeout=0)
+    path = os.path.join(store.layout.lock_dir, locks.REPAIR_LOCK)
+    fd = locks.acquire(path, timeout=0)
     if fd is None:
-        raise LockedError("another reconstruct -m, -q or -l is running on this store")
+        raise LockedError("another reconstruct -m, -q or -l is running on this store "
+                          f"({locks.held_by(path)})")
     return fd
 
 
-def refuse_while_stored_recovers(store: Store) -> None:
-    from ..stored import read_state  # stored imports this module's engine lazily too
-    st = read_state(store.layout)
-    if st and st["state"] == "init" and pid_alive(st["pid"]):
-        raise StoreError(f"stored (pid {st['pid']}) is still checking or recovering the database; "
-                         "run reconstruct -m once it is ready (stored -t)")
-
-
 def reconstruct_db(store: Store, *, partition: str | None, user: str | None, apply: bool = True,
-                   mode: str = "m", by_stored: bool = False) -> tuple[list[Finding], Summary]:
-    """mode "m": folder + quota (+ lright without -p); "q": quota; "l": lright.
-    by_stored: called by stored's own recovery, which holds the store."""
+                   mode: str = "m", verify_first: bool = True) -> tuple[list[Finding], Summary]:
+    """The database from the spool. mode "m": folder + quota (+ lright
+    without -p); "q": quota; "l": lright. `verify_first`: read every page
+    in a child before opening the database here (stored has verified it
+    already when it calls this)."""
     t0 = time.monotonic()
-    if mode == "m" and not by_stored:
-        refuse_while_stored_recovers(store)
-    lock = _db_lock(store)
+    lock = _repair_lock(store)
     try:
-        if not by_stored:  # stored verified it before calling this
-            dbverify.check_readable(store)
+        if verify_first:
+            store.check_readable()
         s = Summary()
         findings: list[Finding] = []
         if mode == "m":
             spool = dbsync.read_spool(store, partition, user)
             s.mailboxes_checked = len(spool)
             s.messages_checked = sum(b.exists for b in spool)
-            f = _txn(store, apply, lambda t: dbsync.sync_folder(store, t, spool, partition, user,
-                                                                 apply))
-            findings += f
+            findings += _txn(store, apply, lambda t: dbsync.sync_folder(t, spool, partition, user,
+                                                                         apply))
         header_writes: dbsync.HeaderWrites = []
         if mode == "m":
             findings += _txn(store, apply, lambda t: dbsync.sync_quota_limits(
                 t, spool, apply, header_writes))
         if mode in ("m", "q"):
             findings += _txn(store, apply, lambda t: dbsync.sync_quota_roots(
-                store, t, apply, header_writes))
+                t, apply, header_writes))
             dbsync.apply_header_writes(store, header_writes)
             findings += dbsync.sync_usage(store, apply, from_records=(mode == "q"),
                                           summary=s if mode == "q" else None)
         if mode == "l" or (mode == "m" and not partition):
             findings += _txn(store, apply, lambda t: dbsync.sync_lright(t, apply))
+        s.count(findings)
         for f in findings:
-            s.db_added += f.kind.endswith("-added")
-            s.db_removed += f.kind.endswith("-removed")
-            s.db_changed += f.kind.endswith(("-changed", "-usage", "-wrong"))
             logmsg.log("reconstruct", logmsg.RECONSTRUCT_FINDING, line=f.line())
         s.elapsed_seconds = round(time.monotonic() - t0, 3)
         return findings, s

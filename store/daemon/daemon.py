@@ -1,0 +1,145 @@
+"""The store daemon's engine: one instance per store, startup integrity
+check and recovery, readiness, and the housekeeping schedule.
+
+The CLI (`store/cli/stored.py`) owns signals and output; this module logs,
+returns values and raises typed errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from .. import logmsg, snapshots
+from ..config import Config
+from ..db import lmdbfiles
+from ..layout import Layout
+from ..mailbox import Store
+from ..proc import sd_notify, watchdog_interval
+from . import state
+from .recovery import Recovery, check_and_recover, resync_from_spool
+from .schedule import Schedule
+
+log = logging.getLogger("store.stored")
+
+
+class Daemon:
+    def __init__(self, root: str, *, clock: Callable[[], float] = time.time,
+                 status: Callable[[str], None] = lambda s: None):
+        self.layout = Layout.open(root)
+        self.clock = clock
+        self.status = status
+        self.lock: int | None = None  # the descriptor holding stored.lock
+        self.store: Store | None = None
+        self.schedule: Schedule | None = None
+        self.last_db_size = 0
+
+    def acquire(self) -> None:
+        """Take stored.lock: a second instance stops here, touching nothing."""
+        if self.lock is None:
+            self.lock = state.acquire_daemon_lock(self.layout)
+
+    def start(self) -> Recovery:
+        """Check (and recover) the database, then become ready."""
+        t0 = time.monotonic()
+        self.acquire()
+        state.write_state(self.layout, state.INIT)
+        sd_notify("STATUS=checking the mailbox database")
+        rec = check_and_recover(self.layout, self.clock(), self._status)
+        self.store = Store(self.layout)
+        cleared = self.store.db.clear_stale_readers()
+        if cleared:
+            log.info("cleared %d stale reader slots", cleared)
+        self.last_db_size = lmdbfiles.data_size(self.layout.mboxlist_dir)
+        self.schedule = Schedule(self.layout, self.clock())
+        if rec.recovered and rec.resync is None:
+            self.schedule.due["resync"] = self.clock()  # first thing after readiness
+        state.write_state(self.layout, state.READY)
+        sd_notify("READY=1\nSTATUS=ready")
+        logmsg.log("stored", logmsg.STORED_READY, pid=os.getpid(), seconds=time.monotonic() - t0)
+        return rec
+
+    def _status(self, text: str) -> None:
+        sd_notify(f"STATUS={text}")
+        self.status(text)
+
+    def reload(self) -> None:
+        self.layout.config = Config.load(self.layout.root)
+        self.schedule.reload(self.clock())
+        log.info("settings reloaded")
+
+    def run_job(self, job: str, now: float) -> None:
+        try:
+            getattr(self, f"job_{job}")(now)
+        except Exception as e:  # noqa: BLE001 - one failed job must not stop the daemon
+            logmsg.log("stored", logmsg.STORED_JOB_FAILED, job=job, error=e)
+        self.schedule.done(job, self.clock())
+
+    def tick(self) -> list[str]:
+        now = self.clock()
+        jobs = self.schedule.pop_due(now)
+        for job in jobs:
+            self.run_job(job, now)
+        return jobs
+
+    def job_resync(self, now: float) -> None:
+        resync_from_spool(self.layout, self.store)
+
+    def job_checkpoint(self, now: float) -> None:
+        self.store.db.sync()
+        state.touch(state.stamp_path(self.layout, "checkpoint"), now)
+
+    def job_cleanup(self, now: float) -> None:
+        cleared = self.store.db.clear_stale_readers()
+        size = lmdbfiles.data_size(self.layout.mboxlist_dir)
+        if cleared or size != self.last_db_size:
+            log.info("cleanup: %d stale reader slots cleared; database %d bytes (%+d)",
+                     cleared, size, size - self.last_db_size)
+        self.last_db_size = size
+        state.touch(state.stamp_path(self.layout, "cleanup"), now)
+
+    def job_peruser(self, now: float) -> None:
+        # per-user flags are committed through the database as they change;
+        # the write-out makes them durable on disk
+        self.store.db.sync()
+        state.touch(state.stamp_path(self.layout, "peruser"), now)
+
+    def job_snapshot(self, now: float) -> None:
+        snapshots.take(self.layout, self.store.db, now=now)
+
+    def job_expire(self, now: float) -> None:
+        total = 0
+        for info in self.store.list():
+            total += self.store.erase_expunged(info.name)
+        state.touch(state.expire_record_path(self.layout), now)
+        log.info("expire: %d expunged message files erased", total)
+
+    def run(self, stop: threading.Event, reload: threading.Event, *, max_sleep: float = 0.5) -> None:
+        wd = watchdog_interval()
+        last_wd = 0.0
+        while not stop.is_set():
+            if reload.is_set():
+                reload.clear()
+                self.reload()
+            self.tick()
+            if wd and time.monotonic() - last_wd >= wd:
+                sd_notify("WATCHDOG=1")
+                last_wd = time.monotonic()
+            wait = min(max_sleep, max(0.0, self.schedule.next_due() - self.clock()))
+            stop.wait(wait)
+
+    def shutdown(self) -> None:
+        sd_notify("STOPPING=1")
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                self.store.db.sync()
+            self.store.close()
+        state.clear_state(self.layout)
+        if self.lock is not None:
+            state.release_daemon_lock(self.lock)
+            self.lock = None
+        logmsg.log("stored", logmsg.STORED_STOPPED, pid=os.getpid())

@@ -1,0 +1,98 @@
+"""stored's start-up check and recovery: verify the database in a child,
+put a damaged one aside (the weekly `removed/` copy), restore the best
+snapshot or rebuild from the spool, and resync from the spool."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import logmsg, snapshots
+from ..db import lmdbfiles
+from ..db import verify as dbverify
+from ..fsutil import fsync_dir, write_file_atomic
+from ..layout import Layout
+from ..mailbox import Store
+from ..reconstruct.runner import reconstruct_db
+
+REMOVED = "removed"
+REMOVED_MARKER = "removed.json"
+WEEK = 7 * 86400
+
+
+@dataclass
+class Recovery:
+    verdict: dbverify.Verdict
+    recovered: bool = False
+    snapshot: str | None = None
+    resync: list[str] | None = None
+
+
+def move_aside(layout: Layout, now: float) -> str:
+    """Move the bad environment into mboxlist/removed/, unless the copy there
+    is less than a week old: then that older copy stays and this one goes.
+    Returns "moved" or "kept"."""
+    removed = os.path.join(layout.mboxlist_dir, REMOVED)
+    marker = os.path.join(removed, REMOVED_MARKER)
+    try:
+        with open(marker, encoding="utf-8") as f:
+            since = json.load(f)["time"]
+    except (OSError, ValueError, KeyError):
+        since = None
+    if since is not None and now - since < WEEK:
+        lmdbfiles.discard(layout.mboxlist_dir)
+        logmsg.log("stored", logmsg.DB_REMOVED_KEPT, path=removed)
+        return "kept"
+    tmp = removed + ".new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    lmdbfiles.put_aside(layout.mboxlist_dir, tmp)
+    write_file_atomic(os.path.join(tmp, REMOVED_MARKER), json.dumps({"time": now}).encode())
+    shutil.rmtree(removed, ignore_errors=True)
+    os.rename(tmp, removed)
+    fsync_dir(layout.mboxlist_dir)
+    logmsg.log("stored", logmsg.DB_REMOVED_COPY, path=removed)
+    return "moved"
+
+
+def check_and_recover(layout: Layout, now: float, status: Callable[[str], None]) -> Recovery:
+    """Steps 2-4 of startup: analyse the database in a child process and, if
+    it is damaged, recover it from the best snapshot (or the spool)."""
+    status("checking the mailbox database")
+    verdict = dbverify.verify(layout.mboxlist_dir)
+    if verdict.ok:
+        return Recovery(verdict)
+    logmsg.log("stored", logmsg.DB_DAMAGED, reason=verdict.reason)
+    status("database damaged: recovering")
+    move_aside(layout, now)
+    snap, skipped = snapshots.best(layout)
+    for s, why in skipped:
+        logmsg.log("stored", logmsg.DB_SNAPSHOT_SKIPPED, name=s.name, why=why)
+    if snap is not None:
+        snapshots.restore_into(snap, layout.mboxlist_dir)
+        logmsg.log("stored", logmsg.DB_RECOVER_SNAPSHOT)
+        # the snapshot is a usable database: the spool resync runs right after
+        # readiness (job "resync"), so a big store is ready within the minute
+        return Recovery(verdict, True, snap.name, None)
+    logmsg.log("stored", logmsg.DB_RECOVER_EMPTY)
+    status("rebuilding the database from the spool")
+    return Recovery(verdict, True, None, resync_from_spool(layout))
+
+
+def resync_from_spool(layout: Layout, store: Store | None = None) -> list[str]:
+    """The reconstruct -m engine over the whole spool; each change is logged.
+    `store`: the daemon's open store (LMDB allows one environment handle per
+    process)."""
+    with contextlib.ExitStack() as stack:
+        if store is None:
+            store = stack.enter_context(Store(layout))
+        findings, s = reconstruct_db(store, partition=None, user=None, apply=True, mode="m",
+                                     verify_first=False)
+    lines = [f.line() for f in findings]
+    for line in lines or [f"{s.mailboxes_checked} mailboxes checked, database already up to date"]:
+        logmsg.log("stored", logmsg.DB_RESYNC, line=line)
+    return lines

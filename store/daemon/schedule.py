@@ -1,0 +1,71 @@
+"""When each housekeeping job of stored is next due."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .. import snapshots
+from ..layout import Layout
+from .state import expire_record_path
+
+
+class Schedule:
+    """When each housekeeping job is next due. Pure: it reads the clock it
+    is given and the snapshot times on disk, so it can be tested with a
+    frozen clock."""
+
+    def __init__(self, layout: Layout, now: float):
+        self.layout = layout
+        self.reload(now)
+
+    def reload(self, now: float) -> None:
+        c = self.layout.config
+        self.intervals = {"checkpoint": c.get_int("local.store.checkpointinterval"),
+                          "cleanup": c.get_int("local.store.cleanupinterval"),
+                          "peruser": c.get_int("local.store.peruserinterval")}
+        self.due = {k: now + v for k, v in self.intervals.items()}
+        self.due["snapshot"] = self.snapshot_due(now)
+        self.due["expire"] = self.expire_due(now)
+
+    def snapshot_due(self, now: float) -> float:
+        """Counted from the newest snapshot on disk: a restart does not reset
+        the clock, and an overdue snapshot is taken soon after startup."""
+        interval = self.layout.config.get_int("local.store.snapshotinterval") * 60
+        newest = snapshots.newest_time(self.layout)
+        return now if newest is None else max(now, newest + interval)
+
+    def expire_due(self, now: float) -> float:
+        hour = self.layout.config.get_int("local.store.expirestart")
+        lt = time.localtime(now)
+        today = time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, hour, 0, 0, 0, 0, -1))
+        last = self._last_expire()
+        if today <= now and (last is None or last < today):
+            return now
+        if today > now:
+            return today
+        return time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday + 1, hour, 0, 0, 0, 0, -1))
+
+    def _last_expire(self) -> float | None:
+        try:
+            return os.path.getmtime(expire_record_path(self.layout))
+        except OSError:
+            return None
+
+    def pop_due(self, now: float) -> list[str]:
+        return [k for k, t in sorted(self.due.items(), key=lambda kv: kv[1]) if t <= now]
+
+    def done(self, job: str, now: float) -> None:
+        if job in self.intervals:
+            self.due[job] = now + self.intervals[job]
+        elif job == "snapshot":
+            self.due[job] = self.snapshot_due(now)
+            if self.due[job] <= now:  # the snapshot failed: try again in an interval
+                self.due[job] = now + self.layout.config.get_int("local.store.snapshotinterval") * 60
+        elif job == "expire":
+            self.due[job] = self.expire_due(now + 1)
+        elif job == "resync":  # once, after a recovery from a snapshot
+            del self.due[job]
+
+    def next_due(self) -> float:
+        return min(self.due.values())

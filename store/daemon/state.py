@@ -1,0 +1,109 @@
+"""The daemon's files in `<root>/config/`: the state file, the stamp files
+and the expire record; and whether a stored is running (its lock).
+
+  stored.state   "<pid> <init|ready>\\n" while stored runs (removed when it stops)
+  stored.ckp     stamp: mtime of the last checkpoint
+  stored.lcu     stamp: mtime of the last stale-reader cleanup
+  stored.per     stamp: mtime of the last per-user flag write-out
+  stored.exp     mtime of the last erase of expunged message files
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from .. import locks
+from ..errors import LockedError, StoreError
+from ..fsutil import write_file_atomic
+from ..layout import Layout
+from ..proc import pid_alive
+
+STATE_FILE = "stored.state"
+STAMPS = {"checkpoint": "stored.ckp", "cleanup": "stored.lcu", "peruser": "stored.per"}
+EXPIRE_RECORD = "stored.exp"
+INIT, READY = "init", "ready"
+
+
+def state_path(layout: Layout) -> str:
+    return os.path.join(layout.config_dir, STATE_FILE)
+
+
+def read_state(layout: Layout) -> dict | None:
+    """{"pid", "state"} as the state file says, or None."""
+    try:
+        with open(state_path(layout), encoding="utf-8") as f:
+            words = f.read().split()
+    except FileNotFoundError:
+        return None
+    if len(words) < 2 or not words[0].isdigit():
+        return None
+    return {"pid": int(words[0]), "state": words[1]}
+
+
+def write_state(layout: Layout, state: str) -> None:
+    write_file_atomic(state_path(layout), f"{os.getpid()} {state}\n".encode())
+
+
+def clear_state(layout: Layout) -> None:
+    """Remove the state file if this process wrote it."""
+    with contextlib.suppress(FileNotFoundError):
+        st = read_state(layout)
+        if st and st["pid"] == os.getpid():
+            os.unlink(state_path(layout))
+
+
+def stamp_path(layout: Layout, job: str) -> str:
+    return os.path.join(layout.config_dir, STAMPS[job])
+
+
+def expire_record_path(layout: Layout) -> str:
+    return os.path.join(layout.config_dir, EXPIRE_RECORD)
+
+
+def touch(path: str, now: float) -> None:
+    with open(path, "a"):
+        pass
+    os.utime(path, (now, now))
+
+
+def stamp_ages(layout: Layout, now: float) -> dict[str, float | None]:
+    out = {}
+    for f in STAMPS.values():
+        try:
+            out[f] = now - os.path.getmtime(os.path.join(layout.config_dir, f))
+        except OSError:
+            out[f] = None
+    return out
+
+
+def acquire_daemon_lock(layout: Layout) -> int:
+    """The descriptor holding stored.lock, or LockedError naming the running stored."""
+    os.makedirs(layout.lock_dir, exist_ok=True)
+    fd = locks.acquire(os.path.join(layout.lock_dir, locks.DAEMON_LOCK), 0)
+    if fd is None:
+        st = read_state(layout)
+        who = (f"pid {st['pid']}" if st
+               else locks.held_by(os.path.join(layout.lock_dir, locks.DAEMON_LOCK)))
+        raise LockedError(f"stored is already running on {layout.root} ({who})")
+    return fd
+
+
+def release_daemon_lock(fd: int) -> None:
+    locks.release(fd)
+
+
+def running(layout: Layout) -> dict | None:
+    """The state of a live stored, or None."""
+    st = read_state(layout)
+    if st and pid_alive(st["pid"]) and locks.is_held(layout.lock_dir, locks.DAEMON_LOCK):
+        return st
+    return None
+
+
+def refuse_while_recovering(layout: Layout) -> None:
+    """reconstruct -m must not run while stored checks or recovers the database."""
+    st = read_state(layout)
+    if st and st["state"] == INIT and pid_alive(st["pid"]):
+        raise StoreError(f"stored (pid {st['pid']}) is still checking or recovering the database; "
+                         "run reconstruct -m once it is ready (stored -t)")

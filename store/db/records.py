@@ -1,0 +1,99 @@
+"""The schema of every database record: the one owner of each value's fields.
+
+Named databases of `<root>/mboxlist/` (keys UTF-8):
+
+  folder   mailbox name        -> FolderEntry
+  quota    quota root          -> QuotaEntry
+  lright   identifier          -> LrightEntry (the mailboxes whose ACL names it)
+  subscr   user id             -> SubscrEntry
+  peruser  "<user>\\0<mailbox>" -> PeruserEntry
+
+Each value is stored as compact JSON inside the checksummed envelope
+(envelope.py); `to_value` gives the JSON object, `from_value` reads one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+FOLDER, QUOTA, LRIGHT, SUBSCR, PERUSER = "folder", "quota", "lright", "subscr", "peruser"
+DATABASES = (FOLDER, QUOTA, LRIGHT, SUBSCR, PERUSER)
+
+
+class Record:
+    """A value of one named database (subclasses are dataclasses)."""
+
+    db: ClassVar[str]
+
+    def to_value(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_value(cls, value: dict[str, Any]):
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in value.items() if k in names})
+
+
+@dataclass
+class FolderEntry(Record):
+    """A mailbox: where it lives and what the index header keeps a copy of."""
+
+    db: ClassVar[str] = FOLDER
+    FIELDS: ClassVar[tuple[str, ...]] = ("partition", "uniqueid", "uidvalidity", "acl", "quotaroot")
+
+    partition: str
+    uniqueid: str
+    uidvalidity: int
+    acl: dict[str, str] = field(default_factory=dict)
+    quotaroot: str = ""
+
+    def differences(self, other: FolderEntry) -> list[str]:
+        """The fields in which `other` differs from this entry."""
+        return [k for k in self.FIELDS if getattr(self, k) != getattr(other, k)]
+
+
+@dataclass
+class QuotaEntry(Record):
+    """A quota root: its limit (None: no limit) and what its mailboxes use."""
+
+    db: ClassVar[str] = QUOTA
+
+    limit_bytes: int | None = None
+    used_bytes: int = 0
+    used_messages: int = 0
+
+    def added(self, nbytes: int, nmsgs: int) -> QuotaEntry:
+        """Usage moved by a delta, never below zero."""
+        return QuotaEntry(self.limit_bytes, max(0, self.used_bytes + nbytes),
+                          max(0, self.used_messages + nmsgs))
+
+    def as_json(self, root: str) -> dict[str, Any]:
+        return {"root": root, "used_bytes": self.used_bytes, "used_messages": self.used_messages,
+                "limit_bytes": self.limit_bytes}
+
+
+@dataclass
+class LrightEntry(Record):
+    db: ClassVar[str] = LRIGHT
+
+    mailboxes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SubscrEntry(Record):
+    db: ClassVar[str] = SUBSCR
+
+    mailboxes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PeruserEntry(Record):
+    db: ClassVar[str] = PERUSER
+
+    seen: list[list[int]] = field(default_factory=list)  # [[first_uid, last_uid], ...]
+
+
+SCHEMA: dict[str, type[Record]] = {c.db: c for c in
+                                   (FolderEntry, QuotaEntry, LrightEntry, SubscrEntry, PeruserEntry)}
+assert tuple(SCHEMA) == DATABASES

@@ -1,0 +1,152 @@
+"""Quota: which root a mailbox counts against, usage deltas, the one recount,
+and setting a limit.
+
+The spool keeps a copy of each root's limit in the index header of the
+root's own mailbox (quota_root_mailbox), so a database rebuilt from the
+spool keeps it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .. import index, logmsg
+from ..db import FOLDER, QUOTA, FolderEntry, QuotaEntry, Txn
+from ..errors import CorruptionError, UsageError
+from ..layout import USER_NS, canonical, check_userid, user_of
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+def quota_root_for(name: str) -> str:
+    """The quota root a user's mailbox counts against (`user/<id>`); "" for others."""
+    user = user_of(name)
+    return f"{USER_NS}/{user}" if user else ""
+
+
+def quota_root_mailbox(root: str) -> str:
+    """The mailbox whose index header keeps the spool's copy of a quota
+    root's limit: a user's INBOX for `user/<id>`, else the root's own
+    mailbox (which may not exist: then only the database has the limit)."""
+    return canonical(root)
+
+
+def check_quota_root(root: str) -> str:
+    if root.startswith(USER_NS + "/") and root.count("/") == 1:
+        check_userid(root.split("/")[1])
+        return root
+    c = canonical(root)
+    if c.startswith(USER_NS + "/"):
+        raise UsageError(f"quota root {root!r}: user quota roots are spelled user/<id>")
+    return c
+
+
+def quota_add(t: Txn, root: str, nbytes: int, nmsgs: int) -> None:
+    """Move a root's usage by a delta (a root without an entry gets one)."""
+    if not root:
+        return
+    t.put(QUOTA, root, (t.record(QUOTA, root) or QuotaEntry()).added(nbytes, nmsgs))
+
+
+def mailbox_usage(store: Store, name: str, entry: FolderEntry, *, from_records: bool = False
+                  ) -> tuple[int, int]:
+    """(bytes, messages) of a mailbox: from its index header, or summed over
+    its records (which must all verify)."""
+    mdir = store.layout.mailbox_dir(name, entry.partition)
+    if from_records:
+        idx = index.read_index(mdir, name)
+        if idx.problems:
+            raise idx.problems[0]
+        return sum(r.size for r in idx.records), len(idx.records)
+    h = index.read_header(mdir, name)
+    return h.total_bytes, h.exists
+
+
+def root_mailboxes(t: Txn, root: str) -> list[tuple[str, FolderEntry]]:
+    """The folder entries whose quota root is `root`. A root contains its
+    mailboxes (`user/<id>` its user's, a shared root itself and what is
+    below it), so a prefix scan finds them all."""
+    return [(n, e) for n, e in t.records(FOLDER, prefix=root) if e.quotaroot == root]
+
+
+@dataclass
+class Usage:
+    """What one count of a quota root found."""
+
+    bytes: int = 0
+    messages: int = 0
+    mailboxes: int = 0
+    unreadable: list[tuple[str, Exception]] = field(default_factory=list)  # (mailbox, why)
+
+
+def count_usage(store: Store, boxes: list[tuple[str, FolderEntry]], *,
+                from_records: bool = False) -> Usage:
+    """The one recount of a quota root's usage over its mailboxes. A mailbox
+    whose index cannot be read is not counted and is named in `unreadable`:
+    each caller reports it (reconstruct as a finding, the API in the log).
+    The caller holds the mailboxes' locks."""
+    u = Usage()
+    for n, e in boxes:
+        try:
+            b, m = mailbox_usage(store, n, e, from_records=from_records)
+        except (OSError, CorruptionError) as err:
+            u.unreadable.append((n, err))
+            continue
+        u.bytes, u.messages, u.mailboxes = u.bytes + b, u.messages + m, u.mailboxes + 1
+    return u
+
+
+def recount_in(store: Store, t: Txn, root: str) -> QuotaEntry:
+    """Recount a root inside the caller's write transaction (its mailboxes
+    locked) and write the result; unreadable mailboxes go to the log."""
+    u = count_usage(store, root_mailboxes(t, root))
+    for name, err in u.unreadable:
+        logmsg.log("mailbox", logmsg.QUOTA_UNCOUNTED, root=root, mailbox=name, error=err)
+    q = t.record(QUOTA, root) or QuotaEntry()
+    q.used_bytes, q.used_messages = u.bytes, u.messages
+    t.put(QUOTA, root, q)
+    return q
+
+
+def quotas(store: Store, root: str | None = None) -> list[dict]:
+    return [q.as_json(r) for r, q in store.db.records(QUOTA) if root is None or r == root]
+
+
+def set_quota(store: Store, root: str, limit_bytes: int | None) -> dict:
+    """Set a quota root's limit (None: no limit). Mailboxes under the
+    root take it as their quota root unless they have a deeper one."""
+    root = check_quota_root(root)
+    if limit_bytes is not None and limit_bytes < 0:
+        raise UsageError("quota limit must be a non-negative number of bytes")
+    under = [n for n, e in store.db.records(FOLDER, prefix=root)
+             if n == root or n.startswith(root + "/") or quota_root_for(n) == root]
+    with store.lock(*under):
+        for n in under:
+            e = store.db.record(FOLDER, n)
+            if len(e.quotaroot) > len(root):
+                continue
+            if e.quotaroot != root:
+                mdir = store.layout.mailbox_dir(n, e.partition)
+                idx = store.read_clean(n, mdir)
+                idx.header.quotaroot = root
+                index.write_index(mdir, idx.header, idx.records)
+                e.quotaroot = root
+                store.db.write(lambda t, n=n, e=e: t.put(FOLDER, n, e))
+
+        holder = quota_root_mailbox(root)
+        if holder in under:  # the spool's copy of the limit, written first
+            e = store.db.record(FOLDER, holder)
+            mdir = store.layout.mailbox_dir(holder, e.partition)
+            idx = store.read_clean(holder, mdir)
+            idx.header.carries_limit, idx.header.quota_limit = True, limit_bytes
+            index.write_index(mdir, idx.header, idx.records)
+
+        def txn(t: Txn) -> dict:
+            q = t.record(QUOTA, root) or QuotaEntry()
+            q.limit_bytes = limit_bytes
+            t.put(QUOTA, root, q)
+            new = recount_in(store, t, root)
+            return {"root": root, **new.to_value()}
+        return store.db.write(txn)

@@ -1,0 +1,199 @@
+"""Store: one open store (its layout, settings and mailbox database) and the
+facade every command uses. The work is in lifecycle.py, messages.py,
+acl.py and quota.py; this class holds what they share: the database
+handle, the per-mailbox locks and the folder lookups."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .. import index, locks
+from ..db import FOLDER, Database, FolderEntry
+from ..db import verify as dbverify
+from ..db.lmdbfiles import has_data
+from ..errors import NoSuchMailboxError, StoreError
+from ..layout import Layout, canonical
+from . import acl, lifecycle, messages, quota
+
+LOCK_TIMEOUT = locks.MAILBOX_TIMEOUT
+
+
+@dataclass
+class MailboxInfo:
+    name: str
+    partition: str
+    uidvalidity: int
+    acl: dict[str, str]
+    quotaroot: str
+    messages: int | None
+    bytes: int | None
+    error: str | None = None
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "partition": self.partition, "messages": self.messages,
+                "bytes": self.bytes, "uidvalidity": self.uidvalidity, "acl": self.acl,
+                "quotaroot": self.quotaroot, **({"error": self.error} if self.error else {})}
+
+
+def pattern_to_regex(pattern: str) -> re.Pattern:
+    """IMAP LIST wildcards: `*` matches anything, `%` anything but `/`."""
+    out = "".join(".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in pattern)
+    return re.compile(f"^{out}$")
+
+
+class Store:
+    """One open store: its layout, settings and mailbox database."""
+
+    def __init__(self, layout: Layout, *, readonly: bool = False):
+        self.layout = layout
+        self.readonly = readonly
+        self._db: Database | None = None
+        self._empty_db_dir = None  # a tempfile.TemporaryDirectory while one is open
+
+    @classmethod
+    def open(cls, root: str, *, readonly: bool = False) -> Store:
+        return cls(Layout.open(root), readonly=readonly)
+
+    @classmethod
+    def init(cls, root: str) -> Store:
+        return cls(Layout.init(root))
+
+    @property
+    def db(self) -> Database:
+        """The mailbox database, opened on first use. A read-only store
+        (check-only runs) never creates one: a missing database reads as empty."""
+        if self._db is None:
+            path = self.layout.mboxlist_dir
+            if self.readonly and not has_data(path):
+                import tempfile  # here, like shutil and uuid: start-up (docs/performance.md)
+
+                self._empty_db_dir = tempfile.TemporaryDirectory(prefix="msgstore-empty-db-")
+                self._db = Database(self._empty_db_dir.name, create=True)
+            else:
+                self._db = Database(path, readonly=self.readonly)
+        return self._db
+
+    def check_readable(self) -> None:
+        """Read every page of the database in a child before this process
+        maps it (db.verify.check_readable), for commands that must not be
+        aborted by a damaged page. A caller that has opened the database
+        already has mapped it: the check is skipped, and its handle is left
+        open (no LMDB handle may cross the fork, so checking would mean
+        closing it behind the caller's back)."""
+        if self._db is None:
+            dbverify.check_readable(self.layout.mboxlist_dir)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._empty_db_dir is not None:
+            self._empty_db_dir.cleanup()
+            self._empty_db_dir = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def lock(self, *names: str, timeout: float = LOCK_TIMEOUT):
+        """Per-mailbox locks, taken in sorted order so two callers never
+        deadlock (locks.mailboxes)."""
+        return locks.mailboxes(self.layout.lock_dir, names, timeout)
+
+    # -- lookup -----------------------------------------------------------------
+    def entry(self, name: str) -> FolderEntry:
+        name = canonical(name)
+        e = self.db.record(FOLDER, name)
+        if e is None:
+            raise NoSuchMailboxError(f"mailbox {name} does not exist")
+        return e
+
+    def mailbox_dir(self, name: str, entry: FolderEntry | None = None) -> str:
+        entry = entry or self.entry(name)
+        return self.layout.mailbox_dir(name, entry.partition)
+
+    def exists(self, name: str) -> bool:
+        return self.db.get(FOLDER, canonical(name)) is not None
+
+    def header(self, name: str) -> index.Header:
+        name = canonical(name)
+        return index.read_header(self.mailbox_dir(name), name)
+
+    def read(self, name: str) -> index.Index:
+        name = canonical(name)
+        return index.read_index(self.mailbox_dir(name), name)
+
+    def read_clean(self, name: str, mdir: str) -> index.Index:
+        """The index, or its first problem raised: for writers that rewrite it."""
+        idx = index.read_index(mdir, name)
+        if idx.problems:
+            raise idx.problems[0]
+        return idx
+
+    def list(self, pattern: str | None = None) -> list[MailboxInfo]:
+        rx = pattern_to_regex(pattern) if pattern else None
+        out = []
+        for name, e in self.db.records(FOLDER):
+            if rx and not rx.match(name):
+                continue
+            info = MailboxInfo(name, e.partition, e.uidvalidity, e.acl, e.quotaroot, None, None)
+            try:
+                h = index.read_header(self.layout.mailbox_dir(name, info.partition), name)
+                info.messages, info.bytes = h.exists, h.total_bytes
+            except (OSError, StoreError) as err:
+                info.error = str(err)
+            out.append(info)
+        return out
+
+    # -- the work, in its modules -----------------------------------------------
+    def create(self, name: str, partition: str = "primary",
+               acl: dict[str, str] | None = None) -> FolderEntry:
+        return lifecycle.create(self, name, partition, acl)
+
+    def delete(self, name: str) -> None:
+        lifecycle.delete(self, name)
+
+    def children(self, name: str) -> list[str]:
+        return lifecycle.children(self, name)
+
+    def rename(self, old: str, new: str, partition: str | None = None) -> list[tuple[str, str]]:
+        return lifecycle.rename(self, old, new, partition)
+
+    def append(self, name: str, data: bytes, *, flags: int = 0,
+               internaldate: int | None = None) -> int:
+        """Deliver one message durably (fsync per message). Returns its UID."""
+        return messages.append_many(self, name, [data], flags=flags, internaldate=internaldate,
+                                    batch=False)[0]
+
+    def append_many(self, name: str, datas: Iterable[bytes], *, flags: int = 0,
+                    internaldate: int | None = None, batch: bool = True) -> list[int]:
+        return messages.append_many(self, name, datas, flags=flags, internaldate=internaldate,
+                                    batch=batch)
+
+    def set_flags(self, name: str, uid: int, flags: int, mode: str = "set") -> int:
+        return messages.set_flags(self, name, uid, flags, mode)
+
+    def expunge(self, name: str) -> list[int]:
+        return messages.expunge(self, name)
+
+    def erase_expunged(self, name: str) -> int:
+        return messages.erase_expunged(self, name)
+
+    def message(self, name: str, uid: int) -> bytes:
+        return messages.read_message(self, name, uid)
+
+    def get_acl(self, name: str) -> dict[str, str]:
+        return dict(self.entry(name).acl)
+
+    def set_acl(self, name: str, identifier: str, rights: str) -> dict[str, str]:
+        return acl.set_acl(self, name, identifier, rights)
+
+    def quotas(self, root: str | None = None) -> list[dict]:
+        return quota.quotas(self, root)
+
+    def set_quota(self, root: str, limit_bytes: int | None) -> dict:
+        return quota.set_quota(self, root, limit_bytes)

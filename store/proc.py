@@ -1,0 +1,139 @@
+"""Processes: the one way to run work in a crash-isolated child, whether a
+process is alive, and systemd's notification protocol.
+
+`run_isolated` is for work that can kill the process doing it: mapping a
+damaged LMDB file can end in SIGBUS (a truncated file) or SIGABRT (an
+assertion on a zeroed page), where no exception is ever raised. The work
+runs in a forked child and its result comes back pickled through a pipe; a
+child killed by a signal is reported as `ChildDied`, so the caller survives
+to say what happened. The caller must not have the LMDB environment the
+child opens open itself: LMDB handles do not survive a fork.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .errors import StoreError
+from .fsutil import write_all
+
+T = TypeVar("T")
+
+
+class ChildDied(StoreError):
+    """The isolated child was killed by a signal (its crash is the verdict)."""
+
+    def __init__(self, signame: str):
+        super().__init__(f"the process doing it died of {signame}")
+        self.signame = signame
+
+
+class ChildTimeout(StoreError):
+    def __init__(self, seconds: float):
+        super().__init__(f"it took over {seconds:.0f} s")
+        self.seconds = seconds
+
+
+class ChildFailed(StoreError):
+    """The child raised something that is not a StoreError, or could not report."""
+
+
+def run_isolated(fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+    """fn(*args) run in a forked child; its value returned, a StoreError it
+    raised raised again here. A child killed by a signal raises ChildDied,
+    one that outlives `timeout` seconds is killed and raises ChildTimeout."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 0
+        try:
+            import faulthandler
+            faulthandler.disable()  # its death is reported by the parent, in one line
+            os.close(rfd)
+            try:
+                out = ("ok", fn(*args))
+            except StoreError as e:
+                out = ("raise", e)
+            except BaseException as e:  # noqa: BLE001 - reported to the parent as text
+                out = ("error", str(e) or type(e).__name__)
+            try:
+                payload = pickle.dumps(out)
+            except Exception as e:  # noqa: BLE001 - an unpicklable result or error
+                payload = pickle.dumps(("error", f"result could not be sent: {e}"))
+            write_all(wfd, payload)
+        except BaseException:  # noqa: BLE001 - the parent sees no result
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    chunks = []
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with os.fdopen(rfd, "rb") as f:
+        while True:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([f], [], [], left)[0]:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    raise ChildTimeout(timeout)
+            chunk = f.read1(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    _pid, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        raise ChildDied(signal.Signals(os.WTERMSIG(status)).name)
+    try:
+        kind, value = pickle.loads(b"".join(chunks))
+    except Exception:  # noqa: BLE001 - a child that could not report
+        raise ChildFailed(f"the process doing it exited {os.waitstatus_to_exitcode(status)} "
+                          "without a result") from None
+    if kind == "raise":
+        raise value
+    if kind == "error":
+        raise ChildFailed(value)
+    return value
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists (signal 0; EPERM means it does)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sd_notify(message: str) -> bool:
+    """sd_notify(3): a datagram to $NOTIFY_SOCKET. False when not under systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    import socket  # here: its import is ~3 ms of every command's start-up
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(addr)
+            s.sendall(message.encode())
+        except OSError:
+            return False
+    return True
+
+
+def watchdog_interval() -> float | None:
+    """Half of systemd's WatchdogSec for this process, or None without one."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or not usec.isdigit() or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 1e6 / 2
