@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from . import logmsg
 from .errors import CorruptionError
-from .fsutil import Batch, atomic_write, fsync_dir, put_file
+from .fsutil import Batch, atomic_write, put_file
 from .message import CACHE_FIELDS, GUID_BYTES
 
 IDX_FILE = "store.idx"
@@ -497,14 +497,6 @@ def _roll_forward(f, header: Header, end: int, path: str) -> int:
     return new_end
 
 
-def update_header(mailbox_dir: str, header: Header) -> None:
-    """Rewrite the fixed header in place (fits one sector). Use write_index
-    when the variable section (name, quota root, ACL) changes size."""
-    with open(os.path.join(mailbox_dir, IDX_FILE), "r+b") as f:
-        f.write(header.pack()[:HEADER.size])
-        os.fsync(f.fileno())
-
-
 def update_record(mailbox_dir: str, header: Header, position: int, rec: Record) -> None:
     """Rewrite one record in place (96 bytes: a single sector write)."""
     with open(os.path.join(mailbox_dir, IDX_FILE), "r+b") as f:
@@ -559,6 +551,3 @@ def write_expunged(mailbox_dir: str, records: list[Record], *,
              _empty_exp() + b"".join(r.pack() for r in records), batch,
              fsync_directory=fsync_directory)
 
-
-def fsync_mailbox_dir(mailbox_dir: str) -> None:
-    fsync_dir(mailbox_dir)

@@ -40,3 +40,14 @@ def test_the_log_follows_logrotate_moving_and_removing_the_file(log_dir):
     assert "user/c" in _read(path)
     line = _read(path).strip()
     assert f" {os.getpid()} store.test INFO: Erased 3 expunged message files in user/c" in line
+
+
+def test_commands_in_one_process_each_write_only_their_own_stores_log(cli, tmp_path):
+    roots = [str(tmp_path / f"store{i}") for i in range(3)]
+    for i, root in enumerate(roots):
+        assert cli("mboxutil", "--store-root", root, "-c", f"user/u{i}").code == 0
+    for i, root in enumerate(roots):
+        text = open(os.path.join(root, "log", logsetup.LOG_FILE), encoding="utf-8").read()
+        assert f"Created mailbox user/u{i}/INBOX" in text
+        for j in set(range(3)) - {i}:
+            assert f"user/u{j}/" not in text, (i, text)

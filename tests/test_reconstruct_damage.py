@@ -57,8 +57,18 @@ def test_damage_case(cli, built, case):
         kinds = {f["kind"] for f in out["findings"]}
         assert set(case["find"]) <= kinds, (kinds, r.out)
         assert tree_state(root) == state, "a check changed the store"
-    code, out, r = recon(cli, root, *case["repair"])
+    announced = sorted(f'{f["mailbox"]}: {f["kind"]}: {f["action"]}' for f in out["findings"])
+    assert announced == case["plan"], announced
+    code, repaired, r = recon(cli, root, *case["repair"])
     assert code == case["repair_exit"], r
+    if case["repair"] == case["check"]:  # the repair takes exactly the announced actions
+        seen = sorted((f["mailbox"], f["kind"], f["detail"]) for f in repaired["findings"])
+        assert seen == sorted((f["mailbox"], f["kind"], f["detail"]) for f in out["findings"])
+        for f in repaired["findings"]:
+            assert f["applied"] == (not f["action"].startswith("would ")) and \
+                f["applied"] == any(g["action"].startswith("would ") for g in out["findings"]
+                                    if (g["kind"], g["detail"]) == (f["kind"], f["detail"])), f
+        assert len(repaired["findings"]) == len(case["plan"])  # each finding reported once
     if case["check"][0] == "-m":  # quota usage follows a database rebuild
         recon(cli, root, "-q")
     code, out, r = recon(cli, root, "-n", *case["check"])
@@ -73,6 +83,29 @@ def test_damage_case(cli, built, case):
     for h in hashes_after_damage:
         assert after.count(h) >= hashes_after_damage.count(h)
     assert set(after) == set(hashes_after_damage)
+
+
+def test_a_repair_prints_each_finding_once_with_the_action_taken(cli, built):
+    """A record without its file and a file without its record: two lines
+    from -n (would ...), the same two from the repair (done), not four."""
+    damage(built, "renamed_message_file", "user/user0000")
+    check = cli("reconstruct", "--store-root", built, "-n", "-j", "1", "user/user0000")
+    repair = cli("reconstruct", "--store-root", built, "-j", "1", "user/user0000")
+    assert (check.code, repair.code) == (4, 1), (check, repair)
+    said = [x for x in check.out.splitlines() if not x.startswith("reconstruct: ")]
+    done = [x for x in repair.out.splitlines() if not x.startswith("reconstruct: ")]
+    assert len(said) == len(done) == 2, (check.out, repair.out)
+    assert said[0].endswith("-> would index 8.msg as uid 8") and done[0].endswith("-> indexed as uid 8")
+    assert said[1].endswith("-> would drop record uid 3") and done[1].endswith("-> record uid 3 dropped")
+    assert [x.rsplit(" -> ", 1)[0] for x in said] == [x.rsplit(" -> ", 1)[0] for x in done]
+
+
+def test_the_engine_refuses_a_check_that_forces_a_rebuild(built):
+    from store.errors import UsageError
+    from store.reconstruct.runner import Options
+    for bad in ({"force": True}, {"zero_index": True}, {"remove_exp": True}):
+        with pytest.raises(UsageError, match="cannot go with"):
+            Options(names=["user/user0000"], check_only=True, **bad)
 
 
 def test_deleted_data_mdb_brings_back_everything(cli, built):

@@ -56,6 +56,13 @@ def missing_message_file(s: Store, mbox: str) -> None:
     os.unlink(message_path(s.mailbox_dir(mbox), 3))
 
 
+def renamed_message_file(s: Store, mbox: str) -> None:
+    """A message file renamed by hand past UIDNEXT: a record without its
+    file and a file without its record, of the same size."""
+    mdir = s.mailbox_dir(mbox)
+    os.rename(message_path(mdir, 3), message_path(mdir, s.header(mbox).uidnext + 1))
+
+
 def unindexed_file_new(s: Store, mbox: str) -> None:
     """A file past UIDNEXT: what a delivery killed before its record leaves."""
     mdir = s.mailbox_dir(mbox)
@@ -145,7 +152,8 @@ def db_flipped_values(s: Store, mbox: str) -> None:
 
 
 DAMAGES = {f.__name__: f for f in (truncate_header, start_offset_beyond_eof, bad_cache_checksum,
-                                   bad_record_checksum, missing_message_file, unindexed_file_new,
+                                   bad_record_checksum, missing_message_file, renamed_message_file,
+                                   unindexed_file_new,
                                    unindexed_file_old, extra_db_entry, missing_db_entry,
                                    wrong_quota_usage, stale_lright, bad_db_value, deleted_data_mdb,
                                    db_truncated, db_zeroed_page, db_flipped_values)}

@@ -3,3 +3,4 @@
 source "$(dirname "$0")/venv.sh"
 python -m pytest -q "$@"
 ruff check store tools tests
+lint-imports

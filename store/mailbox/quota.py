@@ -82,15 +82,21 @@ class Usage:
 
 
 def count_usage(store: Store, boxes: list[tuple[str, FolderEntry]], *,
-                from_records: bool = False) -> Usage:
+                from_records: bool = False,
+                planned: dict[str, tuple[int, int]] | None = None) -> Usage:
     """The one recount of a quota root's usage over its mailboxes. A mailbox
     whose index cannot be read is not counted and is named in `unreadable`:
     each caller reports it (reconstruct as a finding, the API in the log).
-    The caller holds the mailboxes' locks."""
+    `planned`: (bytes, messages) to count for some mailboxes instead of
+    their index (what a repair being planned would write). The caller holds
+    the mailboxes' locks."""
     u = Usage()
     for n, e in boxes:
         try:
-            b, m = mailbox_usage(store, n, e, from_records=from_records)
+            if planned and n in planned:
+                b, m = planned[n]
+            else:
+                b, m = mailbox_usage(store, n, e, from_records=from_records)
         except (OSError, CorruptionError) as err:
             u.unreadable.append((n, err))
             continue

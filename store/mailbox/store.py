@@ -57,6 +57,14 @@ class Store:
         return cls(Layout.open(root), readonly=readonly)
 
     @classmethod
+    def over(cls, layout: Layout, db: Database) -> Store:
+        """A store working on another copy of its database (a check's
+        scratch copy): closing it closes `db`."""
+        store = cls(layout)
+        store._db = db
+        return store
+
+    @classmethod
     def init(cls, root: str) -> Store:
         return cls(Layout.init(root))
 

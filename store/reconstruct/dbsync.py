@@ -206,11 +206,14 @@ def sync_quota_roots(t: Txn, apply: bool, header_writes: HeaderWrites) -> list[F
 
 
 def sync_usage(store: Store, apply: bool, *, from_records: bool,
-               only: set[str] | None = None, summary: Summary | None = None) -> list[Finding]:
+               only: set[str] | None = None, summary: Summary | None = None,
+               planned: dict[str, tuple[int, int]] | None = None) -> list[Finding]:
     """Recount each quota root's usage. Safe beside deliveries: a root's
     mailboxes are locked while it is counted and written, so no append
     falls between the count and the write. One sync at the end, not one per
-    root (usage is what deliveries write without a sync too)."""
+    root (usage is what deliveries write without a sync too). `planned`:
+    (bytes, messages) of mailboxes a check-only run would rebuild, counted
+    instead of their present index."""
     out: list[Finding] = []
     by_root: dict[str, list[tuple[str, FolderEntry]]] = {
         r: [] for r, _ in store.db.good_records(QUOTA)}
@@ -221,7 +224,7 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
         if only is not None and root not in only:
             continue
         with store.lock(*[n for n, _ in boxes]):
-            u = count_usage(store, boxes, from_records=from_records)
+            u = count_usage(store, boxes, from_records=from_records, planned=planned)
             for n, err in u.unreadable:
                 out.append(Finding(n, "quota-unreadable", f"usage not counted: {err}",
                                    advice(f"run reconstruct {n}")))
@@ -251,11 +254,12 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
     return out
 
 
-def add_usage(store: Store, deltas: dict[str, tuple[int, int]]
+def add_usage(store: Store, deltas: dict[str, tuple[int, int]], *, apply: bool = True
               ) -> tuple[list[Finding], set[str]]:
-    """Adjust quota roots' usage by what rebuilds changed: (bytes, messages).
-    Returns the findings, and the roots whose value failed its checksum: a
-    delta needs the old usage, so those must be recounted instead."""
+    """Adjust quota roots' usage by what rebuilds changed: (bytes, messages)
+    (apply=False: announce it). Returns the findings, and the roots whose
+    value failed its checksum: a delta needs the old usage, so those must be
+    recounted instead."""
     if not deltas:
         return [], set()
 
@@ -267,14 +271,15 @@ def add_usage(store: Store, deltas: dict[str, tuple[int, int]]
             except CorruptionError:
                 unreadable.add(root)
                 continue
-            quota_add(t, root, b, m)
+            if apply:
+                quota_add(t, root, b, m)
             out.append(_finding(root, "quota-usage", f"usage {q.used_bytes} bytes / "
                                                      f"{q.used_messages} messages, rebuilt "
-                                                     f"mailboxes changed it by {b:+} / {m:+}",
-                                Act("correct it", "corrected"), True))
+                                                     f"mailboxes change it by {b:+} / {m:+}",
+                                Act("correct it", "corrected"), apply))
         return out, unreadable
 
-    return store.db.write(txn)
+    return store.db.write(txn) if apply else store.db.read(txn)
 
 
 def apply_header_writes(store: Store, header_writes: HeaderWrites) -> None:

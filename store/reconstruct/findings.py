@@ -143,6 +143,10 @@ class Finding:
     def line(self) -> str:
         return f"{self.mailbox}: {self.detail} -> {self.action}"
 
+    def unapplied(self) -> Finding:
+        """The finding as a check reports it: its action announced, not done."""
+        return Finding(self.mailbox, self.kind, self.detail, self.act, False)
+
     def applying(self) -> Finding:
         """The finding with its action done (a finding without one is unchanged)."""
         return Finding(self.mailbox, self.kind, self.detail, self.act, bool(self.act.plan))

@@ -65,6 +65,11 @@ class Plan:
     remove_temps: list[str] = field(default_factory=list)
     new_uidvalidity: bool = False
 
+    def usage(self, scan: Scan) -> tuple[int, int]:
+        """(bytes, messages) the rebuilt index will hold."""
+        uids = self.in_place + [old for old, _new in self.relinks]
+        return sum(scan.files[u].size for u in uids), len(uids)
+
     def add(self, kind: str, detail: str, act: Act | None = None) -> None:
         self.findings.append(Finding(self.name, kind, detail, act or advice("left alone")))
 

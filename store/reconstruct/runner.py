@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import index, locks, logmsg
-from ..db import FOLDER
+from ..db import FOLDER, Database
 from ..errors import EXIT_INTERRUPTED, LockedError, StoreError, UsageError
 from ..fsutil import Batch
 from ..mailbox import Store
@@ -57,9 +57,12 @@ class BoxResult:
     messages: int
     rebuilt: bool
     quotaroot: str = ""
-    # what the rebuild changed in the mailbox's (bytes, messages), counted
-    # under its lock; None when the old header's counts were not to be trusted
+    # what the rebuild changed (or, checking only, would change) in the
+    # mailbox's (bytes, messages), counted under its lock; None when the old
+    # header's counts were not to be trusted
     usage_delta: tuple[int, int] | None = None
+    would_rebuild: bool = False  # checking only: the plan rebuilds it
+    usage: tuple[int, int] | None = None  # (bytes, messages) after the rebuild
 
 
 # ---- one mailbox (runs in a worker) ---------------------------------------------
@@ -86,12 +89,18 @@ def visit_mailbox(store: Store, task: Task, opts: Options, batch: Batch | None =
             entry = entry or header_db_fields(zeroed, part)
         plan = plan_mailbox(scan, entry, part, force=opts.force, remove_exp=opts.remove_exp,
                             uidnext_floor=floor, zeroed=zeroed)
-        if opts.check_only or not plan.rebuild:
+        qroot = scan.header.quotaroot if scan.header else ""
+        if not plan.rebuild:
             return BoxResult(name, part, plan.findings, plan.db_fields, len(scan.records), False,
-                             scan.header.quotaroot if scan.header else "")
+                             qroot)
         trusted = scan.header is not None and not any(
             p.kind in ("idx-count-mismatch", "idx-size-mismatch") for p in scan.index_problems)
         before = (scan.header.total_bytes, scan.header.exists) if trusted else None
+        if opts.check_only:  # what the usage would become, for -n to announce
+            after = plan.usage(scan)
+            delta = None if before is None else (after[0] - before[0], after[1] - before[1])
+            return BoxResult(name, part, plan.findings, plan.db_fields, len(scan.records), False,
+                             plan.quotaroot, delta, True, after)
         done = apply_plan(plan, scan, batch)
         if batch is not None:  # locked until the batch is committed
             held.enter_context(mine.pop_all())
@@ -251,6 +260,7 @@ def _apply_db(store: Store, results: list[BoxResult], opts: Options
         if r.rebuilt:
             s.mailboxes_rebuilt += 1
             s.messages_indexed += r.messages
+        if r.rebuilt or r.would_rebuild:
             if r.usage_delta is None:
                 recount.add(r.quotaroot)
             else:
@@ -268,16 +278,20 @@ def _apply_db(store: Store, results: list[BoxResult], opts: Options
             for name, fields in updates.items():
                 t.put(FOLDER, name, fields)
         store.db.write(txn)
-    if not opts.check_only:
-        # a delta commutes with deliveries' own usage updates, so it needs no
-        # lock; a mailbox whose old counts were unknown has its root recounted
-        recount.discard("")
-        added, unreadable = dbsync.add_usage(store, {r: d for r, d in deltas.items()
-                                                     if r and r not in recount and d != (0, 0)})
-        findings += added
-        recount |= unreadable
-        if recount:
-            findings += dbsync.sync_usage(store, True, from_records=False, only=recount)
+    # a delta commutes with deliveries' own usage updates, so it needs no
+    # lock; a mailbox whose old counts were unknown has its root recounted.
+    # Checking only, the same is announced from what the plans would write.
+    apply = not opts.check_only
+    recount.discard("")
+    added, unreadable = dbsync.add_usage(store, {r: d for r, d in deltas.items()
+                                                 if r and r not in recount and d != (0, 0)},
+                                         apply=apply)
+    findings += added
+    recount |= unreadable
+    if recount:
+        planned = {r.name: r.usage for r in results if r.would_rebuild}
+        findings += dbsync.sync_usage(store, apply, from_records=False, only=recount,
+                                      planned=planned)
     s.count(findings)
     return findings, s
 
@@ -298,32 +312,24 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
     """The database from the spool. mode "m": folder + quota (+ lright
     without -p); "q": quota; "l": lright. `verify_first`: read every page
     in a child before opening the database here (stored has verified it
-    already when it calls this)."""
+    already when it calls this). apply=False runs the very same repair on
+    a scratch copy of the database and reports its findings unapplied, so
+    that each step sees what the steps before it would have changed."""
     t0 = time.monotonic()
     lock = _repair_lock(store)
     try:
         if verify_first:
             store.check_readable()
-        s = Summary()
-        findings: list[Finding] = []
-        if mode == "m":
-            spool = dbsync.read_spool(store, partition, user)
-            s.mailboxes_checked = len(spool)
-            s.messages_checked = sum(b.exists for b in spool)
-            findings += _txn(store, apply, lambda t: dbsync.sync_folder(t, spool, partition, user,
-                                                                         apply))
-        header_writes: dbsync.HeaderWrites = []
-        if mode == "m":
-            findings += _txn(store, apply, lambda t: dbsync.sync_quota_limits(
-                t, spool, apply, header_writes))
-        if mode in ("m", "q"):
-            findings += _txn(store, apply, lambda t: dbsync.sync_quota_roots(
-                t, apply, header_writes))
-            dbsync.apply_header_writes(store, header_writes)
-            findings += dbsync.sync_usage(store, apply, from_records=(mode == "q"),
-                                          summary=s if mode == "q" else None)
-        if mode == "l" or (mode == "m" and not partition):
-            findings += _txn(store, apply, lambda t: dbsync.sync_lright(t, apply))
+        if apply:
+            findings, s = _sync_db(store, partition, user, mode, header_writes=True)
+        else:
+            import tempfile  # here: a check only
+
+            with tempfile.TemporaryDirectory(prefix="msgstore-check-") as scratch:
+                store.db.copy_to(scratch)
+                with Store.over(store.layout, Database(scratch)) as trial:
+                    findings, s = _sync_db(trial, partition, user, mode, header_writes=False)
+            findings = [f.unapplied() for f in findings]
         s.count(findings)
         for f in findings:
             logmsg.log("reconstruct", logmsg.RECONSTRUCT_FINDING, line=f.line())
@@ -333,5 +339,24 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
         locks.release(lock)
 
 
-def _txn(store: Store, apply: bool, fn):
-    return store.db.write(fn) if apply else store.db.read(fn)
+def _sync_db(store: Store, partition: str | None, user: str | None, mode: str, *,
+             header_writes: bool) -> tuple[list[Finding], Summary]:
+    s = Summary()
+    findings: list[Finding] = []
+    if mode == "m":
+        spool = dbsync.read_spool(store, partition, user)
+        s.mailboxes_checked = len(spool)
+        s.messages_checked = sum(b.exists for b in spool)
+        findings += store.db.write(lambda t: dbsync.sync_folder(t, spool, partition, user, True))
+    writes: dbsync.HeaderWrites = []
+    if mode == "m":
+        findings += store.db.write(lambda t: dbsync.sync_quota_limits(t, spool, True, writes))
+    if mode in ("m", "q"):
+        findings += store.db.write(lambda t: dbsync.sync_quota_roots(t, True, writes))
+        if header_writes:
+            dbsync.apply_header_writes(store, writes)
+        findings += dbsync.sync_usage(store, True, from_records=(mode == "q"),
+                                      summary=s if mode == "q" else None)
+    if mode == "l" or (mode == "m" and not partition):
+        findings += store.db.write(lambda t: dbsync.sync_lright(t, True))
+    return findings, s
