@@ -118,3 +118,17 @@ def test_a_rename_waits_for_the_other_mailboxes_of_the_quota_root_it_recounts(st
     p.join(30)
     (q,) = store.quotas("user/joe")
     assert (q["used_bytes"], q["used_messages"]) == (15, 2)
+
+
+def test_a_refused_taker_names_the_holder_by_pid(store, root):
+    ready, release = CTX.Event(), CTX.Event()
+    p = CTX.Process(target=_hold, args=(root, "user/joe", ready, release))
+    p.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(LockedError, match=f"mailbox user/joe is locked by pid {p.pid} "), \
+                store.lock("user/joe", timeout=0.05):
+            pass
+    finally:
+        release.set()
+        p.join(30)
