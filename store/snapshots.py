@@ -87,6 +87,7 @@ def list_snapshots(layout: Layout) -> list[Snapshot]:
 
 
 def newest_time(layout: Layout) -> float | None:
+    """The time of the newest snapshot that is not suspect, or None."""
     good = [s for s in list_snapshots(layout) if not s.suspect]
     return good[-1].time if good else None
 
@@ -155,6 +156,7 @@ def _owned_by_live_process(tmpname: str) -> bool:
 
 
 def check_free_space(layout: Layout, db_bytes: int) -> None:
+    """Log snapshot-space when less than five times the database is free where snapshots live."""
     d = snapshot_dir(layout)
     st = os.statvfs(d)
     free = st.f_bavail * st.f_frsize
@@ -193,6 +195,7 @@ def restore_into(snap: Snapshot, mboxlist_dir: str) -> None:
 
 
 def find(layout: Layout, name: str) -> Snapshot:
+    """The snapshot called `name`, or StoreError."""
     for s in list_snapshots(layout):
         if s.name == name:
             return s

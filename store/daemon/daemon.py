@@ -28,6 +28,8 @@ log = logging.getLogger("store.stored")
 
 
 class Daemon:
+    """One running stored: start (check, recover, ready), the job loop, shutdown."""
+
     def __init__(self, root: str, *, clock: Callable[[], float] = time.time,
                  status: Callable[[str], None] = lambda s: None):
         self.layout = Layout.open(root)
@@ -73,6 +75,7 @@ class Daemon:
         log.info("settings reloaded")
 
     def run_job(self, job: str, now: float) -> None:
+        """Run one job; a failure is logged and the job is due again at its next interval."""
         try:
             getattr(self, f"job_{job}")(now)
         except Exception as e:  # noqa: BLE001 - one failed job must not stop the daemon
@@ -80,6 +83,7 @@ class Daemon:
         self.schedule.done(job, self.clock())
 
     def tick(self) -> list[str]:
+        """Run the jobs due now; returns their names."""
         now = self.clock()
         jobs = self.schedule.pop_due(now)
         for job in jobs:
@@ -119,6 +123,7 @@ class Daemon:
         log.info("expire: %d expunged message files erased", total)
 
     def run(self, stop: threading.Event, reload: threading.Event, *, max_sleep: float = 0.5) -> None:
+        """The job loop until `stop` is set; `reload` rereads the settings."""
         wd = watchdog_interval()
         last_wd = 0.0
         while not stop.is_set():
@@ -133,6 +138,7 @@ class Daemon:
             stop.wait(wait)
 
     def shutdown(self) -> None:
+        """Sync and close the database, remove the state file, release the lock."""
         sd_notify("STOPPING=1")
         if self.store is not None:
             with contextlib.suppress(Exception):

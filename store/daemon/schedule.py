@@ -53,9 +53,11 @@ class Schedule:
             return None
 
     def pop_due(self, now: float) -> list[str]:
+        """The jobs due at `now`, the earliest first."""
         return [k for k, t in sorted(self.due.items(), key=lambda kv: kv[1]) if t <= now]
 
     def done(self, job: str, now: float) -> None:
+        """Set when `job` is next due, after it ran at `now`."""
         if job in self.intervals:
             self.due[job] = now + self.intervals[job]
         elif job == "snapshot":
@@ -68,4 +70,5 @@ class Schedule:
             del self.due[job]
 
     def next_due(self) -> float:
+        """When the next job is due."""
         return min(self.due.values())

@@ -28,6 +28,8 @@ TIMEOUT = 300
 
 @dataclass
 class Verdict:
+    """The outcome of verifying one database."""
+
     ok: bool
     path: str
     entries: dict[str, int] = field(default_factory=dict)

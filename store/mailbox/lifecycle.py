@@ -31,6 +31,7 @@ def new_uniqueid() -> str:
 
 def create(store: Store, name: str, partition: str = "primary",
            acl: dict[str, str] | None = None) -> FolderEntry:
+    """Create a mailbox: its directory and empty index, then its folder entry (and quota root)."""
     name = canonical(name)
     store.layout.partition_path(partition)  # validates the partition
     if acl is None:
@@ -63,6 +64,7 @@ def create(store: Store, name: str, partition: str = "primary",
 
 
 def delete(store: Store, name: str) -> None:
+    """Delete a mailbox: its index first (the spool no longer has it), the database, then its files."""
     name = canonical(name)
     with store.lock(name):
         entry = store.entry(name)
@@ -87,6 +89,7 @@ def delete(store: Store, name: str) -> None:
 
 
 def children(store: Store, name: str) -> list[str]:
+    """The names of every mailbox below `name` in the database."""
     prefix = name[: -len(INBOX)] if is_inbox(name) else name + "/"
     return [n for n, _ in store.db.items(FOLDER, prefix) if is_descendant(n, name)]
 

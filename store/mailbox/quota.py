@@ -34,6 +34,7 @@ def quota_root_mailbox(root: str) -> str:
 
 
 def check_quota_root(root: str) -> str:
+    """A quota root's canonical spelling, or UsageError."""
     if root.startswith(USER_NS + "/") and root.count("/") == 1:
         check_userid(root.split("/")[1])
         return root
@@ -117,6 +118,7 @@ def recount_in(store: Store, t: Txn, root: str) -> QuotaEntry:
 
 
 def quotas(store: Store, root: str | None = None) -> list[dict]:
+    """Every quota root (or one) with its usage and limit, as JSON objects."""
     return [q.as_json(r) for r, q in store.db.records(QUOTA) if root is None or r == root]
 
 

@@ -23,6 +23,8 @@ from .scan import FileInfo, Scan
 
 @dataclass
 class Applied:
+    """What apply_plan wrote."""
+
     header: index.Header  # the index as written
     messages: int
 

@@ -21,6 +21,8 @@ from .plan import header_db_fields
 
 @dataclass
 class SpoolBox:
+    """One mailbox of the spool as its index header describes it."""
+
     name: str
     partition: str
     mdir: str
@@ -120,6 +122,7 @@ def sync_folder(t: Txn, spool: list[SpoolBox], partition: str | None, user: str 
 
 
 def expected_quotaroot(name: str, roots: set[str]) -> str:
+    """The quota root a mailbox belongs to: its user's, else the deepest shared root containing it."""
     if name.split("/")[0] == USER_NS:
         return quota_root_for(name)
     best = ""

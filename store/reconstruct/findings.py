@@ -21,6 +21,8 @@ LEFT_ALONE = "left alone"
 
 @dataclass(frozen=True)
 class Kind:
+    """One kind of finding, as the registry describes it."""
+
     code: str
     problem: bool  # False: reported for information (an unknown file left alone)
     meaning: str  # what it means, and what the administrator does about it
@@ -115,6 +117,8 @@ def advice(text: str) -> Act:
 
 @dataclass(frozen=True)
 class Finding:
+    """One problem found (or fact reported) in one mailbox, with what the repair does about it."""
+
     mailbox: str
     kind: str
     detail: str
@@ -141,6 +145,7 @@ class Finding:
                 "problem": self.problem, "action": self.action, "applied": self.applied}
 
     def line(self) -> str:
+        """The line printed and logged: `mailbox: detail -> action`."""
         return f"{self.mailbox}: {self.detail} -> {self.action}"
 
     def unapplied(self) -> Finding:
@@ -154,6 +159,8 @@ class Finding:
 
 @dataclass
 class Summary:
+    """The counts a run ends with (rendered as the summary line and in --json)."""
+
     mailboxes_checked: int = 0
     mailboxes_with_problems: int = 0
     mailboxes_rebuilt: int = 0
@@ -179,6 +186,7 @@ class Summary:
 
 
 def exit_code(findings: list[Finding]) -> int:
+    """0 without problems, 1 when every problem was applied, 4 otherwise."""
     problems = [f for f in findings if f.problem]
     if not problems:
         return EXIT_OK

@@ -28,11 +28,15 @@ BATCH_FILES, BATCH_BYTES = 96, 64 << 20  # commit a batch early past either
 
 
 class Interrupted(StoreError):
+    """Ctrl-C stopped the run; every mailbox is as it was or rebuilt."""
+
     exit_code = EXIT_INTERRUPTED
 
 
 @dataclass
 class Options:
+    """What a reconstruct run over mailboxes is asked to do (the command's flags)."""
+
     names: list[str] = field(default_factory=list)
     recursive: bool = False
     check_only: bool = False
@@ -50,6 +54,8 @@ class Options:
 
 @dataclass
 class BoxResult:
+    """What visiting one mailbox found and did, for the runner to gather."""
+
     name: str
     partition: str
     findings: list[Finding]

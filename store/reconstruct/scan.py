@@ -15,6 +15,8 @@ KNOWN_FILES = set(index.INDEX_FILES)
 
 
 class FileInfo(NamedTuple):
+    """One message file as the bucket scan found it."""
+
     uid: int
     path: str
     size: int
@@ -24,6 +26,8 @@ class FileInfo(NamedTuple):
 
 @dataclass
 class Scan:
+    """Everything one mailbox directory holds, damage included (read-only)."""
+
     name: str
     mdir: str
     header: index.Header | None = None
@@ -43,6 +47,7 @@ class Scan:
 
 
 def scan_files(mdir: str, scan: Scan) -> None:
+    """Add the message, temp and unknown files of `mdir` to `scan`."""
     try:
         top = list(os.scandir(mdir))
     except FileNotFoundError:
@@ -89,6 +94,7 @@ def _scan_bucket(bdir: str, scan: Scan) -> None:
 
 
 def scan_mailbox(name: str, mdir: str, *, read_index: bool = True) -> Scan:
+    """Read one mailbox directory, tolerating any damage; changes nothing."""
     scan = Scan(name, mdir)
     if read_index:
         try:

@@ -12,6 +12,8 @@ from ..mailbox import Store
 
 
 class Task(NamedTuple):
+    """One mailbox to visit, with what the database says of it."""
+
     name: str
     mdir: str
     partition: str
