@@ -13,7 +13,6 @@ child opens open itself: LMDB handles do not survive a fork.
 from __future__ import annotations
 
 import os
-import pickle
 import select
 import signal
 import time
@@ -48,6 +47,8 @@ def run_isolated(fn: Callable[..., T], *args: Any, timeout: float | None = None)
     """fn(*args) run in a forked child; its value returned, a StoreError it
     raised raised again here. A child killed by a signal raises ChildDied,
     one that outlives `timeout` seconds is killed and raises ChildTimeout."""
+    import pickle  # here: ~1 ms of the start-up of commands that never fork
+
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns

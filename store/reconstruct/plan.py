@@ -123,16 +123,21 @@ def _index_problems(scan: Scan, p: Plan) -> None:
 
 def _files_disagree(scan: Scan, remove_exp: bool) -> bool:
     """Whether records, store.exp and the files disagree (a rebuild mends it)."""
-    indexed = {r.uid for r in scan.records}
-    if scan.cache_bad or any(scan.files.get(r.uid) is None or scan.files[r.uid].size != r.size
-                             for r in scan.records):
+    if scan.cache_bad or (remove_exp and scan.exp):
         return True
-    expunged = {r.uid for r in scan.exp}
-    if scan.header is not None and set(scan.files) - indexed - expunged:
-        return True
-    if remove_exp and scan.exp:
-        return True
-    return any(r.uid not in scan.files or r.uid in indexed for r in scan.exp)
+    files = scan.files
+    for r in scan.records:  # the hot loop of a check: one lookup a record
+        f = files.get(r.uid)
+        if f is None or f.size != r.size:
+            return True
+    if scan.header is not None and len(files) > len(scan.records):
+        indexed = {r.uid for r in scan.records}
+        if set(files) - indexed - {r.uid for r in scan.exp}:
+            return True
+    if scan.exp:
+        indexed = {r.uid for r in scan.records}
+        return any(r.uid not in files or r.uid in indexed for r in scan.exp)
+    return False
 
 
 def _decide_rebuild(scan: Scan, entry: FolderEntry | None, p: Plan, remove_exp: bool,
