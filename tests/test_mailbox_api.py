@@ -147,3 +147,24 @@ def test_database_map_grows_by_itself(store):
         store.db.write(lambda t, i=i: t.put("subscr", f"u{i}", {"mailboxes": ["x" * 500]}))
     assert store.db.env.info()["map_size"] > 32 * 4096
     assert len(store.db.items("subscr")) == 300
+
+
+def test_database_values_keep_their_schema_byte_for_byte(store):
+    """The typed records write the same JSON the dict code wrote: the keys
+    docs/formats.md lists, and the stored bytes are the encoding of them."""
+    from store.db import FOLDER, LRIGHT, QUOTA
+    from store.db.envelope import encode_value
+    from store.db.records import SCHEMA
+    store.create("user/joe")
+    store.set_acl("user/joe", "bob", "lr")
+    store.set_quota("user/joe", 5000)
+    folder = store.db.get(FOLDER, "user/joe/INBOX")
+    assert set(folder) == {"partition", "uniqueid", "uidvalidity", "acl", "quotaroot"}
+    assert store.db.get(QUOTA, "user/joe") == {"limit_bytes": 5000, "used_bytes": 0,
+                                               "used_messages": 0}
+    assert store.db.get(LRIGHT, "bob") == {"mailboxes": ["user/joe/INBOX"]}
+    for db, key in ((FOLDER, "user/joe/INBOX"), (QUOTA, "user/joe"), (LRIGHT, "bob")):
+        raw = store.db.read(lambda t, db=db, key=key: bytes(t.txn.get(key.encode(),
+                                                                       db=store.db.dbs[db])))
+        record = SCHEMA[db].from_value(store.db.get(db, key))
+        assert encode_value(record.to_value()) == raw
