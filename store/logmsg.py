@@ -139,6 +139,25 @@ STORED_READY = _m(
     "stored-ready", logging.INFO, "stored ready (pid {pid}) in {seconds:.1f} s", "None.")
 STORED_STOPPED = _m(
     "stored-stopped", logging.INFO, "stored stopped (pid {pid})", "None.")
+STORED_FAILED = _m(
+    "stored-failed", logging.ERROR, "stored failed and stopped: {error}",
+    "Fix what the error names (the snapshot path, permissions, free space, a damaged "
+    "database that could not be recovered) and start stored again. Until it is ready, "
+    "deliveries are refused (the MTA retries).")
+STORED_RELOAD_FAILED = _m(
+    "stored-reload-failed", logging.ERROR,
+    "Settings not reloaded, the running settings are kept: {error}",
+    "Correct the line the message names (`configutil -o NAME -v VALUE` validates), then reload "
+    "again.")
+STORED_RESYNC_PENDING = _m(
+    "stored-resync-pending", logging.WARNING,
+    "Database resync from the spool pending since a snapshot was restored; it runs now",
+    "None: stored runs the resync (again) at every start until it has completed.")
+EXPIRE_SKIPPED = _m(
+    "expire-skipped", logging.ERROR,
+    "Expunged message files of {mailbox} not erased: {error}",
+    "Run `reconstruct {mailbox}`; the other mailboxes were erased, this one is tried again at "
+    "the next erase.")
 STORED_JOB_FAILED = _m(
     "stored-job-failed", logging.ERROR, "stored: {job} failed: {error}",
     "Read the error; the job is retried at its next interval.")

@@ -102,6 +102,25 @@ def run_isolated(fn: Callable[..., T], *args: Any, timeout: float | None = None)
     return value
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Have the kernel send `sig` to this process when its parent dies (Linux
+    prctl PR_SET_PDEATHSIG): pool workers must not outlive a killed command.
+    A no-op where prctl is missing."""
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the call took effect
+        os.kill(os.getpid(), sig)
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process exists (signal 0; EPERM means it does)."""
     try:

@@ -62,14 +62,14 @@ def test_damaged_snapshot_on_disk_is_skipped(store):
 
 def test_kill9_during_snapshot_leaves_nothing_restorable(store, tmp_path):
     store.create("user/joe")
-    for i in range(2000):  # a database big enough to be caught mid-copy
+    for i in range(6000):  # a database big enough to be caught mid-copy
         store.db.write(lambda t, i=i: t.put("subscr", f"u{i}", {"mailboxes": ["x" * 2000]}),
                        durable=False)
     store.close()
     root = store.layout.root
     env = {**os.environ, "MSGSTORE_ROOT": root}
     killed_mid = 0
-    for delay in (0.05, 0.1, 0.2, 0.3, 0.4):
+    for delay in (0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4):
         p = subprocess.Popen(IMDB + ["-s"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         time.sleep(delay)

@@ -8,11 +8,11 @@ import time
 
 import click
 
-from .. import logsetup, snapshots
+from .. import logmsg, logsetup, snapshots
 from ..daemon import state
 from ..daemon.daemon import Daemon
 from ..daemon.housekeeping import cleanup
-from ..errors import EXIT_OPERATIONAL
+from ..errors import EXIT_OPERATIONAL, StoreError
 from ..layout import Layout
 from .common import EXIT_CODES_HELP, emit_json, entry, json_option, resolve_root, store_root_option
 
@@ -54,7 +54,8 @@ def _test(layout: Layout, verbose: bool, as_json: bool) -> int:
         info = {"state": now_state, "pid": st["pid"] if st else None,
                 "stamps": {k: None if v is None else round(v, 1)
                            for k, v in state.stamp_ages(layout, now).items()},
-                "newest_snapshot": snaps[-1].as_json() if snaps else None}
+                "newest_snapshot": snaps[-1].as_json() if snaps else None,
+                "resync_pending": state.resync_pending(layout)}
         if as_json:
             emit_json(info)
         else:
@@ -64,6 +65,7 @@ def _test(layout: Layout, verbose: bool, as_json: bool) -> int:
                 click.echo(f"{k}: " + ("never" if v is None else f"{v:.0f} s ago"))
             ns = info["newest_snapshot"]
             click.echo("newest snapshot: " + (f"{ns['name']} ({ns['time']})" if ns else "none"))
+            click.echo("spool resync: " + ("pending" if info["resync_pending"] else "none pending"))
     return 0 if now_state == state.READY else EXIT_OPERATIONAL
 
 
@@ -93,6 +95,9 @@ def _run(layout: Layout) -> int:
     try:
         daemon.start()
         daemon.run(stop, reload)
+    except (StoreError, OSError) as e:  # the reason, in the log the administrator reads
+        logmsg.log("stored", logmsg.STORED_FAILED, error=" ".join(str(e).split()))
+        raise
     finally:
         daemon.shutdown()
     return 0

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from .. import logmsg, snapshots
 from ..config import Config
 from ..db import lmdbfiles
+from ..errors import SettingError, StoreError
 from ..layout import Layout
 from ..mailbox import Store
 from ..proc import sd_notify, watchdog_interval
@@ -58,7 +59,11 @@ class Daemon:
             log.info("cleared %d stale reader slots", cleared)
         self.last_db_size = lmdbfiles.data_size(self.layout.mboxlist_dir)
         self.schedule = Schedule(self.layout, self.clock())
-        if rec.recovered and rec.resync is None:
+        if rec.recovered and rec.resync is None:  # restored from a snapshot
+            state.mark_resync_pending(self.layout, rec.snapshot)  # before READY: a kill keeps it
+        if state.resync_pending(self.layout):
+            if not rec.recovered:
+                logmsg.log("stored", logmsg.STORED_RESYNC_PENDING)
             self.schedule.due["resync"] = self.clock()  # first thing after readiness
         state.write_state(self.layout, state.READY)
         sd_notify("READY=1\nSTATUS=ready")
@@ -69,29 +74,50 @@ class Daemon:
         sd_notify(f"STATUS={text}")
         self.status(text)
 
-    def reload(self) -> None:
-        self.layout.config = Config.load(self.layout.root)
+    def reload(self) -> bool:
+        """Reread the settings; a file that fails validation is logged and the
+        running settings are kept. Returns whether they were reloaded."""
+        try:
+            config = Config.load(self.layout.root)
+        except (SettingError, OSError) as e:
+            logmsg.log("stored", logmsg.STORED_RELOAD_FAILED, error=e)
+            return False
+        self.layout.config = config
         self.schedule.reload(self.clock())
         log.info("settings reloaded")
+        return True
 
-    def run_job(self, job: str, now: float) -> None:
-        """Run one job; a failure is logged and the job is due again at its next interval."""
+    def run_job(self, job: str, now: float) -> bool:
+        """Run one job; a failure is logged and the job is due again at its
+        next interval. Returns whether it succeeded."""
         try:
             getattr(self, f"job_{job}")(now)
         except Exception as e:  # noqa: BLE001 - one failed job must not stop the daemon
             logmsg.log("stored", logmsg.STORED_JOB_FAILED, job=job, error=e)
+            self.schedule.failed(job, self.clock())
+            return False
         self.schedule.done(job, self.clock())
+        return True
 
     def tick(self) -> list[str]:
-        """Run the jobs due now; returns their names."""
+        """Run the jobs due now (a pending resync first: no snapshot is taken
+        of a restored database before it is up to date); returns their names."""
         now = self.clock()
         jobs = self.schedule.pop_due(now)
+        if "resync" in jobs:
+            jobs.remove("resync")
+            jobs.insert(0, "resync")
+        ran = []
         for job in jobs:
+            if job == "snapshot" and state.resync_pending(self.layout):
+                continue  # stays due: taken once the resync has completed
             self.run_job(job, now)
-        return jobs
+            ran.append(job)
+        return ran
 
     def job_resync(self, now: float) -> None:
         resync_from_spool(self.layout, self.store)
+        state.clear_resync_pending(self.layout)
 
     def job_checkpoint(self, now: float) -> None:
         self.store.db.sync()
@@ -116,9 +142,14 @@ class Daemon:
         snapshots.take(self.layout, self.store.db, now=now)
 
     def job_expire(self, now: float) -> None:
+        """Erase expunged message files, each mailbox on its own: one that
+        fails is logged and skipped, the others are erased."""
         total = 0
         for info in self.store.list():
-            total += self.store.erase_expunged(info.name)
+            try:
+                total += self.store.erase_expunged(info.name)
+            except (OSError, StoreError) as e:
+                logmsg.log("stored", logmsg.EXPIRE_SKIPPED, mailbox=info.name, error=e)
         state.touch(state.expire_record_path(self.layout), now)
         log.info("expire: %d expunged message files erased", total)
 

@@ -35,7 +35,12 @@ class Recovery:
 def move_aside(layout: Layout, now: float) -> str:
     """Move the bad environment into mboxlist/removed/, unless the copy there
     is less than a week old: then that older copy stays and this one goes.
-    Returns "moved" or "kept"."""
+    Only a real database counts: without a data.mdb nothing is moved, kept
+    or discarded. Returns "moved", "kept" (the older copy; this one discarded) or
+    "nothing"."""
+    if not lmdbfiles.has_data(layout.mboxlist_dir):
+        lmdbfiles.discard_lock_file(layout.mboxlist_dir)
+        return "nothing"
     removed = os.path.join(layout.mboxlist_dir, REMOVED)
     marker = os.path.join(removed, REMOVED_MARKER)
     try:

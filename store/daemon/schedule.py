@@ -9,6 +9,8 @@ from .. import snapshots
 from ..layout import Layout
 from .state import expire_record_path
 
+RESYNC_RETRY = 60  # seconds before a failed resync is tried again
+
 
 class Schedule:
     """When each housekeeping job is next due. Pure: it reads the clock it
@@ -46,6 +48,15 @@ class Schedule:
             return today
         return time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday + 1, hour, 0, 0, 0, 0, -1))
 
+    def _next_expire_hour(self, now: float) -> float:
+        """The first start of the erase hour strictly after `now`."""
+        hour = self.layout.config.get_int("local.store.expirestart")
+        lt = time.localtime(now)
+        today = time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, hour, 0, 0, 0, 0, -1))
+        if today > now:
+            return today
+        return time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday + 1, hour, 0, 0, 0, 0, -1))
+
     def _last_expire(self) -> float | None:
         try:
             return os.path.getmtime(expire_record_path(self.layout))
@@ -68,6 +79,16 @@ class Schedule:
             self.due[job] = self.expire_due(now + 1)
         elif job == "resync":  # once, after a recovery from a snapshot
             del self.due[job]
+
+    def failed(self, job: str, now: float) -> None:
+        """A job that failed at `now` is due again at its next interval (the
+        erase of expunged files: at its hour tomorrow; the resync: in a minute)."""
+        if job == "expire":
+            self.due[job] = self._next_expire_hour(now)
+        elif job == "resync":
+            self.due[job] = now + RESYNC_RETRY
+        else:
+            self.done(job, now)
 
     def next_due(self) -> float:
         """When the next job is due."""

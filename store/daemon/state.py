@@ -6,6 +6,8 @@ and the expire record; and whether a stored is running (its lock).
   stored.lcu     stamp: mtime of the last stale-reader cleanup
   stored.per     stamp: mtime of the last per-user flag write-out
   stored.exp     mtime of the last erase of expunged message files
+  stored.resync  present while a spool resync after a snapshot restore is pending
+                 (written durably before READY, removed once the resync completed)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..proc import pid_alive
 STATE_FILE = "stored.state"
 STAMPS = {"checkpoint": "stored.ckp", "cleanup": "stored.lcu", "peruser": "stored.per"}
 EXPIRE_RECORD = "stored.exp"
+RESYNC_PENDING = "stored.resync"
 INIT, READY = "init", "ready"
 
 
@@ -59,6 +62,24 @@ def stamp_path(layout: Layout, job: str) -> str:
 
 def expire_record_path(layout: Layout) -> str:
     return os.path.join(layout.config_dir, EXPIRE_RECORD)
+
+
+def resync_path(layout: Layout) -> str:
+    return os.path.join(layout.config_dir, RESYNC_PENDING)
+
+
+def mark_resync_pending(layout: Layout, snapshot: str) -> None:
+    """Record, durably, that the restored database still needs the spool resync."""
+    write_file_atomic(resync_path(layout), f"{snapshot}\n".encode())
+
+
+def resync_pending(layout: Layout) -> bool:
+    return os.path.exists(resync_path(layout))
+
+
+def clear_resync_pending(layout: Layout) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(resync_path(layout))
 
 
 def touch(path: str, now: float) -> None:

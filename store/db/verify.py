@@ -71,6 +71,9 @@ def walk(path: str) -> tuple[bool, dict[str, int], list[str]]:
 
     entries: dict[str, int] = {}
     errors: list[str] = []
+    why = lmdbfiles.data_file_problem(path)  # what every opener refuses, the verifier refuses
+    if why is not None:
+        return False, {}, [f"{lmdbfiles.DATA_FILE}: {why}"]
     try:
         env = open_env(path, readonly=True, lock=False)
     except StoreError as e:

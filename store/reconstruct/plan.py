@@ -23,9 +23,9 @@ import os
 from dataclasses import dataclass, field
 
 from .. import index
-from ..db import FolderEntry
+from ..db import FolderEntry, QuotaEntry
 from ..fsutil import TEMP_PREFIX
-from ..mailbox import quota_root_for
+from ..mailbox import quota_root_for, quota_root_mailbox
 from ..mailbox.acl import default_acl
 from ..mailbox.lifecycle import new_uidvalidity, new_uniqueid
 from .findings import Act, Finding, advice
@@ -83,17 +83,20 @@ def header_db_fields(h: index.Header | None, partition: str) -> FolderEntry | No
 
 def plan_mailbox(scan: Scan, entry: FolderEntry | None, partition: str, *, force: bool = False,
                  remove_exp: bool = False, uidnext_floor: int = 0,
-                 zeroed: index.Header | None = None) -> Plan:
+                 zeroed: index.Header | None = None, root_quota: QuotaEntry | None = None) -> Plan:
     """What a repair of the scanned mailbox does. `force`: rebuild even
     when nothing is wrong. `uidnext_floor` and `zeroed`: the UIDNEXT and
-    header of an index set aside by -i (the scan then holds no index)."""
+    header of an index set aside by -i (the scan then holds no index).
+    `root_quota`: the database's entry of the quota root whose own mailbox
+    this is (quota_root_mailbox), so that a rebuilt header keeps its copy
+    of the limit even when the old header is lost."""
     n = scan.name
     p = Plan(n, scan.mdir, partition)
     _index_problems(scan, p)
     p.rebuild = force or any(f.problem and f.act is REBUILD_INDEX for f in p.findings) \
         or _files_disagree(scan, remove_exp)
     if p.rebuild:
-        _decide_rebuild(scan, entry, p, remove_exp, uidnext_floor, zeroed)
+        _decide_rebuild(scan, entry, p, remove_exp, uidnext_floor, zeroed, root_quota)
     for path in scan.unknown:
         p.add("unknown-file", f"unrecognised file {path}")
     for path in scan.temps:
@@ -141,7 +144,8 @@ def _files_disagree(scan: Scan, remove_exp: bool) -> bool:
 
 
 def _decide_rebuild(scan: Scan, entry: FolderEntry | None, p: Plan, remove_exp: bool,
-                    uidnext_floor: int, zeroed: index.Header | None) -> None:
+                    uidnext_floor: int, zeroed: index.Header | None,
+                    root_quota: QuotaEntry | None) -> None:
     n = scan.name
     old_h = scan.header
     old = {r.uid: r for r in scan.records}
@@ -167,6 +171,11 @@ def _decide_rebuild(scan: Scan, entry: FolderEntry | None, p: Plan, remove_exp: 
     limit_from = old_h or zeroed
     if limit_from is not None and limit_from.carries_limit:
         p.carries_limit, p.quota_limit = True, limit_from.quota_limit
+    elif root_quota is not None and p.quotaroot and n == quota_root_mailbox(p.quotaroot):
+        p.carries_limit, p.quota_limit = True, root_quota.limit_bytes
+        p.add("quota-limit-uncopied", f"the index header's copy of the limit of {p.quotaroot} "
+                                      "is lost", Act("copy it from the database into the rebuilt "
+                                                     "header", "copied from the database"))
     base_next = old_h.uidnext if old_h is not None else 0
     # salvaged records keep their modseqs: new ones must come after them
     p.modseq = max([old_h.highest_modseq if old_h is not None else 0]

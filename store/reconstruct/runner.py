@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import index, locks, logmsg
-from ..db import FOLDER, Database
-from ..errors import EXIT_INTERRUPTED, LockedError, StoreError, UsageError
+from ..db import FOLDER, QUOTA, Database, FolderEntry, QuotaEntry
+from ..errors import EXIT_INTERRUPTED, CorruptionError, LockedError, StoreError, UsageError
 from ..fsutil import Batch
-from ..mailbox import Store
+from ..mailbox import Store, quota_root_for, quota_root_mailbox
+from ..proc import die_with_parent
 from . import dbsync
 from .apply import apply_plan
 from .findings import Finding, Summary, advice
@@ -94,7 +95,8 @@ def visit_mailbox(store: Store, task: Task, opts: Options, batch: Batch | None =
             floor = zeroed.uidnext if zeroed else 0
             entry = entry or header_db_fields(zeroed, part)
         plan = plan_mailbox(scan, entry, part, force=opts.force, remove_exp=opts.remove_exp,
-                            uidnext_floor=floor, zeroed=zeroed)
+                            uidnext_floor=floor, zeroed=zeroed,
+                            root_quota=_root_quota(store, name, scan.header or zeroed, entry))
         qroot = scan.header.quotaroot if scan.header else ""
         if not plan.rebuild:
             return BoxResult(name, part, plan.findings, plan.db_fields, len(scan.records), False,
@@ -114,6 +116,21 @@ def visit_mailbox(store: Store, task: Task, opts: Options, batch: Batch | None =
                                          done.header.exists - before[1])
     return BoxResult(name, part, plan.findings, plan.db_fields, done.messages, True,
                      done.header.quotaroot, delta)
+
+
+def _root_quota(store: Store, name: str, header: index.Header | None,
+                entry: FolderEntry | None) -> QuotaEntry | None:
+    """The quota entry of the root whose own mailbox `name` is, when its
+    header does not keep the limit itself (one read, root mailboxes only)."""
+    if header is not None and header.carries_limit:
+        return None
+    root = header.quotaroot if header else entry.quotaroot if entry else quota_root_for(name)
+    if not root or name != quota_root_mailbox(root):
+        return None
+    try:
+        return store.db.record(QUOTA, root)
+    except CorruptionError:
+        return None
 
 
 def _header_or_none(mdir: str, name: str) -> index.Header | None:
@@ -159,9 +176,11 @@ def _work(root: str, tasks: list[Task], opts: Options) -> list[BoxResult]:
         store.close()
 
 
-def _ignore_sigint() -> None:
-    """Pool workers finish their chunk on Ctrl-C; the parent stops the run."""
+def worker_init() -> None:
+    """Pool workers finish their chunk on Ctrl-C (the parent stops the run),
+    and die with a parent killed outright."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
 
 
 class _CtrlC:
@@ -226,7 +245,7 @@ def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None
 
         store.close()  # no LMDB handle may cross a fork
         ex = cf.ProcessPoolExecutor(max_workers=opts.jobs, mp_context=mp.get_context("fork"),
-                                    initializer=_ignore_sigint)
+                                    initializer=worker_init)
         futs, collected = [], set()
         try:
             futs = [ex.submit(_work, store.layout.root, c, opts) for c in chunks]
