@@ -93,7 +93,10 @@ def _parse(text: str, path: str) -> dict[str, str]:
         if not sep:
             raise SettingError(f"{path}:{lineno}: expected 'name = value', found {line!r}")
         name = name.strip()
-        values[name] = lookup(name).validate(value)
+        try:
+            values[name] = lookup(name).validate(value)
+        except SettingError as e:  # where, for the administrator who edited the file
+            raise SettingError(f"{path}:{lineno}: {e}") from None
     return values
 
 

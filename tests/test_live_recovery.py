@@ -1,0 +1,207 @@
+"""stored and reconstruct on a live system (issue 10's items, each a test
+that failed before the fix): recovery state that survives a restart, the
+removed/ rule, failures in the log, reloads, the erase job, a database cut
+short by a few bytes, pool workers, the quota limit's copy in a rebuild."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from build_store import build
+from conftest import ROOT
+from damage import damage
+
+from store import index, snapshots
+from store.daemon import state
+from store.daemon.daemon import Daemon
+from store.mailbox import Store
+
+
+@pytest.fixture
+def root(tmp_path):
+    r = str(tmp_path / "store")
+    build(r, users=2, folders=1, messages=3, seed=8)
+    return r
+
+
+def _log(root):
+    path = os.path.join(root, "log", "default")
+    return open(path, encoding="utf-8").read() if os.path.exists(path) else ""
+
+
+def _start(root):
+    from store import logsetup
+    logsetup.attach(os.path.join(root, "log"))
+    d = Daemon(root)
+    d.start()
+    return d
+
+
+def _snapshot_then_late_mailbox(root):
+    d = _start(root)
+    d.tick()  # the first snapshot
+    d.shutdown()
+    assert snapshots.list_snapshots(Store.open(root).layout)
+    with Store.open(root) as s:
+        s.create("user/late")  # after the snapshot: only the spool knows it
+    damage(root, "db_truncated", "user/user0000")
+
+
+def test_a_pending_resync_survives_a_restart(root):
+    _snapshot_then_late_mailbox(root)
+    d = _start(root)  # restores the snapshot; the resync is queued
+    assert state.resync_pending(d.layout)
+    d.shutdown()  # as if killed before the resync ran: nothing ran it
+    d = _start(root)  # the database verifies now; the resync must still run
+    assert "resync" in d.schedule.due
+    d.tick()
+    d.shutdown()
+    assert not state.resync_pending(d.layout)
+    with Store.open(root) as s:
+        assert s.exists("user/late")
+    assert "resync from the spool pending since a snapshot was restored" in _log(root)
+
+
+def test_no_snapshot_is_taken_of_a_restored_database_before_its_resync(root):
+    _snapshot_then_late_mailbox(root)
+    with Store.open(root) as s:  # the snapshot is overdue at the next start
+        s.layout.config.set("local.store.snapshotinterval", "1")
+    time.sleep(1.1)
+    d = _start(root)
+    d.schedule.due["snapshot"] = d.clock() - 3600  # due before the resync
+    d.tick()
+    d.shutdown()
+    newest = snapshots.list_snapshots(d.layout)[-1]
+    from store.db import Database
+    with Database(newest.path, readonly=True) as db:
+        assert db.get("folder", "user/late/INBOX") is not None
+
+
+def test_no_removed_copy_is_made_of_a_database_that_is_not_there(root):
+    os.unlink(os.path.join(root, "mboxlist", "data.mdb"))
+    d = _start(root)
+    d.shutdown()
+    removed = os.path.join(root, "mboxlist", "removed")
+    assert not os.path.exists(os.path.join(removed, "removed.json"))
+    assert "discarded" not in _log(root)
+    damage(root, "db_truncated", "user/user0000")  # the first real damage is kept
+    d = _start(root)
+    d.shutdown()
+    assert os.path.exists(os.path.join(removed, "data.mdb"))
+
+
+def test_a_failed_recovery_is_in_the_default_log(root):
+    damage(root, "db_truncated", "user/user0000")
+    bad = os.path.join(root, "not-a-directory")
+    open(bad, "w").close()
+    with Store.open(root) as s:
+        s.layout.config.set("local.store.snapshotpath", bad)
+    r = subprocess.run([sys.executable, "-c", "from store.cli.stored import main; main()"],
+                       cwd=ROOT, env={**os.environ, "MSGSTORE_ROOT": root}, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 8, r
+    log = _log(root)
+    assert "stored failed and stopped:" in log and "not-a-directory" in log, log
+
+
+def test_a_reload_with_a_bad_setting_keeps_the_running_settings(root):
+    d = _start(root)
+    try:
+        conf = os.path.join(root, "config", "store.conf")
+        with open(conf, "a") as f:
+            f.write("local.store.checkpointinterval = soon\n")
+        assert d.reload() is False
+        assert d.layout.config.get_int("local.store.checkpointinterval") == 60
+        log = _log(root)
+        assert "Settings not reloaded" in log and "store.conf:" in log and "soon" in log
+    finally:
+        d.shutdown()
+
+
+def test_the_erase_job_skips_a_bad_mailbox_and_waits_for_its_next_hour(root):
+    with Store.open(root) as s:
+        for name in ("user/user0000", "user/user0001"):
+            s.set_flags(name, 1, index.FLAG_DELETED)
+            s.expunge(name)
+        bad = s.mailbox_dir("user/user0000")
+        good = s.mailbox_dir("user/user0001")
+    with open(os.path.join(bad, index.EXP_FILE), "r+b") as f:
+        f.write(b"garbage!")
+    d = _start(root)
+    try:
+        now = d.clock()
+        assert d.run_job("expire", now)
+        from store.mailbox import message_path
+        assert not os.path.exists(message_path(good, 1))  # erased past the bad one
+        assert os.path.exists(message_path(bad, 1))
+        assert "Expunged message files of user/user0000/INBOX not erased" in _log(root)
+        # a job that fails is due again at its next interval, not every second
+        d.store.close()
+        d.store.list = None  # any failure of the job as a whole
+        assert not d.run_job("expire", now)
+        assert d.schedule.due["expire"] > now + 3600
+    finally:
+        d.store = Store.open(root)
+        d.shutdown()
+
+
+@pytest.mark.parametrize("cut", [1, 4097])
+def test_a_database_cut_short_by_a_few_bytes_is_recovered(root, cut):
+    with Store.open(root) as s:  # free pages at the end, which no walk of the entries reads
+        for i in range(3000):
+            s.db.write(lambda t, i=i: t.put("subscr", f"u{i:05d}", {"mailboxes": ["x" * 300]}),
+                       durable=False)
+        s.db.write(lambda t: [t.delete("subscr", f"u{i:05d}") for i in range(3000)])
+    d = _start(root)
+    d.tick()  # a snapshot to recover from
+    d.shutdown()
+    path = os.path.join(root, "mboxlist", "data.mdb")
+    os.truncate(path, os.path.getsize(path) - cut)
+    d = _start(root)  # used to stop with exit 4: the verifier passed what the opener refused
+    d.shutdown()
+    assert "Database check failed" in _log(root)
+    with Store.open(root) as s:
+        assert {i.name for i in s.list()} >= {"user/user0000/INBOX", "user/user0001/INBOX"}
+
+
+def test_pool_workers_die_with_their_parent():
+    code = textwrap.dedent("""
+        import concurrent.futures as cf, multiprocessing as mp, os, sys, time
+        from store.reconstruct.runner import worker_init
+        ex = cf.ProcessPoolExecutor(1, mp_context=mp.get_context("fork"), initializer=worker_init)
+        print(ex.submit(os.getpid).result(), flush=True)
+        ex.submit(time.sleep, 60)
+        time.sleep(60)
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    worker = int(p.stdout.readline())
+    p.send_signal(signal.SIGKILL)  # the command killed outright
+    p.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError("the pool worker outlived its parent")
+
+
+def test_a_rebuilt_root_header_keeps_the_quota_limit(cli, root):
+    with Store.open(root) as s:
+        s.set_quota("user/user0000", 10_000_000)
+    damage(root, "truncate_header", "user/user0000")
+    assert cli("reconstruct", "--store-root", root, "user/user0000").code == 1
+    with Store.open(root) as s:
+        h = s.header("user/user0000")
+    assert (h.carries_limit, h.quota_limit) == (True, 10_000_000)
+    os.unlink(os.path.join(root, "mboxlist", "data.mdb"))  # and a later database loss keeps it
+    assert cli("reconstruct", "--store-root", root, "-m").code == 1
+    with Store.open(root) as s:
+        assert s.quotas("user/user0000")[0]["limit_bytes"] == 10_000_000
