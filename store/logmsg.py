@@ -134,7 +134,8 @@ DB_REMOVED_KEPT = _m(
     "Damaged database discarded: the copy in {path} is less than a week old and is kept",
     "None.")
 DB_RESYNC = _m(
-    "db-resync", logging.WARNING, "Database resync from the spool: {line}", "None; for the record.")
+    "db-resync", logging.WARNING, "Database resync from the spool: {line}",
+    "None; for the record. Each change is the `reconstruct` line logged just before.")
 STORED_READY = _m(
     "stored-ready", logging.INFO, "stored ready (pid {pid}) in {seconds:.1f} s", "None.")
 STORED_STOPPED = _m(

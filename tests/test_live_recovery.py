@@ -205,3 +205,28 @@ def test_a_rebuilt_root_header_keeps_the_quota_limit(cli, root):
     assert cli("reconstruct", "--store-root", root, "-m").code == 1
     with Store.open(root) as s:
         assert s.quotas("user/user0000")[0]["limit_bytes"] == 10_000_000
+
+
+def test_a_scoped_m_changes_only_its_users_data_and_refuses_bad_scopes(cli, root):
+    damage(root, "wrong_quota_usage", "user/user0001")
+    with Store.open(root) as s:
+        wrong = s.quotas("user/user0001")[0]
+    r = cli("reconstruct", "--store-root", root, "-p", "primary", "-u", "user0000", "-m")
+    assert r.code == 0, r
+    with Store.open(root) as s:
+        assert s.quotas("user/user0001")[0] == wrong  # another user's usage: not touched
+    for args in (["-p", "nosuch", "-m"], ["-p", root, "-m"],
+                 ["-p", "primary", "-u", "user/user0000", "-m"]):
+        r = cli("reconstruct", "--store-root", root, *args)
+        assert r.code == 16 and r.err.count("\n") == 1, (args, r)
+    assert cli("reconstruct", "--store-root", root, "-q").code == 1  # the whole store: fixed
+
+
+def test_a_resync_logs_each_change_once(root):
+    _snapshot_then_late_mailbox(root)
+    d = _start(root)
+    d.tick()
+    d.shutdown()
+    log = _log(root)
+    assert log.count("user/late/INBOX: folder entry missing") == 1, log
+    assert "Database resync from the spool: " in log

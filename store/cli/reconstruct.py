@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..daemon.state import refuse_while_recovering
+from ..layout import check_userid
 from ..reconstruct import exit_code
 from ..reconstruct.runner import Options, reconstruct_db, reconstruct_mailboxes
 from .common import emit_json, entry, json_option, open_store, store_root_option, usage
@@ -76,6 +77,12 @@ def cli(store_root, check_only, force, zero_index, remove_exp, partition, recurs
         raise usage("-q and -l work on the whole store; -p goes with -m or mailbox names")
     import os
     with open_store(store_root, readonly=check_only) as store:
+        known = store.layout.config.partitions()
+        if partition and partition not in known:
+            raise usage(f"-p {partition}: no such partition (known: {', '.join(known)}); "
+                        "-p takes a partition name, not a path")
+        if user:
+            check_userid(user)  # a user id, not a mailbox name
         if db_mode or quota_mode or lright_mode:
             mode = "m" if db_mode else "q" if quota_mode else "l"
             if mode == "m":

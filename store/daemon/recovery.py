@@ -89,7 +89,8 @@ def check_and_recover(layout: Layout, now: float, status: Callable[[str], None])
 
 
 def resync_from_spool(layout: Layout, store: Store | None = None) -> list[str]:
-    """The reconstruct -m engine over the whole spool; each change is logged.
+    """The reconstruct -m engine over the whole spool. Each change is logged
+    once, by the engine (`reconstruct: ...`); this logs one summary line.
     `store`: the daemon's open store (LMDB allows one environment handle per
     process)."""
     with contextlib.ExitStack() as stack:
@@ -97,7 +98,9 @@ def resync_from_spool(layout: Layout, store: Store | None = None) -> list[str]:
             store = stack.enter_context(Store(layout))
         findings, s = reconstruct_db(store, partition=None, user=None, apply=True, mode="m",
                                      verify_first=False)
-    lines = [f.line() for f in findings]
-    for line in lines or [f"{s.mailboxes_checked} mailboxes checked, database already up to date"]:
-        logmsg.log("stored", logmsg.DB_RESYNC, line=line)
-    return lines
+    changes = sum(1 for f in findings if f.applied)
+    logmsg.log("stored", logmsg.DB_RESYNC,
+               line=f"{s.mailboxes_checked} mailboxes checked, {changes} database entries "
+                    f"changed ({s.db_added} added, {s.db_removed} removed, {s.db_changed} "
+                    f"changed)" + ("" if changes else ": already up to date"))
+    return [f.line() for f in findings]

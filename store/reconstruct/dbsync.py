@@ -56,10 +56,31 @@ def read_spool(store: Store, partition: str | None = None, user: str | None = No
     return sorted(out, key=lambda b: (b.name, b.partition))
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What a `-m` run may change: one partition (-p) and one user (-u), or all."""
+
+    partition: str | None = None
+    user: str | None = None
+
+    @property
+    def everything(self) -> bool:
+        return not self.partition and not self.user
+
+    def holds(self, name: str, entry: FolderEntry) -> bool:
+        if self.partition and entry.partition != self.partition:
+            return False
+        return not self.user or user_of(name) == self.user
+
+
 def _in_scope(name: str, entry: FolderEntry, partition: str | None, user: str | None) -> bool:
-    if partition and entry.partition != partition:
-        return False
-    return not user or user_of(name) == user
+    return Scope(partition, user).holds(name, entry)
+
+
+def roots_in_scope(store: Store, scope: Scope) -> set[str]:
+    """The quota roots of the mailboxes in scope (the usage a scoped -m recounts)."""
+    return {e.quotaroot for n, e in store.db.good_records(FOLDER)
+            if e.quotaroot and scope.holds(n, e)}
 
 
 def _finding(mailbox: str, kind: str, detail: str, act: Act, apply: bool) -> Finding:
@@ -185,11 +206,14 @@ def _limit(value: int | None) -> str:
     return "none" if value is None else f"{value} bytes"
 
 
-def sync_quota_roots(t: Txn, apply: bool, header_writes: HeaderWrites) -> list[Finding]:
-    """Every mailbox has the right quota root, and every quota root exists."""
+def sync_quota_roots(t: Txn, apply: bool, header_writes: HeaderWrites,
+                     scope: Scope = Scope()) -> list[Finding]:
+    """Every mailbox (in scope) has the right quota root, and every quota root exists."""
     out: list[Finding] = []
     roots = {r for r, _ in t.good_records(QUOTA)}
     for n, e in list(t.good_records(FOLDER)):
+        if not scope.holds(n, e):
+            continue
         want = expected_quotaroot(n, roots)
         if e.quotaroot != want:
             out.append(_finding(n, "quotaroot-wrong", f"quota root {e.quotaroot!r}, "

@@ -374,13 +374,15 @@ def _sync_db(store: Store, partition: str | None, user: str | None, mode: str, *
         s.messages_checked = sum(b.exists for b in spool)
         findings += store.db.write(lambda t: dbsync.sync_folder(t, spool, partition, user, True))
     writes: dbsync.HeaderWrites = []
+    scope = dbsync.Scope(partition, user)
     if mode == "m":
         findings += store.db.write(lambda t: dbsync.sync_quota_limits(t, spool, True, writes))
     if mode in ("m", "q"):
-        findings += store.db.write(lambda t: dbsync.sync_quota_roots(t, True, writes))
+        findings += store.db.write(lambda t: dbsync.sync_quota_roots(t, True, writes, scope))
         if header_writes:
             dbsync.apply_header_writes(store, writes)
-        findings += dbsync.sync_usage(store, True, from_records=(mode == "q"),
+        roots = None if scope.everything else dbsync.roots_in_scope(store, scope)
+        findings += dbsync.sync_usage(store, True, from_records=(mode == "q"), only=roots,
                                       summary=s if mode == "q" else None)
     if mode == "l" or (mode == "m" and not partition):
         findings += store.db.write(lambda t: dbsync.sync_lright(t, True))
