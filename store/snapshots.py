@@ -45,6 +45,7 @@ class Snapshot:
     bytes: int
     sha256: str
     entries: dict
+    data_mtime_ns: int | None = None  # of data.mdb when it was verified (older manifests: None)
 
     def as_json(self) -> dict:
         return {"name": self.name, "path": self.path,
@@ -82,7 +83,7 @@ def list_snapshots(layout: Layout) -> list[Snapshot]:
         except (OSError, ValueError):
             continue
         out.append(Snapshot(n, path, m["time"], m["verified"], m["suspect"], m["bytes"],
-                            m["sha256"], m.get("entries", {})))
+                            m["sha256"], m.get("entries", {}), m.get("data_mtime_ns")))
     return sorted(out, key=lambda s: (s.time, s.name))
 
 
@@ -108,9 +109,10 @@ def take(layout: Layout, db, *, now: float | None = None) -> Snapshot:
         data = lmdbfiles.data_path(tmp)
         lmdbfiles.fsync_data(tmp)
         verdict = dbverify.verify(tmp)
-        manifest = {"time": now, "bytes": os.path.getsize(data), "sha256": _sha256(data),
+        st = os.stat(data)
+        manifest = {"time": now, "bytes": st.st_size, "sha256": _sha256(data),
                     "entries": verdict.entries, "verified": verdict.ok, "suspect": not verdict.ok,
-                    "verdict": verdict.reason}
+                    "verdict": verdict.reason, "data_mtime_ns": st.st_mtime_ns}
         write_file_atomic(os.path.join(tmp, MANIFEST), json.dumps(manifest, indent=1).encode())
         final = os.path.join(d, PREFIX + stamp + ("" if verdict.ok else SUSPECT))
         n = 1
@@ -123,19 +125,64 @@ def take(layout: Layout, db, *, now: float | None = None) -> Snapshot:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     snap = Snapshot(os.path.basename(final), final, now, verdict.ok, not verdict.ok,
-                    manifest["bytes"], manifest["sha256"], verdict.entries)
+                    manifest["bytes"], manifest["sha256"], verdict.entries, st.st_mtime_ns)
     if verdict.ok:
         logmsg.log("snapshots", logmsg.SNAPSHOT_TAKEN, name=snap.name, bytes=snap.bytes)
-        prune(layout, layout.config.get_int("local.store.snapshotdirs"))
     else:
         logmsg.log("snapshots", logmsg.SNAPSHOT_SUSPECT, name=snap.name, reason=verdict.reason)
+    prune(layout, layout.config.get_int("local.store.snapshotdirs"))
     check_free_space(layout, snap.bytes)
     return snap
 
 
+def changed_since_verified(snap: Snapshot) -> bool:
+    """Whether data.mdb is no longer the file that was verified (its size or
+    mtime moved, or the manifest predates the record of its mtime)."""
+    try:
+        st = os.stat(lmdbfiles.data_path(snap.path))
+    except OSError:
+        return True
+    return snap.data_mtime_ns is None or st.st_mtime_ns != snap.data_mtime_ns \
+        or st.st_size != snap.bytes
+
+
+def _record_verified(snap: Snapshot) -> None:
+    """Note in the manifest the data.mdb just verified again (its mtime)."""
+    path = os.path.join(snap.path, MANIFEST)
+    with open(path, encoding="utf-8") as f:
+        m = json.load(f)
+    m["data_mtime_ns"] = os.stat(lmdbfiles.data_path(snap.path)).st_mtime_ns
+    write_file_atomic(path, json.dumps(m, indent=1).encode())
+
+
+def mark_suspect(layout: Layout, snap: Snapshot, reason: str) -> Snapshot:
+    """Rename a snapshot that no longer verifies to `...-suspect`, so that it
+    is never restored and no longer counts among the good ones."""
+    with open(os.path.join(snap.path, MANIFEST), encoding="utf-8") as f:
+        m = json.load(f)
+    m.update(suspect=True, verdict=reason)
+    write_file_atomic(os.path.join(snap.path, MANIFEST), json.dumps(m, indent=1).encode())
+    final = snap.path + SUSPECT
+    os.rename(snap.path, final)
+    fsync_dir(os.path.dirname(final))
+    logmsg.log("snapshots", logmsg.SNAPSHOT_SUSPECT, name=os.path.basename(final), reason=reason)
+    return Snapshot(os.path.basename(final), final, snap.time, snap.verified, True, snap.bytes,
+                    snap.sha256, snap.entries, snap.data_mtime_ns)
+
+
 def prune(layout: Layout, keep: int) -> list[str]:
-    """Keep the newest `keep` good snapshots (and as many suspect ones);
-    remove the rest and any temp directory a killed snapshot left."""
+    """Keep the newest `keep` good snapshots and the newest `keep` suspect
+    ones; remove the rest and any temp directory a killed snapshot left. A
+    good one whose file changed since it was verified is verified again
+    first (and marked suspect when it fails), so that a snapshot damaged in
+    place never pushes a good one out."""
+    for s in list_snapshots(layout):
+        if s.suspect or not changed_since_verified(s):
+            continue
+        if still_good(s):
+            _record_verified(s)
+        else:
+            mark_suspect(layout, s, "data.mdb changed since it was verified and fails verification")
     snaps = list_snapshots(layout)
     removed = []
     for group in ([s for s in snaps if not s.suspect], [s for s in snaps if s.suspect]):

@@ -149,3 +149,29 @@ def test_imdbverify_commands(cli, store):
     db = Database(os.path.join(root, "mboxlist"), readonly=True)
     assert db.get("folder", "user/joe/INBOX") is not None
     db.close()
+
+
+def test_a_snapshot_damaged_in_place_never_pushes_a_good_one_out(store):
+    store.create("user/joe")
+    store.layout.config.set("local.store.snapshotdirs", "2")
+    a = _take(store, 1_800_000_000)
+    b = _take(store, 1_800_000_060)
+    with open(os.path.join(b.path, "data.mdb"), "r+b") as f:  # B damaged in place
+        f.seek(5000)
+        f.write(b"\xff" * 10)
+    assert snapshots.best(store.layout)[0].name == a.name  # a recovery refuses B, uses A
+    c = _take(store, 1_800_000_120)  # the next snapshot prunes
+    good = [s.name for s in snapshots.list_snapshots(store.layout) if not s.suspect]
+    assert good == [a.name, c.name]
+    assert [s.name for s in snapshots.list_snapshots(store.layout) if s.suspect] == \
+        [b.name + "-suspect"]
+
+
+def test_suspect_snapshots_do_not_pile_up(store, monkeypatch):
+    store.create("user/joe")
+    store.layout.config.set("local.store.snapshotdirs", "2")
+    from store.db import verify as dbverify
+    monkeypatch.setattr(dbverify, "verify", lambda p, **k: dbverify.Verdict(False, p, errors=["bad"]))
+    for i in range(5):  # as many imdbverify -s on a bad database
+        _take(store, 1_800_000_000 + i)
+    assert len([s for s in snapshots.list_snapshots(store.layout) if s.suspect]) == 2
