@@ -7,11 +7,12 @@ apply=False, for -n) announced.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from .. import index
+from .. import index, locks
 from ..db import FOLDER, LRIGHT, QUOTA, FolderEntry, LrightEntry, QuotaEntry, Txn, printable_key
-from ..errors import CorruptionError
+from ..errors import CorruptionError, StoreError
 from ..layout import USER_NS, user_of, walk_spool
 from ..mailbox import Store, quota_add, quota_root_for, quota_root_mailbox
 from ..mailbox.quota import count_usage
@@ -88,9 +89,35 @@ def _finding(mailbox: str, kind: str, detail: str, act: Act, apply: bool) -> Fin
     return f.applying() if apply else f
 
 
+def _on_disk(layout, name: str, partition: str) -> bool | None:
+    """Whether the mailbox's store.idx is on disk now, or None while another
+    process holds the mailbox's lock (a create, delete or rename under way:
+    the entry is left for it, and for the next run). Probed without waiting:
+    this runs inside a write transaction, which a lock holder may be
+    waiting for."""
+    path = os.path.join(layout.lock_dir, locks.mailbox_lock_name(name))
+    fd = locks.acquire(path, 0)
+    if fd is None:
+        return None
+    try:
+        return os.path.isfile(os.path.join(layout.mailbox_dir(name, partition), index.IDX_FILE))
+    except StoreError:  # a partition no longer configured
+        return False
+    finally:
+        locks.release(fd)
+
+
 def sync_folder(t: Txn, spool: list[SpoolBox], partition: str | None, user: str | None,
-                apply: bool) -> list[Finding]:
-    """Folder entries from the index headers: added, changed, removed."""
+                apply: bool, layout=None) -> list[Finding]:
+    """Folder entries from the index headers: added, changed, removed.
+
+    The spool was read before this transaction began, and a mailbox may have
+    been created, deleted or renamed since. So before an entry is added or
+    removed the mailbox is looked at again, here, under its lock: an entry
+    is removed only if its index is still gone, added only if it is still
+    there, and one whose mailbox is locked (its create, delete or rename
+    under way) is left alone (`layout`: where to look; without it, no second
+    look)."""
     out: list[Finding] = []
     seen: dict[str, SpoolBox] = {}
     db: dict[str, FolderEntry] = {}
@@ -117,6 +144,8 @@ def sync_folder(t: Txn, spool: list[SpoolBox], partition: str | None, user: str 
                                       else "entry kept")))
             continue
         if entry is None:
+            if layout is not None and not _on_disk(layout, n, box.partition):
+                continue  # deleted, renamed away or being worked on since the spool was read
             if apply:
                 t.put(FOLDER, n, box.fields)
             out.append(_finding(n, "db-added", f"folder entry missing (partition "
@@ -134,6 +163,8 @@ def sync_folder(t: Txn, spool: list[SpoolBox], partition: str | None, user: str 
     for n, entry in db.items():
         if n in seen or not _in_scope(n, entry, partition, user):
             continue
+        if layout is not None and _on_disk(layout, n, entry.partition) is not False:
+            continue  # created, renamed here or being worked on since the spool was read
         if apply:
             t.delete(FOLDER, n)
         out.append(_finding(n, "db-removed", f"folder entry for a mailbox not in the spool "

@@ -372,7 +372,8 @@ def _sync_db(store: Store, partition: str | None, user: str | None, mode: str, *
         spool = dbsync.read_spool(store, partition, user)
         s.mailboxes_checked = len(spool)
         s.messages_checked = sum(b.exists for b in spool)
-        findings += store.db.write(lambda t: dbsync.sync_folder(t, spool, partition, user, True))
+        findings += store.db.write(lambda t: dbsync.sync_folder(t, spool, partition, user, True,
+                                                                 store.layout))
     writes: dbsync.HeaderWrites = []
     scope = dbsync.Scope(partition, user)
     if mode == "m":
