@@ -2,6 +2,7 @@
 
 EXIT_OK = 0
 EXIT_CORRECTED = 1
+EXIT_NOT_RESPONDING = 2  # stored -t: it runs but its heartbeat is stale (restart it)
 EXIT_UNCORRECTED = 4
 EXIT_OPERATIONAL = 8
 EXIT_USAGE = 16

@@ -201,3 +201,23 @@ def test_sighup_reloads_the_settings(root):
     finally:
         code, err = stop(p)
     assert code == 0 and "settings reloaded" in err, err
+
+
+def test_stored_t_reports_a_stored_that_does_not_respond(root):
+    p = start(root)
+    try:
+        wait_ready(root, p)
+        p.send_signal(signal.SIGSTOP)  # hung: nothing renews the heartbeat
+        path = os.path.join(root, "config", "stored.state")
+        old = time.time() - 60
+        os.utime(path, (old, old))
+        r = cmd(["-t", "-v"], root)
+        assert r.returncode == 2 and "state: not responding" in r.stdout, r
+        p.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while cmd(["-t"], root).returncode != 0:
+            assert time.monotonic() < deadline, "heartbeat not renewed after SIGCONT"
+            time.sleep(0.2)
+    finally:
+        p.send_signal(signal.SIGCONT)
+        stop(p)

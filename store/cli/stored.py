@@ -12,14 +12,15 @@ from .. import logmsg, logsetup, snapshots
 from ..daemon import state
 from ..daemon.daemon import Daemon
 from ..daemon.housekeeping import cleanup
-from ..errors import EXIT_OPERATIONAL, StoreError
+from ..errors import EXIT_NOT_RESPONDING, EXIT_OPERATIONAL, StoreError
 from ..layout import Layout
 from .common import EXIT_CODES_HELP, emit_json, entry, json_option, resolve_root, store_root_option
 
 EPILOG = """\b
 Examples:
   stored                      run in the foreground (as systemd's ExecStart)
-  stored -t                   exit 0 when stored is ready, non-zero otherwise
+  stored -t                   exit 0 when stored is ready, 2 when it runs but does not
+                              respond (heartbeat older than 15 s), 8 otherwise
   stored -t -v                state, pid, stamp ages, newest snapshot
   stored -r                   clear stale reader slots and temp files, sync, exit
 
@@ -48,6 +49,9 @@ def cli(store_root, test, verbose, cleanup, as_json) -> int:
 def _test(layout: Layout, verbose: bool, as_json: bool) -> int:
     st = state.running(layout)
     now_state = st["state"] if st else "stopped"
+    age = state.heartbeat_age(layout, time.time()) if st else None
+    if st and now_state == state.READY and age is not None and age > state.HEARTBEAT_STALE:
+        now_state = "not responding"
     if verbose or as_json:
         now = time.time()
         snaps = [s for s in snapshots.list_snapshots(layout) if not s.suspect]
@@ -55,7 +59,8 @@ def _test(layout: Layout, verbose: bool, as_json: bool) -> int:
                 "stamps": {k: None if v is None else round(v, 1)
                            for k, v in state.stamp_ages(layout, now).items()},
                 "newest_snapshot": snaps[-1].as_json() if snaps else None,
-                "resync_pending": state.resync_pending(layout)}
+                "resync_pending": state.resync_pending(layout),
+                "heartbeat_age": None if age is None else round(age, 1)}
         if as_json:
             emit_json(info)
         else:
@@ -66,6 +71,8 @@ def _test(layout: Layout, verbose: bool, as_json: bool) -> int:
             ns = info["newest_snapshot"]
             click.echo("newest snapshot: " + (f"{ns['name']} ({ns['time']})" if ns else "none"))
             click.echo("spool resync: " + ("pending" if info["resync_pending"] else "none pending"))
+    if now_state == "not responding":
+        return EXIT_NOT_RESPONDING
     return 0 if now_state == state.READY else EXIT_OPERATIONAL
 
 

@@ -40,6 +40,8 @@ class Daemon:
         self.store: Store | None = None
         self.schedule: Schedule | None = None
         self.last_db_size = 0
+        self._beating = threading.Event()  # set: the heartbeat thread stops
+        self._heart: threading.Thread | None = None
 
     def acquire(self) -> None:
         """Take stored.lock: a second instance stops here, touching nothing."""
@@ -66,9 +68,17 @@ class Daemon:
                 logmsg.log("stored", logmsg.STORED_RESYNC_PENDING)
             self.schedule.due["resync"] = self.clock()  # first thing after readiness
         state.write_state(self.layout, state.READY)
+        self._heart = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+        self._heart.start()
         sd_notify("READY=1\nSTATUS=ready")
         logmsg.log("stored", logmsg.STORED_READY, pid=os.getpid(), seconds=time.monotonic() - t0)
         return rec
+
+    def _heartbeat(self) -> None:
+        """A stopped or hung process stops renewing it (stored -t then says so);
+        a long job in the main loop does not."""
+        while not self._beating.wait(state.HEARTBEAT_INTERVAL):
+            state.beat(self.layout)
 
     def _status(self, text: str) -> None:
         sd_notify(f"STATUS={text}")
@@ -171,6 +181,9 @@ class Daemon:
     def shutdown(self) -> None:
         """Sync and close the database, remove the state file, release the lock."""
         sd_notify("STOPPING=1")
+        self._beating.set()
+        if self._heart is not None:
+            self._heart.join(5)
         if self.store is not None:
             with contextlib.suppress(Exception):
                 self.store.db.sync()

@@ -26,6 +26,8 @@ STAMPS = {"checkpoint": "stored.ckp", "cleanup": "stored.lcu", "peruser": "store
 EXPIRE_RECORD = "stored.exp"
 RESYNC_PENDING = "stored.resync"
 INIT, READY = "init", "ready"
+HEARTBEAT_INTERVAL = 2.0  # seconds between renewals of the state file's mtime
+HEARTBEAT_STALE = 15.0  # older than this: stored runs but does not respond
 
 
 def state_path(layout: Layout) -> str:
@@ -46,6 +48,19 @@ def read_state(layout: Layout) -> dict | None:
 
 def write_state(layout: Layout, state: str) -> None:
     write_file_atomic(state_path(layout), f"{os.getpid()} {state}\n".encode())
+
+
+def beat(layout: Layout) -> None:
+    """Renew the heartbeat (the state file's mtime)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(state_path(layout))
+
+
+def heartbeat_age(layout: Layout, now: float) -> float | None:
+    try:
+        return now - os.path.getmtime(state_path(layout))
+    except FileNotFoundError:
+        return None
 
 
 def clear_state(layout: Layout) -> None:
