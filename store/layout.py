@@ -23,6 +23,9 @@ USER_NS = "user"
 INBOX = "INBOX"
 DIR_PREFIX = "="
 MARKER = os.path.join(CONFIG_DIR, CONFIG_FILE)
+# in a mailbox directory: a delete has begun (mailbox/lifecycle.py); the
+# directory is no longer a mailbox, and whoever finds it finishes the delete
+DELETING = "store.deleted"
 
 
 def is_bucket(name: str) -> bool:
@@ -222,10 +225,12 @@ class Layout:
         return path + "/"
 
 
-def walk_spool(partition_path: str, start: str | None = None):
+def walk_spool(partition_path: str, start: str | None = None, *, deleting: bool = False):
     """Yield (canonical name, directory) for every mailbox directory in a
     partition (one holding store.idx or message buckets). Symlinks are never
-    followed; bucket directories are not descended into."""
+    followed; bucket directories are not descended into. A directory whose
+    delete has begun (DELETING) is no mailbox, unless `deleting` asks for
+    those too (reconstruct, which finishes them)."""
     user_top = os.path.join(partition_path, DIR_PREFIX + USER_NS)
 
     def subdirs(d: str, hashed: bool) -> list[str]:
@@ -241,9 +246,12 @@ def walk_spool(partition_path: str, start: str | None = None):
             entries = list(os.scandir(d))
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             return
-        # a mailbox: has an index, or has bucket directories (its index was lost)
-        if any((e.name == "store.idx" and e.is_file(follow_symlinks=False))
-               or (is_bucket(e.name) and e.is_dir(follow_symlinks=False)) for e in entries):
+        # a mailbox: has an index, or has bucket directories (its index was lost);
+        # not one whose delete has begun
+        marked = any(e.name == DELETING for e in entries)
+        if (marked and deleting) or (not marked and any(
+                (e.name == "store.idx" and e.is_file(follow_symlinks=False))
+                or (is_bucket(e.name) and e.is_dir(follow_symlinks=False)) for e in entries)):
             name = name_from_relpath(os.path.relpath(d, partition_path))
             if name is not None:
                 yield name, d + "/"

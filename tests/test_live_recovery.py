@@ -230,3 +230,36 @@ def test_a_resync_logs_each_change_once(root):
     log = _log(root)
     assert log.count("user/late/INBOX: folder entry missing") == 1, log
     assert "Database resync from the spool: " in log
+
+
+@pytest.mark.parametrize("cut_after", ["mark", "index", "database"])
+def test_a_delete_killed_half_way_is_finished_not_undone(cli, root, cut_after):
+    """The steps of `mboxutil -d` (mark, index files, database entry, files)
+    stopped after each: the next reconstruct finishes the delete; the mail
+    does not come back under a new UIDVALIDITY."""
+    from store.layout import DELETING
+    name = "user/user0001/Sent"
+    from store.mailbox.acl import lright_remove
+    from store.mailbox.quota import quota_add
+    with Store.open(root) as s:
+        mdir = s.mailbox_dir(name)
+        entry, h = s.entry(name), s.header(name)
+        open(os.path.join(mdir, DELETING), "w").close()
+        if cut_after in ("index", "database"):
+            for f in index.INDEX_FILES:
+                os.unlink(os.path.join(mdir, f))
+        if cut_after == "database":  # the delete's own transaction, committed
+
+            def txn(t):
+                t.delete("folder", name)
+                lright_remove(t, name, entry.acl)
+                quota_add(t, entry.quotaroot, -h.total_bytes, -h.exists)
+            s.db.write(txn)
+    r = cli("reconstruct", "--store-root", root, "-r", "--json")
+    assert r.code in (0, 1), r
+    with Store.open(root) as s:
+        assert name not in {i.name for i in s.list()}
+    assert not os.path.exists(mdir)
+    for args in (["-n", "-r"], ["-n", "-m"], ["-n", "-q"]):
+        assert cli("reconstruct", "--store-root", root, *args).code == 0, args
+    assert cli("mboxutil", "--store-root", root, "-c", name).code == 0  # the name is free again

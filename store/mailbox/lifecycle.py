@@ -11,7 +11,17 @@ from .. import index, logmsg
 from ..db import FOLDER, QUOTA, FolderEntry, QuotaEntry, Txn
 from ..errors import CorruptionError, MailboxExistsError, StoreError, UsageError
 from ..fsutil import TEMP_PREFIX, fsync_dir
-from ..layout import INBOX, USER_NS, canonical, is_bucket, is_descendant, is_inbox, parent, user_of
+from ..layout import (
+    DELETING,
+    INBOX,
+    USER_NS,
+    canonical,
+    is_bucket,
+    is_descendant,
+    is_inbox,
+    parent,
+    user_of,
+)
 from .acl import default_acl, lright_add, lright_remove
 from .quota import quota_add, quota_root_for, quota_root_mailbox, recount_in, root_mailboxes
 
@@ -37,9 +47,12 @@ def create(store: Store, name: str, partition: str = "primary",
     if acl is None:
         acl = default_acl(name)
     with store.lock(name):
+        mdir = store.layout.make_mailbox_dir(name, partition)
+        if delete_pending(mdir):  # a delete of this name was cut off: finish it first
+            finish_delete(store, name, mdir)
+            mdir = store.layout.make_mailbox_dir(name, partition)
         if store.exists(name):
             raise MailboxExistsError(f"mailbox {name} already exists")
-        mdir = store.layout.make_mailbox_dir(name, partition)
         if os.path.exists(os.path.join(mdir, index.IDX_FILE)):
             raise MailboxExistsError(f"mailbox {name} has an index on disk but no database "
                                      "entry; run reconstruct -m")
@@ -64,7 +77,11 @@ def create(store: Store, name: str, partition: str = "primary",
 
 
 def delete(store: Store, name: str) -> None:
-    """Delete a mailbox: its index first (the spool no longer has it), the database, then its files."""
+    """Delete a mailbox, as a journaled operation: a mark (`store.deleted`)
+    first, then its index (the spool no longer has it), the database, then
+    its files. Killed at any point, the next command that finds the mark
+    (reconstruct, create of the same name) finishes the delete: the mail
+    never comes back."""
     name = canonical(name)
     with store.lock(name):
         entry = store.entry(name)
@@ -73,19 +90,47 @@ def delete(store: Store, name: str) -> None:
             header = index.read_header(mdir, name)
             used = (header.exists, header.total_bytes)
         except (OSError, CorruptionError):
-            used = (0, 0)
-        # store.idx goes first: from then on the spool no longer has the mailbox.
-        for f in index.INDEX_FILES:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(mdir, f))
-
-        def txn(t: Txn) -> None:
-            t.delete(FOLDER, name)
-            lright_remove(t, name, entry.acl)
-            quota_add(t, entry.quotaroot, -used[1], -used[0])
-        store.db.write(txn)
-        _remove_mailbox_files(mdir)
+            used = None
+        _mark_deleting(mdir)
+        finish_delete(store, name, mdir, used)
     logmsg.log("mailbox", logmsg.MAILBOX_DELETED, mailbox=name)
+
+
+def delete_pending(mdir: str) -> bool:
+    """Whether a delete of the mailbox in `mdir` has begun (and not finished)."""
+    return os.path.exists(os.path.join(mdir, DELETING))
+
+
+def finish_delete(store: Store, name: str, mdir: str, used: tuple[int, int] | None = None) -> None:
+    """The rest of a delete whose mark is written: index files, the folder
+    entry (if still there), the files. `used`: the mailbox's (messages,
+    bytes) to take off its quota root, or None when unknown (the root is
+    recounted). The caller holds the mailbox lock."""
+    for f in index.INDEX_FILES:  # store.idx first: the spool no longer has the mailbox
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(mdir, f))
+
+    def txn(t: Txn) -> None:
+        entry = t.record(FOLDER, name)
+        if entry is None:
+            return
+        t.delete(FOLDER, name)
+        lright_remove(t, name, entry.acl)
+        if used is not None:
+            quota_add(t, entry.quotaroot, -used[1], -used[0])
+        elif entry.quotaroot:
+            recount_in(store, t, entry.quotaroot)
+    store.db.write(txn)
+    _remove_mailbox_files(mdir)
+
+
+def _mark_deleting(mdir: str) -> None:
+    fd = os.open(os.path.join(mdir, DELETING), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(mdir)
 
 
 def children(store: Store, name: str) -> list[str]:
@@ -200,6 +245,8 @@ def _remove_mailbox_files(mdir: str) -> None:
         elif not e.is_dir(follow_symlinks=False) and (e.name in index.INDEX_FILES
                                                        or e.name.startswith(TEMP_PREFIX)):
             os.unlink(e.path)
+    with contextlib.suppress(FileNotFoundError):  # last: until now the delete is unfinished
+        os.unlink(os.path.join(mdir, DELETING))
     with contextlib.suppress(OSError):
         os.rmdir(mdir)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from .. import index, locks
 from ..db import FOLDER, LRIGHT, QUOTA, FolderEntry, LrightEntry, QuotaEntry, Txn, printable_key
 from ..errors import CorruptionError, StoreError
-from ..layout import USER_NS, user_of, walk_spool
+from ..layout import DELETING, USER_NS, user_of, walk_spool
 from ..mailbox import Store, quota_add, quota_root_for, quota_root_mailbox
 from ..mailbox.quota import count_usage
 from .findings import Act, Finding, Summary, advice
@@ -90,17 +90,19 @@ def _finding(mailbox: str, kind: str, detail: str, act: Act, apply: bool) -> Fin
 
 
 def _on_disk(layout, name: str, partition: str) -> bool | None:
-    """Whether the mailbox's store.idx is on disk now, or None while another
-    process holds the mailbox's lock (a create, delete or rename under way:
-    the entry is left for it, and for the next run). Probed without waiting:
-    this runs inside a write transaction, which a lock holder may be
-    waiting for."""
+    """Whether the mailbox's store.idx is on disk now (and no delete of it has
+    begun), or None while another process holds the mailbox's lock (a create,
+    delete or rename under way: the entry is left for it, and for the next
+    run). Probed without waiting: this runs inside a write transaction,
+    which a lock holder may be waiting for."""
     path = os.path.join(layout.lock_dir, locks.mailbox_lock_name(name))
     fd = locks.acquire(path, 0)
     if fd is None:
         return None
     try:
-        return os.path.isfile(os.path.join(layout.mailbox_dir(name, partition), index.IDX_FILE))
+        mdir = layout.mailbox_dir(name, partition)
+        return os.path.isfile(os.path.join(mdir, index.IDX_FILE)) \
+            and not os.path.exists(os.path.join(mdir, DELETING))
     except StoreError:  # a partition no longer configured
         return False
     finally:

@@ -58,6 +58,9 @@ _k("exp-also-indexed", "A UID is both indexed and expunged. The rebuild keeps it
                        "(use -e to bring expunged messages back).")
 _k("exp-removed", "-e removed store.exp: messages expunged but not erased are back.",
    problem=False)
+_k("delete-pending", "A delete of the mailbox was cut off (its `store.deleted` mark is there). "
+                     "The repair finishes it: the entry and the remaining files go, the mail "
+                     "does not come back.")
 _k("header-name", "The index header names another mailbox (a directory copied or renamed by "
                   "hand). Put the directory back, or rebuild with -f.")
 _k("db-missing", "No folder entry for a mailbox in the spool. The rebuild (or -m) adds it "

@@ -15,10 +15,11 @@ from ..db import FOLDER, QUOTA, Database, FolderEntry, QuotaEntry
 from ..errors import EXIT_INTERRUPTED, CorruptionError, LockedError, StoreError, UsageError
 from ..fsutil import Batch
 from ..mailbox import Store, quota_root_for, quota_root_mailbox
+from ..mailbox.lifecycle import delete_pending, finish_delete
 from ..proc import die_with_parent
 from . import dbsync
 from .apply import apply_plan
-from .findings import Finding, Summary, advice
+from .findings import Act, Finding, Summary, advice
 from .plan import DB_KINDS, header_db_fields, plan_mailbox
 from .scan import scan_mailbox
 from .select import Task, select_mailboxes
@@ -86,6 +87,13 @@ def visit_mailbox(store: Store, task: Task, opts: Options, batch: Batch | None =
         return BoxResult(name, part, [f], None, 0, False)
     with contextlib.ExitStack() as mine:
         mine.enter_context(store.lock(name))
+        if delete_pending(mdir):
+            f = Finding(name, "delete-pending", f"a delete of the mailbox was cut off ({mdir})",
+                        Act("finish the delete", "delete finished"))
+            if not opts.check_only:
+                finish_delete(store, name, mdir)
+                f = f.applying()
+            return BoxResult(name, part, [f], None, 0, False)
         zero = opts.force and opts.zero_index
         # -f -i never looks at the old records: only the header's UIDNEXT floor
         scan = scan_mailbox(name, mdir, read_index=not zero)

@@ -36,7 +36,7 @@ def select_mailboxes(store: Store, names: list[str], *, recursive: bool = False,
 
     if not names:
         for part, ppath in parts.items():
-            for name, mdir in walk_spool(ppath):
+            for name, mdir in walk_spool(ppath, deleting=True):
                 add(name, mdir, part)
         for name, e in db.items():
             if e.partition in parts and name not in found:
@@ -51,7 +51,7 @@ def select_mailboxes(store: Store, names: list[str], *, recursive: bool = False,
         part = places[0]
         mdir = store.layout.mailbox_dir(name, part)
         if recursive:
-            for n, d in walk_spool(parts[part], mdir):
+            for n, d in walk_spool(parts[part], mdir, deleting=True):
                 add(n, d, part)
             for n, ce in db.items():
                 if n.startswith(name.removesuffix("INBOX") if name.endswith("/INBOX")
