@@ -170,6 +170,14 @@ MAILBOX_DELETED = _m(
 MAILBOX_RENAMED = _m(
     "mailbox-renamed", logging.INFO, "Renamed mailbox {old} to {new} on partition {partition}",
     "None.")
+RENAME_FINISHED = _m(
+    "rename-finished", logging.WARNING,
+    "Rename of {old} to {new} was cut off; finished from its journal",
+    "None: the mailboxes are under their new names. If it repeats, look for what kills mboxutil.")
+RENAME_FORGOTTEN = _m(
+    "rename-forgotten", logging.WARNING,
+    "Rename of {old} to {new} was cut off before anything moved; nothing to finish",
+    "None: the mailboxes are under their old names; run the rename again if it is wanted.")
 DB_MAP_GROWN = _m(
     "db-map-grown", logging.WARNING,
     "Mailbox database map full; grown from {old} to {new} bytes",

@@ -263,3 +263,51 @@ def test_a_delete_killed_half_way_is_finished_not_undone(cli, root, cut_after):
     for args in (["-n", "-r"], ["-n", "-m"], ["-n", "-q"]):
         assert cli("reconstruct", "--store-root", root, *args).code == 0, args
     assert cli("mboxutil", "--store-root", root, "-c", name).code == 0  # the name is free again
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no cleanup code catches it."""
+
+
+@pytest.mark.parametrize("kill", ["after-move", "mid-headers", "after-database"])
+def test_a_rename_killed_half_way_is_finished_and_nothing_is_listed_nowhere(
+        cli, tmp_path, monkeypatch, kill):
+    from store.mailbox import lifecycle
+    root = str(tmp_path / "store")
+    build(root, users=1, folders=5, messages=2, seed=3)
+    with Store.open(root) as s:
+        before = {i.name.replace("user0000", "renamed"): (i.messages, i.uidvalidity)
+                  for i in s.list()}
+    real = lifecycle._complete_rename
+    if kill == "after-move":
+        def complete(*a):
+            raise _Killed
+    elif kill == "mid-headers":
+        calls = []
+        real_write = index.write_index
+
+        def write(*a, **k):
+            calls.append(1)
+            if len(calls) == 3:
+                raise _Killed
+            return real_write(*a, **k)
+        monkeypatch.setattr(index, "write_index", write)
+        complete = real
+    else:
+        def complete(*a):
+            real(*a)
+            raise _Killed  # before the journal is removed
+    monkeypatch.setattr(lifecycle, "_complete_rename", complete)
+    with Store.open(root) as s, pytest.raises(_Killed):
+        s.rename("user/user0000", "user/renamed")
+    monkeypatch.undo()
+    r = cli("reconstruct", "--store-root", root, "-m")
+    assert r.code in (0, 1), r
+    with Store.open(root) as s:
+        assert {i.name: (i.messages, i.uidvalidity) for i in s.list()} == before
+    assert [f for f in os.listdir(os.path.join(root, "config")) if f.startswith("rename-")] == []
+    for args in (["-n", "-r"], ["-n", "-m"], ["-n", "-q"]):
+        r = cli("reconstruct", "--store-root", root, *args)
+        assert r.code == 0, (args, r.out)
+    assert "Rename of user/user0000/INBOX to user/renamed/INBOX was cut off" in \
+        open(os.path.join(root, "log", "default"), encoding="utf-8").read()

@@ -20,6 +20,7 @@ from ..db import lmdbfiles
 from ..errors import SettingError, StoreError
 from ..layout import Layout
 from ..mailbox import Store
+from ..mailbox.lifecycle import finish_renames
 from ..proc import sd_notify, watchdog_interval
 from . import state
 from .recovery import Recovery, check_and_recover, resync_from_spool
@@ -56,6 +57,7 @@ class Daemon:
         sd_notify("STATUS=checking the mailbox database")
         rec = check_and_recover(self.layout, self.clock(), self._status)
         self.store = Store(self.layout)
+        finish_renames(self.store)  # before READY: no mailbox listed under neither name
         cleared = self.store.db.clear_stale_readers()
         if cleared:
             log.info("cleared %d stale reader slots", cleared)

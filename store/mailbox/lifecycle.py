@@ -167,9 +167,8 @@ def rename(store: Store, old: str, new: str, partition: str | None = None
         for _o, n in pairs:
             if (n != _o) and store.exists(n):
                 raise MailboxExistsError(f"mailbox {n} already exists")
-        indexes = {}
         for o, _n in pairs:  # refuse before moving anything if an index is damaged
-            indexes[o] = store.read_clean(o, store.layout.mailbox_dir(o, src_part))
+            store.read_clean(o, store.layout.mailbox_dir(o, src_part))
         src = store.layout.mailbox_dir(old, src_part).rstrip("/")
         dst = store.layout.mailbox_dir(new, dst_part).rstrip("/")
         par = parent(new)
@@ -180,6 +179,7 @@ def rename(store: Store, old: str, new: str, partition: str | None = None
             _refuse_symlinks(store.layout.partition_path(dst_part), dst_parent)
         if os.path.lexists(dst) and src != dst:
             raise MailboxExistsError(f"{dst} already exists on disk; run reconstruct -m")
+        journal = _write_journal(store, old, new, pairs, src_part, dst_part)
         if src != dst:
             if dst_part == src_part:
                 os.rename(src, dst)
@@ -187,47 +187,139 @@ def rename(store: Store, old: str, new: str, partition: str | None = None
             else:
                 _copy_tree_durable(src, dst)
             fsync_dir(dst_parent)
-        entries = {o: store.db.record(FOLDER, o) for o, _n in pairs}
-        for o, n in pairs:
-            e = entries[o]
-            mdir = store.layout.mailbox_dir(n, dst_part)
-            idx = indexes[o]
-            e.partition = dst_part
-            if quota_root_for(n) != quota_root_for(o):
-                e.quotaroot = quota_root_for(n)
-            if user_of(n) != user_of(o) and user_of(o) in e.acl:
-                e.acl[user_of(n)] = e.acl.pop(user_of(o))
-            idx.header.name, idx.header.quotaroot, idx.header.acl = n, e.quotaroot, e.acl
-            # a root's mailbox moved to be another root's (a user renamed) takes
-            # its limit along; moved anywhere else it no longer keeps one
-            if idx.header.carries_limit and (not e.quotaroot
-                                             or n != quota_root_mailbox(e.quotaroot)):
-                idx.header.carries_limit, idx.header.quota_limit = False, None
-            index.write_index(mdir, idx.header, idx.records)
-
-        def txn(t: Txn) -> None:
-            roots = set()
-            for o, n in pairs:
-                old_e = t.record(FOLDER, o)
-                lright_remove(t, o, old_e.acl)
-                t.delete(FOLDER, o)
-                t.put(FOLDER, n, entries[o])
-                lright_add(t, n, entries[o].acl)
-                roots.update(r for r in (old_e.quotaroot, entries[o].quotaroot) if r)
-                h = indexes[o].header
-                if h.carries_limit:
-                    q = t.record(QUOTA, h.quotaroot) or QuotaEntry()
-                    q.limit_bytes = h.quota_limit
-                    t.put(QUOTA, h.quotaroot, q)
-            for r in roots:
-                if t.get(QUOTA, r) is None:
-                    t.put(QUOTA, r, QuotaEntry())
-                recount_in(store, t, r)
-        store.db.write(txn)
+        _complete_rename(store, pairs, src_part, dst_part)
         if src != dst and dst_part != src_part:
             _remove_tree(src)
+        os.unlink(journal)
     logmsg.log("mailbox", logmsg.MAILBOX_RENAMED, old=old, new=new, partition=dst_part)
     return pairs
+
+
+def _complete_rename(store: Store, pairs: list[tuple[str, str]], src_part: str,
+                     dst_part: str) -> None:
+    """What follows the move of the directories: each index header names its
+    new mailbox (with its quota root, ACL and limit copy), then the folder
+    entries move in one transaction and the quota roots are recounted.
+    Idempotent, so that a rename cut off after its move can be finished
+    (finish_renames). The caller holds the locks."""
+    entries = {}
+    for o, n in pairs:
+        e = store.db.record(FOLDER, o) or store.db.record(FOLDER, n)
+        if e is None:
+            continue
+        e.partition = dst_part
+        if quota_root_for(n) != quota_root_for(o):
+            e.quotaroot = quota_root_for(n)
+        if user_of(n) != user_of(o) and user_of(o) in e.acl:
+            e.acl[user_of(n)] = e.acl.pop(user_of(o))
+        entries[o] = e
+    headers = {}
+    for o, n in pairs:
+        if o not in entries:
+            continue
+        e = entries[o]
+        mdir = store.layout.mailbox_dir(n, dst_part)
+        idx = store.read_clean(n, mdir)
+        idx.header.name, idx.header.quotaroot, idx.header.acl = n, e.quotaroot, e.acl
+        # a root's mailbox moved to be another root's (a user renamed) takes
+        # its limit along; moved anywhere else it no longer keeps one
+        if idx.header.carries_limit and (not e.quotaroot
+                                         or n != quota_root_mailbox(e.quotaroot)):
+            idx.header.carries_limit, idx.header.quota_limit = False, None
+        headers[o] = idx.header
+        index.write_index(mdir, idx.header, idx.records)
+
+    def txn(t: Txn) -> None:
+        roots = set()
+        for o, n in pairs:
+            if o not in entries:
+                continue
+            old_e = t.record(FOLDER, o)
+            if old_e is not None:
+                lright_remove(t, o, old_e.acl)
+                t.delete(FOLDER, o)
+                roots.add(old_e.quotaroot)
+            t.put(FOLDER, n, entries[o])
+            lright_add(t, n, entries[o].acl)
+            roots.add(entries[o].quotaroot)
+            h = headers[o]
+            if h.carries_limit:
+                q = t.record(QUOTA, h.quotaroot) or QuotaEntry()
+                q.limit_bytes = h.quota_limit
+                t.put(QUOTA, h.quotaroot, q)
+        for r in roots - {""}:
+            if t.get(QUOTA, r) is None:
+                t.put(QUOTA, r, QuotaEntry())
+            recount_in(store, t, r)
+    store.db.write(txn)
+
+
+# ---- the rename journal: config/rename-<sha1 of the old name>.json ------------
+JOURNAL_PREFIX = "rename-"
+
+
+def _journal_path(store: Store, old: str) -> str:
+    import hashlib
+
+    h = hashlib.sha1(old.encode()).hexdigest()[:20]
+    return os.path.join(store.layout.config_dir, f"{JOURNAL_PREFIX}{h}.json")
+
+
+def _write_journal(store: Store, old: str, new: str, pairs, src_part: str, dst_part: str) -> str:
+    """Record the rename durably before anything moves."""
+    import json
+
+    from ..fsutil import write_file_atomic
+    path = _journal_path(store, old)
+    write_file_atomic(path, json.dumps({"old": old, "new": new, "pairs": pairs,
+                                        "src_partition": src_part,
+                                        "dst_partition": dst_part}).encode())
+    return path
+
+
+def finish_renames(store: Store) -> list[tuple[str, str]]:
+    """Finish (or, when nothing had moved yet, forget) every rename a kill
+    cut off, as its journal describes it. Returns the (old, new) renames
+    finished. Called by reconstruct and by stored when they start."""
+    import json
+
+    done = []
+    try:
+        names = sorted(n for n in os.listdir(store.layout.config_dir)
+                       if n.startswith(JOURNAL_PREFIX) and n.endswith(".json"))
+    except FileNotFoundError:
+        return done
+    for fname in names:
+        path = os.path.join(store.layout.config_dir, fname)
+        try:
+            with open(path, encoding="utf-8") as f:
+                j = json.load(f)
+            pairs = [tuple(p) for p in j["pairs"]]
+            old, new, sp, dp = j["old"], j["new"], j["src_partition"], j["dst_partition"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not one of ours, or cut off while written: nothing had moved
+        with store.lock(*[n for pair in pairs for n in pair]):
+            if not os.path.exists(path):  # the rename was under way, and has finished
+                continue
+            src = store.layout.mailbox_dir(old, sp).rstrip("/")
+            dst = store.layout.mailbox_dir(new, dp).rstrip("/")
+            # the move is one rename(2), or a copy renamed into place whole
+            moved = src == dst or os.path.isdir(dst)
+            if moved:
+                _complete_rename(store, pairs, sp, dp)
+                if sp != dp and os.path.isdir(src):
+                    _remove_tree(src)
+                done.append((old, new))
+            elif sp != dp:  # a copy cut off: its temp directory goes
+                import shutil
+
+                shutil.rmtree(os.path.join(os.path.dirname(dst),
+                                           f"{TEMP_PREFIX}{os.path.basename(dst)}"),
+                              ignore_errors=True)
+            os.unlink(path)
+        logmsg.log("mailbox", logmsg.RENAME_FINISHED if moved else logmsg.RENAME_FORGOTTEN,
+                   old=old, new=new)
+    return done
 
 
 def _remove_mailbox_files(mdir: str) -> None:

@@ -15,7 +15,7 @@ from ..db import FOLDER, QUOTA, Database, FolderEntry, QuotaEntry
 from ..errors import EXIT_INTERRUPTED, CorruptionError, LockedError, StoreError, UsageError
 from ..fsutil import Batch
 from ..mailbox import Store, quota_root_for, quota_root_mailbox
-from ..mailbox.lifecycle import delete_pending, finish_delete
+from ..mailbox.lifecycle import delete_pending, finish_delete, finish_renames
 from ..proc import die_with_parent
 from . import dbsync
 from .apply import apply_plan
@@ -223,6 +223,8 @@ def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None
     step. Each finding is returned once, with its action applied or not."""
     t0 = time.monotonic()
     store.check_readable()
+    if not opts.check_only:
+        finish_renames(store)  # a rename cut off by a kill: finished first
     tasks = select_mailboxes(store, opts.names, recursive=opts.recursive,
                              partition=opts.partition)
     results: list[BoxResult] = []
@@ -354,6 +356,7 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
         if verify_first:
             store.check_readable()
         if apply:
+            finish_renames(store)  # a rename cut off by a kill: finished first
             findings, s = _sync_db(store, partition, user, mode, header_writes=True)
         else:
             import tempfile  # here: a check only
