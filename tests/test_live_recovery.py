@@ -311,3 +311,40 @@ def test_a_rename_killed_half_way_is_finished_and_nothing_is_listed_nowhere(
         assert r.code == 0, (args, r.out)
     assert "Rename of user/user0000/INBOX to user/renamed/INBOX was cut off" in \
         open(os.path.join(root, "log", "default"), encoding="utf-8").read()
+
+
+def test_a_long_resync_pings_the_watchdog_and_stops_soon_after_sigterm(tmp_path, monkeypatch):
+    import threading
+
+    from store.daemon import daemon as daemon_mod
+    root = str(tmp_path / "store")
+    build(root, users=120, folders=0, messages=1, seed=2)
+    d = _start(root)
+    try:
+        state.mark_resync_pending(d.layout, "snap-test")
+        pings, calls = [], []
+        monkeypatch.setattr(daemon_mod, "sd_notify", lambda m: pings.append(m) or True)
+        d._wd_interval = 1e-9  # every chance it has
+        real = d.between_chunks
+        d.between_chunks = lambda: (calls.append(time.monotonic()), real())[1]
+        d._stop = threading.Event()
+        d.job_resync(d.clock())  # the whole resync, not stopped
+        assert not state.resync_pending(d.layout)
+        assert len(calls) >= 120  # a checkpoint at least per quota root: bounded chunks
+        assert pings.count("WATCHDOG=1") >= 120
+        state.mark_resync_pending(d.layout, "snap-test")
+        calls.clear()
+        stopped_at = []
+
+        def stop_after_ten():
+            if len(calls) == 10:
+                d._stop.set()
+                stopped_at.append(time.monotonic())
+            real()
+        d.between_chunks = lambda: (calls.append(1), stop_after_ten())[1]
+        d.job_resync(d.clock())
+        assert time.monotonic() - stopped_at[0] < 2.0
+        assert len(calls) == 10  # stopped at the checkpoint that saw the stop
+        assert state.resync_pending(d.layout)  # the next start runs it again
+    finally:
+        d.shutdown()

@@ -22,6 +22,7 @@ from ..layout import Layout
 from ..mailbox import Store
 from ..mailbox.lifecycle import finish_renames
 from ..proc import sd_notify, watchdog_interval
+from ..reconstruct.runner import Interrupted
 from . import state
 from .recovery import Recovery, check_and_recover, resync_from_spool
 from .schedule import Schedule
@@ -42,6 +43,9 @@ class Daemon:
         self.schedule: Schedule | None = None
         self.last_db_size = 0
         self._beating = threading.Event()  # set: the heartbeat thread stops
+        self._stop: threading.Event | None = None  # run()'s: set by SIGTERM
+        self._wd_interval = watchdog_interval()
+        self._last_wd = 0.0
         self._heart: threading.Thread | None = None
 
     def acquire(self) -> None:
@@ -127,8 +131,24 @@ class Daemon:
             ran.append(job)
         return ran
 
+    def between_chunks(self) -> None:
+        """Called by long jobs between bounded pieces of work: ping the
+        watchdog when due, and stop the job (Interrupted) once SIGTERM came."""
+        self._ping_watchdog()
+        if self._stop is not None and self._stop.is_set():
+            raise Interrupted("stored is stopping")
+
+    def _ping_watchdog(self) -> None:
+        if self._wd_interval and time.monotonic() - self._last_wd >= self._wd_interval:
+            sd_notify("WATCHDOG=1")
+            self._last_wd = time.monotonic()
+
     def job_resync(self, now: float) -> None:
-        resync_from_spool(self.layout, self.store)
+        try:
+            resync_from_spool(self.layout, self.store, checkpoint=self.between_chunks)
+        except Interrupted:  # the marker stays: the next start runs it again
+            log.info("spool resync stopped by a shutdown; it runs again at the next start")
+            return
         state.clear_resync_pending(self.layout)
 
     def job_checkpoint(self, now: float) -> None:
@@ -158,25 +178,27 @@ class Daemon:
         fails is logged and skipped, the others are erased."""
         total = 0
         for info in self.store.list():
+            if self._stop is not None and self._stop.is_set():
+                break  # the record stays old: the erase runs again after the restart
+            self._ping_watchdog()
             try:
                 total += self.store.erase_expunged(info.name)
             except (OSError, StoreError) as e:
                 logmsg.log("stored", logmsg.EXPIRE_SKIPPED, mailbox=info.name, error=e)
-        state.touch(state.expire_record_path(self.layout), now)
+        else:
+            state.touch(state.expire_record_path(self.layout), now)
         log.info("expire: %d expunged message files erased", total)
 
     def run(self, stop: threading.Event, reload: threading.Event, *, max_sleep: float = 0.5) -> None:
-        """The job loop until `stop` is set; `reload` rereads the settings."""
-        wd = watchdog_interval()
-        last_wd = 0.0
+        """The job loop until `stop` is set; `reload` rereads the settings.
+        Long jobs look at `stop` between their chunks (between_chunks)."""
+        self._stop = stop
         while not stop.is_set():
             if reload.is_set():
                 reload.clear()
                 self.reload()
             self.tick()
-            if wd and time.monotonic() - last_wd >= wd:
-                sd_notify("WATCHDOG=1")
-                last_wd = time.monotonic()
+            self._ping_watchdog()
             wait = min(max_sleep, max(0.0, self.schedule.next_due() - self.clock()))
             stop.wait(wait)
 

@@ -88,7 +88,8 @@ def check_and_recover(layout: Layout, now: float, status: Callable[[str], None])
     return Recovery(verdict, True, None, resync_from_spool(layout))
 
 
-def resync_from_spool(layout: Layout, store: Store | None = None) -> list[str]:
+def resync_from_spool(layout: Layout, store: Store | None = None,
+                      checkpoint=None) -> list[str]:
     """The reconstruct -m engine over the whole spool. Each change is logged
     once, by the engine (`reconstruct: ...`); this logs one summary line.
     `store`: the daemon's open store (LMDB allows one environment handle per
@@ -97,7 +98,7 @@ def resync_from_spool(layout: Layout, store: Store | None = None) -> list[str]:
         if store is None:
             store = stack.enter_context(Store(layout))
         findings, s = reconstruct_db(store, partition=None, user=None, apply=True, mode="m",
-                                     verify_first=False)
+                                     verify_first=False, checkpoint=checkpoint)
     changes = sum(1 for f in findings if f.applied)
     logmsg.log("stored", logmsg.DB_RESYNC,
                line=f"{s.mailboxes_checked} mailboxes checked, {changes} database entries "

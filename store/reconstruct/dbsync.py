@@ -8,6 +8,7 @@ apply=False, for -n) announced.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import index, locks
@@ -35,8 +36,11 @@ class SpoolBox:
     quota_limit: int | None = None
 
 
-def read_spool(store: Store, partition: str | None = None, user: str | None = None
-               ) -> list[SpoolBox]:
+CHECKPOINT_EVERY = 256  # mailboxes read between two calls of a run's checkpoint
+
+
+def read_spool(store: Store, partition: str | None = None, user: str | None = None, *,
+               checkpoint: Callable[[], None] | None = None) -> list[SpoolBox]:
     """Every mailbox of the spool with what its index header says."""
     out = []
     for part, ppath in store.layout.config.partitions().items():
@@ -45,6 +49,8 @@ def read_spool(store: Store, partition: str | None = None, user: str | None = No
         for name, mdir in walk_spool(ppath):
             if user and user_of(name) != user:
                 continue
+            if checkpoint is not None and len(out) % CHECKPOINT_EVERY == 0:
+                checkpoint()
             try:
                 h = index.read_header(mdir, name)
                 if h.name != name:
@@ -267,7 +273,8 @@ def sync_quota_roots(t: Txn, apply: bool, header_writes: HeaderWrites,
 
 def sync_usage(store: Store, apply: bool, *, from_records: bool,
                only: set[str] | None = None, summary: Summary | None = None,
-               planned: dict[str, tuple[int, int]] | None = None) -> list[Finding]:
+               planned: dict[str, tuple[int, int]] | None = None,
+               checkpoint: Callable[[], None] | None = None) -> list[Finding]:
     """Recount each quota root's usage. Safe beside deliveries: a root's
     mailboxes are locked while it is counted and written, so no append
     falls between the count and the write. One sync at the end, not one per
@@ -283,6 +290,8 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
     for root, boxes in sorted(by_root.items()):
         if only is not None and root not in only:
             continue
+        if checkpoint is not None:
+            checkpoint()
         with store.lock(*[n for n, _ in boxes]):
             u = count_usage(store, boxes, from_records=from_records, planned=planned)
             for n, err in u.unreadable:

@@ -343,13 +343,18 @@ def _repair_lock(store: Store) -> int:
 
 
 def reconstruct_db(store: Store, *, partition: str | None, user: str | None, apply: bool = True,
-                   mode: str = "m", verify_first: bool = True) -> tuple[list[Finding], Summary]:
+                   mode: str = "m", verify_first: bool = True,
+                   checkpoint: Callable[[], None] | None = None) -> tuple[list[Finding], Summary]:
     """The database from the spool. mode "m": folder + quota (+ lright
     without -p); "q": quota; "l": lright. `verify_first`: read every page
     in a child before opening the database here (stored has verified it
     already when it calls this). apply=False runs the very same repair on
     a scratch copy of the database and reports its findings unapplied, so
-    that each step sees what the steps before it would have changed."""
+    that each step sees what the steps before it would have changed.
+    `checkpoint` is called between bounded pieces of work (every few hundred
+    mailboxes read, every quota root counted): stored pings its watchdog
+    there, and stops the run by raising Interrupted from it (every step is
+    idempotent: the next run does the whole job again)."""
     t0 = time.monotonic()
     lock = _repair_lock(store)
     try:
@@ -357,14 +362,16 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
             store.check_readable()
         if apply:
             finish_renames(store)  # a rename cut off by a kill: finished first
-            findings, s = _sync_db(store, partition, user, mode, header_writes=True)
+            findings, s = _sync_db(store, partition, user, mode, header_writes=True,
+                                   checkpoint=checkpoint)
         else:
             import tempfile  # here: a check only
 
             with tempfile.TemporaryDirectory(prefix="msgstore-check-") as scratch:
                 store.db.copy_to(scratch)
                 with Store.over(store.layout, Database(scratch)) as trial:
-                    findings, s = _sync_db(trial, partition, user, mode, header_writes=False)
+                    findings, s = _sync_db(trial, partition, user, mode, header_writes=False,
+                                           checkpoint=checkpoint)
             findings = [f.unapplied() for f in findings]
         s.count(findings)
         for f in findings:
@@ -376,11 +383,12 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
 
 
 def _sync_db(store: Store, partition: str | None, user: str | None, mode: str, *,
-             header_writes: bool) -> tuple[list[Finding], Summary]:
+             header_writes: bool, checkpoint: Callable[[], None] | None = None
+             ) -> tuple[list[Finding], Summary]:
     s = Summary()
     findings: list[Finding] = []
     if mode == "m":
-        spool = dbsync.read_spool(store, partition, user)
+        spool = dbsync.read_spool(store, partition, user, checkpoint=checkpoint)
         s.mailboxes_checked = len(spool)
         s.messages_checked = sum(b.exists for b in spool)
         findings += store.db.write(lambda t: dbsync.sync_folder(t, spool, partition, user, True,
@@ -395,7 +403,7 @@ def _sync_db(store: Store, partition: str | None, user: str | None, mode: str, *
             dbsync.apply_header_writes(store, writes)
         roots = None if scope.everything else dbsync.roots_in_scope(store, scope)
         findings += dbsync.sync_usage(store, True, from_records=(mode == "q"), only=roots,
-                                      summary=s if mode == "q" else None)
+                                      summary=s if mode == "q" else None, checkpoint=checkpoint)
     if mode == "l" or (mode == "m" and not partition):
         findings += store.db.write(lambda t: dbsync.sync_lright(t, True))
     return findings, s
