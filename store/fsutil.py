@@ -249,22 +249,28 @@ def _cached(path: str) -> bool:
 _libc = None
 
 
-def sync_filesystem(path: str) -> None:
-    """Flush everything on the filesystem holding `path`: one call for a batch.
-
-    syncfs(2) where libc has it, else sync(2)."""
+def libc():
+    """The C library this process already has loaded (a ctypes handle), or
+    None where it cannot be had. find_library("c") would run ldconfig and a
+    compiler in subprocesses (2.6 ms, 40 forks)."""
     global _libc
     if _libc is None:
-        # the C library this process already has loaded: find_library("c")
-        # would run ldconfig and a compiler in subprocesses (2.6 ms, 40 forks)
         try:
             _libc = ctypes.CDLL(None, use_errno=True)
         except OSError:
             _libc = False
-    if _libc and hasattr(_libc, "syncfs"):
+    return _libc or None
+
+
+def sync_filesystem(path: str) -> None:
+    """Flush everything on the filesystem holding `path`: one call for a batch.
+
+    syncfs(2) where libc has it, else sync(2)."""
+    c = libc()
+    if c is not None and hasattr(c, "syncfs"):
         fd = os.open(path, os.O_RDONLY)
         try:
-            if _libc.syncfs(fd) == 0:
+            if c.syncfs(fd) == 0:
                 return
         finally:
             os.close(fd)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .errors import StoreError
-from .fsutil import write_all
+from .fsutil import libc, write_all
 
 T = TypeVar("T")
 
@@ -109,14 +109,11 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """Have the kernel send `sig` to this process when its parent dies (Linux
     prctl PR_SET_PDEATHSIG): pool workers must not outlive a killed command.
     A no-op where prctl is missing."""
-    import ctypes
-
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-    except (OSError, AttributeError):
+    c = libc()
+    if c is None or not hasattr(c, "prctl"):
         return
+    parent = os.getppid()
+    c.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the call took effect
         os.kill(os.getpid(), sig)
 
