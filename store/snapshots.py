@@ -146,22 +146,24 @@ def changed_since_verified(snap: Snapshot) -> bool:
         or st.st_size != snap.bytes
 
 
-def _record_verified(snap: Snapshot) -> None:
-    """Note in the manifest the data.mdb just verified again (its mtime)."""
+def _update_manifest(snap: Snapshot, **changes) -> None:
+    """Rewrite a snapshot's manifest (atomically) with some fields changed."""
     path = os.path.join(snap.path, MANIFEST)
     with open(path, encoding="utf-8") as f:
         m = json.load(f)
-    m["data_mtime_ns"] = os.stat(lmdbfiles.data_path(snap.path)).st_mtime_ns
+    m.update(changes)
     write_file_atomic(path, json.dumps(m, indent=1).encode())
+
+
+def _record_verified(snap: Snapshot) -> None:
+    """Note in the manifest the data.mdb just verified again (its mtime)."""
+    _update_manifest(snap, data_mtime_ns=os.stat(lmdbfiles.data_path(snap.path)).st_mtime_ns)
 
 
 def mark_suspect(layout: Layout, snap: Snapshot, reason: str) -> Snapshot:
     """Rename a snapshot that no longer verifies to `...-suspect`, so that it
     is never restored and no longer counts among the good ones."""
-    with open(os.path.join(snap.path, MANIFEST), encoding="utf-8") as f:
-        m = json.load(f)
-    m.update(suspect=True, verdict=reason)
-    write_file_atomic(os.path.join(snap.path, MANIFEST), json.dumps(m, indent=1).encode())
+    _update_manifest(snap, suspect=True, verdict=reason)
     final = snap.path + SUSPECT
     os.rename(snap.path, final)
     fsync_dir(os.path.dirname(final))

@@ -80,10 +80,6 @@ class Scope:
         return not self.user or user_of(name) == self.user
 
 
-def _in_scope(name: str, entry: FolderEntry, partition: str | None, user: str | None) -> bool:
-    return Scope(partition, user).holds(name, entry)
-
-
 def roots_in_scope(store: Store, scope: Scope) -> set[str]:
     """The quota roots of the mailboxes in scope (the usage a scoped -m recounts)."""
     return {e.quotaroot for n, e in store.db.good_records(FOLDER)
@@ -127,6 +123,7 @@ def sync_folder(t: Txn, spool: list[SpoolBox], partition: str | None, user: str 
     under way) is left alone (`layout`: where to look; without it, no second
     look)."""
     out: list[Finding] = []
+    scope = Scope(partition, user)
     seen: dict[str, SpoolBox] = {}
     db: dict[str, FolderEntry] = {}
     for key, value in t.records_tolerant(FOLDER):
@@ -169,7 +166,7 @@ def sync_folder(t: Txn, spool: list[SpoolBox], partition: str | None, user: str 
                 f"{k} {getattr(entry, k)!r} -> {getattr(box.fields, k)!r}" for k in diffs),
                 Act("change it to match the index header", "changed"), apply))
     for n, entry in db.items():
-        if n in seen or not _in_scope(n, entry, partition, user):
+        if n in seen or not scope.holds(n, entry):
             continue
         if layout is not None and _on_disk(layout, n, entry.partition) is not False:
             continue  # created, renamed here or being worked on since the spool was read

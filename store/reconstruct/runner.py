@@ -61,7 +61,7 @@ class BoxResult:
     name: str
     partition: str
     findings: list[Finding]
-    db_fields: object | None  # the FolderEntry the index says, or None
+    db_fields: FolderEntry | None  # the folder entry the index says, or None
     messages: int
     rebuilt: bool
     quotaroot: str = ""
@@ -286,7 +286,7 @@ def _apply_db(store: Store, results: list[BoxResult], opts: Options
     in one transaction (plus the usage updates); the summary."""
     s = Summary()
     findings: list[Finding] = []
-    updates: dict[str, object] = {}
+    updates: dict[str, FolderEntry] = {}
     deltas: dict[str, tuple[int, int]] = {}
     recount: set[str] = set()
     for r in sorted(results, key=lambda r: r.name):
