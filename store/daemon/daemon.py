@@ -116,13 +116,10 @@ class Daemon:
         return True
 
     def tick(self) -> list[str]:
-        """Run the jobs due now (a pending resync first: no snapshot is taken
-        of a restored database before it is up to date); returns their names."""
+        """Run the jobs due now (the schedule puts a due resync first; no
+        snapshot is taken while one is pending); returns their names."""
         now = self.clock()
         jobs = self.schedule.pop_due(now)
-        if "resync" in jobs:
-            jobs.remove("resync")
-            jobs.insert(0, "resync")
         ran = []
         for job in jobs:
             if job == "snapshot" and state.resync_pending(self.layout):

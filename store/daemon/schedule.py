@@ -64,8 +64,10 @@ class Schedule:
             return None
 
     def pop_due(self, now: float) -> list[str]:
-        """The jobs due at `now`, the earliest first."""
-        return [k for k, t in sorted(self.due.items(), key=lambda kv: kv[1]) if t <= now]
+        """The jobs due at `now`, the earliest first; a due resync before all
+        (a restored database is brought up to date before anything else)."""
+        return [k for k, t in sorted(self.due.items(), key=lambda kv: (kv[0] != "resync", kv[1]))
+                if t <= now]
 
     def done(self, job: str, now: float) -> None:
         """Set when `job` is next due, after it ran at `now`."""
