@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .. import index, logmsg
 from ..db import FOLDER, QUOTA, FolderEntry, QuotaEntry, Txn
 from ..errors import CorruptionError, MailboxExistsError, StoreError, UsageError
-from ..fsutil import TEMP_PREFIX, fsync_dir
+from ..fsutil import TEMP_PREFIX, fsync_dir, write_file_atomic
 from ..layout import (
     DELETING,
     INBOX,
@@ -125,12 +125,7 @@ def finish_delete(store: Store, name: str, mdir: str, used: tuple[int, int] | No
 
 
 def _mark_deleting(mdir: str) -> None:
-    fd = os.open(os.path.join(mdir, DELETING), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_dir(mdir)
+    write_file_atomic(os.path.join(mdir, DELETING), b"")  # durable, directory included
 
 
 def children(store: Store, name: str) -> list[str]:
@@ -269,7 +264,6 @@ def _write_journal(store: Store, old: str, new: str, pairs, src_part: str, dst_p
     """Record the rename durably before anything moves."""
     import json
 
-    from ..fsutil import write_file_atomic
     path = _journal_path(store, old)
     write_file_atomic(path, json.dumps({"old": old, "new": new, "pairs": pairs,
                                         "src_partition": src_part,
