@@ -11,6 +11,7 @@ import collections
 import contextlib
 import ctypes
 import os
+import re
 from collections.abc import Iterator
 
 TEMP_PREFIX = ".tmp-"
@@ -32,8 +33,20 @@ def fsync_dir(path: str) -> None:
 
 
 def temp_name(target: str) -> str:
+    """`.tmp-<base>.<pid>.<random>` beside `target`: the writer's pid lets
+    `stored -r` remove the file of a dead writer at once (temp_owner)."""
     d, base = os.path.split(target)
-    return os.path.join(d, f"{TEMP_PREFIX}{base}.{os.urandom(4).hex()}")
+    return os.path.join(d, f"{TEMP_PREFIX}{base}.{os.getpid()}.{os.urandom(4).hex()}")
+
+
+_TEMP_OWNER = re.compile(r"\.(\d{1,10})\.[0-9a-f]{8}\Z")
+
+
+def temp_owner(name: str) -> int | None:
+    """The pid of the process that wrote temp file `name` (temp_name's
+    form), or None for a name of another form."""
+    m = _TEMP_OWNER.search(name) if name.startswith(TEMP_PREFIX) else None
+    return int(m.group(1)) if m else None
 
 
 @contextlib.contextmanager

@@ -168,3 +168,21 @@ def test_database_values_keep_their_schema_byte_for_byte(store):
                                                                        db=store.db.dbs[db])))
         record = SCHEMA[db].from_value(store.db.get(db, key))
         assert encode_value(record.to_value()) == raw
+
+
+def test_a_delivery_cut_off_by_a_full_disk_leaves_no_temp_file(store, monkeypatch):
+    import errno
+
+    from store.mailbox import messages
+
+    store.create("user/joe")
+
+    def full(fd, data):
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(messages, "write_all", full)
+    with pytest.raises(OSError):
+        store.append("user/joe", b"Subject: big\n\n" + b"x" * 100_000)
+    assert leftover_temp_files(store.layout.root) == []
+    assert store.read("user/joe").records == []

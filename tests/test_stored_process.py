@@ -155,6 +155,24 @@ def test_stored_r_cleans_temp_files(root):
     assert not os.path.exists(stale) and os.path.exists(fresh)
 
 
+def test_stored_r_removes_a_dead_writers_temp_files_at_once(root):
+    """A temp name carries its writer's pid: a killed writer's file goes at
+    once, a live writer's stays (issue 11, item 5; the kill trials' oracle)."""
+    from store.fsutil import temp_name
+    with Store.open(root) as s:
+        mdir = s.mailbox_dir("user/user0000")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    mine = temp_name(os.path.join(mdir, "00", "7.msg"))
+    theirs = mine.replace(f".{os.getpid()}.", f".{dead.pid}.")
+    for f in (mine, theirs):
+        open(f, "wb").write(b"half a message")
+    r = cmd(["-r"], root)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(theirs) and os.path.exists(mine)
+    assert f"removed {theirs}" in r.stdout
+
+
 def test_snapshot_recovery_is_brought_up_to_date_from_the_spool(root):
     p = start(root)
     wait_ready(root, p)

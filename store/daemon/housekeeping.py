@@ -8,17 +8,29 @@ import os
 from dataclasses import dataclass
 
 from .. import snapshots
-from ..fsutil import TEMP_PREFIX
+from ..fsutil import TEMP_PREFIX, temp_owner
 from ..layout import Layout, is_bucket, walk_spool
 from ..mailbox import Store
+from ..proc import pid_alive
 
-TEMP_MIN_AGE = 600  # seconds: younger temp files may belong to a running writer
+TEMP_MIN_AGE = 600  # seconds: a temp file without a writer's pid may be this young and live
+TEMP_MAX_AGE = 86400  # seconds: a live pid this old is taken to be a reused one
+
+
+def _abandoned(name: str, mtime: float, now: float) -> bool:
+    """Whether a temp file's writer is gone: the pid in its name is not a
+    live process (or the file is a day old: that pid was reused); a name
+    without a pid is abandoned after TEMP_MIN_AGE."""
+    owner = temp_owner(name)
+    if owner is None:
+        return now - mtime > TEMP_MIN_AGE
+    return not pid_alive(owner) or now - mtime > TEMP_MAX_AGE
 
 
 def remove_temp_files(layout: Layout, now: float) -> list[str]:
-    """Temp files of writes cut off by a crash, older than TEMP_MIN_AGE:
-    index and settings rewrites, message deliveries never acknowledged,
-    snapshot directories."""
+    """Temp files of writes cut off by a crash (index and settings rewrites,
+    message deliveries never acknowledged, database installs) whose writer
+    is gone (_abandoned); snapshot directories of dead writers."""
     removed = []
     places = [layout.config_dir, layout.mboxlist_dir]
     for ppath in layout.config.partitions().values():
@@ -31,7 +43,7 @@ def remove_temp_files(layout: Layout, now: float) -> list[str]:
         with contextlib.suppress(OSError):
             for e in os.scandir(d):
                 if e.name.startswith(TEMP_PREFIX) and e.is_file(follow_symlinks=False) \
-                        and now - e.stat().st_mtime > TEMP_MIN_AGE:
+                        and _abandoned(e.name, e.stat(follow_symlinks=False).st_mtime, now):
                     os.unlink(e.path)
                     removed.append(e.path)
     snapshots.prune(layout, layout.config.get_int("local.store.snapshotdirs"))

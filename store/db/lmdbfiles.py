@@ -10,7 +10,7 @@ import os
 import shutil
 import struct
 
-from ..fsutil import TEMP_PREFIX, fsync_dir
+from ..fsutil import fsync_dir, temp_name
 
 DATA_FILE = "data.mdb"
 LOCK_FILE = "lock.mdb"
@@ -116,13 +116,18 @@ def install(src_env_dir: str, env_dir: str) -> None:
     file, fsync, rename, fsync of the directory. The caller holds the daemon
     lock and has put any old environment aside."""
     os.makedirs(env_dir, exist_ok=True)
-    tmp = os.path.join(env_dir, f"{TEMP_PREFIX}{DATA_FILE}")
-    shutil.copyfile(data_path(src_env_dir), tmp)
-    fd = os.open(tmp, os.O_RDONLY)
+    tmp = temp_name(data_path(env_dir))
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        shutil.copyfile(data_path(src_env_dir), tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:  # a full disk must not keep a half copy of the database
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     discard_lock_file(env_dir)
     os.replace(tmp, data_path(env_dir))
     fsync_dir(env_dir)

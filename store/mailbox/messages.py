@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .. import index, logmsg
 from ..db import QUOTA
 from ..errors import OverQuotaError, StoreError
-from ..fsutil import TEMP_PREFIX, fsync_dir, sync_filesystem, write_all
+from ..fsutil import fsync_dir, sync_filesystem, temp_name, write_all
 from ..layout import canonical
 from ..message import guid, parse_header
 from .quota import quota_add
@@ -147,14 +147,17 @@ def _write_message_file(mdir: str, uid: int, data: bytes, *, durable: bool) -> i
             os.makedirs(bdir, exist_ok=True)
             if durable:
                 fsync_dir(mdir)
-        tmp = os.path.join(bdir, f"{TEMP_PREFIX}{uid}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        tmp = temp_name(os.path.join(bdir, str(uid)))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
         try:
             write_all(fd, data)
             if durable:
                 os.fsync(fd)
-        finally:
+        except BaseException:  # a full disk must not keep the half-written file
             os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
         try:
             os.link(tmp, os.path.join(bdir, f"{uid}.msg"))
         except FileExistsError:
