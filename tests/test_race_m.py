@@ -71,3 +71,44 @@ def test_m_beside_create_delete_rename_loses_and_resurrects_nothing(tmp_path):
         assert {i.name for i in s.list()} == want
         findings, _ = reconstruct_db(s, partition=None, user=None, apply=False, mode="m")
         assert [f.line() for f in findings] == []  # -n -m (and so -q's usage) clean at the end
+
+
+def _create_and_fill(root, n, done):
+    try:
+        with Store.open(root) as s:
+            for i in range(n):
+                s.create(f"user/user0000/F{i:03d}")
+                s.append_many(f"user/user0000/F{i:03d}", [b"Subject: q\n\nbody\n"] * 3)
+                if i % 4 == 3:
+                    s.delete(f"user/user0000/F{i - 1:03d}")
+    finally:
+        done.set()
+
+
+def _q_loop(root, done, runs):
+    with Store.open(root) as s:
+        while not done.is_set():
+            reconstruct_db(s, partition=None, user=None, apply=True, mode="q")
+            runs.value += 1
+
+
+def test_q_beside_folders_created_filled_and_deleted_keeps_usage_right(tmp_path):
+    """-q counted a root's mailboxes as listed before it took their locks:
+    mail delivered meanwhile into a folder created under the root was
+    missing from the usage it wrote, and a folder deleted meanwhile was
+    reported unreadable. It now writes only when the root's mailboxes are
+    still the ones it counted (found by tools/torture.py --races)."""
+    root = str(tmp_path / "store")
+    build(root, users=1, folders=0, messages=1, seed=2)
+    done, runs = CTX.Event(), CTX.Value("i", 0)
+    work = CTX.Process(target=_create_and_fill, args=(root, 300, done))
+    loop = CTX.Process(target=_q_loop, args=(root, done, runs))
+    loop.start()
+    work.start()
+    work.join(300)
+    loop.join(60)
+    assert work.exitcode == 0 and loop.exitcode == 0
+    assert runs.value >= 3
+    with Store.open(root) as s:
+        findings, _ = reconstruct_db(s, partition=None, user=None, apply=False, mode="q")
+        assert [f.line() for f in findings] == []

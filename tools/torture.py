@@ -1,32 +1,48 @@
 #!/usr/bin/env python3
-"""Kill trials with an independent oracle: each trial starts one operation as
-a real process on a small store, SIGKILLs it at a random moment (seeded),
-runs the recovery an administrator would (`reconstruct -m`, then
-`reconstruct -r`), and checks the store against what the oracle recorded
-outside it:
+"""Kill trials and race trials with an independent oracle.
 
-- every acknowledged delivery (the `MAILBOX UID` line deliver printed) is
-  there with the same bytes (SHA-256), and no UID names two messages;
+Kill trials: each starts one operation as a real process on a small store,
+SIGKILLs it at a seeded random moment, runs the recovery an administrator
+would (for a command: `reconstruct -m`, `-r`, `-q`; for stored: start it
+again until it is ready and its resync is done, with no reconstruct at all),
+then `stored -r`, and checks the store against what the oracle recorded
+outside it before and during the trial:
+
+- every acknowledged delivery (the UID it answered) is there with the same
+  bytes (SHA-256); a UID never names two different messages; a mailbox's
+  UIDVALIDITY is unchanged (a rename keeps it under the new name);
 - a mailbox renamed is listed under exactly one of its names, with all its
-  folders and messages; a mailbox deleted is gone with its mail, or (killed
-  before its delete began) still whole; nothing is listed under neither;
-- `reconstruct -r -n` and `reconstruct -n -m` are clean afterwards.
+  folders and messages; a mailbox deleted is gone with its mail, or whole;
+  every acknowledged create is listed; nothing appears from nowhere;
+- an expunged message never comes back, not even after `reconstruct -r -f`;
+- every snapshot listed verifies; no temp file is left after `stored -r`;
+- `reconstruct -r -n`, `-n -m`, `-n -q` and `-n -l` are clean.
+
+Race trials (`--races N`): workers, each owning one user, create, delete
+and rename folders, deliver, flag and expunge, with seeded random pauses,
+beside `-m`, `-q`, `-l` and stored's spool resync (the same engine) in a
+loop; at the end the store must equal the workers' own record exactly
+(names, UIDVALIDITY, every message's UID and bytes) and every check is clean.
 
     python tools/torture.py --trials 200 --seed 1          # every operation in turn
     python tools/torture.py --trials 20 --ops rename,delete
+    python tools/torture.py --trials 0 --races 200 --seed 1
 
 Prints one line per failure (with its seed and operation), then trials and
 failures per operation. Exit 1 when anything failed. Bounded: each trial's
-processes are killed or finish within a few seconds.
+processes are killed or finish within seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import multiprocessing as mp
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +55,11 @@ sys.path.insert(0, HERE)
 
 from build_store import build  # noqa: E402
 
-OPS = ("deliver", "rename", "delete", "rebuild", "resync-m")
+OPS = ("deliver", "rename", "delete", "rebuild", "resync-m", "quota", "lright", "snapshot",
+       "stored-recover", "expire", "create", "expunge")
+STORED_OPS = ("stored-recover", "expire")
+TARGET = "user/user0000/INBOX"  # deliveries and expunges
+DELETED = "user/user0001/Sent"  # the delete trials' mailbox
 
 
 def _cmd(name: str) -> list[str]:
@@ -51,18 +71,26 @@ def _run(root: str, name: str, *args: str, input: bytes | None = None) -> subpro
                           input=input, capture_output=True, timeout=120, cwd=ROOT)
 
 
-def _listing(root: str) -> dict[str, int]:
-    import json
-    r = _run(root, "mboxutil", "-l", "--json")
-    return {m["name"]: m["messages"] for m in json.loads(r.stdout)}
+def _popen(root: str, name: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(_cmd(name) + list(args), env={**os.environ, "MSGSTORE_ROOT": root},
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _message_hashes(root: str, name: str) -> dict[int, str]:
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def store_state(root: str) -> dict[str, tuple[int, dict[int, str]]]:
+    """Every listed mailbox: its UIDVALIDITY and each UID's SHA-256."""
     from store.mailbox import Store
     out = {}
-    with Store.open(root) as s:
-        for rec in s.read(name).records:
-            out[rec.uid] = hashlib.sha256(s.message(name, rec.uid)).hexdigest()
+    with Store.open(root, readonly=True) as s:
+        for info in s.list():
+            hashes = {}
+            if info.error is None:
+                for rec in s.read(info.name).records:
+                    hashes[rec.uid] = _sha(s.message(info.name, rec.uid))
+            out[info.name] = (info.uidvalidity, hashes)
     return out
 
 
@@ -76,115 +104,422 @@ def _kill_at(proc: subprocess.Popen, delay: float) -> bool:
     return alive
 
 
-def trial(op: str, seed: int, base: str) -> tuple[list[str], bool]:
-    """One kill trial: what the oracle found wrong, and whether the kill
-    landed while the operation ran (not before it started or after it ended)."""
-    rng = random.Random(seed)
-    root = os.path.join(base, f"t{seed}")
-    build(root, users=2, folders=4, messages=3, seed=seed)
-    before = _listing(root)
-    acked: list[tuple[str, int, str]] = []
-    env = {**os.environ, "MSGSTORE_ROOT": root}
-    delay = rng.uniform(0.0, 0.6)
-    if op == "deliver":
-        msgs = [f"Subject: torture {seed}-{i}\n\n{rng.random()}\n".encode() for i in range(200)]
+def _stored_until_settled(root: str, timeout: float = 60) -> str | None:
+    """The administrator's recovery for stored: start it, wait until it is
+    ready with no resync pending, stop it. Returns what went wrong, or None."""
+    p = subprocess.Popen(_cmd("stored"), env={**os.environ, "MSGSTORE_ROOT": root}, cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < timeout:
+            if p.poll() is not None:
+                return f"stored exited {p.returncode}: {p.stderr.read().decode()[-300:]}"
+            r = _run(root, "stored", "-t", "--json")
+            if r.returncode == 0 and not json.loads(r.stdout)["resync_pending"]:
+                return None
+            time.sleep(0.1)
+        return "stored not settled in time"
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        p.stderr.close()
+
+
+def _set(root: str, name: str, value: str) -> None:
+    r = _run(root, "configutil", "-o", name, "-v", value)
+    assert r.returncode == 0, r.stderr
+
+
+def _leftovers(root: str) -> list[str]:
+    from store.fsutil import TEMP_PREFIX
+    found = []
+    for dirpath, dirs, files in os.walk(root):
+        found += [os.path.join(dirpath, n) for n in dirs + files if n.startswith(TEMP_PREFIX)]
+    return found
+
+
+def _snapshot_problems(root: str) -> list[str]:
+    from store import snapshots
+    from store.db import verify as dbverify
+    from store.layout import Layout
+    out = []
+    for s in snapshots.list_snapshots(Layout.open(root)):
+        if not s.suspect:
+            v = dbverify.verify(s.path)
+            if not v.ok:
+                out.append(f"snapshot {s.name} is listed but fails verification: {v.reason}")
+    return out
+
+
+class Trial:
+    """One kill trial: set-up, the operation killed, recovery, oracle."""
+
+    def __init__(self, op: str, seed: int, base: str):
+        self.op, self.seed = op, seed
+        self.rng = random.Random(seed)
+        self.root = os.path.join(base, f"t{seed}")
+        self.acked: list[tuple[str, int, str]] = []  # (mailbox, uid, sha256)
+        self.created: list[str] = []
+        self.flagged: set[int] = set()  # uids of TARGET flagged \Deleted before the operation
+        self.problems: list[str] = []
+
+    def run(self) -> tuple[list[str], bool]:
+        build(self.root, users=2, folders=4, messages=3, seed=self.seed)
+        self.before = None
+        getattr(self, f"setup_{self.op.replace('-', '_')}", lambda: None)()
+        self.before = self.before or store_state(self.root)
+        landed = self.kill()
+        if self.op in STORED_OPS:
+            why = _stored_until_settled(self.root)
+            if why:
+                return [f"recovery: {why}"], landed
+        else:
+            for args in (["-m"], ["-r"], ["-q"]):
+                r = _run(self.root, "reconstruct", *args)
+                if r.returncode not in (0, 1):
+                    return [f"recovery reconstruct {' '.join(args)} exited {r.returncode}: "
+                            f"{r.stderr.decode().strip()[:200]}"], landed
+        r = _run(self.root, "stored", "-r")
+        if r.returncode != 0:
+            self.problems.append(f"stored -r exited {r.returncode}: {r.stderr.decode()[:200]}")
+        self.problems += [f"temp file left after stored -r: {p}" for p in _leftovers(self.root)]
+        self.problems += _snapshot_problems(self.root)
+        self.after = store_state(self.root)
+        self.check_names()
+        self.check_messages()
+        for args in (["-r", "-n"], ["-n", "-m"], ["-n", "-q"], ["-n", "-l"]):
+            r = _run(self.root, "reconstruct", *args)
+            if r.returncode != 0:
+                self.problems.append(f"reconstruct {' '.join(args)} after recovery exited "
+                                     f"{r.returncode}: {r.stdout.decode().strip()[:300]}")
+        if self.flagged:
+            self.check_expunged_stay_gone()
+        shutil.rmtree(self.root, ignore_errors=True)
+        return self.problems, landed
+
+    # -- set-up -------------------------------------------------------------------
+    def _fill_target(self, n: int) -> None:
+        from store.index import FLAG_DELETED
+        from store.mailbox import Store
+        with Store.open(self.root) as s:
+            for uid in s.append_many(TARGET, [f"Subject: {self.seed}-{i}\n\n{i}\n".encode()
+                                              for i in range(n)]):
+                if self.rng.random() < 0.5:
+                    s.set_flags(TARGET, uid, FLAG_DELETED)
+                    self.flagged.add(uid)
+
+    def setup_expunge(self) -> None:
+        self._fill_target(300)
+
+    def setup_expire(self) -> None:
+        self._fill_target(300)
+        from store.mailbox import Store
+        with Store.open(self.root) as s:
+            s.expunge(TARGET)
+        _set(self.root, "local.store.expirestart", "0")  # due at once: none ran today
+
+    def setup_stored_recover(self) -> None:
+        from store import snapshots
+        from store.mailbox import Store
+        with Store.open(self.root) as s:
+            snapshots.take(s.layout, s.db)
+            s.create("user/late")  # after the snapshot: only the resync brings it back
+            s.append_many("user/late", [b"Subject: late\n\nlate\n"] * 3)
+            s.set_acl("user/user0001/Lists", "anyone", "lrp")
+        self.before = store_state(self.root)
+        data = os.path.join(self.root, "mboxlist", "data.mdb")
+        os.truncate(data, os.path.getsize(data) // 2)
+
+    def setup_lright(self) -> None:
+        from store.mailbox import Store
+        with Store.open(self.root) as s:
+            for n in ("user/user0000/Archive", "user/user0001/Drafts"):
+                s.set_acl(n, "bob", "lrs")
+        with Store.open(self.root) as s:  # lright lost: -l has work to do
+            s.db.write(lambda t: [t.delete("lright", k) for k, _ in list(t.items("lright"))])
+
+    def setup_delete(self) -> None:
+        from store.mailbox import Store
+        with Store.open(self.root) as s:  # enough files for a kill to land mid-delete
+            s.append_many(DELETED, [f"Subject: d{i}\n\n{i}\n".encode() for i in range(500)])
+
+    def setup_quota(self) -> None:
+        from store.mailbox import Store
+        with Store.open(self.root) as s:
+            s.append_many(TARGET, [b"Subject: q\n\n" + b"q" * 1000] * 50)
+
+    # -- the operation, killed --------------------------------------------------------
+    def kill(self) -> bool:
+        root, delay = self.root, self.rng.uniform(0.0, 0.6)
+        op = self.op
+        if op == "deliver":
+            return self._kill_deliveries(delay)
+        if op == "create":
+            return self._kill_creates(delay)
+        argv = {"rename": ("mboxutil", "-r", "user/user0001", "user/moved"),
+                "delete": ("mboxutil", "-d", DELETED),
+                "rebuild": ("reconstruct", "-r", "-f", "-i", "-j", "2"),
+                "resync-m": ("reconstruct", "-m"),
+                "quota": ("reconstruct", "-q"),
+                "lright": ("reconstruct", "-l"),
+                "snapshot": ("imdbverify", "-s", "-m"),
+                "expunge": ("mboxutil", "-e", TARGET),
+                "stored-recover": ("stored",),
+                "expire": ("stored",)}[op]
+        scale = {"rename": 4, "delete": 4, "rebuild": 3, "resync-m": 4, "quota": 3, "lright": 3,
+                 "snapshot": 2, "expunge": 2, "stored-recover": 0.5, "expire": 0.5}[op]
+        if op == "resync-m":
+            os.unlink(os.path.join(root, "mboxlist", "data.mdb"))
+        return _kill_at(_popen(root, *argv), delay / scale)
+
+    def _kill_deliveries(self, delay: float) -> bool:
+        msgs = [f"Subject: torture {self.seed}-{i}\n\n{self.rng.random()}\n" for i in range(200)]
         script = ("import sys\nfrom store.mailbox import Store\ns = Store.open(sys.argv[1])\n"
                   "for i, m in enumerate(sys.argv[2:]):\n"
                   "    uid = s.append('user/user0000', m.encode())\n"
                   "    print(uid, i, flush=True)\n")
-        p = subprocess.Popen([sys.executable, "-c", script, root, *[m.decode() for m in msgs]],
-                             stdout=subprocess.PIPE, cwd=ROOT, env=env)
+        p = subprocess.Popen([sys.executable, "-c", script, self.root, *msgs],
+                             stdout=subprocess.PIPE, cwd=ROOT)
         time.sleep(delay)
         landed = p.poll() is None
         p.kill()
         out, _ = p.communicate()
         for line in out.decode().splitlines():
             uid, i = map(int, line.split())
-            acked.append(("user/user0000/INBOX", uid, hashlib.sha256(msgs[i]).hexdigest()))
-    elif op == "rename":
-        p = subprocess.Popen(_cmd("mboxutil") + ["-r", "user/user0001", "user/moved"], env=env,
-                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        landed = _kill_at(p, delay / 4)
-    elif op == "delete":
-        p = subprocess.Popen(_cmd("mboxutil") + ["-d", "user/user0001/F1"], env=env, cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        landed = _kill_at(p, delay / 4)
-    elif op == "rebuild":
-        p = subprocess.Popen(_cmd("reconstruct") + ["-r", "-f", "-i", "-j", "2"], env=env,
-                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        landed = _kill_at(p, delay / 3)
-    elif op == "resync-m":
-        os.unlink(os.path.join(root, "mboxlist", "data.mdb"))
-        p = subprocess.Popen(_cmd("reconstruct") + ["-m"], env=env, cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        landed = _kill_at(p, delay / 4)
-    # the recovery an administrator runs
-    for args in (["-m"], ["-r"], ["-q"]):
-        r = _run(root, "reconstruct", *args)
-        if r.returncode not in (0, 1):
-            return [f"recovery reconstruct {' '.join(args)} exited {r.returncode}: "
-                    f"{r.stderr.decode().strip()[:200]}"], landed
-    problems = []
-    after = _listing(root)
-    if op == "rename":
-        old = {n for n in before if n.startswith("user/user0001/")}
-        new = {n.replace("user/user0001/", "user/moved/", 1) for n in old}
-        if not (old <= set(after) and not new & set(after)) and \
-                not (new <= set(after) and not old & set(after)):
-            problems.append(f"rename: listed {sorted(set(after) - set(before))} new, "
-                            f"{sorted(set(before) - set(after))} gone")
+            self.acked.append((TARGET, uid, _sha(msgs[i].encode())))
+        return landed
+
+    def _kill_creates(self, delay: float) -> bool:
+        script = ("import sys\nfrom store.mailbox import Store\ns = Store.open(sys.argv[1])\n"
+                  "for i in range(100):\n"
+                  "    s.create(f'user/new{i:03d}')\n"
+                  "    print(i, flush=True)\n")
+        p = subprocess.Popen([sys.executable, "-c", script, self.root], stdout=subprocess.PIPE,
+                             cwd=ROOT)
+        time.sleep(delay)
+        landed = p.poll() is None
+        p.kill()
+        out, _ = p.communicate()
+        self.created = [f"user/new{int(i):03d}/INBOX" for i in out.decode().split()]
+        return landed
+
+    # -- the oracle ---------------------------------------------------------------------
+    def check_names(self) -> None:
+        before, after, op = self.before, self.after, self.op
+        b, a = set(before), set(after)
+        if op == "rename":
+            old = {n for n in b if n.startswith("user/user0001/")}
+            new = {n.replace("user/user0001/", "user/moved/", 1) for n in old}
+            if old <= a and not new & a:
+                moved = {n: n for n in old}
+            elif new <= a and not old & a:
+                moved = {n: n.replace("user/user0001/", "user/moved/", 1) for n in old}
+            else:
+                self.problems.append(f"rename: listed {sorted(a - b)} new, {sorted(b - a)} gone")
+                return
+            expect = {**{n: n for n in b - old}, **moved}
+        elif op == "delete":
+            expect = {n: n for n in b if n != DELETED or n in a}
+        elif op == "create":
+            extra = {n for n in a - b if n.startswith("user/new")}
+            acked = set(self.created)
+            inflight = {f"user/new{len(self.created):03d}/INBOX"}
+            if not acked <= a or not extra <= acked | inflight:
+                self.problems.append(f"create: acknowledged {sorted(acked - a)} missing, "
+                                     f"{sorted(extra - acked - inflight)} from nowhere")
+            expect = {n: n for n in b | extra}
         else:
-            for n in old:
-                m = n if n in after else n.replace("user/user0001/", "user/moved/", 1)
-                if after[m] != before[n]:
-                    problems.append(f"rename: {m} has {after[m]} messages, had {before[n]}")
-    elif op == "delete":
-        name = "user/user0001/F1"
-        if name in after and after[name] != before[name]:
-            problems.append(f"delete: {name} came back with {after[name]} of {before[name]}")
-        if set(after) - set(before):
-            problems.append(f"delete: new mailboxes {sorted(set(after) - set(before))}")
-    elif set(after) != set(before) or (op != "deliver" and after != before):
-        changed = [(n, before.get(n), after[n]) for n in after if before.get(n) != after[n]]
-        problems.append(f"{op}: listing changed: {sorted(set(before) ^ set(after))} {changed[:3]}")
-    if acked:
-        have = _message_hashes(root, "user/user0000/INBOX")
-        for name, uid, digest in acked:
+            expect = {n: n for n in b}
+        if set(expect.values()) != a:
+            self.problems.append(f"{op}: listing {sorted(a ^ set(expect.values()))} differs")
+        self.expect = {old: new for old, new in expect.items() if new in a}
+
+    def check_messages(self) -> None:
+        for old, new in self.expect.items():
+            if old not in self.before:  # created by the operation
+                continue
+            (uv_b, h_b), (uv_a, h_a) = self.before[old], self.after[new]
+            if uv_b != uv_a:
+                self.problems.append(f"{new}: uidvalidity {uv_a}, was {uv_b}")
+            for uid, digest in h_b.items():
+                if uid in h_a and h_a[uid] != digest:
+                    self.problems.append(f"{new}: uid {uid} names another message")
+                elif uid not in h_a and not (new == TARGET and uid in self.flagged):
+                    self.problems.append(f"{new}: uid {uid} lost")
+            if old == new and self.op == "delete" and old == DELETED and h_b != h_a:
+                self.problems.append(f"delete: {new} came back with {len(h_a)} of {len(h_b)}")
+        have = self.after.get(TARGET, (0, {}))[1]
+        for name, uid, digest in self.acked:
             if have.get(uid) != digest:
-                problems.append(f"deliver: acknowledged {name} uid {uid} "
-                                f"{'lost' if uid not in have else 'changed'}")
-    for args in (["-r", "-n"], ["-n", "-m"]):
+                self.problems.append(f"deliver: acknowledged {name} uid {uid} "
+                                     f"{'lost' if uid not in have else 'changed'}")
+
+    def check_expunged_stay_gone(self) -> None:
+        gone = self.flagged - set(self.after[TARGET][1])
+        if self.op == "expire" and gone != self.flagged:
+            self.problems.append(f"expire: {len(self.flagged - gone)} expunged messages are back")
+        r = _run(self.root, "reconstruct", "-r", "-f", TARGET)
+        if r.returncode not in (0, 1):
+            self.problems.append(f"reconstruct -r -f exited {r.returncode}")
+        back = gone & set(store_state(self.root)[TARGET][1])
+        if back:
+            self.problems.append(f"{self.op}: expunged uids {sorted(back)[:5]} came back "
+                                 f"after reconstruct -r -f")
+
+
+# -- race trials ------------------------------------------------------------------------------
+
+def _worker(root: str, k: int, seed: int, steps: int, out_path: str) -> None:
+    """Random work on user/w<k>, with the record the oracle checks against:
+    {mailbox: [uidvalidity, {uid: sha256}]} of what was acknowledged."""
+    from store.index import FLAG_DELETED
+    from store.mailbox import Store
+    rng = random.Random(seed)
+    user = f"user/w{k}"
+    model: dict[str, list] = {}
+    with Store.open(root) as s:
+        e = s.create(user)
+        model[f"{user}/INBOX"] = [e.uidvalidity, {}]
+        n = 0
+        for _ in range(steps):
+            time.sleep(rng.uniform(0, 0.01))
+            folders = sorted(m for m in model if m != f"{user}/INBOX")
+            what = rng.choice(["create", "create", "delete", "rename", "deliver", "deliver",
+                               "deliver", "expunge"])
+            if what == "create" or (what in ("delete", "rename") and not folders):
+                n += 1
+                name = f"{user}/F{n}"
+                model[name] = [s.create(name).uidvalidity, {}]
+            elif what == "delete":
+                name = rng.choice(folders)
+                s.delete(name)
+                del model[name]
+            elif what == "rename":
+                n += 1
+                old, new = rng.choice(folders), f"{user}/R{n}"
+                s.rename(old, new)
+                model[new] = model.pop(old)
+            elif what == "deliver":
+                name = rng.choice(sorted(model))
+                datas = [f"Subject: race {seed} {n} {i}\n\n{rng.random()}\n".encode()
+                         for i in range(rng.randint(1, 4))]
+                box = name[:-len("/INBOX")] if name.endswith("/INBOX") else name
+                for uid, d in zip(s.append_many(box, datas), datas, strict=True):
+                    model[name][1][uid] = _sha(d)
+            else:
+                name = rng.choice(sorted(model))
+                box = name[:-len("/INBOX")] if name.endswith("/INBOX") else name
+                for uid in list(model[name][1]):
+                    if rng.random() < 0.3:
+                        s.set_flags(box, uid, FLAG_DELETED)
+                        del model[name][1][uid]
+                s.expunge(box)
+    with open(out_path, "w") as f:
+        json.dump(model, f)
+
+
+def _db_loop(root: str, seed: int, done) -> None:
+    """-m, -q, -l and stored's spool resync in a seeded random order."""
+    from store.daemon.recovery import resync_from_spool
+    from store.errors import LockedError
+    from store.mailbox import Store
+    from store.reconstruct.runner import reconstruct_db
+    rng = random.Random(seed)
+    with Store.open(root) as s:
+        while not done.is_set():
+            what = rng.choice(["m", "m", "q", "l", "resync"])
+            try:
+                if what == "resync":
+                    resync_from_spool(s.layout, s)
+                else:
+                    reconstruct_db(s, partition=None, user=None, apply=True, mode=what)
+            except LockedError:  # the other loop's run: -m, -q, -l exclude each other
+                pass
+            time.sleep(rng.uniform(0, 0.02))
+
+
+def race_trial(seed: int, base: str, workers: int = 3, steps: int = 25) -> list[str]:
+    ctx = mp.get_context("fork")
+    root = os.path.join(base, f"r{seed}")
+    build(root, users=1, folders=1, messages=2, seed=seed)
+    before = store_state(root)
+    done = ctx.Event()
+    outs = [os.path.join(base, f"r{seed}-w{k}.json") for k in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(root, k, seed * 10 + k, steps, outs[k]))
+             for k in range(workers)]
+    loops = [ctx.Process(target=_db_loop, args=(root, seed * 10 + 9 + j, done)) for j in range(2)]
+    for p in loops + procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    done.set()
+    for p in loops:
+        p.join(120)
+    problems = [f"race: a process exited {p.exitcode}" for p in procs + loops if p.exitcode]
+    if problems:
+        return problems
+    want = {n: (uv, h) for n, (uv, h) in before.items()}
+    for path in outs:
+        with open(path) as f:
+            for n, (uv, h) in json.load(f).items():
+                want[n] = (uv, {int(u): d for u, d in h.items()})
+    have = store_state(root)
+    if set(have) != set(want):
+        problems.append(f"race: listing differs: missing {sorted(set(want) - set(have))[:5]}, "
+                        f"extra {sorted(set(have) - set(want))[:5]}")
+    for n in set(have) & set(want):
+        if have[n] != want[n]:
+            problems.append(f"race: {n} differs (uidvalidity {have[n][0]} vs {want[n][0]}, "
+                            f"{len(have[n][1])} vs {len(want[n][1])} messages)")
+    for args in (["-r", "-n"], ["-n", "-m"], ["-n", "-q"], ["-n", "-l"]):
         r = _run(root, "reconstruct", *args)
         if r.returncode != 0:
-            problems.append(f"reconstruct {' '.join(args)} after recovery exited {r.returncode}: "
-                            f"{r.stdout.decode().strip()[:200]}")
+            problems.append(f"race: reconstruct {' '.join(args)} exited {r.returncode}: "
+                            f"{r.stdout.decode().strip()[:300]}")
     shutil.rmtree(root, ignore_errors=True)
-    return problems, landed
+    return problems
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--trials", type=int, default=20, help="kill trials")
+    ap.add_argument("--races", type=int, default=0, help="race trials")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--ops", default=",".join(OPS))
     a = ap.parse_args()
     ops = a.ops.split(",")
     counts = {op: [0, 0, 0] for op in ops}  # trials, failed, kills that landed mid-run
     t0 = time.monotonic()
+    races_failed = 0
     with tempfile.TemporaryDirectory(prefix="torture-") as base:
         for i in range(a.trials):
             op, seed = ops[i % len(ops)], a.seed * 100_000 + i
-            problems, landed = trial(op, seed, base)
+            problems, landed = Trial(op, seed, base).run()
             counts[op][0] += 1
             counts[op][2] += landed
             if problems:
                 counts[op][1] += 1
                 for p in problems:
                     print(f"FAIL seed {seed} {op}: {p}", flush=True)
+        for i in range(a.races):
+            seed = a.seed * 100_000 + i
+            problems = race_trial(seed, base)
+            races_failed += bool(problems)
+            for p in problems:
+                print(f"FAIL seed {seed} race: {p}", flush=True)
     for op, (n, bad, landed) in counts.items():
-        print(f"{op}: {n} kill trials ({landed} killed before the command exited), {bad} failed")
-    print(f"{a.trials} trials in {time.monotonic() - t0:.0f} s")
-    sys.exit(1 if any(bad for _n, bad, _l in counts.values()) else 0)
+        if n:
+            print(f"{op}: {n} kill trials ({landed} killed before the command exited), "
+                  f"{bad} failed")
+    if a.races:
+        print(f"race: {a.races} race trials, {races_failed} failed")
+    print(f"{a.trials} trials, {a.races} race trials in {time.monotonic() - t0:.0f} s")
+    sys.exit(1 if races_failed or any(bad for _n, bad, _l in counts.values()) else 0)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from ..db import FOLDER, LRIGHT, QUOTA, FolderEntry, LrightEntry, QuotaEntry, Tx
 from ..errors import CorruptionError, StoreError
 from ..layout import DELETING, USER_NS, user_of, walk_spool
 from ..mailbox import Store, quota_add, quota_root_for, quota_root_mailbox
-from ..mailbox.quota import count_usage
+from ..mailbox.quota import Usage, count_usage, root_mailboxes
 from .findings import Act, Finding, Summary, advice
 from .plan import header_db_fields
 
@@ -37,6 +37,7 @@ class SpoolBox:
 
 
 CHECKPOINT_EVERY = 256  # mailboxes read between two calls of a run's checkpoint
+RECOUNT_TRIES = 5  # counts of one quota root whose mailboxes keep changing
 
 
 def read_spool(store: Store, partition: str | None = None, user: str | None = None, *,
@@ -289,35 +290,62 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
             continue
         if checkpoint is not None:
             checkpoint()
-        with store.lock(*[n for n, _ in boxes]):
-            u = count_usage(store, boxes, from_records=from_records, planned=planned)
-            for n, err in u.unreadable:
-                out.append(Finding(n, "quota-unreadable", f"usage not counted: {err}",
-                                   advice(f"run reconstruct {n}")))
-            if summary is not None:
-                summary.mailboxes_checked += u.mailboxes
-                summary.messages_checked += u.messages
-
-            def txn(t: Txn, root=root, b=u.bytes, m=u.messages) -> Finding | None:
-                try:
-                    q = t.record(QUOTA, root) or QuotaEntry()
-                    was = (q.used_bytes, q.used_messages)
-                except CorruptionError:  # the limit is lost with the value; usage is recounted
-                    q, was = QuotaEntry(), (None, None)
-                if was == (b, m):
-                    return None
-                if apply:
-                    q.used_bytes, q.used_messages = b, m
-                    t.put(QUOTA, root, q)
-                return _finding(root, "quota-usage", f"usage {was[0]} bytes / {was[1]} messages, "
-                                                     f"counted {b} / {m}",
-                                Act("correct it", "corrected"), apply)
-            f = store.db.write(txn, durable=False) if apply else store.db.read(txn)
-            if f:
-                out.append(f)
+        for _attempt in range(RECOUNT_TRIES):
+            counted = _recount_root(store, root, boxes, apply, from_records, planned)
+            if counted is not None:
+                break
+            # a mailbox of the root was created, deleted or renamed since the
+            # list was read: count again over the root's mailboxes as they are now
+            boxes = store.db.read(lambda t, root=root: root_mailboxes(t, root))
+        else:
+            out.append(Finding(root, "quota-busy", f"usage not recounted: its mailboxes changed "
+                                                   f"during {RECOUNT_TRIES} counts"))
+            continue
+        u, f = counted
+        for n, err in u.unreadable:
+            out.append(Finding(n, "quota-unreadable", f"usage not counted: {err}",
+                               advice(f"run reconstruct {n}")))
+        if summary is not None:
+            summary.mailboxes_checked += u.mailboxes
+            summary.messages_checked += u.messages
+        if f:
+            out.append(f)
     if apply and out:
         store.db.sync()
     return out
+
+
+def _recount_root(store: Store, root: str, boxes: list[tuple[str, FolderEntry]], apply: bool,
+                  from_records: bool, planned: dict[str, tuple[int, int]] | None
+                  ) -> tuple[Usage, Finding | None] | None:
+    """Count a root's mailboxes under their locks and write the usage, in
+    one transaction that first looks again at which mailboxes the root
+    has: None (nothing written) when that set changed since `boxes` was
+    read. A mailbox created later cannot hold mail counted before this
+    write (a delivery needs its entry), and one deleted or renamed away
+    waits for its lock, which is held here until after the write."""
+    names = sorted(n for n, _ in boxes)
+    with store.lock(*names):
+        u = count_usage(store, boxes, from_records=from_records, planned=planned)
+
+        def txn(t: Txn) -> tuple[Usage, Finding | None] | None:
+            if sorted(n for n, _ in root_mailboxes(t, root)) != names:
+                return None
+            try:
+                q = t.record(QUOTA, root) or QuotaEntry()
+                was = (q.used_bytes, q.used_messages)
+            except CorruptionError:  # the limit is lost with the value; usage is recounted
+                q, was = QuotaEntry(), (None, None)
+            b, m = u.bytes, u.messages
+            if was == (b, m):
+                return u, None
+            if apply:
+                q.used_bytes, q.used_messages = b, m
+                t.put(QUOTA, root, q)
+            return u, _finding(root, "quota-usage", f"usage {was[0]} bytes / {was[1]} messages, "
+                                                    f"counted {b} / {m}",
+                               Act("correct it", "corrected"), apply)
+        return store.db.write(txn, durable=False) if apply else store.db.read(txn)
 
 
 def add_usage(store: Store, deltas: dict[str, tuple[int, int]], *, apply: bool = True
