@@ -43,10 +43,22 @@ class ChildFailed(StoreError):
     """The child raised something that is not a StoreError, or could not report."""
 
 
-def run_isolated(fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+class ChildStopped(StoreError):
+    """The caller's `tick` asked for the child to stop, and it was killed."""
+
+    def __init__(self) -> None:
+        super().__init__("stopped before it finished")
+
+
+def run_isolated(fn: Callable[..., T], *args: Any, timeout: float | None = None,
+                 tick: Callable[[], bool] | None = None, tick_every: float = 0.2) -> T:
     """fn(*args) run in a forked child; its value returned, a StoreError it
     raised raised again here. A child killed by a signal raises ChildDied,
-    one that outlives `timeout` seconds is killed and raises ChildTimeout."""
+    one that outlives `timeout` seconds is killed and raises ChildTimeout.
+    `tick` is called every `tick_every` seconds while the child works (a
+    daemon pings its watchdog there); when it returns True the child is
+    killed with SIGKILL and ChildStopped is raised: only for work that a
+    kill at any point leaves safe (LMDB transactions, atomic file swaps)."""
     import pickle  # here: ~1 ms of the start-up of commands that never fork
 
     rfd, wfd = os.pipe()
@@ -77,12 +89,19 @@ def run_isolated(fn: Callable[..., T], *args: Any, timeout: float | None = None)
     deadline = None if timeout is None else time.monotonic() + timeout
     with os.fdopen(rfd, "rb") as f:
         while True:
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([f], [], [], left)[0]:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    raise ChildTimeout(timeout)
+            if deadline is not None or tick is not None:
+                left = None if deadline is None else deadline - time.monotonic()
+                wait = tick_every if left is None else min(left, tick_every if tick else left)
+                if not select.select([f], [], [], max(0.0, wait))[0]:
+                    if left is not None and left <= wait:
+                        os.kill(pid, signal.SIGKILL)
+                        os.waitpid(pid, 0)
+                        raise ChildTimeout(timeout)
+                    if tick is not None and tick():
+                        os.kill(pid, signal.SIGKILL)
+                        os.waitpid(pid, 0)
+                        raise ChildStopped()
+                    continue
             chunk = f.read1(1 << 20)
             if not chunk:
                 break

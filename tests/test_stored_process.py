@@ -165,11 +165,16 @@ def test_stored_r_removes_a_dead_writers_temp_files_at_once(root):
     dead.wait()
     mine = temp_name(os.path.join(mdir, "00", "7.msg"))
     theirs = mine.replace(f".{os.getpid()}.", f".{dead.pid}.")
-    for f in (mine, theirs):
+    # a create cut off before its index was in place: a directory that is no mailbox yet
+    unborn = os.path.join(os.path.dirname(mdir.rstrip("/")), "=New")
+    os.makedirs(unborn)
+    theirs_too = temp_name(os.path.join(unborn, "store.idx")).replace(f".{os.getpid()}.",
+                                                                      f".{dead.pid}.")
+    for f in (mine, theirs, theirs_too):
         open(f, "wb").write(b"half a message")
     r = cmd(["-r"], root)
     assert r.returncode == 0, r.stderr
-    assert not os.path.exists(theirs) and os.path.exists(mine)
+    assert not os.path.exists(theirs) and not os.path.exists(theirs_too) and os.path.exists(mine)
     assert f"removed {theirs}" in r.stdout
 
 

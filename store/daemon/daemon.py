@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -21,8 +22,7 @@ from ..errors import SettingError, StoreError
 from ..layout import Layout
 from ..mailbox import Store
 from ..mailbox.lifecycle import finish_renames
-from ..proc import sd_notify, watchdog_interval
-from ..reconstruct.runner import Interrupted
+from ..proc import ChildStopped, die_with_parent, run_isolated, sd_notify, watchdog_interval
 from . import state
 from .recovery import Recovery, check_and_recover, resync_from_spool
 from .schedule import Schedule
@@ -128,22 +128,28 @@ class Daemon:
             ran.append(job)
         return ran
 
-    def between_chunks(self) -> None:
-        """Called by long jobs between bounded pieces of work: ping the
-        watchdog when due, and stop the job (Interrupted) once SIGTERM came."""
-        self._ping_watchdog()
-        if self._stop is not None and self._stop.is_set():
-            raise Interrupted("stored is stopping")
-
     def _ping_watchdog(self) -> None:
         if self._wd_interval and time.monotonic() - self._last_wd >= self._wd_interval:
             sd_notify("WATCHDOG=1")
             self._last_wd = time.monotonic()
 
+    def _isolated(self, fn: Callable[..., object], *args: object) -> object:
+        """A long job in a forked child (its own database handle): this
+        process pings the watchdog meanwhile, and a SIGTERM kills the child
+        at once, whatever the store's size. Every write of these jobs is an
+        LMDB transaction or an atomic file swap, so a kill at any point
+        leaves the store as a kill -9 of `reconstruct -m` would: whole."""
+        self.store.close()  # no LMDB handle crosses a fork; reopened at the next use
+        return run_isolated(fn, *args, tick=self._child_tick)
+
+    def _child_tick(self) -> bool:
+        self._ping_watchdog()
+        return self._stop is not None and self._stop.is_set()
+
     def job_resync(self, now: float) -> None:
         try:
-            resync_from_spool(self.layout, self.store, checkpoint=self.between_chunks)
-        except Interrupted:  # the marker stays: the next start runs it again
+            self._isolated(_resync_in_child, self.layout.root)
+        except ChildStopped:  # the marker stays: the next start runs it again
             log.info("spool resync stopped by a shutdown; it runs again at the next start")
             return
         state.clear_resync_pending(self.layout)
@@ -168,7 +174,10 @@ class Daemon:
         state.touch(state.stamp_path(self.layout, "peruser"), now)
 
     def job_snapshot(self, now: float) -> None:
-        snapshots.take(self.layout, self.store.db, now=now)
+        try:
+            self._isolated(_snapshot_in_child, self.layout.root, now)
+        except ChildStopped:  # its temp directory goes at the next prune (a dead writer's)
+            log.info("snapshot stopped by a shutdown; it is taken again after the restart")
 
     def job_expire(self, now: float) -> None:
         """Erase expunged message files, each mailbox on its own: one that
@@ -188,7 +197,7 @@ class Daemon:
 
     def run(self, stop: threading.Event, reload: threading.Event, *, max_sleep: float = 0.5) -> None:
         """The job loop until `stop` is set; `reload` rereads the settings.
-        Long jobs look at `stop` between their chunks (between_chunks)."""
+        Long jobs run in a child that `stop` kills (_isolated)."""
         self._stop = stop
         while not stop.is_set():
             if reload.is_set():
@@ -214,3 +223,17 @@ class Daemon:
             state.release_daemon_lock(self.lock)
             self.lock = None
         logmsg.log("stored", logmsg.STORED_STOPPED, pid=os.getpid())
+
+
+def _resync_in_child(root: str) -> None:
+    die_with_parent(signal.SIGKILL)  # a killed stored must not leave it running
+    layout = Layout.open(root)
+    with Store(layout) as store:
+        resync_from_spool(layout, store)
+
+
+def _snapshot_in_child(root: str, now: float) -> None:
+    die_with_parent(signal.SIGKILL)
+    layout = Layout.open(root)
+    with Store(layout) as store:
+        snapshots.take(layout, store.db, now=now)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .. import snapshots
 from ..fsutil import TEMP_PREFIX, temp_owner
-from ..layout import Layout, is_bucket, walk_spool
+from ..layout import Layout
 from ..mailbox import Store
 from ..proc import pid_alive
 
@@ -32,17 +32,18 @@ def remove_temp_files(layout: Layout, now: float) -> list[str]:
     message deliveries never acknowledged, database installs) whose writer
     is gone (_abandoned); snapshot directories of dead writers."""
     removed = []
-    places = [layout.config_dir, layout.mboxlist_dir]
-    for ppath in layout.config.partitions().values():
-        for _name, mdir in walk_spool(ppath):
-            places.append(mdir)
-            with contextlib.suppress(OSError):
-                places += [e.path for e in os.scandir(mdir)
-                           if e.is_dir(follow_symlinks=False) and is_bucket(e.name)]
-    for d in places:
+    # every directory of each partition, not only the mailboxes: a create
+    # cut off before its index was in place leaves its temp files in a
+    # directory that is no mailbox yet
+    places = [layout.config_dir, layout.mboxlist_dir, *layout.config.partitions().values()]
+    while places:
+        d = places.pop()
         with contextlib.suppress(OSError):
             for e in os.scandir(d):
-                if e.name.startswith(TEMP_PREFIX) and e.is_file(follow_symlinks=False) \
+                if e.is_dir(follow_symlinks=False):
+                    if d not in (layout.config_dir, layout.mboxlist_dir):
+                        places.append(e.path)
+                elif e.name.startswith(TEMP_PREFIX) and e.is_file(follow_symlinks=False) \
                         and _abandoned(e.name, e.stat(follow_symlinks=False).st_mtime, now):
                     os.unlink(e.path)
                     removed.append(e.path)
