@@ -90,7 +90,9 @@ def cli(store_root, check_only, force, zero_index, remove_exp, partition, recurs
             findings, summary = reconstruct_db(store, partition=partition, user=user,
                                                apply=not check_only, mode=mode)
         else:
-            opts = Options(names=list(mailboxes), recursive=recursive, check_only=check_only,
+            # the seeds write a user's mailboxes as user/daphne/ (seed 003, step 9)
+            names = [m[:-1] if m.endswith("/") and m.strip("/") else m for m in mailboxes]
+            opts = Options(names=names, recursive=recursive, check_only=check_only,
                            force=force, zero_index=zero_index, remove_exp=remove_exp,
                            partition=partition, jobs=jobs or os.cpu_count() or 1)
             with _progress(as_json) as progress:
@@ -114,7 +116,7 @@ def cli(store_root, check_only, force, zero_index, remove_exp, partition, recurs
 
 
 class _progress:
-    """A rich progress bar on a terminal; nothing otherwise."""
+    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
 
     def __init__(self, as_json: bool):
         self.enabled = sys.stderr.isatty() and not as_json
@@ -123,10 +125,12 @@ class _progress:
     def __enter__(self):
         if not self.enabled:
             return None
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        # on stderr, where isatty() was asked: `reconstruct -r -n > file` keeps the file clean
         self.bar = Progress(TextColumn("mailboxes"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                            transient=True)
+                            transient=True, console=Console(stderr=True))
         self.bar.start()
         self.task = self.bar.add_task("reconstruct", total=None, rate="")
         import time

@@ -98,6 +98,9 @@ _k("quota-limit-uncopied", "The root mailbox's index header did not keep the quo
                            "-m copies it there; nothing to do.", problem=False)
 _k("quota-usage", "A quota root's usage was wrong (or a rebuild changed it). Corrected.",
    counts="db_changed")
+_k("other-partition", "A mailbox named with -p PARTITION is on another partition; it was left "
+                      "out, as the seeds say. Run reconstruct without -p (or with its "
+                      "partition) to check it.", problem=False)
 _k("quota-busy", "A quota root's mailboxes were created, deleted or renamed during every one of "
                  "several counts; its usage was left as deliveries keep it. Run reconstruct -q "
                  "again when the store is quieter.", problem=False)

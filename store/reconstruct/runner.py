@@ -225,8 +225,8 @@ def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None
     store.check_readable()
     if not opts.check_only:
         finish_renames(store)  # a rename cut off by a kill: finished first
-    tasks = select_mailboxes(store, opts.names, recursive=opts.recursive,
-                             partition=opts.partition)
+    tasks, elsewhere = select_mailboxes(store, opts.names, recursive=opts.recursive,
+                                        partition=opts.partition)
     results: list[BoxResult] = []
     total = len(tasks)
     msgs = 0
@@ -271,6 +271,8 @@ def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None
                 if fut not in collected and not fut.cancelled() and fut.exception() is None:
                     collect(fut.result())
     findings, summary = _apply_db(store, results, opts)
+    findings[:0] = [Finding(n, "other-partition", f"on partition {p}, not {opts.partition}: "
+                                                  "left out") for n, p in elsewhere]
     for f in findings:
         logmsg.log("reconstruct", logmsg.RECONSTRUCT_FINDING, line=f.line())
     summary.elapsed_seconds = round(time.monotonic() - t0, 3)

@@ -21,13 +21,18 @@ class Task(NamedTuple):
 
 
 def select_mailboxes(store: Store, names: list[str], *, recursive: bool = False,
-                     partition: str | None = None) -> list[Task]:
+                     partition: str | None = None) -> tuple[list[Task], list[tuple[str, str]]]:
     """Every mailbox of the spool and the database (no names), or the named
-    ones (with `recursive`, and everything below them), in name order."""
-    parts = store.layout.config.partitions()
+    ones (with `recursive`, and everything below them), in name order; and
+    the named mailboxes left out because they are on another partition than
+    `partition` (Sun: with -p, listed mailboxes are rebuilt "only if they are
+    in" it), each with the partition it is on."""
+    every = store.layout.config.partitions()
+    parts = every
     if partition:
         store.layout.partition_path(partition)
-        parts = {partition: parts[partition]}
+        parts = {partition: every[partition]}
+    elsewhere: list[tuple[str, str]] = []
     db = dict(store.db.good_records(FOLDER))
     found: dict[str, Task] = {}
 
@@ -47,6 +52,11 @@ def select_mailboxes(store: Store, names: list[str], *, recursive: bool = False,
         places = ([e.partition] if e and e.partition in parts
                   else [p for p in parts if os.path.isdir(store.layout.mailbox_dir(name, p))])
         if not places:
+            other = ([e.partition] if e and e.partition in every
+                     else [p for p in every if os.path.isdir(store.layout.mailbox_dir(name, p))])
+            if partition and other:
+                elsewhere.append((name, other[0]))
+                continue
             raise NoSuchMailboxError(f"mailbox {name} is neither in the database nor in the spool")
         part = places[0]
         mdir = store.layout.mailbox_dir(name, part)
@@ -58,4 +68,4 @@ def select_mailboxes(store: Store, names: list[str], *, recursive: bool = False,
                                 else name + "/") and ce.partition == part:
                     add(n, store.layout.mailbox_dir(n, part), part)
         add(name, mdir, part)
-    return sorted(found.values())
+    return sorted(found.values()), elsewhere
