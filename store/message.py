@@ -155,13 +155,16 @@ def parse_date(value: bytes) -> int:
             ss = int(s or 0)
             off = (1 if tz[:1] == b"+" else -1) * (int(tz[1:3]) * 3600 + int(tz[3:5]) * 60)
             first = _month_start(year, mon)
-            if first is None:
-                return 0
+            after = _month_start(year + mon // 12, mon % 12 + 1)
+            if first is None or after is None or day > after - first:
+                return 0  # 31 Feb is no date, not 2 March
             return (first + day - 1) * 86400 + hh * 3600 + mm * 60 + min(ss, 59) - off
     import email.utils  # rare forms only; the import costs a command's start-up ~8 ms
 
     try:
         dt = email.utils.parsedate_to_datetime(value.decode("latin-1"))
+        if dt.tzinfo is None:  # no zone (or -0000): UTC, whatever this process's TZ
+            dt = dt.replace(tzinfo=datetime.timezone.utc)
         return int(dt.timestamp())
     except (TypeError, ValueError, IndexError, OverflowError):
         return 0

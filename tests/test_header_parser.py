@@ -3,7 +3,7 @@ corpus message and on generated headers full of the awkward cases."""
 
 import os
 
-from conftest import corpus
+from conftest import ROOT, corpus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_parser import reference_fields
@@ -74,3 +74,23 @@ def test_content_type_summary_agrees(parts):
     from store.message import content_type_summary
     value = b"".join(parts)
     assert content_type_summary(value) == reference_content_type(value)
+
+
+def test_a_date_without_a_zone_is_utc_whatever_the_processes_tz():
+    import subprocess
+    import sys
+    code = ("from store.message import parse_date; "
+            "print(parse_date(b'Mon, 5 Feb 2024 10:00:00'), parse_date(b'5 Feb 2024 10:00 -0000'))")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**__import__("os").environ, "TZ": tz}, cwd=ROOT).stdout
+            for tz in ("UTC", "America/New_York", "Asia/Tokyo")}
+    assert outs == {"1707127200 1707127200\n"}
+
+
+def test_an_impossible_date_is_no_date():
+    from store.message import parse_date
+    assert parse_date(b"Sat, 31 Feb 2024 10:00:00 +0000") == 0
+    assert parse_date(b"31 Apr 2024 10:00 +0100") == 0
+    assert parse_date(b"29 Feb 2023 10:00:00 +0000") == 0
+    assert parse_date(b"29 Feb 2024 10:00:00 +0000") == 1709200800
+    assert parse_date(b"31 Dec 2024 23:59:59 +0000") == 1735689599

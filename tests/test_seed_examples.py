@@ -81,3 +81,16 @@ def test_hashdir_says_which_partition_and_which_directory(cli, root, tmp_path):
     r = cli("hashdir", "--store-root", root, "--path", "nosuch")
     assert r.code == 8 and "does not exist" in r.err
     assert cli("hashdir", "user/far").code == 16
+
+
+def test_what_a_check_finds_is_in_the_default_log_for_the_cron_line(cli, root):
+    """reconstruct -r -n from cron: the findings, not only the exit code, are
+    in the log the administrator reads (issue 11, item 12)."""
+    from damage import damage
+    build(root, users=1, folders=0, messages=3, seed=3)
+    damage(root, "missing_message_file", "user/user0000/INBOX")
+    r = cli("reconstruct", "--store-root", root, "-r", "-n")
+    assert r.code == 4
+    log = open(os.path.join(root, "log", "default"), encoding="utf-8").read()
+    for line in r.out.splitlines()[:-1]:  # every finding; the summary is the last line
+        assert f"WARNING: reconstruct: {line}" in log
