@@ -164,7 +164,7 @@ def parse_date(value: bytes) -> int:
     try:
         dt = email.utils.parsedate_to_datetime(value.decode("latin-1"))
         if dt.tzinfo is None:  # no zone (or -0000): UTC, whatever this process's TZ
-            dt = dt.replace(tzinfo=datetime.timezone.utc)
+            dt = dt.replace(tzinfo=datetime.UTC)
         return int(dt.timestamp())
     except (TypeError, ValueError, IndexError, OverflowError):
         return 0
