@@ -41,8 +41,9 @@ class Setting:
                 raise SettingError(f"{self.name}: {n} is out of range "
                                    f"(valid: {self.minimum}-{self.maximum})")
             return str(n)
-        if not value or "\x00" in value or "\n" in value:
-            raise SettingError(f"{self.name}: {raw!r} is not a valid path")
+        if not value or "\x00" in value or "\n" in value or not value.isprintable() \
+                or not is_utf8(value):
+            raise SettingError(f"{self.name}: {raw!r} is not a valid path (printable UTF-8)")
         return value
 
 
@@ -162,6 +163,16 @@ class Config:
         lines += [f"{n} = {v}\n" for n, v in sorted(values.items())]
         os.makedirs(os.path.dirname(config_path(self.root)), exist_ok=True)
         write_file_atomic(config_path(self.root), "".join(lines).encode())
+
+
+def is_utf8(text: str) -> bool:
+    """False for text holding bytes that were not UTF-8 (a command line's
+    surrogate escapes), which no file or database of the store may hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8, as surrogate escapes
+        return False
+    return True
 
 
 def default_root() -> str:

@@ -88,6 +88,9 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> int
 
 
 def _run(command: click.Command, prog: str, argv: list[str] | None) -> int:
+    if argv and any("\x00" in a for a in argv):  # only in-process: exec(2) cannot pass one
+        click.echo(f"{prog}: usage error: an argument holds a NUL byte", err=True)
+        return EXIT_USAGE
     try:
         rv = command.main(args=argv, prog_name=prog, standalone_mode=False)
         return rv if isinstance(rv, int) else EXIT_OK

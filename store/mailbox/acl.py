@@ -6,6 +6,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .. import index
+from ..config import is_utf8
 from ..db import FOLDER, LRIGHT, LrightEntry, Txn
 from ..errors import UsageError
 from ..layout import canonical, user_of
@@ -46,7 +47,8 @@ def set_acl(store: Store, name: str, identifier: str, rights: str) -> dict[str, 
     """Set an identifier's rights (empty rights remove it). Keeps lright
     and the index header's redundant copy in step."""
     name = canonical(name)
-    if not identifier or any(c in identifier for c in "\t\n\r\x00/"):
+    if not identifier or any(c in identifier for c in "\t\n\r\x00/") \
+            or not identifier.isprintable() or not is_utf8(identifier):
         raise UsageError(f"invalid ACL identifier {identifier!r}")
     if not RIGHTS_RE.match(rights) or set(rights) - set(ALL_RIGHTS):
         raise UsageError(f"invalid rights {rights!r} (letters of {ALL_RIGHTS})")

@@ -16,6 +16,9 @@ from ..db import FOLDER, QUOTA, FolderEntry, QuotaEntry, Txn
 from ..errors import CorruptionError, UsageError
 from ..layout import USER_NS, canonical, check_userid, user_of
 
+# the index header keeps the limit in 64 bits with all ones for "none" (index.NO_LIMIT)
+MAX_LIMIT = index.NO_LIMIT - 1
+
 if TYPE_CHECKING:
     from .store import Store
 
@@ -126,8 +129,8 @@ def set_quota(store: Store, root: str, limit_bytes: int | None) -> dict:
     """Set a quota root's limit (None: no limit). Mailboxes under the
     root take it as their quota root unless they have a deeper one."""
     root = check_quota_root(root)
-    if limit_bytes is not None and limit_bytes < 0:
-        raise UsageError("quota limit must be a non-negative number of bytes")
+    if limit_bytes is not None and not 0 <= limit_bytes <= MAX_LIMIT:
+        raise UsageError(f"quota limit must be 0 to {MAX_LIMIT} bytes, or 'none'")
     under = [n for n, e in store.db.records(FOLDER, prefix=root)
              if n == root or n.startswith(root + "/") or quota_root_for(n) == root]
     with store.lock(*under):
