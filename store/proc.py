@@ -138,14 +138,21 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process exists (signal 0; EPERM means it does)."""
+    """Whether a process exists and has not exited (signal 0; EPERM means it
+    exists). A zombie has exited: where PID 1 does not reap orphans (a
+    container without an init), a killed writer stays one indefinitely."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:  # no /proc: signal 0 is all there is to ask
         return True
-    return True
+    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 def sd_notify(message: str) -> bool:

@@ -132,3 +132,18 @@ def test_a_refused_taker_names_the_holder_by_pid(store, root):
     finally:
         release.set()
         p.join(30)
+
+
+def test_a_zombie_is_not_alive():
+    """An exited child not yet reaped (what an orphan stays where PID 1 does
+    not reap): its temp files and snapshot directories are a dead writer's."""
+    import subprocess
+    import time
+
+    from store.proc import pid_alive
+    p = subprocess.Popen(["true"])
+    time.sleep(0.3)  # exited, not reaped: a zombie
+    assert not pid_alive(p.pid)
+    p.wait()
+    assert not pid_alive(p.pid)
+    assert pid_alive(os.getpid())
