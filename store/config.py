@@ -84,20 +84,35 @@ def config_path(root: str) -> str:
     return os.path.join(root, CONFIG_DIR, CONFIG_FILE)
 
 
-def _parse(text: str, path: str) -> dict[str, str]:
+def _parse(data: bytes, path: str, problems: list[str] | None = None) -> dict[str, str]:
+    """The settings of a store.conf. A bad line raises SettingError naming
+    file and line; with `problems`, it is noted there and skipped instead
+    (configutil -l, which must still list)."""
     values: dict[str, str] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
+
+    def bad(lineno: int, why: str) -> None:
+        msg = f"{path}:{lineno}: {why}"
+        if problems is None:
+            raise SettingError(msg)
+        problems.append(msg)
+
+    for lineno, raw in enumerate(data.splitlines(), 1):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            bad(lineno, f"not UTF-8 text (byte {e.start + 1} of the line)")
+            continue
         if not line or line.startswith("#"):
             continue
         name, sep, value = line.partition("=")
         if not sep:
-            raise SettingError(f"{path}:{lineno}: expected 'name = value', found {line!r}")
+            bad(lineno, f"expected 'name = value', found {line!r}")
+            continue
         name = name.strip()
         try:
             values[name] = lookup(name).validate(value)
         except SettingError as e:  # where, for the administrator who edited the file
-            raise SettingError(f"{path}:{lineno}: {e}") from None
+            bad(lineno, str(e))
     return values
 
 
@@ -109,14 +124,16 @@ class Config:
         self.values = values
 
     @classmethod
-    def load(cls, root: str) -> Config:
+    def load(cls, root: str, problems: list[str] | None = None) -> Config:
+        """The settings of `root`; a bad line raises SettingError, or with
+        `problems` is noted there and left out."""
         path = config_path(root)
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            with open(path, "rb") as f:
+                data = f.read()
         except FileNotFoundError:
-            text = ""
-        return cls(root, _parse(text, path))
+            data = b""
+        return cls(root, _parse(data, path, problems))
 
     def get(self, name: str) -> str:
         if name == "store.root":

@@ -153,13 +153,17 @@ class Layout:
         self.config = config or Config.load(self.root)
 
     @classmethod
-    def open(cls, root: str) -> Layout:
+    def open(cls, root: str, *, config_problems: list[str] | None = None) -> Layout:
+        """An existing store. `config_problems`: settings lines that fail
+        are noted there and left out, instead of raising (configutil -l)."""
         root = os.path.abspath(root)
         if not os.path.isfile(os.path.join(root, MARKER)):
             if not os.path.exists(root):
                 raise NotAStoreError(f"store root {root} does not exist "
                                      "(create one with mboxutil -c or deliver --create)")
             raise NotAStoreError(f"{root} is not a message store (no {MARKER})")
+        if config_problems is not None:
+            return cls(root, Config.load(root, config_problems))
         return cls(root)
 
     @classmethod

@@ -48,3 +48,30 @@ def test_partitions_are_settings(cli, store, tmp_path):
     s = Store.open(root)
     assert s.layout.config.partitions() == {"primary": os.path.join(root, "partition/primary"),
                                             "second": str(tmp_path / "p2")}
+
+
+def test_a_bad_settings_line_names_file_and_line_and_configutil_l_still_lists(cli, tmp_path):
+    """Issue 11, items 8 and 10: a typo or bytes that are not UTF-8 give a
+    one-line error with file:line from every command; configutil -l lists
+    the settings anyway and marks the bad lines (exit 16)."""
+    import json
+    import os
+    root = str(tmp_path / "store")
+    assert cli("mboxutil", "--store-root", root, "-c", "user/joe").code == 0
+    conf = os.path.join(root, "config", "store.conf")
+    with open(conf, "ab") as f:
+        f.write(b"local.store.snapshotinterval = 60\nlocal.store.snapshotdirz = 3\n\xff\xfe = 1\n")
+    for prog, args in (("mboxutil", ["-l"]), ("reconstruct", ["-n", "-r"]), ("stored", ["-t"]),
+                       ("configutil", ["-o", "local.store.snapshotdirs"])):
+        r = cli(prog, "--store-root", root, *args)
+        assert r.code == 16, (prog, r)
+        assert r.err.count("\n") == 1 and f"{conf}:" in r.err, (prog, r)
+    r = cli("configutil", "--store-root", root, "-l")
+    assert r.code == 16
+    assert "local.store.snapshotinterval\t60\tfile" in r.out
+    n = open(conf, "rb").read().count(b"\n")  # the last line: the bytes that are not UTF-8
+    assert f"{conf}:{n - 1}: unknown setting 'local.store.snapshotdirz'" in r.err
+    assert f"{conf}:{n}: not UTF-8 text" in r.err
+    rows = json.loads(cli("configutil", "--store-root", root, "-l", "--json").out)
+    assert [e["error"].split(": ")[0] for e in rows if "error" in e] == [f"{conf}:{n - 1}",
+                                                                        f"{conf}:{n}"]

@@ -3,6 +3,7 @@
 import click
 
 from ..config import Config, lookup
+from ..errors import EXIT_USAGE
 from ..layout import Layout
 from .common import (
     EXIT_CODES_HELP,
@@ -31,15 +32,20 @@ def cli(store_root, name, value, list_all, as_json) -> int:
         raise usage("give either -l, or -o NAME [-v VALUE]")
     if value is not None and not name:
         raise usage("-v needs -o NAME")
-    layout = Layout.open(resolve_root(store_root))
-    config: Config = layout.config
-    if list_all:
+    if list_all:  # lists even when lines of the file are bad, and marks them
+        problems: list[str] = []
+        config: Config = Layout.open(resolve_root(store_root), config_problems=problems).config
         rows = [(n, config.get(n), config.source(n), lookup(n).description) for n in config.names()]
         if as_json:
-            emit_json([{"name": n, "value": v, "source": s, "description": d} for n, v, s, d in rows])
+            emit_json([{"name": n, "value": v, "source": s, "description": d} for n, v, s, d in rows]
+                      + [{"error": p} for p in problems])
         else:
             render_table("Settings", ["name", "value", "source", "description"], rows)
-        return 0
+            for p in problems:
+                click.echo(f"configutil: {p} (left out: the commands refuse to run until it "
+                           "is fixed)", err=True)
+        return EXIT_USAGE if problems else 0
+    config = Layout.open(resolve_root(store_root)).config
     lookup(name)
     if value is not None:
         config.set(name, value)
