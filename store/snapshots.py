@@ -10,10 +10,12 @@ restored, and never counted against the good ones.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -76,15 +78,40 @@ def list_snapshots(layout: Layout) -> list[Snapshot]:
     for n in names:
         if not n.startswith(PREFIX):
             continue
-        path = os.path.join(d, n)
-        try:
-            with open(os.path.join(path, MANIFEST), encoding="utf-8") as f:
-                m = json.load(f)
-        except (OSError, ValueError):
-            continue
-        out.append(Snapshot(n, path, m["time"], m["verified"], m["suspect"], m["bytes"],
-                            m["sha256"], m.get("entries", {}), m.get("data_mtime_ns")))
+        out.append(_read_manifest(n, os.path.join(d, n)))
     return sorted(out, key=lambda s: (s.time, s.name))
+
+
+def _read_manifest(name: str, path: str) -> Snapshot:
+    """The snapshot as its manifest describes it. A manifest missing,
+    unreadable or holding anything but the fields and types it is written
+    with makes the snapshot suspect, nothing more: it is listed (and
+    pruned), never restored, and one damaged file cannot stop stored."""
+    def finite(v: object) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    def refuse(_constant: str) -> None:
+        raise ValueError("NaN or Infinity")
+
+    try:
+        with open(os.path.join(path, MANIFEST), "rb") as f:
+            m = json.loads(f.read(1 << 20).decode("utf-8"), parse_constant=refuse)
+        ok = (isinstance(m, dict) and finite(m.get("time"))
+              and isinstance(m.get("verified"), bool) and isinstance(m.get("suspect"), bool)
+              and isinstance(m.get("bytes"), int) and isinstance(m.get("sha256"), str)
+              and isinstance(m.get("entries", {}), dict)
+              and (m.get("data_mtime_ns") is None or isinstance(m["data_mtime_ns"], int)))
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        ok = False
+    if ok:
+        return Snapshot(name, path, m["time"], m["verified"], m["suspect"], m["bytes"],
+                        m["sha256"], m.get("entries", {}), m.get("data_mtime_ns"))
+    try:
+        when = float(calendar.timegm(time.strptime(name[len(PREFIX):len(PREFIX) + 16],
+                                                   STAMP_FORMAT)))
+    except ValueError:
+        when = 0.0
+    return Snapshot(name, path, when, False, True, 0, "", {})
 
 
 def newest_time(layout: Layout) -> float | None:

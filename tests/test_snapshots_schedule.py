@@ -175,3 +175,46 @@ def test_suspect_snapshots_do_not_pile_up(store, monkeypatch):
     for i in range(5):  # as many imdbverify -s on a bad database
         _take(store, 1_800_000_000 + i)
     assert len([s for s in snapshots.list_snapshots(store.layout) if s.suspect]) == 2
+
+
+def test_a_damaged_manifest_makes_its_snapshot_suspect_nothing_more(cli, store):
+    """Issue 11, item 8: valid JSON without a key, NaN, bytes that are not
+    UTF-8, no manifest at all: imdbverify -l lists it as suspect, the good
+    snapshot is still chosen, stored starts, and a damaged state file does
+    not break stored -t."""
+    store.create("user/joe")
+    good = _take(store, 1_800_000_000).name
+    damages = [json.dumps({"time": 1_800_000_060, "verified": True}),  # no "suspect"
+               '{"time": NaN, "verified": true, "suspect": false, "bytes": 1, "sha256": ""}',
+               "\udcff", None]
+    for i, text in enumerate(damages):
+        s = _take(store, 1_800_000_120 + i * 60)
+        mpath = os.path.join(s.path, snapshots.MANIFEST)
+        if text is None:
+            os.unlink(mpath)
+        else:
+            open(mpath, "wb").write(text.encode("utf-8", "surrogateescape"))
+    store.close()
+    root = store.layout.root
+    r = cli("imdbverify", "--store-root", root, "-l", "--json")
+    assert r.code == 0, r
+    listed = json.loads(r.out)
+    assert [s["suspect"] for s in listed] == [False, True, True, True, True]
+    assert snapshots.best(store.layout)[0].name == good
+    with open(os.path.join(root, "config", "stored.state"), "wb") as f:
+        f.write(b"\xff\xfe 99999999999999999999 ready\n")
+    r = cli("stored", "--store-root", root, "-t", "-v")
+    assert r.code == 8 and "state: stopped" in r.out, r
+    p = subprocess.Popen([sys.executable, "-c", "from store.cli.stored import main; main()"],
+                         cwd=ROOT, env={**os.environ, "MSGSTORE_ROOT": root},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        t0 = time.monotonic()
+        while cli("stored", "--store-root", root, "-t").code != 0:
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() - t0 < 30
+            time.sleep(0.1)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=30)
+    assert p.returncode == 0

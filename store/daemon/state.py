@@ -35,13 +35,15 @@ def state_path(layout: Layout) -> str:
 
 
 def read_state(layout: Layout) -> dict | None:
-    """{"pid", "state"} as the state file says, or None."""
+    """{"pid", "state"} as the state file says, or None (no file, or one
+    damaged: stored rewrites it at its start)."""
     try:
-        with open(state_path(layout), encoding="utf-8") as f:
-            words = f.read().split()
+        with open(state_path(layout), "rb") as f:
+            words = f.read(256).decode("ascii", "replace").split()
     except FileNotFoundError:
         return None
-    if len(words) < 2 or not words[0].isdigit():
+    if len(words) < 2 or not words[0].isascii() or not words[0].isdigit() \
+            or not 0 < int(words[0]) < 1 << 31 or words[1] not in (INIT, READY):
         return None
     return {"pid": int(words[0]), "state": words[1]}
 
