@@ -43,6 +43,10 @@ class OverQuotaError(StoreError):
     pass
 
 
+class EmptyMessageError(UsageError):
+    """A message of no bytes: refused, as Dovecot and Cyrus refuse one."""
+
+
 class LockedError(StoreError):
     pass
 

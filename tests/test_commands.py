@@ -227,3 +227,56 @@ def test_random_database_damage_never_crashes_reconstruct_m(tmp_path, seed):
         assert "Traceback" not in r.stderr, (kind, r.stderr)
         if r.returncode == 4:
             assert r.stderr.count("\n") == 1 and "is damaged" in r.stderr, (kind, r.stderr)
+
+
+def test_deliver_streams_a_big_message_instead_of_reading_it_whole(tmp_path):
+    """Issue 11, item 6: peak memory stays far below the message's size."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    root = str(tmp_path / "store")
+    big = tmp_path / "big.eml"
+    with open(big, "wb") as f:
+        f.write(b"Subject: big\r\nDate: 5 Feb 2024 10:00 +0000\r\n\r\n")
+        line = b"x" * 76 + b"\r\n"
+        for _ in range(160 * 1024 * 1024 // len(line)):
+            f.write(line)
+    size = big.stat().st_size
+    code = ("import resource, sys\nfrom store.cli.common import run\n"
+            "from store.cli.deliver import cli\n"
+            "rc = run(cli, 'deliver', sys.argv[1:])\n"
+            "print(rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n")
+    r = subprocess.run([sys.executable, "-c", code, "--store-root", root, "--create",
+                        "user/joe", str(big)], cwd=ROOT, capture_output=True, text=True)
+    rc, peak = r.stdout.split()[-2:]
+    assert rc == "0", r
+    assert int(peak) < size / 2, (peak, size)  # was over the size: every input read whole
+    from store.mailbox import Store
+    with Store.open(root) as s:
+        rec = s.read("user/joe").records[0]
+        assert rec.size == size and rec.sentdate == 1707127200
+        h = hashlib.sha256()
+        with open(big, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        assert rec.guid == h.digest()
+
+
+def test_deliver_refuses_an_empty_message_and_stdin_twice(cli, root, tmp_path):
+    from store.fsutil import leftover_temp_files
+    assert cli("mboxutil", "--store-root", root, "-c", "user/joe").code == 0
+    empty = tmp_path / "empty.eml"
+    empty.write_bytes(b"")
+    ok = tmp_path / "ok.eml"
+    ok.write_bytes(b"Subject: ok\n\nok\n")
+    r = cli("deliver", "--store-root", root, "user/joe", str(ok), str(empty))
+    assert r.code == 16 and "empty.eml is empty; nothing was delivered" in r.err and r.out == "", r
+    r = cli("deliver", "--store-root", root, "user/joe", input=b"")
+    assert r.code == 16 and "empty" in r.err
+    r = cli("deliver", "--store-root", root, "user/joe", "-", "-", input=b"Subject: x\n\nx\n")
+    assert r.code == 16 and "standard input ('-') can be given once" in r.err
+    r = cli("mboxutil", "--store-root", root, "-l", "--json")
+    assert '"messages": 0' in r.out
+    assert leftover_temp_files(root) == []

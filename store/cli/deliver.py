@@ -1,5 +1,8 @@
 """deliver: append messages to a mailbox."""
 
+import contextlib
+import os
+import stat
 import sys
 
 import click
@@ -29,23 +32,27 @@ def cli(store_root, create, batch, flags, partition, mailbox, files) -> int:
         flag_bits = names_to_flags(flags)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    datas = []
-    for f in files or ("-",):
-        if f == "-":
-            datas.append(sys.stdin.buffer.read())
-        else:
-            with open(f, "rb") as fh:
-                datas.append(fh.read())
-    with open_store(store_root, create=create) as store:
-        if create and not store.exists(name):
-            store.create(name, partition)
-        if batch:
-            uids = store.append_many(name, datas, flags=flag_bits)
-            for uid in uids:
-                click.echo(f"{name} {uid}")
-        else:
-            for data in datas:
-                click.echo(f"{name} {store.append(name, data, flags=flag_bits)}")
+    with contextlib.ExitStack() as files_open:
+        # opened now, read later a chunk at a time: a missing file fails before anything
+        # is stored, and no message is ever held in memory whole
+        sources = [sys.stdin.buffer if f == "-" else files_open.enter_context(open(f, "rb"))
+                   for f in files or ("-",)]
+        if sum(f == "-" for f in files) > 1:
+            raise click.UsageError("standard input ('-') can be given once")
+        for f, src in zip(files, sources, strict=False):
+            st = os.fstat(src.fileno())
+            if f != "-" and stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                raise click.UsageError(f"{f} is empty; nothing was delivered")
+        with open_store(store_root, create=create) as store:
+            if create and not store.exists(name):
+                store.create(name, partition)
+            if batch:
+                for uid in store.append_stream(name, sources, flags=flag_bits, batch=True):
+                    click.echo(f"{name} {uid}")
+            else:
+                for src in sources:
+                    uid = store.append_stream(name, [src], flags=flag_bits)[0]
+                    click.echo(f"{name} {uid}")
     return 0
 
 

@@ -9,17 +9,19 @@ without a record, usage that is off) is what reconstruct repairs.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
 
 from .. import index, logmsg
 from ..db import QUOTA
-from ..errors import OverQuotaError, StoreError
+from ..errors import EmptyMessageError, OverQuotaError, StoreError
 from ..fsutil import fsync_dir, sync_filesystem, temp_name, write_all
 from ..layout import canonical
-from ..message import guid, parse_header
+from ..message import ParsedHeader, guid, parse_header
 from .quota import quota_add
 
 if TYPE_CHECKING:
@@ -45,10 +47,109 @@ def append_many(store: Store, name: str, messages: Iterable[bytes], *, flags: in
     datas = list(messages)
     if not datas:
         return []
+
+    def place(mdir: str, uid: int) -> list[Placed]:
+        out = []
+        for data in datas:
+            uid = _write_message_file(mdir, uid, data, durable=not batch)
+            out.append(Placed(uid, len(data), parse_header(data), guid(data)))
+            uid += 1
+        return out
+    return _append_locked(store, name, sum(len(d) for d in datas), place, flags=flags,
+                          internaldate=internaldate, batch=batch)
+
+
+@dataclass
+class Placed:
+    """A message file in place under its UID, with what its record needs."""
+
+    uid: int
+    size: int
+    parsed: ParsedHeader
+    digest: bytes
+
+
+@dataclass
+class Spooled:
+    """A message streamed into a temp file of its partition before the lock."""
+
+    tmp: str
+    size: int
+    digest: bytes
+    parsed: ParsedHeader
+
+
+STREAM_CHUNK = 1 << 20
+HEADER_MAX = 1 << 20  # bytes of a streamed message kept to find and parse its header
+
+
+def spool(directory: str, src: BinaryIO, *, durable: bool) -> Spooled:
+    """Copy `src` into a temp file in `directory` a chunk at a time (memory
+    stays at a chunk plus the header), hashing it on the way; fsync it when
+    durable. The temp file is removed on any failure."""
+    tmp = temp_name(os.path.join(directory, "incoming"))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+    h, size, head = hashlib.sha256(), 0, bytearray()
+    try:
+        while chunk := src.read(STREAM_CHUNK):
+            write_all(fd, chunk)
+            h.update(chunk)
+            size += len(chunk)
+            if len(head) < HEADER_MAX:
+                head += chunk[:HEADER_MAX - len(head)]
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    return Spooled(tmp, size, h.digest(), parse_header(bytes(head)))
+
+
+def append_stream(store: Store, name: str, sources: Iterable[BinaryIO], *, flags: int = 0,
+                  internaldate: int | None = None, batch: bool = False) -> list[int]:
+    """Deliver messages read from file objects without holding any of them
+    in memory: each is streamed into a temp file of the mailbox's partition
+    first (outside the lock), then linked into place under the lock. An
+    empty message is refused (EmptyMessageError) before anything is stored."""
+    name = canonical(name)
+    entry = store.entry(name)
+    directory = store.layout.partition_path(entry.partition)
+    spooled: list[Spooled] = []
+    try:
+        for src in sources:
+            spooled.append(spool(directory, src, durable=not batch))
+            if spooled[-1].size == 0:
+                raise EmptyMessageError(f"message {len(spooled)} for {name} is empty; "
+                                        "nothing was delivered")
+        if not spooled:
+            return []
+
+        def place(mdir: str, uid: int) -> list[Placed]:
+            out = []
+            for sp in spooled:
+                uid = _link_message_file(mdir, uid, sp.tmp, durable=not batch)
+                out.append(Placed(uid, sp.size, sp.parsed, sp.digest))
+                uid += 1
+            return out
+        return _append_locked(store, name, sum(sp.size for sp in spooled), place, flags=flags,
+                              internaldate=internaldate, batch=batch)
+    finally:
+        for sp in spooled:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(sp.tmp)
+
+
+def _append_locked(store: Store, name: str, need: int,
+                   place: Callable[[str, int], list[Placed]], *, flags: int,
+                   internaldate: int | None, batch: bool) -> list[int]:
+    """Under the mailbox lock: refuse what the quota does not allow, have
+    `place` put the message files in place from UIDNEXT on, then the index
+    records (after the files are durable), then the quota usage."""
     with store.lock(name):
         entry = store.entry(name)
         qroot = entry.quotaroot
-        need = sum(len(d) for d in datas)
         if qroot:
             q = store.db.record(QUOTA, qroot)
             if q is not None and q.limit_bytes is not None and q.used_bytes + need > q.limit_bytes:
@@ -58,19 +159,15 @@ def append_many(store: Store, name: str, messages: Iterable[bytes], *, flags: in
         mdir = store.mailbox_dir(name, entry)
         header = index.read_header(mdir, name)
         when = int(time.time()) if internaldate is None else internaldate
-        uid = header.uidnext
         modseq = header.highest_modseq
         entries = []
-        for data in datas:
-            uid = _write_message_file(mdir, uid, data, durable=not batch)
-            parsed = parse_header(data)
-            if data and not parsed.fields and parsed.header_size == 0:
-                logmsg.log("mailbox", logmsg.MSG_UNPARSABLE, uid=uid, mailbox=name)
+        for p in place(mdir, header.uidnext):
+            if p.size and not p.parsed.fields and p.parsed.header_size == 0:
+                logmsg.log("mailbox", logmsg.MSG_UNPARSABLE, uid=p.uid, mailbox=name)
             modseq += 1
-            rec = index.Record(uid, flags, when, parsed.sent_date, len(data),
-                               parsed.header_size, 0, 0, modseq, guid(data))
-            entries.append((rec, parsed.fields))
-            uid += 1
+            rec = index.Record(p.uid, flags, when, p.parsed.sent_date, p.size,
+                               p.parsed.header_size, 0, 0, modseq, p.digest)
+            entries.append((rec, p.parsed.fields))
         if batch:
             sync_filesystem(mdir)
         written = index.append(mdir, header, entries)
@@ -141,30 +238,42 @@ def _write_message_file(mdir: str, uid: int, data: bytes, *, durable: bool) -> i
     """Write `<uid>.msg` without ever replacing an existing file: a file
     left by a crashed delivery keeps its UID and this message takes the next.
     Returns the UID used."""
-    while True:
-        bdir = os.path.join(mdir, bucket_of(uid))
-        if not os.path.isdir(bdir):
-            os.makedirs(bdir, exist_ok=True)
-            if durable:
-                fsync_dir(mdir)
-        tmp = temp_name(os.path.join(bdir, str(uid)))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
-        try:
-            write_all(fd, data)
-            if durable:
-                os.fsync(fd)
-        except BaseException:  # a full disk must not keep the half-written file
-            os.close(fd)
-            os.unlink(tmp)
-            raise
+    bdir = _bucket_dir(mdir, uid, durable=durable)
+    tmp = temp_name(os.path.join(bdir, str(uid)))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+    try:
+        write_all(fd, data)
+        if durable:
+            os.fsync(fd)
         os.close(fd)
+        fd = -1
+        return _link_message_file(mdir, uid, tmp, durable=durable)
+    finally:  # a full disk must not keep the half-written file either
+        if fd >= 0:
+            os.close(fd)
+        os.unlink(tmp)
+
+
+def _bucket_dir(mdir: str, uid: int, *, durable: bool) -> str:
+    bdir = os.path.join(mdir, bucket_of(uid))
+    if not os.path.isdir(bdir):
+        os.makedirs(bdir, exist_ok=True)
+        if durable:
+            fsync_dir(mdir)
+    return bdir
+
+
+def _link_message_file(mdir: str, uid: int, tmp: str, *, durable: bool) -> int:
+    """Link a spooled temp file to `<uid>.msg`, never over an existing file
+    (a crashed delivery's file keeps its UID; this one takes the next).
+    Returns the UID used; the temp file stays for the caller to remove."""
+    while True:
+        bdir = _bucket_dir(mdir, uid, durable=durable)
         try:
             os.link(tmp, os.path.join(bdir, f"{uid}.msg"))
         except FileExistsError:
-            os.unlink(tmp)
             uid += 1
             continue
-        os.unlink(tmp)
         if durable:
             fsync_dir(bdir)
         return uid

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from .. import index, locks
 from ..db import FOLDER, Database, FolderEntry
@@ -181,6 +182,13 @@ class Store:
                     internaldate: int | None = None, batch: bool = True) -> list[int]:
         return messages.append_many(self, name, datas, flags=flags, internaldate=internaldate,
                                     batch=batch)
+
+    def append_stream(self, name: str, sources: Iterable[BinaryIO], *, flags: int = 0,
+                      internaldate: int | None = None, batch: bool = False) -> list[int]:
+        """Deliver messages read from file objects, streamed (never whole in
+        memory); durable one by one, or with batch=True all with one sync."""
+        return messages.append_stream(self, name, sources, flags=flags,
+                                      internaldate=internaldate, batch=batch)
 
     def set_flags(self, name: str, uid: int, flags: int, mode: str = "set") -> int:
         return messages.set_flags(self, name, uid, flags, mode)
