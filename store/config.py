@@ -68,6 +68,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "Seconds between per-user flag write-outs by stored (stamp stored.per).", 1, 86400),
     Setting("local.store.expirestart", "23", "int",
             "Hour of the day (0-23) at which stored erases expunged message files.", 0, 23),
+    Setting("local.store.groupaccess", "1", "int",
+            "1: files are created 0640 and directories 0750 (the store's group may read); "
+            "0: 0600 and 0700, as Dovecot. Whatever the umask.", 0, 1),
 ]}
 
 

@@ -17,6 +17,30 @@ from collections.abc import Iterator
 TEMP_PREFIX = ".tmp-"
 
 
+def current_umask() -> int:
+    """This process's umask, read without changing it where Linux tells it
+    (/proc/self/status), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o077)
+    os.umask(old)
+    return old
+
+
+def tighten_umask(mask: int) -> None:
+    """Add `mask`'s bits to the process umask (never loosen it), so that every
+    file and directory the store creates has at most the modes it allows
+    whatever umask the process was started with."""
+    cur = current_umask()
+    if cur | mask != cur:
+        os.umask(cur | mask)
+
+
 def write_all(fd: int, data: bytes) -> None:
     """os.write until every byte is written (a write may take fewer)."""
     view = memoryview(data)

@@ -17,6 +17,7 @@ import stat
 
 from .config import CONFIG_DIR, CONFIG_FILE, Config
 from .errors import InvalidNameError, NotAStoreError, StoreError
+from .fsutil import tighten_umask
 
 MAX_COMPONENT_BYTES = 254  # plus the '=' prefix = NAME_MAX (255) on disk
 USER_NS = "user"
@@ -26,6 +27,9 @@ MARKER = os.path.join(CONFIG_DIR, CONFIG_FILE)
 # in a mailbox directory: a delete has begun (mailbox/lifecycle.py); the
 # directory is no longer a mailbox, and whoever finds it finishes the delete
 DELETING = "store.deleted"
+
+GROUP_ACCESS_UMASK = 0o027  # files 0640, directories 0750: the mail group may read
+PRIVATE_UMASK = 0o077  # files 0600, directories 0700 (local.store.groupaccess = 0)
 
 
 def is_bucket(name: str) -> bool:
@@ -151,6 +155,10 @@ class Layout:
     def __init__(self, root: str, config: Config | None = None):
         self.root = os.path.abspath(root)
         self.config = config or Config.load(self.root)
+        # every file and directory this process creates gets at most 0640/0750
+        # (or 0600/0700), whatever umask it was started with
+        tighten_umask(GROUP_ACCESS_UMASK if self.config.get_int("local.store.groupaccess")
+                      else PRIVATE_UMASK)
 
     @classmethod
     def open(cls, root: str, *, config_problems: list[str] | None = None) -> Layout:
@@ -178,6 +186,7 @@ class Layout:
             if os.listdir(root):
                 raise NotAStoreError(f"{root} is not empty and not a message store; "
                                      "refusing to initialise it")
+        tighten_umask(GROUP_ACCESS_UMASK)  # before the first directory: the root's
         os.makedirs(os.path.join(root, CONFIG_DIR), exist_ok=True)
         layout = cls(root, Config(root, {}))
         for d in (layout.mboxlist_dir, layout.log_dir, layout.lock_dir):

@@ -41,7 +41,8 @@ def open_env(path: str, *, readonly: bool, create: bool = False, lock: bool = Tr
     opener). Errors come back as store errors."""
     try:
         return lmdb.open(path, map_size=INITIAL_MAP_SIZE, max_dbs=MAX_DBS, subdir=True,
-                         readonly=readonly, create=create, lock=lock, sync=False)
+                         readonly=readonly, create=create, lock=lock, sync=False,
+                         mode=0o640)  # data.mdb and lock.mdb; the umask narrows it further
     except DAMAGE_ERRORS as e:
         raise unusable(path, e) from None
     except lmdb.Error as e:
