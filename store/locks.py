@@ -32,6 +32,7 @@ MAILBOX_TIMEOUT = 60.0
 REPAIR_LOCK = "reconstruct-db.lock"
 DAEMON_LOCK = "stored.lock"
 _HELD_ELSEWHERE = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
+NO_LOCK = -1  # acquire() on a read-only filesystem: there is nothing to exclude
 _PID_FIELD = 11  # "%10d\n": fixed width, so a shorter pid needs no truncate
 
 
@@ -41,8 +42,15 @@ def mailbox_lock_name(mailbox: str) -> str:
 
 def acquire(path: str, timeout: float) -> int | None:
     """The descriptor holding the lock on `path`, or None when it stayed
-    held elsewhere for `timeout` seconds."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    held elsewhere for `timeout` seconds. On a read-only filesystem nothing
+    can change what a lock would protect: NO_LOCK is returned, held by no
+    one (a command that writes fails at its first write, as it must)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    except OSError as e:
+        if e.errno == errno.EROFS:
+            return NO_LOCK
+        raise
     try:
         deadline = time.monotonic() + timeout
         delay = POLL_FIRST
@@ -60,6 +68,8 @@ def acquire(path: str, timeout: float) -> int | None:
 
 
 def release(fd: int) -> None:
+    if fd == NO_LOCK:
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

@@ -27,8 +27,15 @@ def attach(log_dir: str, level: int = logging.INFO) -> logging.Handler:
     path = os.path.abspath(os.path.join(log_dir, LOG_FILE))
     if path in _attached:
         return _attached[path]
-    os.makedirs(log_dir, exist_ok=True)
-    handler = ReopeningFileHandler(path)
+    try:
+        os.makedirs(log_dir, exist_ok=True)
+        handler = ReopeningFileHandler(path)
+    except OSError as e:  # a read-only or full filesystem must not stop a check or a listing
+        handler = attach_stderr(level)
+        logging.getLogger(f"{_LOGGER}.log").warning(
+            "log %s cannot be written (%s): logging to standard error", path,
+            e.strerror or e)
+        return handler
     handler.setFormatter(logging.Formatter(FORMAT))
     return _add(path, handler, level)
 

@@ -59,7 +59,7 @@ def cli(store_root, mailbox, uid, dbname, stats, as_json) -> int:
         raise usage("-c UID needs -m MAILBOX")
     if dbname and dbname not in DATABASES:
         raise usage(f"unknown database {dbname!r} (one of {', '.join(DATABASES)})")
-    with open_store(store_root) as store:
+    with open_store(store_root, readonly=True) as store:  # a dump writes nothing
         if mailbox:
             name = canonical(mailbox)
             with store.lock(name):

@@ -64,7 +64,8 @@ def cli(store_root, do_list, pattern, create, delete, rename, expunge, quota, se
                     "--set-flags" + (f" (got {' '.join(actions)})" if actions else ""))
     if args and not (rename or expunge or quota):
         raise usage(f"unexpected arguments: {' '.join(args)}")
-    with open_store(store_root, create=bool(create)) as store:
+    # listings open the database read-only: they work on a read-only store
+    with open_store(store_root, create=bool(create), readonly=bool(do_list or quota)) as store:
         store.check_readable()  # a damaged page must not abort the listing
         if do_list:
             infos = store.list(pattern)

@@ -8,6 +8,7 @@ envelope.py, the files in lmdbfiles.py.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -36,9 +37,18 @@ def unusable(path: str, detail: object) -> CorruptionError:
                            kind=logmsg.DB_UNUSABLE.code, path=lmdbfiles.data_path(path))
 
 
+def _on_readonly_fs(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def open_env(path: str, *, readonly: bool, create: bool = False, lock: bool = True):
     """The one way an environment is opened (the same max_dbs for every
     opener). Errors come back as store errors."""
+    if readonly and lock and _on_readonly_fs(path):
+        lock = False  # lock.mdb cannot be written there, and no writer can exist
     try:
         return lmdb.open(path, map_size=INITIAL_MAP_SIZE, max_dbs=MAX_DBS, subdir=True,
                          readonly=readonly, create=create, lock=lock, sync=False,
