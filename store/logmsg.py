@@ -140,6 +140,11 @@ STORED_READY = _m(
     "stored-ready", logging.INFO, "stored ready (pid {pid}) in {seconds:.1f} s", "None.")
 STORED_STOPPED = _m(
     "stored-stopped", logging.INFO, "stored stopped (pid {pid})", "None.")
+LOG_UNWRITABLE = _m(
+    "log-unwritable", logging.WARNING,
+    "log {path} cannot be written ({error}): logging to standard error",
+    "On a read-only store, nothing: read-only commands work and log there. Otherwise fix "
+    "what the error names (permissions of log/, free space) so that the log is kept.")
 STORED_FAILED = _m(
     "stored-failed", logging.ERROR, "stored failed and stopped: {error}",
     "Fix what the error names (the snapshot path, permissions, free space, a damaged "

@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 
+from . import logmsg
+
 LOG_FILE = "default"
 FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
 STDERR_FORMAT = "%(name)s %(levelname)s: %(message)s"
@@ -32,9 +34,7 @@ def attach(log_dir: str, level: int = logging.INFO) -> logging.Handler:
         handler = ReopeningFileHandler(path)
     except OSError as e:  # a read-only or full filesystem must not stop a check or a listing
         handler = attach_stderr(level)
-        logging.getLogger(f"{_LOGGER}.log").warning(
-            "log %s cannot be written (%s): logging to standard error", path,
-            e.strerror or e)
+        logmsg.log("log", logmsg.LOG_UNWRITABLE, path=path, error=e.strerror or e)
         return handler
     handler.setFormatter(logging.Formatter(FORMAT))
     return _add(path, handler, level)
