@@ -76,6 +76,13 @@ def canonical(name: str) -> str:
     return "/".join(parts)
 
 
+def _owner(path: str) -> str:
+    try:
+        return str(os.stat(path).st_uid)
+    except OSError:
+        return "unknown"
+
+
 def user_of(name: str) -> str | None:
     parts = name.split("/")
     return parts[1] if parts[0] == USER_NS and len(parts) > 1 else None
@@ -165,7 +172,14 @@ class Layout:
         """An existing store. `config_problems`: settings lines that fail
         are noted there and left out, instead of raising (configutil -l)."""
         root = os.path.abspath(root)
-        if not os.path.isfile(os.path.join(root, MARKER)):
+        try:
+            marked = stat.S_ISREG(os.stat(os.path.join(root, MARKER)).st_mode)
+        except PermissionError:
+            raise StoreError(f"permission denied reading the store root {root}: run the "
+                             f"command as the store's owner (uid {_owner(root)})") from None
+        except OSError:
+            marked = False
+        if not marked:
             if not os.path.exists(root):
                 raise NotAStoreError(f"store root {root} does not exist "
                                      "(create one with mboxutil -c or deliver --create)")

@@ -180,3 +180,29 @@ def watchdog_interval() -> float | None:
     if not usec or not usec.isdigit() or (pid and pid != str(os.getpid())):
         return None
     return int(usec) / 1e6 / 2
+
+
+def become_owner(path: str) -> int | None:
+    """Run as the owner of `path` from here on, as Cyrus's tools become the
+    cyrus user: a command run as root on a store owned by the mail user must
+    not leave files the mail user cannot write. Only when this process is
+    root and `path` exists and belongs to another user; returns the uid
+    switched to, else None. Groups: the owner's own (initgroups) when it
+    has a passwd entry, else only the path's group."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st.st_uid == 0:
+        return None
+    import pwd  # here: only root ever needs it
+
+    try:
+        os.initgroups(pwd.getpwuid(st.st_uid).pw_name, st.st_gid)
+    except KeyError:  # a uid with no passwd entry
+        os.setgroups([st.st_gid])
+    os.setgid(st.st_gid)
+    os.setuid(st.st_uid)
+    return st.st_uid

@@ -22,6 +22,7 @@ from ..errors import (
     StoreError,
 )
 from ..mailbox import Store
+from ..proc import become_owner
 from . import _interrupted_while_starting
 
 EXIT_CODES_HELP = ("Exit codes: 0 success, 4 damage found, 8 operational error "
@@ -39,7 +40,12 @@ def json_option(f):
 
 
 def resolve_root(store_root: str | None) -> str:
-    return store_root or default_root()
+    """The store root this command works on. Run as root on a store that
+    belongs to another user, the command becomes that user first (before it
+    touches anything)."""
+    root = store_root or default_root()
+    become_owner(root)
+    return root
 
 
 def open_store(store_root: str | None, *, create: bool = False, readonly: bool = False) -> Store:
