@@ -37,7 +37,7 @@ cmd(reconstruct, '-m')
 
 def _modes(root):
     out = []
-    for d, dirs, files in os.walk(root):
+    for d, _dirs, files in os.walk(root):
         out.append((d, stat.S_IMODE(os.lstat(d).st_mode), True))
         out += [(os.path.join(d, f), stat.S_IMODE(os.lstat(os.path.join(d, f)).st_mode), False)
                 for f in files]

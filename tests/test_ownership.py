@@ -55,7 +55,7 @@ def base():
 
 def _owners(root):
     out = set()
-    for d, dirs, files in os.walk(root):
+    for d, _dirs, files in os.walk(root):
         for n in [d] + [os.path.join(d, f) for f in files]:
             out.add((os.lstat(n).st_uid, os.lstat(n).st_gid))
     return out
