@@ -291,3 +291,40 @@ def test_rebuild_with_a_corrupt_quota_value_recounts_that_root(cli, built):
     assert code == 1, r.out + r.err
     code, out, r = recon(cli, built, "-n", "-q")
     assert code == 0, r.out
+
+
+def test_G_finds_content_that_no_longer_matches_its_guid_and_never_reuses_the_uid(cli, tmp_path):
+    """Issue 11, item 11: a byte changed in place keeps the file's size, so
+    only -G sees it; the repair keeps the file, indexes it under a new UID
+    and expunges the old one."""
+    from store.mailbox import Store, message_path
+    root = str(tmp_path / "store")
+    build(root, users=1, folders=0, messages=3, seed=4)
+    with Store.open(root) as s:
+        mdir = s.mailbox_dir("user/user0000")
+        before = {r.uid: r for r in s.read("user/user0000").records}
+    path = message_path(mdir, 2)
+    data = bytearray(open(path, "rb").read())
+    data[-2] ^= 0x20
+    open(path, "wb").write(bytes(data))
+    ino = os.stat(path).st_ino
+    assert cli("reconstruct", "--store-root", root, "-n", "-r").code == 0  # unseen without -G
+    for _ in range(2):  # checking never repairs
+        r = cli("reconstruct", "--store-root", root, "-n", "-G", "-r")
+        assert r.code == 4, r
+        assert "user/user0000/INBOX: message file" in r.out and \
+            "-> would keep the file, index it as uid 4 and expunge uid 2" in r.out
+    r = cli("reconstruct", "--store-root", root, "-G", "-r")
+    assert r.code == 1 and "-> indexed as uid 4, uid 2 expunged" in r.out, r
+    assert cli("reconstruct", "--store-root", root, "-n", "-G", "-r").code == 0
+    assert cli("reconstruct", "--store-root", root, "-n", "-m").code == 0
+    with Store.open(root) as s:
+        recs = {r.uid: r for r in s.read("user/user0000").records}
+        assert sorted(recs) == [1, 3, 4]
+        for u in (1, 3):  # kept: the same message, flags and dates (the cache is rewritten)
+            assert recs[u]._replace(cache_offset=0) == before[u]._replace(cache_offset=0)
+        assert s.message("user/user0000", 4) == bytes(data)
+        assert recs[4].flags == before[2].flags
+        from store import index
+        assert [e.uid for e in index.read_expunged(mdir, "user/user0000/INBOX")] == [2]
+    assert os.stat(path).st_ino == ino and open(path, "rb").read() == bytes(data)

@@ -14,7 +14,7 @@ from .common import emit_json, entry, json_option, open_store, store_root_option
 
 HELP_EPILOG = """\b
 Syntax (Sun):
-  reconstruct [-n | -f] [-i] [-e] [-p partition] {-r [mailbox...] | mailbox...}
+  reconstruct [-n | -f] [-i] [-e] [-G] [-p partition] {-r [mailbox...] | mailbox...}
   reconstruct [-p partition [-u user]] -m
   reconstruct -l
   reconstruct -q
@@ -26,6 +26,7 @@ Examples:
   reconstruct -r -p primary             check, and rebuild what is damaged, on one partition
   reconstruct -f -r user/daphne         rebuild daphne's mailboxes without checking first
   reconstruct -f -i -e user/joe         rebuild from the message files, expunged mail comes back
+  reconstruct -n -G -r                  also check every message's content against its GUID
   reconstruct -m                        repair the mailbox database from the spool
   reconstruct -p primary -u john -m     ... for one user
   reconstruct -q                        recount quota usage (safe while mail is delivered)
@@ -46,6 +47,8 @@ left uncorrected (everything -n finds), 8 operational error, 16 usage error,
               help="Ignore (truncate) store.idx when rebuilding: index from the files alone.")
 @click.option("-e", "--remove-expunged", "remove_exp", is_flag=True,
               help="Remove store.exp when rebuilding: expunged messages come back.")
+@click.option("-G", "--check-content", "check_content", is_flag=True,
+              help="Also hash every message file against its GUID (reads every byte).")
 @click.option("-p", "--partition", metavar="PARTITION", help="Limit to one partition.")
 @click.option("-r", "--recursive", is_flag=True,
               help="Also every sub-mailbox; alone: every mailbox.")
@@ -58,8 +61,8 @@ left uncorrected (everything -n finds), 8 operational error, 16 usage error,
               help="Worker processes (default: the number of CPUs).")
 @json_option
 @click.argument("mailboxes", nargs=-1)
-def cli(store_root, check_only, force, zero_index, remove_exp, partition, recursive, db_mode,
-        user, quota_mode, lright_mode, jobs, as_json, mailboxes) -> int:
+def cli(store_root, check_only, force, zero_index, remove_exp, check_content, partition, recursive,
+        db_mode, user, quota_mode, lright_mode, jobs, as_json, mailboxes) -> int:
     """Check mailboxes and rebuild those with problems; or repair the database."""
     modes = sum(map(bool, (db_mode, quota_mode, lright_mode, recursive or mailboxes)))
     if modes != 1:
@@ -71,8 +74,9 @@ def cli(store_root, check_only, force, zero_index, remove_exp, partition, recurs
                     "(use them with -f)")
     if user and not (db_mode and partition):
         raise usage("-u needs -p PARTITION and -m")
-    if (db_mode or quota_mode or lright_mode) and (force or zero_index or remove_exp):
-        raise usage("-f, -i and -e go with mailbox names or -r, not with -m, -q or -l")
+    if (db_mode or quota_mode or lright_mode) and (force or zero_index or remove_exp
+                                                   or check_content):
+        raise usage("-f, -i, -e and -G go with mailbox names or -r, not with -m, -q or -l")
     if (quota_mode or lright_mode) and partition:
         raise usage("-q and -l work on the whole store; -p goes with -m or mailbox names")
     import os
@@ -94,6 +98,7 @@ def cli(store_root, check_only, force, zero_index, remove_exp, partition, recurs
             names = [m[:-1] if m.endswith("/") and m.strip("/") else m for m in mailboxes]
             opts = Options(names=names, recursive=recursive, check_only=check_only,
                            force=force, zero_index=zero_index, remove_exp=remove_exp,
+                           check_content=check_content,
                            partition=partition, jobs=jobs or os.cpu_count() or 1)
             with _progress(as_json) as progress:
                 findings, summary = reconstruct_mailboxes(store, opts, progress)

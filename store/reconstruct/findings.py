@@ -98,6 +98,11 @@ _k("quota-limit-uncopied", "The root mailbox's index header did not keep the quo
                            "-m copies it there; nothing to do.", problem=False)
 _k("quota-usage", "A quota root's usage was wrong (or a rebuild changed it). Corrected.",
    counts="db_changed")
+_k("content-changed", "reconstruct -G: a message file's bytes no longer match the GUID taken when "
+                      "it was delivered (same size, other content: disk or copy damage, or an "
+                      "edit). The file is kept and indexed under a new UID; the old UID is "
+                      "expunged, so a client never sees two contents under one UID. Compare "
+                      "with a backup if the change was not intended.")
 _k("other-partition", "A mailbox named with -p PARTITION is on another partition; it was left "
                       "out, as the seeds say. Run reconstruct without -p (or with its "
                       "partition) to check it.", problem=False)

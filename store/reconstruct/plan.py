@@ -126,7 +126,7 @@ def _index_problems(scan: Scan, p: Plan) -> None:
 
 def _files_disagree(scan: Scan, remove_exp: bool) -> bool:
     """Whether records, store.exp and the files disagree (a rebuild mends it)."""
-    if scan.cache_bad or (remove_exp and scan.exp):
+    if scan.cache_bad or scan.content_changed or (remove_exp and scan.exp):
         return True
     files = scan.files
     for r in scan.records:  # the hot loop of a check: one lookup a record
@@ -199,6 +199,8 @@ def _decide_rebuild(scan: Scan, entry: FolderEntry | None, p: Plan, remove_exp: 
                 p.add("exp-also-indexed", f"uid {uid} is both indexed and expunged",
                       Act(f"keep uid {uid} expunged and drop its record",
                           f"uid {uid} kept expunged, its record dropped"))
+        elif r is not None and uid in scan.content_changed:
+            pending.append(uid)  # a UID never names two contents: a new one for this
         elif r is not None and r.size == f.size:
             p.kept.add(uid)
             p.in_place.append(uid)
@@ -222,8 +224,17 @@ def _decide_rebuild(scan: Scan, entry: FolderEntry | None, p: Plan, remove_exp: 
             pending.append(uid)
     next_uid = max([base_next] + [u + 1 for u in scan.files] + [u + 1 for u in exp] + [1])
     kept_inodes = {scan.files[u].ino for u in p.in_place}
-    for uid in pending:  # below UIDNEXT and unknown: never reuse the UID
+    for uid in pending:  # below UIDNEXT and unknown, or changed: never reuse the UID
         f = scan.files[uid]
+        if uid in scan.content_changed:
+            new_exp[uid] = old[uid]._replace(flags=old[uid].flags | index.FLAG_DELETED)
+            p.relinks.append((uid, next_uid))
+            p.add("content-changed", f"message file {f.path} (uid {uid}) no longer has the "
+                                     "content its GUID was taken from",
+                  Act(f"keep the file, index it as uid {next_uid} and expunge uid {uid}",
+                      f"indexed as uid {next_uid}, uid {uid} expunged"))
+            next_uid += 1
+            continue
         new_exp[uid] = _exp_record(f, uid)
         if f.ino in kept_inodes:  # already linked by an interrupted earlier run
             p.add("unindexed-file", f"message file {f.path} (uid {uid}) is a link of an "

@@ -45,6 +45,7 @@ class Options:
     force: bool = False
     zero_index: bool = False
     remove_exp: bool = False
+    check_content: bool = False  # -G: hash every message file against its GUID
     partition: str | None = None
     jobs: int = 1
 
@@ -96,7 +97,7 @@ def visit_mailbox(store: Store, task: Task, opts: Options, batch: Batch | None =
             return BoxResult(name, part, [f], None, 0, False)
         zero = opts.force and opts.zero_index
         # -f -i never looks at the old records: only the header's UIDNEXT floor
-        scan = scan_mailbox(name, mdir, read_index=not zero)
+        scan = scan_mailbox(name, mdir, read_index=not zero, check_content=opts.check_content)
         floor, zeroed = 0, None
         if zero:
             zeroed = _header_or_none(mdir, name)

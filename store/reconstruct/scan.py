@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -44,6 +45,7 @@ class Scan:
     temps: list[str] = field(default_factory=list)
     index_missing: bool = False
     salvaged: bool = False  # records read without their (damaged) header
+    content_changed: set[int] = field(default_factory=set)  # -G: file no longer its GUID
 
 
 def scan_files(mdir: str, scan: Scan) -> None:
@@ -93,8 +95,11 @@ def _scan_bucket(bdir: str, scan: Scan) -> None:
         os.close(dfd)
 
 
-def scan_mailbox(name: str, mdir: str, *, read_index: bool = True) -> Scan:
-    """Read one mailbox directory, tolerating any damage; changes nothing."""
+def scan_mailbox(name: str, mdir: str, *, read_index: bool = True,
+                 check_content: bool = False) -> Scan:
+    """Read one mailbox directory, tolerating any damage; changes nothing.
+    `check_content` (-G): hash every message file whose record still holds
+    its size, and note those whose content no longer matches the GUID."""
     scan = Scan(name, mdir)
     if read_index:
         try:
@@ -127,4 +132,17 @@ def scan_mailbox(name: str, mdir: str, *, read_index: bool = True) -> Scan:
                             scan.cache_bad[r.uid] = e
     scan.exp, scan.exp_problems = index.read_expunged(mdir, name, tolerant=True)
     scan_files(mdir, scan)
+    if check_content:
+        for r in scan.records:
+            f = scan.files.get(r.uid)
+            if f is not None and f.size == r.size and _digest(f.path) != r.guid:
+                scan.content_changed.add(r.uid)
     return scan
+
+
+def _digest(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").digest()
+    except OSError:  # unreadable: the size check and a rebuild deal with it
+        return None
