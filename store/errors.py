@@ -79,3 +79,10 @@ class CorruptionError(StoreError):
 
 def _corruption(message, kind, mailbox, path, where) -> CorruptionError:
     return CorruptionError(message, kind=kind, mailbox=mailbox, path=path, where=where)
+
+
+def symlink_error(path: str, what: str = "file or directory") -> CorruptionError:
+    """A symlink where the store expects its own `what`: never followed."""
+    return CorruptionError(f"{path} is a symlink where the store expects a {what}; the store "
+                           "never follows one: remove it (or put the real one there)",
+                           kind="symlink", path=path)

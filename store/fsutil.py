@@ -10,9 +10,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import errno
 import os
 import re
+import stat
 from collections.abc import Iterator
+
+from .errors import symlink_error
 
 TEMP_PREFIX = ".tmp-"
 
@@ -39,6 +43,36 @@ def tighten_umask(mask: int) -> None:
     cur = current_umask()
     if cur | mask != cur:
         os.umask(cur | mask)
+
+
+def refuse_symlinks(base: str, path: str, what: str = "directory") -> None:
+    """Raise symlink_error for the first component from `base` (exclusive)
+    down to `path` (inclusive) that is a symlink; components that do not
+    exist yet end the walk (they are created without following anything)."""
+    rel = os.path.relpath(path, base)
+    if rel == ".":
+        return
+    cur = base
+    for comp in rel.split(os.sep):
+        cur = os.path.join(cur, comp)
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(st.st_mode):
+            raise symlink_error(cur, what)
+
+
+def open_nofollow(path: str, mode: str = "rb"):
+    """open() that refuses a symlink (O_NOFOLLOW): symlink_error, not ELOOP."""
+    flags = {"rb": os.O_RDONLY, "r+b": os.O_RDWR, "ab": os.O_WRONLY | os.O_APPEND | os.O_CREAT}[mode]
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise symlink_error(path, "file") from None
+        raise
+    return os.fdopen(fd, mode)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from . import logmsg
 from .errors import CorruptionError
-from .fsutil import Batch, atomic_write, put_file
+from .fsutil import Batch, atomic_write, open_nofollow, put_file
 from .message import CACHE_FIELDS, GUID_BYTES
 
 IDX_FILE = "store.idx"
@@ -239,7 +239,7 @@ def parse_header(data: bytes, mailbox: str, path: str) -> Header:
 def read_header(mailbox_dir: str, mailbox: str) -> Header:
     """Read and verify only the header (O(1) in the number of messages)."""
     path = os.path.join(mailbox_dir, IDX_FILE)
-    with open(path, "rb") as f:
+    with open_nofollow(path, "rb") as f:
         data = f.read(4096)
         if len(data) >= HEADER.size and data[:8] == IDX_MAGIC:
             start = HEADER.unpack_from(data)[4]
@@ -258,7 +258,7 @@ def read_index(mailbox_dir: str, mailbox: str) -> Index:
     """Parse store.idx. Header damage raises CorruptionError; damage to the
     records is collected in `problems` (bad records are left out)."""
     path = os.path.join(mailbox_dir, IDX_FILE)
-    with open(path, "rb") as f:
+    with open_nofollow(path, "rb") as f:
         data = f.read()
     header = parse_header(data, mailbox, path)
     records: list[Record] = []
@@ -308,7 +308,7 @@ def salvage_records(mailbox_dir: str) -> list[Record]:
     (a random 96 bytes pass a CRC-32 once in 4 billion), then every record
     from there on that verifies and continues the UID order."""
     try:
-        with open(os.path.join(mailbox_dir, IDX_FILE), "rb") as f:
+        with open_nofollow(os.path.join(mailbox_dir, IDX_FILE), "rb") as f:
             data = f.read()
     except FileNotFoundError:
         return []
@@ -394,7 +394,7 @@ def read_cache_entry(cache_data: bytes, rec: Record, mailbox: str, path: str) ->
 
 def read_cache_file(mailbox_dir: str, mailbox: str) -> bytes:
     path = os.path.join(mailbox_dir, CACHE_FILE)
-    with open(path, "rb") as f:
+    with open_nofollow(path, "rb") as f:
         data = f.read()
     if len(data) < CACHE_HEADER.size or data[:8] != CACHE_MAGIC:
         raise _corrupt(logmsg.CACHE_INVALID, mailbox, path, "file header", uid=0)
@@ -443,12 +443,12 @@ def append(mailbox_dir: str, header: Header, entries: list[tuple[Record, dict[st
     made the message files durable. Returns the records as written."""
     cpath = os.path.join(mailbox_dir, CACHE_FILE)
     ipath = os.path.join(mailbox_dir, IDX_FILE)
-    with open(cpath, "r+b") as cf:
+    with open_nofollow(cpath, "r+b") as cf:
         blobs, written = pack_cache(entries, cf.seek(0, os.SEEK_END))
         cf.write(blobs)
         if durable:
             os.fsync(cf.fileno())
-    with open(ipath, "r+b") as f:
+    with open_nofollow(ipath, "r+b") as f:
         end = f.seek(0, os.SEEK_END)
         if end != header.start_offset + header.exists * RECORD.size:
             end = _roll_forward(f, header, end, ipath)
@@ -499,7 +499,7 @@ def _roll_forward(f, header: Header, end: int, path: str) -> int:
 
 def update_record(mailbox_dir: str, header: Header, position: int, rec: Record) -> None:
     """Rewrite one record in place (96 bytes: a single sector write)."""
-    with open(os.path.join(mailbox_dir, IDX_FILE), "r+b") as f:
+    with open_nofollow(os.path.join(mailbox_dir, IDX_FILE), "r+b") as f:
         f.seek(header.start_offset + position * RECORD.size)
         f.write(rec.pack())
         header.highest_modseq = max(header.highest_modseq, rec.modseq)
@@ -516,7 +516,7 @@ def read_expunged(mailbox_dir: str, mailbox: str, *, tolerant: bool = False
     out: list[Record] = []
     problems: list[CorruptionError] = []
     try:
-        with open(path, "rb") as f:
+        with open_nofollow(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
         return (out, problems) if tolerant else out

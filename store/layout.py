@@ -16,7 +16,7 @@ import os
 import stat
 
 from .config import CONFIG_DIR, CONFIG_FILE, Config
-from .errors import InvalidNameError, NotAStoreError, StoreError
+from .errors import InvalidNameError, NotAStoreError, StoreError, symlink_error
 from .fsutil import tighten_umask
 
 MAX_COMPONENT_BYTES = 254  # plus the '=' prefix = NAME_MAX (255) on disk
@@ -247,8 +247,10 @@ class Layout:
             except FileNotFoundError:
                 os.mkdir(path, 0o750)
                 continue
+            if stat.S_ISLNK(st.st_mode):
+                raise symlink_error(path, "directory")
             if not stat.S_ISDIR(st.st_mode):
-                raise StoreError(f"{path} is not a directory (symlink or file); refusing to use it")
+                raise StoreError(f"{path} is not a directory; refusing to use it")
         return path + "/"
 
 

@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Iterator
 
-from .errors import LockedError
+from .errors import LockedError, symlink_error
 
 POLL_FIRST, POLL_MAX = 0.001, 0.05  # seconds between tries while another holds it
 MAILBOX_TIMEOUT = 60.0
@@ -46,10 +46,12 @@ def acquire(path: str, timeout: float) -> int | None:
     can change what a lock would protect: NO_LOCK is returned, held by no
     one (a command that writes fails at its first write, as it must)."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
     except OSError as e:
         if e.errno == errno.EROFS:
             return NO_LOCK
+        if e.errno == errno.ELOOP:  # never create or lock the target of a planted symlink
+            raise symlink_error(path, "lock file") from None
         raise
     try:
         deadline = time.monotonic() + timeout

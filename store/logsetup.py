@@ -92,6 +92,19 @@ class ReopeningFileHandler(logging.FileHandler):
             if self.stream is not None:
                 self.stream.flush()
                 self.stream.close()
-            self.stream = self._open()
+                self.stream = None
+            try:
+                self.stream = self._open()
+            except OSError as e:  # a symlink planted after a rotation, a full or read-only disk
+                sys.stderr.write(f"log {self.baseFilename} cannot be written ({e.strerror}): "
+                                 f"{self.format(record)}\n")
+                self._id = None
+                return
             self._id = self._open_id()
         super().emit(record)
+
+    def _open(self):
+        """The log file, never through a symlink (O_NOFOLLOW), created 0640."""
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o640)
+        return os.fdopen(fd, "a", encoding=self.encoding)

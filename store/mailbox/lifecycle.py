@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from .. import index, logmsg
 from ..db import FOLDER, QUOTA, FolderEntry, QuotaEntry, Txn
-from ..errors import CorruptionError, MailboxExistsError, StoreError, UsageError
-from ..fsutil import TEMP_PREFIX, fsync_dir, write_file_atomic
+from ..errors import CorruptionError, MailboxExistsError, UsageError
+from ..fsutil import TEMP_PREFIX, fsync_dir, refuse_symlinks, write_file_atomic
 from ..layout import (
     DELETING,
     INBOX,
@@ -171,7 +171,7 @@ def rename(store: Store, old: str, new: str, partition: str | None = None
                       else os.path.dirname(dst))
         if par is None:
             os.makedirs(dst_parent, exist_ok=True)
-            _refuse_symlinks(store.layout.partition_path(dst_part), dst_parent)
+            refuse_symlinks(store.layout.partition_path(dst_part), dst_parent)
         if os.path.lexists(dst) and src != dst:
             raise MailboxExistsError(f"{dst} already exists on disk; run reconstruct -m")
         journal = _write_journal(store, old, new, pairs, src_part, dst_part)
@@ -335,15 +335,6 @@ def _remove_mailbox_files(mdir: str) -> None:
         os.unlink(os.path.join(mdir, DELETING))
     with contextlib.suppress(OSError):
         os.rmdir(mdir)
-
-
-def _refuse_symlinks(base: str, path: str) -> None:
-    rel = os.path.relpath(path, base)
-    cur = base
-    for comp in rel.split(os.sep):
-        cur = os.path.join(cur, comp)
-        if os.path.islink(cur):
-            raise StoreError(f"{cur} is a symlink; refusing to use it")
 
 
 def _copy_tree_durable(src: str, dst: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,8 +19,15 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from .. import index, logmsg
 from ..db import QUOTA
-from ..errors import EmptyMessageError, OverQuotaError, StoreError
-from ..fsutil import fsync_dir, sync_filesystem, temp_name, write_all
+from ..errors import EmptyMessageError, OverQuotaError, StoreError, symlink_error
+from ..fsutil import (
+    fsync_dir,
+    open_nofollow,
+    refuse_symlinks,
+    sync_filesystem,
+    temp_name,
+    write_all,
+)
 from ..layout import canonical
 from ..message import ParsedHeader, guid, parse_header
 from .quota import quota_add
@@ -157,6 +165,9 @@ def _append_locked(store: Store, name: str, need: int,
                     f"mailbox {name} is over quota: root {qroot} uses {q.used_bytes} "
                     f"of {q.limit_bytes} bytes, message needs {need}")
         mdir = store.mailbox_dir(name, entry)
+        for f in index.INDEX_FILES:  # before a message file is placed: none written through
+            if os.path.islink(os.path.join(mdir, f)):
+                raise symlink_error(os.path.join(mdir, f), "file")
         header = index.read_header(mdir, name)
         when = int(time.time()) if internaldate is None else internaldate
         modseq = header.highest_modseq
@@ -220,6 +231,8 @@ def erase_expunged(store: Store, name: str) -> int:
     with store.lock(name):
         mdir = store.mailbox_dir(name)
         recs = index.read_expunged(mdir, name)
+        for bucket in {bucket_of(r.uid) for r in recs}:  # never unlink through a symlink
+            refuse_symlinks(mdir, os.path.join(mdir, bucket))
         for r in recs:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(message_path(mdir, r.uid))
@@ -230,7 +243,9 @@ def erase_expunged(store: Store, name: str) -> int:
 
 
 def read_message(store: Store, name: str, uid: int) -> bytes:
-    with open(message_path(store.mailbox_dir(canonical(name)), uid), "rb") as f:
+    mdir = store.mailbox_dir(canonical(name))
+    refuse_symlinks(mdir, os.path.join(mdir, bucket_of(uid)))
+    with open_nofollow(message_path(mdir, uid)) as f:
         return f.read()
 
 
@@ -255,11 +270,19 @@ def _write_message_file(mdir: str, uid: int, data: bytes, *, durable: bool) -> i
 
 
 def _bucket_dir(mdir: str, uid: int, *, durable: bool) -> str:
+    """The bucket directory of `uid`, made if missing; a symlink there is
+    refused (a message is never written through one)."""
     bdir = os.path.join(mdir, bucket_of(uid))
-    if not os.path.isdir(bdir):
+    try:
+        st = os.lstat(bdir)
+    except FileNotFoundError:
         os.makedirs(bdir, exist_ok=True)
         if durable:
             fsync_dir(mdir)
+        return bdir
+    if not stat.S_ISDIR(st.st_mode):
+        raise symlink_error(bdir, "directory") if stat.S_ISLNK(st.st_mode) else \
+            StoreError(f"{bdir} is not a directory; refusing to use it")
     return bdir
 
 

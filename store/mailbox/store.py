@@ -15,6 +15,7 @@ from ..db import FOLDER, Database, FolderEntry
 from ..db import verify as dbverify
 from ..db.lmdbfiles import has_data
 from ..errors import NoSuchMailboxError, StoreError
+from ..fsutil import refuse_symlinks
 from ..layout import Layout, canonical
 from . import acl, lifecycle, messages, quota
 
@@ -122,8 +123,13 @@ class Store:
         return e
 
     def mailbox_dir(self, name: str, entry: FolderEntry | None = None) -> str:
+        """The mailbox's directory; a symlink anywhere on the way from its
+        partition is refused (symlink_error): the store is never a way out
+        of the store."""
         entry = entry or self.entry(name)
-        return self.layout.mailbox_dir(name, entry.partition)
+        mdir = self.layout.mailbox_dir(name, entry.partition)
+        refuse_symlinks(self.layout.partition_path(entry.partition), mdir.rstrip("/"))
+        return mdir
 
     def exists(self, name: str) -> bool:
         return self.db.get(FOLDER, canonical(name)) is not None

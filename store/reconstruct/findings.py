@@ -98,6 +98,10 @@ _k("quota-limit-uncopied", "The root mailbox's index header did not keep the quo
                            "-m copies it there; nothing to do.", problem=False)
 _k("quota-usage", "A quota root's usage was wrong (or a rebuild changed it). Corrected.",
    counts="db_changed")
+_k("symlink", "A symlink where the store keeps its own file or directory (an index file, a "
+              "bucket, a message file, a mailbox directory). The store never reads or writes "
+              "through one and reconstruct leaves the mailbox alone: remove the symlink (or "
+              "put the real file or directory there), then run reconstruct again.")
 _k("content-changed", "reconstruct -G: a message file's bytes no longer match the GUID taken when "
                       "it was delivered (same size, other content: disk or copy damage, or an "
                       "edit). The file is kept and indexed under a new UID; the old UID is "

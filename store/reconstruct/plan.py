@@ -33,6 +33,8 @@ from .scan import FileInfo, Scan
 
 INDEX_TEMP_PREFIXES = tuple(f"{TEMP_PREFIX}{f}." for f in index.INDEX_FILES)
 REBUILD_INDEX = Act("rebuild the index from the message files", "index rebuilt")
+SYMLINK_ADVICE = advice("left alone (never followed): remove the symlink or put the real file "
+                        "or directory there, then run reconstruct again")
 DB_KINDS = ("db-missing", "db-mismatch")  # applied by the runner, in one transaction
 
 
@@ -92,6 +94,11 @@ def plan_mailbox(scan: Scan, entry: FolderEntry | None, partition: str, *, force
     of the limit even when the old header is lost."""
     n = scan.name
     p = Plan(n, scan.mdir, partition)
+    if scan.symlinks:  # never read or written through: the administrator decides
+        for path in scan.symlinks:
+            p.findings.append(Finding(n, "symlink", f"{path} is a symlink where the store "
+                                                    "keeps its own files", SYMLINK_ADVICE))
+        return p
     _index_problems(scan, p)
     p.rebuild = force or any(f.problem and f.act is REBUILD_INDEX for f in p.findings) \
         or _files_disagree(scan, remove_exp)

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from .. import index, locks, logmsg
 from ..db import FOLDER, QUOTA, Database, FolderEntry, QuotaEntry
 from ..errors import EXIT_INTERRUPTED, CorruptionError, LockedError, StoreError, UsageError
-from ..fsutil import Batch
+from ..fsutil import Batch, refuse_symlinks
 from ..mailbox import Store, quota_root_for, quota_root_mailbox
 from ..mailbox.lifecycle import delete_pending, finish_delete, finish_renames
 from ..proc import die_with_parent
 from . import dbsync
 from .apply import apply_plan
 from .findings import Act, Finding, Summary, advice
-from .plan import DB_KINDS, header_db_fields, plan_mailbox
+from .plan import DB_KINDS, SYMLINK_ADVICE, header_db_fields, plan_mailbox
 from .scan import scan_mailbox
 from .select import Task, select_mailboxes
 
@@ -82,6 +82,11 @@ def visit_mailbox(store: Store, task: Task, opts: Options, batch: Batch | None =
     `batch` and `held`, a rebuilt mailbox's new files wait in the batch and
     its lock moves to `held`, to be released once the batch is committed."""
     name, mdir, part, entry = task
+    try:
+        refuse_symlinks(store.layout.partition_path(part), mdir.rstrip("/"))
+    except CorruptionError as e:  # the mailbox's directory, or one above it
+        f = Finding(name, "symlink", e.message, SYMLINK_ADVICE)
+        return BoxResult(name, part, [f], None, 0, False)
     if not os.path.isdir(mdir):
         f = Finding(name, "mailbox-missing", f"folder entry but no directory {mdir}",
                     advice("left for reconstruct -m"))

@@ -46,6 +46,7 @@ class Scan:
     index_missing: bool = False
     salvaged: bool = False  # records read without their (damaged) header
     content_changed: set[int] = field(default_factory=set)  # -G: file no longer its GUID
+    symlinks: list[str] = field(default_factory=list)  # where the store's own files belong
 
 
 def scan_files(mdir: str, scan: Scan) -> None:
@@ -55,7 +56,12 @@ def scan_files(mdir: str, scan: Scan) -> None:
     except FileNotFoundError:
         return
     for e in top:
-        if e.is_dir(follow_symlinks=False):
+        if e.is_symlink():
+            if e.name in KNOWN_FILES or is_bucket(e.name) or e.name.startswith("="):
+                scan.symlinks.append(e.path)
+            else:
+                scan.unknown.append(e.path)
+        elif e.is_dir(follow_symlinks=False):
             if is_bucket(e.name):
                 _scan_bucket(e.path, scan)
             elif not e.name.startswith("="):
@@ -87,6 +93,8 @@ def _scan_bucket(bdir: str, scan: Scan) -> None:
                 st = e.stat(follow_symlinks=False)
                 files[uid] = FileInfo(uid, prefix + name, st.st_size, st.st_ino,
                                       int(st.st_mtime))
+            elif e.is_symlink():
+                scan.symlinks.append(prefix + name)
             elif name.startswith(TEMP_PREFIX) and not e.is_dir(follow_symlinks=False):
                 scan.temps.append(prefix + name)
             else:
@@ -101,6 +109,11 @@ def scan_mailbox(name: str, mdir: str, *, read_index: bool = True,
     `check_content` (-G): hash every message file whose record still holds
     its size, and note those whose content no longer matches the GUID."""
     scan = Scan(name, mdir)
+    scan.symlinks = [p for p in (os.path.join(mdir, f) for f in index.INDEX_FILES)
+                     if os.path.islink(p)]
+    if scan.symlinks:  # nothing is read through them: the repair leaves the mailbox alone
+        scan_files(mdir, scan)
+        return scan
     if read_index:
         try:
             idx = index.read_index(mdir, name)
