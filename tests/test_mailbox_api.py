@@ -182,7 +182,8 @@ def test_a_delivery_cut_off_by_a_full_disk_leaves_no_temp_file(store, monkeypatc
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(messages, "write_all", full)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as e:
         store.append("user/joe", b"Subject: big\n\n" + b"x" * 100_000)
+    assert e.value.filename and ".tmp-1." in e.value.filename  # the error names the file
     assert leftover_temp_files(store.layout.root) == []
     assert store.read("user/joe").records == []

@@ -100,13 +100,13 @@ def spool(directory: str, src: BinaryIO, *, durable: bool) -> Spooled:
     h, size, head = hashlib.sha256(), 0, bytearray()
     try:
         while chunk := src.read(STREAM_CHUNK):
-            write_all(fd, chunk)
+            _named(write_all, fd, chunk, path=tmp)
             h.update(chunk)
             size += len(chunk)
             if len(head) < HEADER_MAX:
                 head += chunk[:HEADER_MAX - len(head)]
         if durable:
-            os.fsync(fd)
+            _named(os.fsync, fd, path=tmp)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)
@@ -257,9 +257,9 @@ def _write_message_file(mdir: str, uid: int, data: bytes, *, durable: bool) -> i
     tmp = temp_name(os.path.join(bdir, str(uid)))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
     try:
-        write_all(fd, data)
+        _named(write_all, fd, data, path=tmp)
         if durable:
-            os.fsync(fd)
+            _named(os.fsync, fd, path=tmp)
         os.close(fd)
         fd = -1
         return _link_message_file(mdir, uid, tmp, durable=durable)
@@ -267,6 +267,17 @@ def _write_message_file(mdir: str, uid: int, data: bytes, *, durable: bool) -> i
         if fd >= 0:
             os.close(fd)
         os.unlink(tmp)
+
+
+def _named(fn: Callable[..., object], *args: object, path: str) -> None:
+    """fn(*args); an OSError it raises names `path` (a full disk says which
+    file it stopped: os.write's own error names none)."""
+    try:
+        fn(*args)
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, path) from None
+        raise
 
 
 def _bucket_dir(mdir: str, uid: int, *, durable: bool) -> str:
