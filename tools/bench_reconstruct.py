@@ -4,7 +4,7 @@
 Builds (or reuses) a store with the store builder, then measures on a warm
 cache: reading every message file whole (the `cat` baseline), reading only
 the first 4 KB of each (the header-block baseline), and reconstruct's modes
-(-r -f -i, -r -n, -q, -m), each best of --repeat runs, in messages/s.
+(-r -f -i, -r -n, -r -n -G, -q, -m), each best of --repeat runs, in messages/s.
 The package is byte-compiled first, as an installed one is (this matters
 where PYTHONDONTWRITEBYTECODE is set: every run would compile it again).
 
@@ -110,6 +110,7 @@ def main() -> None:
                                           check=True), a.repeat)
     for label, args in (("reconstruct -r -f -i (full rebuild)", ["-r", "-f", "-i"] + j),
                         ("reconstruct -r -n (healthy check)", ["-r", "-n"] + j),
+                        ("reconstruct -r -n -G (content check)", ["-r", "-n", "-G"] + j),
                         ("reconstruct -q", ["-q"]),
                         ("reconstruct -m", ["-m"])):
         rows.append((label, best(lambda args=args: run(a.root, args), a.repeat, a.cold)))
