@@ -145,6 +145,8 @@ def sync_folder(t: Txn, spool: list[SpoolBox], partition: str | None, user: str 
         seen[n] = box
         entry = db.get(n)
         if box.fields is None:
+            if layout is not None and _on_disk(layout, n, box.partition) is None:
+                continue  # locked: a rename or create is rewriting that header right now
             out.append(Finding(n, "db-unreadable-header", f"index header unreadable ({box.error})",
                                advice(f"run reconstruct {n} first" if entry is None
                                       else "entry kept")))
