@@ -140,6 +140,10 @@ STORED_READY = _m(
     "stored-ready", logging.INFO, "stored ready (pid {pid}) in {seconds:.1f} s", "None.")
 STORED_STOPPED = _m(
     "stored-stopped", logging.INFO, "stored stopped (pid {pid})", "None.")
+STORED_REBUILD_UNFINISHED = _m(
+    "stored-rebuild-unfinished", logging.WARNING,
+    "A rebuild of the database from the spool was cut off; finishing it before readiness",
+    "None: stored finishes it. If stored was killed, find out why (the journal).")
 LOG_UNWRITABLE = _m(
     "log-unwritable", logging.WARNING,
     "log {path} cannot be written ({error}): logging to standard error",

@@ -352,3 +352,31 @@ def test_a_long_resync_pings_the_watchdog_and_stops_soon_after_sigterm(tmp_path,
             assert reconstruct_db(s, partition=None, user=None, apply=False, mode="m")[0] == []
     finally:
         d.shutdown()
+
+
+def test_a_rebuild_from_the_spool_cut_off_is_finished_at_the_next_start(root, monkeypatch):
+    """No snapshot: stored rebuilds the database from the spool before READY.
+    Killed half-way, the database it leaves verifies but lacks entries; the
+    next start must finish the rebuild before READY (found by the kill
+    trials: lright entries missing after a restart)."""
+    from store.daemon import recovery
+    with Store.open(root) as s:
+        before = {i.name: i.uidvalidity for i in s.list()}
+    damage(root, "db_truncated", "user/user0000")
+
+    def killed_half_way(layout, store=None, checkpoint=None):
+        Store(layout).db.close()  # an empty, valid database: the rebuild had just begun
+        raise _Killed()
+    monkeypatch.setattr(recovery, "resync_from_spool", killed_half_way)
+    d = Daemon(root)
+    with pytest.raises(_Killed):
+        d.start()
+    state.release_daemon_lock(d.lock)  # the kill released it
+    monkeypatch.undo()
+    d = _start(root)
+    try:
+        assert {i.name: i.uidvalidity for i in d.store.list()} == before  # at READY already
+    finally:
+        d.shutdown()
+    assert "A rebuild of the database from the spool was cut off" in _log(root)
+    assert not state.resync_pending(Store.open(root).layout)

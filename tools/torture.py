@@ -56,8 +56,8 @@ sys.path.insert(0, HERE)
 from build_store import build  # noqa: E402
 
 OPS = ("deliver", "rename", "delete", "rebuild", "resync-m", "quota", "lright", "snapshot",
-       "stored-recover", "expire", "create", "expunge")
-STORED_OPS = ("stored-recover", "expire")
+       "stored-recover", "expire", "create", "expunge", "stored-rebuild")
+STORED_OPS = ("stored-recover", "expire", "stored-rebuild")
 TARGET = "user/user0000/INBOX"  # deliveries and expunges
 DELETED = "user/user0001/Sent"  # the delete trials' mailbox
 
@@ -235,6 +235,16 @@ class Trial:
         data = os.path.join(self.root, "mboxlist", "data.mdb")
         os.truncate(data, os.path.getsize(data) // 2)
 
+    def setup_stored_rebuild(self) -> None:
+        """No snapshot at all: stored rebuilds the database from the spool before READY."""
+        from store.mailbox import Store
+        with Store.open(self.root) as s:  # more mailboxes: a rebuild a kill can land in
+            for i in range(40):
+                s.create(f"user/extra{i:02d}")
+        self.before = store_state(self.root)
+        data = os.path.join(self.root, "mboxlist", "data.mdb")
+        os.truncate(data, os.path.getsize(data) // 2)
+
     def setup_lright(self) -> None:
         from store.mailbox import Store
         with Store.open(self.root) as s:
@@ -270,9 +280,11 @@ class Trial:
                 "snapshot": ("imdbverify", "-s", "-m"),
                 "expunge": ("mboxutil", "-e", TARGET),
                 "stored-recover": ("stored",),
-                "expire": ("stored",)}[op]
+                "expire": ("stored",),
+                "stored-rebuild": ("stored",)}[op]
         scale = {"rename": 4, "delete": 4, "rebuild": 3, "resync-m": 4, "quota": 3, "lright": 3,
-                 "snapshot": 2, "expunge": 2, "stored-recover": 0.5, "expire": 0.5}[op]
+                 "snapshot": 2, "expunge": 2, "stored-recover": 0.5, "expire": 0.5,
+                 "stored-rebuild": 0.5}[op]
         if op == "resync-m":
             os.unlink(os.path.join(root, "mboxlist", "data.mdb"))
         return _kill_at(_popen(root, *argv), delay / scale)

@@ -24,7 +24,7 @@ from ..mailbox import Store
 from ..mailbox.lifecycle import finish_renames
 from ..proc import ChildStopped, die_with_parent, run_isolated, sd_notify, watchdog_interval
 from . import state
-from .recovery import Recovery, check_and_recover, resync_from_spool
+from .recovery import Recovery, check_and_recover, rebuild_from_spool, resync_from_spool
 from .schedule import Schedule
 
 log = logging.getLogger("store.stored")
@@ -60,6 +60,9 @@ class Daemon:
         state.write_state(self.layout, state.INIT)
         sd_notify("STATUS=checking the mailbox database")
         rec = check_and_recover(self.layout, self.clock(), self._status)
+        if not rec.recovered and state.rebuild_cut_off(self.layout):
+            logmsg.log("stored", logmsg.STORED_REBUILD_UNFINISHED)
+            rec.resync = rebuild_from_spool(self.layout, self._status)
         self.store = Store(self.layout)
         finish_renames(self.store)  # before READY: no mailbox listed under neither name
         cleared = self.store.db.clear_stale_readers()

@@ -18,6 +18,7 @@ from ..fsutil import fsync_dir, write_file_atomic
 from ..layout import Layout
 from ..mailbox import Store
 from ..reconstruct.runner import reconstruct_db
+from . import state
 
 REMOVED = "removed"
 REMOVED_MARKER = "removed.json"
@@ -84,8 +85,19 @@ def check_and_recover(layout: Layout, now: float, status: Callable[[str], None])
         # readiness (job "resync"), so a big store is ready within the minute
         return Recovery(verdict, True, snap.name, None)
     logmsg.log("stored", logmsg.DB_RECOVER_EMPTY)
+    return Recovery(verdict, True, None, rebuild_from_spool(layout, status))
+
+
+def rebuild_from_spool(layout: Layout, status: Callable[[str], None]) -> list[str]:
+    """The database (re)built from the spool before READY, marked pending
+    first: a stored killed half-way finds the mark at its next start and
+    finishes the rebuild before READY (the database then verifies, but lacks
+    entries)."""
     status("rebuilding the database from the spool")
-    return Recovery(verdict, True, None, resync_from_spool(layout))
+    state.mark_resync_pending(layout, state.SPOOL_REBUILD)
+    lines = resync_from_spool(layout)
+    state.clear_resync_pending(layout)
+    return lines
 
 
 def resync_from_spool(layout: Layout, store: Store | None = None,

@@ -90,8 +90,21 @@ def mark_resync_pending(layout: Layout, snapshot: str) -> None:
     write_file_atomic(resync_path(layout), f"{snapshot}\n".encode())
 
 
+SPOOL_REBUILD = "spool-rebuild"  # the mark's content while a rebuild from the spool runs
+
+
 def resync_pending(layout: Layout) -> bool:
     return os.path.exists(resync_path(layout))
+
+
+def rebuild_cut_off(layout: Layout) -> bool:
+    """Whether the pending resync is a rebuild from the spool that was cut off
+    (the database then lacks entries, not just recent changes)."""
+    try:
+        with open(resync_path(layout), "rb") as f:
+            return f.read(64).strip() == SPOOL_REBUILD.encode()
+    except OSError:
+        return False
 
 
 def clear_resync_pending(layout: Layout) -> None:
