@@ -144,6 +144,9 @@ STORED_REBUILD_UNFINISHED = _m(
     "stored-rebuild-unfinished", logging.WARNING,
     "A rebuild of the database from the spool was cut off; finishing it before readiness",
     "None: stored finishes it. If stored was killed, find out why (the journal).")
+STORED_STOPPED_STARTING = _m(
+    "stored-stopped-starting", logging.WARNING, "stored {why}",
+    "None: start stored again when you want it; it finishes what was cut off before READY.")
 LOG_UNWRITABLE = _m(
     "log-unwritable", logging.WARNING,
     "log {path} cannot be written ({error}): logging to standard error",

@@ -359,17 +359,18 @@ def test_a_rebuild_from_the_spool_cut_off_is_finished_at_the_next_start(root, mo
     Killed half-way, the database it leaves verifies but lacks entries; the
     next start must finish the rebuild before READY (found by the kill
     trials: lright entries missing after a restart)."""
-    from store.daemon import recovery
+    from store.daemon import daemon as daemon_mod
+    from store.proc import ChildDied
     with Store.open(root) as s:
         before = {i.name: i.uidvalidity for i in s.list()}
     damage(root, "db_truncated", "user/user0000")
 
-    def killed_half_way(layout, store=None, checkpoint=None):
-        Store(layout).db.close()  # an empty, valid database: the rebuild had just begun
-        raise _Killed()
-    monkeypatch.setattr(recovery, "resync_from_spool", killed_half_way)
+    def killed_half_way(layout, store=None, checkpoint=None):  # in the rebuild's child
+        assert len(store.db.stat()) >= 0  # an empty, valid database: the rebuild had begun
+        os.kill(os.getpid(), signal.SIGKILL)
+    monkeypatch.setattr(daemon_mod, "resync_from_spool", killed_half_way)
     d = Daemon(root)
-    with pytest.raises(_Killed):
+    with pytest.raises(ChildDied):
         d.start()
     state.release_daemon_lock(d.lock)  # the kill released it
     monkeypatch.undo()
@@ -379,4 +380,39 @@ def test_a_rebuild_from_the_spool_cut_off_is_finished_at_the_next_start(root, mo
     finally:
         d.shutdown()
     assert "A rebuild of the database from the spool was cut off" in _log(root)
+    assert not state.resync_pending(Store.open(root).layout)
+
+
+def test_sigterm_during_the_rebuild_from_the_spool_stops_it_and_the_next_start_finishes(
+        root, monkeypatch):
+    """The rebuild before READY (no usable snapshot) runs in a child that a
+    SIGTERM kills at once, however long it would take; the mark stays, and
+    the next start finishes the rebuild before READY."""
+    import threading
+
+    from store.daemon import daemon as daemon_mod
+    with Store.open(root) as s:
+        before = {i.name: i.uidvalidity for i in s.list()}
+    damage(root, "db_truncated", "user/user0000")
+    real = daemon_mod.resync_from_spool
+
+    def slow(layout, store=None, checkpoint=None):  # in the child (forked after the patch)
+        time.sleep(60)
+        return real(layout, store)
+    monkeypatch.setattr(daemon_mod, "resync_from_spool", slow)
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    d = Daemon(root)
+    t0 = time.monotonic()
+    with pytest.raises(daemon_mod.StopRequested):
+        d.start(stop)
+    assert time.monotonic() - t0 < 5  # the stop came at 1 s; the rebuild would take 60
+    d.shutdown()
+    monkeypatch.undo()
+    assert state.rebuild_cut_off(Store.open(root).layout)
+    d = _start(root)
+    try:
+        assert {i.name: i.uidvalidity for i in d.store.list()} == before
+    finally:
+        d.shutdown()
     assert not state.resync_pending(Store.open(root).layout)

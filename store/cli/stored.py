@@ -10,7 +10,7 @@ import click
 
 from .. import logmsg, logsetup, snapshots
 from ..daemon import state
-from ..daemon.daemon import Daemon
+from ..daemon.daemon import Daemon, StopRequested
 from ..daemon.housekeeping import cleanup
 from ..errors import EXIT_NOT_RESPONDING, EXIT_OPERATIONAL, StoreError
 from ..layout import Layout
@@ -100,8 +100,11 @@ def _run(layout: Layout) -> int:
     daemon = Daemon(layout.root)
     daemon.acquire()  # a second instance stops here, touching nothing
     try:
-        daemon.start()
+        daemon.start(stop)
         daemon.run(stop, reload)
+    except StopRequested as e:
+        logmsg.log("stored", logmsg.STORED_STOPPED_STARTING, why=e)
+        return 0
     except (StoreError, OSError) as e:  # the reason, in the log the administrator reads
         logmsg.log("stored", logmsg.STORED_FAILED, error=" ".join(str(e).split()))
         raise

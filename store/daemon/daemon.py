@@ -30,6 +30,13 @@ from .schedule import Schedule
 log = logging.getLogger("store.stored")
 
 
+class StopRequested(StoreError):
+    """SIGTERM came while stored was still starting; what it cut off is
+    finished by the next start."""
+
+    exit_code = 0
+
+
 class Daemon:
     """One running stored: start (check, recover, ready), the job loop, shutdown."""
 
@@ -53,16 +60,23 @@ class Daemon:
         if self.lock is None:
             self.lock = state.acquire_daemon_lock(self.layout)
 
-    def start(self) -> Recovery:
-        """Check (and recover) the database, then become ready."""
+    def start(self, stop: threading.Event | None = None) -> Recovery:
+        """Check (and recover) the database, then become ready. `stop` (set
+        by SIGTERM) stops a rebuild from the spool under way: StopRequested,
+        and the next start finishes it."""
         t0 = time.monotonic()
+        self._stop = stop
         self.acquire()
         state.write_state(self.layout, state.INIT)
         sd_notify("STATUS=checking the mailbox database")
-        rec = check_and_recover(self.layout, self.clock(), self._status)
-        if not rec.recovered and state.rebuild_cut_off(self.layout):
-            logmsg.log("stored", logmsg.STORED_REBUILD_UNFINISHED)
-            rec.resync = rebuild_from_spool(self.layout, self._status)
+        try:
+            rec = check_and_recover(self.layout, self.clock(), self._status, self._rebuild)
+            if not rec.recovered and state.rebuild_cut_off(self.layout):
+                logmsg.log("stored", logmsg.STORED_REBUILD_UNFINISHED)
+                rec.resync = rebuild_from_spool(self.layout, self._status, self._rebuild)
+        except ChildStopped:
+            raise StopRequested("stopped during the rebuild of the database from the spool; "
+                                "the next start finishes it") from None
         self.store = Store(self.layout)
         finish_renames(self.store)  # before READY: no mailbox listed under neither name
         cleared = self.store.db.clear_stale_readers()
@@ -142,8 +156,13 @@ class Daemon:
         at once, whatever the store's size. Every write of these jobs is an
         LMDB transaction or an atomic file swap, so a kill at any point
         leaves the store as a kill -9 of `reconstruct -m` would: whole."""
-        self.store.close()  # no LMDB handle crosses a fork; reopened at the next use
+        if self.store is not None:
+            self.store.close()  # no LMDB handle crosses a fork; reopened at the next use
         return run_isolated(fn, *args, tick=self._child_tick)
+
+    def _rebuild(self) -> list[str]:
+        """The rebuild from the spool before READY, in a child SIGTERM can kill."""
+        return self._isolated(_resync_in_child, self.layout.root)
 
     def _child_tick(self) -> bool:
         self._ping_watchdog()
@@ -228,11 +247,11 @@ class Daemon:
         logmsg.log("stored", logmsg.STORED_STOPPED, pid=os.getpid())
 
 
-def _resync_in_child(root: str) -> None:
+def _resync_in_child(root: str) -> list[str]:
     die_with_parent(signal.SIGKILL)  # a killed stored must not leave it running
     layout = Layout.open(root)
     with Store(layout) as store:
-        resync_from_spool(layout, store)
+        return resync_from_spool(layout, store)
 
 
 def _snapshot_in_child(root: str, now: float) -> None:

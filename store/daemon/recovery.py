@@ -65,9 +65,11 @@ def move_aside(layout: Layout, now: float) -> str:
     return "moved"
 
 
-def check_and_recover(layout: Layout, now: float, status: Callable[[str], None]) -> Recovery:
+def check_and_recover(layout: Layout, now: float, status: Callable[[str], None],
+                      run_resync: Callable[[], list[str]] | None = None) -> Recovery:
     """Steps 2-4 of startup: analyse the database in a child process and, if
-    it is damaged, recover it from the best snapshot (or the spool)."""
+    it is damaged, recover it from the best snapshot (or the spool;
+    `run_resync`: how to run that rebuild, see rebuild_from_spool)."""
     status("checking the mailbox database")
     verdict = dbverify.verify(layout.mboxlist_dir)
     if verdict.ok:
@@ -85,17 +87,19 @@ def check_and_recover(layout: Layout, now: float, status: Callable[[str], None])
         # readiness (job "resync"), so a big store is ready within the minute
         return Recovery(verdict, True, snap.name, None)
     logmsg.log("stored", logmsg.DB_RECOVER_EMPTY)
-    return Recovery(verdict, True, None, rebuild_from_spool(layout, status))
+    return Recovery(verdict, True, None, rebuild_from_spool(layout, status, run_resync))
 
 
-def rebuild_from_spool(layout: Layout, status: Callable[[str], None]) -> list[str]:
+def rebuild_from_spool(layout: Layout, status: Callable[[str], None],
+                       run_resync: Callable[[], list[str]] | None = None) -> list[str]:
     """The database (re)built from the spool before READY, marked pending
     first: a stored killed half-way finds the mark at its next start and
     finishes the rebuild before READY (the database then verifies, but lacks
-    entries)."""
+    entries). `run_resync` runs the resync (stored: in a child that SIGTERM
+    kills, which leaves the mark for the next start)."""
     status("rebuilding the database from the spool")
     state.mark_resync_pending(layout, state.SPOOL_REBUILD)
-    lines = resync_from_spool(layout)
+    lines = run_resync() if run_resync is not None else resync_from_spool(layout)
     state.clear_resync_pending(layout)
     return lines
 
