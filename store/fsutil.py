@@ -16,7 +16,7 @@ import re
 import stat
 from collections.abc import Iterator
 
-from .errors import symlink_error
+from .errors import StoreError, symlink_error
 
 TEMP_PREFIX = ".tmp-"
 
@@ -63,11 +63,26 @@ def refuse_symlinks(base: str, path: str, what: str = "directory") -> None:
             raise symlink_error(cur, what)
 
 
+def is_real_dir(path: str) -> bool:
+    """Whether `path` is a directory (False: nothing there yet). A symlink
+    there raises symlink_error, any other file StoreError: the store never
+    makes or uses a directory through either."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        raise symlink_error(path, "directory")
+    if not stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"{path} is not a directory; refusing to use it")
+    return True
+
+
 def open_nofollow(path: str, mode: str = "rb"):
     """open() that refuses a symlink (O_NOFOLLOW): symlink_error, not ELOOP."""
-    flags = {"rb": os.O_RDONLY, "r+b": os.O_RDWR, "ab": os.O_WRONLY | os.O_APPEND | os.O_CREAT}[mode]
+    flags = {"rb": os.O_RDONLY, "r+b": os.O_RDWR}[mode]
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise symlink_error(path, "file") from None

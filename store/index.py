@@ -236,6 +236,12 @@ def parse_header(data: bytes, mailbox: str, path: str) -> Header:
                   quota_limit=None if not carries or limit == NO_LIMIT else limit)
 
 
+def symlinked_files(mailbox_dir: str) -> list[str]:
+    """The index files of a mailbox that are symlinks (never read or written
+    through: the store refuses them)."""
+    return [p for p in (os.path.join(mailbox_dir, f) for f in INDEX_FILES) if os.path.islink(p)]
+
+
 def read_header(mailbox_dir: str, mailbox: str) -> Header:
     """Read and verify only the header (O(1) in the number of messages)."""
     path = os.path.join(mailbox_dir, IDX_FILE)

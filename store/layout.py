@@ -16,8 +16,8 @@ import os
 import stat
 
 from .config import CONFIG_DIR, CONFIG_FILE, Config
-from .errors import InvalidNameError, NotAStoreError, StoreError, symlink_error
-from .fsutil import tighten_umask
+from .errors import InvalidNameError, NotAStoreError, StoreError
+from .fsutil import is_real_dir, tighten_umask
 
 MAX_COMPONENT_BYTES = 254  # plus the '=' prefix = NAME_MAX (255) on disk
 USER_NS = "user"
@@ -242,15 +242,8 @@ class Layout:
         path = base
         for comp in relpath(name).strip("/").split("/"):
             path = os.path.join(path, comp)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
+            if not is_real_dir(path):
                 os.mkdir(path, 0o750)
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                raise symlink_error(path, "directory")
-            if not stat.S_ISDIR(st.st_mode):
-                raise StoreError(f"{path} is not a directory; refusing to use it")
         return path + "/"
 
 

@@ -91,7 +91,7 @@ def run_isolated(fn: Callable[..., T], *args: Any, timeout: float | None = None,
         while True:
             if deadline is not None or tick is not None:
                 left = None if deadline is None else deadline - time.monotonic()
-                wait = tick_every if left is None else min(left, tick_every if tick else left)
+                wait = min(w for w in (left, tick_every if tick else None) if w is not None)
                 if not select.select([f], [], [], max(0.0, wait))[0]:
                     if left is not None and left <= wait:
                         os.kill(pid, signal.SIGKILL)

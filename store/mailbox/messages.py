@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..db import QUOTA
 from ..errors import EmptyMessageError, OverQuotaError, StoreError, symlink_error
 from ..fsutil import (
     fsync_dir,
+    is_real_dir,
     open_nofollow,
     refuse_symlinks,
     sync_filesystem,
@@ -165,9 +165,8 @@ def _append_locked(store: Store, name: str, need: int,
                     f"mailbox {name} is over quota: root {qroot} uses {q.used_bytes} "
                     f"of {q.limit_bytes} bytes, message needs {need}")
         mdir = store.mailbox_dir(name, entry)
-        for f in index.INDEX_FILES:  # before a message file is placed: none written through
-            if os.path.islink(os.path.join(mdir, f)):
-                raise symlink_error(os.path.join(mdir, f), "file")
+        for path in index.symlinked_files(mdir):  # before a message file is placed
+            raise symlink_error(path, "file")
         header = index.read_header(mdir, name)
         when = int(time.time()) if internaldate is None else internaldate
         modseq = header.highest_modseq
@@ -284,16 +283,10 @@ def _bucket_dir(mdir: str, uid: int, *, durable: bool) -> str:
     """The bucket directory of `uid`, made if missing; a symlink there is
     refused (a message is never written through one)."""
     bdir = os.path.join(mdir, bucket_of(uid))
-    try:
-        st = os.lstat(bdir)
-    except FileNotFoundError:
+    if not is_real_dir(bdir):
         os.makedirs(bdir, exist_ok=True)
         if durable:
             fsync_dir(mdir)
-        return bdir
-    if not stat.S_ISDIR(st.st_mode):
-        raise symlink_error(bdir, "directory") if stat.S_ISLNK(st.st_mode) else \
-            StoreError(f"{bdir} is not a directory; refusing to use it")
     return bdir
 
 

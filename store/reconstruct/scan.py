@@ -109,8 +109,7 @@ def scan_mailbox(name: str, mdir: str, *, read_index: bool = True,
     `check_content` (-G): hash every message file whose record still holds
     its size, and note those whose content no longer matches the GUID."""
     scan = Scan(name, mdir)
-    scan.symlinks = [p for p in (os.path.join(mdir, f) for f in index.INDEX_FILES)
-                     if os.path.islink(p)]
+    scan.symlinks = index.symlinked_files(mdir)
     if scan.symlinks:  # nothing is read through them: the repair leaves the mailbox alone
         scan_files(mdir, scan)
         return scan

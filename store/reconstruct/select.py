@@ -46,19 +46,22 @@ def select_mailboxes(store: Store, names: list[str], *, recursive: bool = False,
         for name, e in db.items():
             if e.partition in parts and name not in found:
                 add(name, store.layout.mailbox_dir(name, e.partition), e.partition)
+    def places(name: str, e: FolderEntry | None, among: dict[str, str]) -> list[str]:
+        """The partitions of `among` a named mailbox is on: its entry's, else its directory's."""
+        return ([e.partition] if e and e.partition in among
+                else [p for p in among if os.path.isdir(store.layout.mailbox_dir(name, p))])
+
     for raw in names:
         name = canonical(raw)
         e = db.get(name)
-        places = ([e.partition] if e and e.partition in parts
-                  else [p for p in parts if os.path.isdir(store.layout.mailbox_dir(name, p))])
-        if not places:
-            other = ([e.partition] if e and e.partition in every
-                     else [p for p in every if os.path.isdir(store.layout.mailbox_dir(name, p))])
+        here = places(name, e, parts)
+        if not here:
+            other = places(name, e, every)
             if partition and other:
                 elsewhere.append((name, other[0]))
                 continue
             raise NoSuchMailboxError(f"mailbox {name} is neither in the database nor in the spool")
-        part = places[0]
+        part = here[0]
         mdir = store.layout.mailbox_dir(name, part)
         if recursive:
             for n, d in walk_spool(parts[part], mdir, deleting=True):
