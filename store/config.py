@@ -18,6 +18,7 @@ CONFIG_DIR = "config"
 CONFIG_FILE = "store.conf"
 DEFAULT_ROOT = "/var/opt/msgstore"
 ROOT_ENV = "MSGSTORE_ROOT"
+DOMAIN_RE = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 PARTITION_RE = re.compile(r"^store\.partition\.([A-Za-z0-9_-]{1,64})\.path$")
 
 
@@ -25,7 +26,7 @@ PARTITION_RE = re.compile(r"^store\.partition\.([A-Za-z0-9_-]{1,64})\.path$")
 class Setting:
     name: str
     default: str
-    kind: str  # "int", "path"
+    kind: str  # "int", "path", "domains" (comma-separated domain names, may be empty)
     description: str
     minimum: int | None = None
     maximum: int | None = None
@@ -41,6 +42,13 @@ class Setting:
                 raise SettingError(f"{self.name}: {n} is out of range "
                                    f"(valid: {self.minimum}-{self.maximum})")
             return str(n)
+        if self.kind == "domains":
+            names = [d.strip().lower() for d in value.split(",") if d.strip()]
+            for d in names:
+                if not DOMAIN_RE.fullmatch(d):
+                    raise SettingError(f"{self.name}: {d!r} is not a domain name "
+                                       "(valid: comma-separated names such as example.com)")
+            return ",".join(names)
         if not value or "\x00" in value or "\n" in value or not value.isprintable() \
                 or not is_utf8(value):
             raise SettingError(f"{self.name}: {raw!r} is not a valid path (printable UTF-8)")
@@ -71,6 +79,34 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("local.store.groupaccess", "1", "int",
             "1: files are created 0640 and directories 0750 (the store's group may read); "
             "0: 0600 and 0700, as Dovecot. Whatever the umask.", 0, 1),
+    Setting("store.quotagraceperiod", "120", "int",
+            "Hours during which mail for a user over quota is deferred (the MTA retries) "
+            "before it is refused for good (552 5.2.2, deliver exit 77). 0: refuse at once.",
+            0, 8760),
+    Setting("store.quotawarn", "90", "int",
+            "Percent of the quota at which the user gets one warning message in the INBOX "
+            "(again only after usage fell below it). 0: no warnings.", 0, 100),
+    Setting("local.lmtp.socket", "run/lmtp", "path",
+            "UNIX socket lmtpd listens on (mode 0660): absolute, or relative to the store root."),
+    Setting("local.lmtp.port", "0", "int",
+            "Loopback TCP port lmtpd also listens on (127.0.0.1); 0: none.", 0, 65535),
+    Setting("local.lmtp.domains", "", "domains",
+            "Domains whose addresses are delivered (comma-separated); empty: every domain."),
+    Setting("local.lmtp.foldcase", "1", "int",
+            "1: the local part of an address is folded to lower case (Joe@ is joe); "
+            "0: it is taken as written.", 0, 1),
+    Setting("local.lmtp.autocreate", "0", "int",
+            "1: a user's INBOX is created at the first delivery to it; 0: an address without "
+            "an INBOX is refused (550 5.1.1 unknown user).", 0, 1),
+    Setting("local.lmtp.lockwait", "5", "int",
+            "Seconds a delivery waits for a locked mailbox before it is deferred (451 4.2.0).",
+            0, 600),
+    Setting("local.lmtp.maxmessagesize", "52428800", "int",
+            "Largest message delivered, in bytes; larger ones are refused (552 5.3.4).",
+            1024, 2147483647),
+    Setting("local.lmtp.duplicatewindow", "0", "int",
+            "Seconds during which a second message with the same Message-ID for the same "
+            "recipient is not stored again (Cyrus's duplicate suppression); 0: off.", 0, 2592000),
 ]}
 
 

@@ -40,7 +40,12 @@ class NoSuchMailboxError(StoreError):
 
 
 class OverQuotaError(StoreError):
-    pass
+    """`since`: when the current run of over-quota refusals began (the
+    grace period of store.quotagraceperiod runs from there)."""
+
+    def __init__(self, message: str, *, since: int | None = None):
+        super().__init__(message)
+        self.since = since
 
 
 class EmptyMessageError(UsageError):

@@ -219,6 +219,11 @@ class Layout:
         return os.path.join(self.root, "mboxlist")
 
     @property
+    def duplicates_dir(self) -> str:
+        """Duplicate-delivery database (db/duplicates.py)."""
+        return os.path.join(self.root, "dbdata", "duplicates")
+
+    @property
     def log_dir(self) -> str:
         return os.path.join(self.root, "log")
 

@@ -213,6 +213,47 @@ QUOTA_UNCOUNTED = _m(
 EXPUNGED_ERASED = _m(
     "expunged-erased", logging.INFO, "Erased {count} expunged message files in {mailbox}", "None.")
 
+DELIVERED = _m(
+    "delivered", logging.INFO,
+    "delivered: from=<{sender}> to=<{rcpt}> mailbox={mailbox} uid={uid} size={size} via={via}",
+    "None.")
+DELIVERY_DEFERRED = _m(
+    "delivery-deferred", logging.WARNING,
+    "delivery deferred: from=<{sender}> to=<{rcpt}> reply=\"{reply}\" reason={reason}",
+    "The MTA keeps the message and retries. By reason: over-quota, the user must make room or "
+    "get a larger quota (mboxutil --set-quota) before store.quotagraceperiod ends; locked, look "
+    "for what holds the mailbox lock (mboxutil --locks) if it repeats; not-ready, start stored "
+    "(stored -t says why it is not ready); damaged, see the damage message logged before it; "
+    "disk-full, free space on the partition; config, correct the setting it names.")
+DELIVERY_REFUSED = _m(
+    "delivery-refused", logging.INFO,
+    "delivery refused: from=<{sender}> to=<{rcpt}> reply=\"{reply}\" reason={reason}",
+    "None for unknown-user, bad-address, too-big and empty: the MTA returns the message to its "
+    "sender. over-quota-expired: the grace period ran out; the user's mail bounces until there "
+    "is room.")
+DUPLICATE_SUPPRESSED = _m(
+    "duplicate-suppressed", logging.INFO,
+    "duplicate not stored: to=<{rcpt}> mailbox={mailbox} message-id={msgid}",
+    "None (local.lmtp.duplicatewindow is set; the first copy was stored).")
+QUOTA_WARNING_SENT = _m(
+    "quota-warning-sent", logging.INFO,
+    "quota warning delivered to {mailbox}: root {root} uses {used} of {limit} bytes ({percent}%)",
+    "None; the user was told. Raise the quota if the user should not have to act.")
+QUOTA_WARNING_FAILED = _m(
+    "quota-warning-failed", logging.WARNING,
+    "quota warning for {mailbox} not delivered: {error}",
+    "The message itself was delivered. Act on the error (its INBOX may need `reconstruct`).")
+LMTPD_WAITING = _m(
+    "lmtpd-waiting", logging.WARNING,
+    "lmtpd: stored is not ready on {root}; deliveries are deferred (451 4.3.0) until it is",
+    "Start stored, or see why it is not ready (`stored -t`, its log). lmtpd goes on by itself "
+    "once stored is ready.")
+LMTPD_READY = _m(
+    "lmtpd-ready", logging.INFO, "lmtpd ready: listening on {where}", "None.")
+LMTPD_STOPPED = _m(
+    "lmtpd-stopped", logging.INFO, "lmtpd stopped ({why}); {delivered} messages delivered",
+    "None.")
+
 
 def catalogue() -> dict[str, Msg]:
     return dict(_ALL)

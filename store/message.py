@@ -168,3 +168,57 @@ def parse_date(value: bytes) -> int:
         return int(dt.timestamp())
     except (TypeError, ValueError, IndexError, OverflowError):
         return 0
+
+
+def split_mbox_from(data: bytes) -> tuple[bytes | None, bytes]:
+    """(the mbox `From ` line an MTA's pipe put in front, the message without it)."""
+    if data.startswith(b"From "):
+        m = _MBOX_FROM.match(data)
+        if m:
+            return data[:m.end()], data[m.end():]
+    return None, data
+
+
+def envelope_sender(from_line: bytes | None) -> str | None:
+    """The sender of a `From sender date` line."""
+    if not from_line:
+        return None
+    words = from_line.split()
+    return words[1].decode("utf-8", "surrogateescape") if len(words) > 1 else None
+
+
+_RECEIVED = re.compile(rb"(?:\A|\n)" + _any_case("received") + rb"[ \t]*:((?:[^\n]*\n[ \t])*[^\n]*)")
+
+
+def internaldate_of(spec: str, data: bytes, from_line: bytes | None) -> int:
+    """An arrival date: 'from' (the date of the `From ` line, local time as
+    MTAs write it), 'received' (the date after the last ';' of the newest
+    Received: field), else `spec` itself (seconds since the epoch, ISO 8601
+    or an RFC 5322 date). ValueError says what was missing."""
+    if spec == "from":
+        words = (from_line or b"").split()
+        if len(words) < 7:
+            raise ValueError("no 'From sender date' line heads the message")
+        import time
+        try:
+            return int(time.mktime(time.strptime(b" ".join(words[2:7]).decode("ascii"),
+                                                  "%a %b %d %H:%M:%S %Y")))
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError(f"the 'From ' line has no date: {from_line!r}") from None
+    if spec == "received":
+        m = _RECEIVED.search(data, 0, header_end(data))
+        when = parse_date(m.group(1).rpartition(b";")[2].strip()) if m else 0
+        if not when:
+            raise ValueError("no Received: field with a date")
+        return when
+    if spec.isdigit():
+        return int(spec)
+    try:
+        dt = datetime.datetime.fromisoformat(spec)
+        return int((dt if dt.tzinfo else dt.replace(tzinfo=datetime.UTC)).timestamp())
+    except ValueError:
+        pass
+    when = parse_date(spec.encode("utf-8", "replace"))
+    if not when:
+        raise ValueError(f"{spec!r} is not 'from', 'received' or a date")
+    return when

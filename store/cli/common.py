@@ -86,9 +86,13 @@ def entry(command: click.Command, prog: str) -> Callable[[], None]:
 
 
 def run(command: click.Command, prog: str, argv: list[str] | None = None) -> int:
-    """The command's exit status; the log handlers it attached are taken off."""
+    """The command's exit status; the log handlers it attached are taken off.
+    A command speaking another convention (deliver: sysexits.h) carries an
+    `exit_map` translating the statuses chosen here."""
     try:
-        return _run(command, prog, argv)
+        code = _run(command, prog, argv)
+        exit_map = getattr(command, "exit_map", None)
+        return exit_map.get(code, code) if exit_map else code
     finally:
         logsetup.detach_all()
 

@@ -14,7 +14,7 @@ Each value is stored as compact JSON inside the checksummed envelope
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 FOLDER, QUOTA, LRIGHT, SUBSCR, PERUSER = "folder", "quota", "lright", "subscr", "peruser"
@@ -55,18 +55,32 @@ class FolderEntry(Record):
 
 @dataclass
 class QuotaEntry(Record):
-    """A quota root: its limit (None: no limit) and what its mailboxes use."""
+    """A quota root: its limit (None: no limit) and what its mailboxes use.
+    over_since: when a delivery was first refused for want of space (the
+    grace period runs from there), None once one fits again; warned: the
+    user has had the warning for the current crossing of store.quotawarn."""
 
     db: ClassVar[str] = QUOTA
 
     limit_bytes: int | None = None
     used_bytes: int = 0
     used_messages: int = 0
+    over_since: int | None = None
+    warned: bool = False
+
+    def to_value(self) -> dict[str, Any]:
+        # the delivery state only when set: a root that never refused a
+        # delivery keeps the value it had before these fields existed
+        v = super().to_value()
+        for k in ("over_since", "warned"):
+            if not v[k]:
+                del v[k]
+        return v
 
     def added(self, nbytes: int, nmsgs: int) -> QuotaEntry:
         """Usage moved by a delta, never below zero."""
-        return QuotaEntry(self.limit_bytes, max(0, self.used_bytes + nbytes),
-                          max(0, self.used_messages + nmsgs))
+        return replace(self, used_bytes=max(0, self.used_bytes + nbytes),
+                       used_messages=max(0, self.used_messages + nmsgs))
 
     def as_json(self, root: str) -> dict[str, Any]:
         return {"root": root, "used_bytes": self.used_bytes, "used_messages": self.used_messages,

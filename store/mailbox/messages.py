@@ -30,7 +30,7 @@ from ..fsutil import (
 )
 from ..layout import canonical
 from ..message import ParsedHeader, guid, parse_header
-from .quota import quota_add
+from .quota import note_over_quota, quota_add, quota_add_delivered
 
 if TYPE_CHECKING:
     from .store import Store
@@ -47,10 +47,13 @@ def message_path(mailbox_dir: str, uid: int) -> str:
 
 
 def append_many(store: Store, name: str, messages: Iterable[bytes], *, flags: int = 0,
-                internaldate: int | None = None, batch: bool = True) -> list[int]:
+                internaldate: int | None = None, batch: bool = True,
+                lock_timeout: float | None = None,
+                syncer: Callable[[str], None] | None = None) -> list[int]:
     """Deliver several messages under one lock. batch=True makes the whole
-    batch durable with one filesystem sync instead of one fsync each.
-    Returns their UIDs."""
+    batch durable with one filesystem sync instead of one fsync each;
+    `syncer(path)` replaces each such sync (lmtpd's group commit shares one
+    among concurrent deliveries). Returns their UIDs."""
     name = canonical(name)
     datas = list(messages)
     if not datas:
@@ -64,7 +67,8 @@ def append_many(store: Store, name: str, messages: Iterable[bytes], *, flags: in
             uid += 1
         return out
     return _append_locked(store, name, sum(len(d) for d in datas), place, flags=flags,
-                          internaldate=internaldate, batch=batch)
+                          internaldate=internaldate, batch=batch, lock_timeout=lock_timeout,
+                          syncer=syncer)
 
 
 @dataclass
@@ -116,7 +120,8 @@ def spool(directory: str, src: BinaryIO, *, durable: bool) -> Spooled:
 
 
 def append_stream(store: Store, name: str, sources: Iterable[BinaryIO], *, flags: int = 0,
-                  internaldate: int | None = None, batch: bool = False) -> list[int]:
+                  internaldate: int | None = None, batch: bool = False,
+                  lock_timeout: float | None = None) -> list[int]:
     """Deliver messages read from file objects without holding any of them
     in memory: each is streamed into a temp file of the mailbox's partition
     first (outside the lock), then linked into place under the lock. An
@@ -142,7 +147,7 @@ def append_stream(store: Store, name: str, sources: Iterable[BinaryIO], *, flags
                 uid += 1
             return out
         return _append_locked(store, name, sum(sp.size for sp in spooled), place, flags=flags,
-                              internaldate=internaldate, batch=batch)
+                              internaldate=internaldate, batch=batch, lock_timeout=lock_timeout)
     finally:
         for sp in spooled:
             with contextlib.suppress(FileNotFoundError):
@@ -151,19 +156,23 @@ def append_stream(store: Store, name: str, sources: Iterable[BinaryIO], *, flags
 
 def _append_locked(store: Store, name: str, need: int,
                    place: Callable[[str, int], list[Placed]], *, flags: int,
-                   internaldate: int | None, batch: bool) -> list[int]:
+                   internaldate: int | None, batch: bool, lock_timeout: float | None = None,
+                   syncer: Callable[[str], None] | None = None) -> list[int]:
     """Under the mailbox lock: refuse what the quota does not allow, have
     `place` put the message files in place from UIDNEXT on, then the index
     records (after the files are durable), then the quota usage."""
-    with store.lock(name):
+    locked = store.lock(name) if lock_timeout is None else store.lock(name, timeout=lock_timeout)
+    with locked:
         entry = store.entry(name)
         qroot = entry.quotaroot
         if qroot:
             q = store.db.record(QUOTA, qroot)
             if q is not None and q.limit_bytes is not None and q.used_bytes + need > q.limit_bytes:
+                since = store.db.write(lambda t: note_over_quota(t, qroot, int(time.time())),
+                                       durable=False)
                 raise OverQuotaError(
                     f"mailbox {name} is over quota: root {qroot} uses {q.used_bytes} "
-                    f"of {q.limit_bytes} bytes, message needs {need}")
+                    f"of {q.limit_bytes} bytes, message needs {need}", since=since)
         mdir = store.mailbox_dir(name, entry)
         for path in index.symlinked_files(mdir):  # before a message file is placed
             raise symlink_error(path, "file")
@@ -178,11 +187,17 @@ def _append_locked(store: Store, name: str, need: int,
             rec = index.Record(p.uid, flags, when, p.parsed.sent_date, p.size,
                                p.parsed.header_size, 0, 0, modseq, p.digest)
             entries.append((rec, p.parsed.fields))
-        if batch:
-            sync_filesystem(mdir)
-        written = index.append(mdir, header, entries)
+        if syncer is not None:  # the files durable before their records, then the records
+            syncer(mdir)
+            written = index.append(mdir, header, entries, durable=False)
+            syncer(mdir)
+        else:
+            if batch:
+                sync_filesystem(mdir)
+            written = index.append(mdir, header, entries)
         if qroot:
-            store.db.write(lambda t: quota_add(t, qroot, need, len(written)), durable=False)
+            store.db.write(lambda t: quota_add_delivered(t, qroot, need, len(written)),
+                           durable=False)
     return [r.uid for r in written]
 
 

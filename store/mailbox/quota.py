@@ -8,7 +8,7 @@ spool keeps it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .. import index, logmsg
@@ -52,6 +52,38 @@ def quota_add(t: Txn, root: str, nbytes: int, nmsgs: int) -> None:
     if not root:
         return
     t.put(QUOTA, root, (t.record(QUOTA, root) or QuotaEntry()).added(nbytes, nmsgs))
+
+
+def quota_add_delivered(t: Txn, root: str, nbytes: int, nmsgs: int) -> None:
+    """A delivery's usage; mail fits again, so the grace period of an
+    earlier refusal is over (it starts afresh at the next one)."""
+    q = (t.record(QUOTA, root) or QuotaEntry()).added(nbytes, nmsgs)
+    t.put(QUOTA, root, replace(q, over_since=None))
+
+
+def note_over_quota(t: Txn, root: str, now: int) -> int:
+    """Record the first refusal of a run of them for want of space; returns
+    when that run began (the start of the grace period)."""
+    q = t.record(QUOTA, root) or QuotaEntry()
+    if q.over_since is None:
+        t.put(QUOTA, root, replace(q, over_since=now))
+        return now
+    return q.over_since
+
+
+def claim_warning(t: Txn, root: str, percent: int) -> QuotaEntry | None:
+    """The root's entry when its usage has just reached `percent` of its
+    limit and no warning went out for this crossing (it is marked sent in
+    the same transaction, so concurrent deliveries send one); None
+    otherwise. Usage back below the threshold re-arms the warning."""
+    q = t.record(QUOTA, root)
+    if q is None or q.limit_bytes is None or not percent:
+        return None
+    above = q.used_bytes * 100 >= q.limit_bytes * percent
+    if above != q.warned:
+        t.put(QUOTA, root, replace(q, warned=above))
+        return q if above else None
+    return None
 
 
 def mailbox_usage(store: Store, name: str, entry: FolderEntry, *, from_records: bool = False

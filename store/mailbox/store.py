@@ -6,7 +6,7 @@ handle, the per-mailbox locks and the folder lookups."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -185,16 +185,20 @@ class Store:
                                     batch=False)[0]
 
     def append_many(self, name: str, datas: Iterable[bytes], *, flags: int = 0,
-                    internaldate: int | None = None, batch: bool = True) -> list[int]:
+                    internaldate: int | None = None, batch: bool = True,
+                    lock_timeout: float | None = None,
+                    syncer: Callable[[str], None] | None = None) -> list[int]:
         return messages.append_many(self, name, datas, flags=flags, internaldate=internaldate,
-                                    batch=batch)
+                                    batch=batch, lock_timeout=lock_timeout, syncer=syncer)
 
     def append_stream(self, name: str, sources: Iterable[BinaryIO], *, flags: int = 0,
-                      internaldate: int | None = None, batch: bool = False) -> list[int]:
+                      internaldate: int | None = None, batch: bool = False,
+                      lock_timeout: float | None = None) -> list[int]:
         """Deliver messages read from file objects, streamed (never whole in
         memory); durable one by one, or with batch=True all with one sync."""
         return messages.append_stream(self, name, sources, flags=flags,
-                                      internaldate=internaldate, batch=batch)
+                                      internaldate=internaldate, batch=batch,
+                                      lock_timeout=lock_timeout)
 
     def set_flags(self, name: str, uid: int, flags: int, mode: str = "set") -> int:
         return messages.set_flags(self, name, uid, flags, mode)

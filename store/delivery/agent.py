@@ -1,0 +1,194 @@
+"""Local delivery: one message for its recipients, each answered with an
+Outcome, one log line each. Used by lmtpd (many threads, group commit) and
+by `deliver` (one process per message, fsync per message).
+
+For every recipient the message gets `Return-Path:` and `Delivered-To:`
+in front, as Dovecot and Cyrus add them. Recipients that map to the same
+mailbox get one copy. Nothing is half-stored after a refusal: the store
+writes a message file, then its index record, and refuses before either
+(quota, lock, a missing mailbox)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import logmsg
+from ..config import Config
+from ..db import FOLDER
+from ..db.duplicates import Duplicates
+from ..errors import NoSuchMailboxError
+from ..layout import is_inbox
+from ..mailbox import Store, quota_root_mailbox
+from ..mailbox.quota import claim_warning
+from ..message import parse_header
+from . import address
+from .address import AddressError, AddressRules, Recipient
+from .outcome import Outcome, delivered, refused, too_big
+
+
+@dataclass(frozen=True)
+class Target:
+    """A recipient and the mailbox its mail goes to."""
+
+    rcpt: Recipient
+    mailbox: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The settings a delivery follows (read once per process or reload)."""
+
+    rules: AddressRules
+    grace_hours: int
+    warn_percent: int
+    lock_wait: int
+    max_size: int
+    duplicate_window: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> Policy:
+        return cls(AddressRules.from_config(config), config.get_int("store.quotagraceperiod"),
+                   config.get_int("store.quotawarn"), config.get_int("local.lmtp.lockwait"),
+                   config.get_int("local.lmtp.maxmessagesize"),
+                   config.get_int("local.lmtp.duplicatewindow"))
+
+
+class Agent:
+    def __init__(self, store: Store, policy: Policy, *, via: str,
+                 syncer: Callable[[str], None] | None = None):
+        self.store = store
+        self.policy = policy
+        self.via = via
+        self.syncer = syncer  # None: each message made durable with its own fsyncs
+        self._dups: Duplicates | None = None
+
+    def close(self) -> None:
+        if self._dups is not None:
+            self._dups.close()
+            self._dups = None
+
+    @property
+    def dups(self) -> Duplicates:
+        if self._dups is None:
+            self._dups = Duplicates(self.store.layout.duplicates_dir)
+        return self._dups
+
+    # -- recipients ----------------------------------------------------------------
+    def resolve(self, addr: str, folder: str | None = None) -> Target:
+        """The mailbox for `addr` (and `folder`, as deliver -m gives it), or
+        AddressError. With a detail (`joe+lists@`), its folder when it exists
+        and anyone may post there (ACL right p), as Cyrus does; else INBOX."""
+        rcpt = address.parse(addr, self.policy.rules)
+        inbox = address.inbox_of(rcpt)
+        if not self.store.exists(inbox):
+            if not self.policy.rules.autocreate:
+                raise AddressError(f"<{rcpt.address}>: no such user here", reason="unknown-user")
+            try:
+                self.store.create(inbox)
+            except Exception:  # created meanwhile by another delivery: fine; else say so
+                if not self.store.exists(inbox):
+                    raise
+        if folder is not None:
+            box = address.folder_of(rcpt, folder)
+            if box and self.store.exists(box):
+                return Target(rcpt, box)
+        elif rcpt.detail:
+            box = address.folder_of(rcpt, rcpt.detail)
+            if box and not is_inbox(box) and self._anyone_may_post(box):
+                return Target(rcpt, box)
+        return Target(rcpt, inbox)
+
+    def _anyone_may_post(self, box: str) -> bool:
+        e = self.store.db.record(FOLDER, box)
+        return e is not None and "p" in e.acl.get("anyone", "")
+
+    # -- delivery --------------------------------------------------------------------
+    def deliver(self, data: bytes, sender: str, targets: list[Target], *,
+                internaldate: int | None = None) -> list[Outcome]:
+        """Store `data` for each target; one Outcome per target, in order."""
+        if len(data) > self.policy.max_size:
+            out = too_big(len(data), self.policy.max_size)
+            for t in targets:
+                self._log(out, sender, t.rcpt.address)
+            return [out] * len(targets)
+        done: dict[str, Outcome] = {}
+        outcomes = []
+        for t in targets:
+            if t.mailbox not in done:
+                done[t.mailbox] = self._deliver_one(data, sender, t, internaldate)
+            outcomes.append(done[t.mailbox])
+        return outcomes
+
+    def refuse(self, exc: BaseException, sender: str, rcpt: str) -> Outcome:
+        """The outcome of an error met outside a delivery (RCPT time), logged."""
+        out = refused(exc, grace_hours=self.policy.grace_hours, now=int(time.time()))
+        self._log(out, sender, rcpt)
+        return out
+
+    def _deliver_one(self, data: bytes, sender: str, t: Target,
+                     internaldate: int | None) -> Outcome:
+        msgid = None
+        try:
+            if self.policy.duplicate_window:
+                msgid = parse_header(data).fields.get("message-id")
+                if msgid and self.dups.seen(msgid, t.mailbox, self.policy.duplicate_window):
+                    logmsg.log("delivery", logmsg.DUPLICATE_SUPPRESSED, rcpt=t.rcpt.address,
+                               mailbox=t.mailbox, msgid=msgid.decode("latin-1").strip())
+                    return delivered(t.mailbox, 0, duplicate=True)
+            msg = trace_headers(sender, t.rcpt.address) + data
+            uid = self.store.append_many(
+                t.mailbox, [msg], internaldate=internaldate, batch=self.syncer is not None,
+                lock_timeout=self.policy.lock_wait, syncer=self.syncer)[0]
+        except Exception as e:
+            return self.refuse(e, sender, t.rcpt.address)
+        out = delivered(t.mailbox, uid)
+        logmsg.log("delivery", logmsg.DELIVERED, sender=sender, rcpt=t.rcpt.address,
+                   mailbox=t.mailbox, uid=uid, size=len(msg), via=self.via)
+        if msgid:
+            self.dups.note(msgid, t.mailbox, self.policy.duplicate_window)
+        self._maybe_warn(t.mailbox)
+        return out
+
+    def _maybe_warn(self, mailbox: str) -> None:
+        """One warning per crossing of store.quotawarn, into the root's INBOX."""
+        if not self.policy.warn_percent:
+            return
+        try:
+            root = self.store.entry(mailbox).quotaroot
+            if not root:
+                return
+            q = self.store.db.write(lambda t: claim_warning(t, root, self.policy.warn_percent),
+                                    durable=False)
+            if q is None:
+                return
+            inbox = quota_root_mailbox(root)
+            percent = q.used_bytes * 100 // q.limit_bytes
+            self.store.append(inbox, warning_message(root, q.used_bytes, q.limit_bytes, percent))
+            logmsg.log("delivery", logmsg.QUOTA_WARNING_SENT, mailbox=inbox, root=root,
+                       used=q.used_bytes, limit=q.limit_bytes, percent=percent)
+        except (NoSuchMailboxError, AddressError):
+            pass
+        except Exception as e:  # the message itself is delivered; the warning is a courtesy
+            logmsg.log("delivery", logmsg.QUOTA_WARNING_FAILED, mailbox=mailbox, error=e)
+
+    def _log(self, out: Outcome, sender: str, rcpt: str) -> None:
+        msg = logmsg.DELIVERY_DEFERRED if out.temporary else logmsg.DELIVERY_REFUSED
+        logmsg.log("delivery", msg, sender=sender, rcpt=rcpt, reply=out.reply(),
+                   reason=out.reason)
+
+
+def trace_headers(sender: str, rcpt: str) -> bytes:
+    return f"Return-Path: <{sender}>\nDelivered-To: {rcpt}\n".encode("utf-8", "surrogateescape")
+
+
+def warning_message(root: str, used: int, limit: int, percent: int) -> bytes:
+    date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
+    return (f"From: Mail Store <postmaster>\nTo: {root}\nDate: {date}\n"
+            f"Subject: Your mailbox is {percent}% full\n"
+            "Content-Type: text/plain; charset=us-ascii\n\n"
+            f"Your mail uses {used} of the {limit} bytes you may keep ({percent}%).\n"
+            "When it is full, new mail is held back and, after a while, returned to its\n"
+            "senders. Delete or move messages you no longer need.\n").encode()
+

@@ -1,0 +1,1 @@
+"""Network services: lmtpd (mail in)."""
