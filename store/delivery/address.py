@@ -64,9 +64,9 @@ def parse(address: str, rules: AddressRules) -> Recipient:
         if rules.domains and domain not in rules.domains:
             raise AddressError(f"<{addr}>: {domain} is not a domain of this store",
                                reason="not-local")
-    if rules.foldcase:
-        local = local.lower()
     user, _, detail = local.partition(DETAIL_DELIMITER)
+    if rules.foldcase:  # the user only: a detail names a folder, matched by the agent
+        user = user.lower()
     try:
         check_userid(user)
     except InvalidNameError:

@@ -95,10 +95,22 @@ class Agent:
             if box and self.store.exists(box):
                 return Target(rcpt, box)
         elif rcpt.detail:
-            box = address.folder_of(rcpt, rcpt.detail)
+            box = self._detail_folder(rcpt)
             if box and not is_inbox(box) and self._anyone_may_post(box):
                 return Target(rcpt, box)
         return Target(rcpt, inbox)
+
+    def _detail_folder(self, rcpt: Recipient) -> str | None:
+        """The folder a detail names: spelled exactly, else the one folder of
+        the user whose name matches it without regard to case (an MTA may
+        have folded the address to lower case; Cyrus's fuzzy match)."""
+        box = address.folder_of(rcpt, rcpt.detail)
+        if box is None or self.store.exists(box):
+            return box
+        want = box.lower()
+        found = [n for n, _ in self.store.db.records(FOLDER, prefix=f"user/{rcpt.user}/")
+                 if n.lower() == want]
+        return found[0] if len(found) == 1 else None
 
     def _anyone_may_post(self, box: str) -> bool:
         e = self.store.db.record(FOLDER, box)

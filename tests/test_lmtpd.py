@@ -1,0 +1,205 @@
+"""lmtpd as a real process, spoken to over LMTP by Python's smtplib and by
+swaks: per-recipient replies, recipient mapping, the reply codes MTAs act
+on, readiness on stored, and nothing half-stored after a refusal."""
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+from lmtp_harness import LMTPClient, socket_path, start_lmtpd, start_stored, stop
+
+from store.config import Config
+from store.fsutil import leftover_temp_files
+from store.mailbox import Store
+
+MSG = (b"From: Alice <alice@example.org>\nTo: joe@example.com\nSubject: hello\n"
+       b"Message-ID: <m1@example.org>\nDate: Thu, 03 Dec 2026 08:00:00 +0000\n\n"
+       b"Hello Joe.\n.leading dot line\nbye\n")
+
+
+@pytest.fixture
+def lmtp(tmp_path):
+    """A store with user joe (and a folder Lists that anyone may post to),
+    stored ready, and a function that starts lmtpd with given settings."""
+    root = str(tmp_path / "store")
+    with Store.init(root) as s:
+        s.create("user/joe")
+        s.create("user/joe/Lists")
+        s.set_acl("user/joe/Lists", "anyone", "p")
+        s.create("user/joe/Private")
+    procs = {"stored": start_stored(root)}
+
+    def run(**settings):
+        cfg = Config.load(root)
+        for k, v in settings.items():
+            cfg.set(k, str(v))
+        procs["lmtpd"] = start_lmtpd(root)
+        return LMTPClient(socket_path(root))
+
+    yield root, run, procs
+    for p in procs.values():
+        stop(p)
+    assert leftover_temp_files(root) == []
+
+
+def messages(root, box):
+    with Store.open(root) as s:
+        return [s.message(box, r.uid) for r in s.read(box).records]
+
+
+def log_lines(root):
+    with open(os.path.join(root, "log", "default"), encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+def test_a_message_arrives_byte_identical_below_the_added_headers(lmtp):
+    root, run, _ = lmtp
+    c = run()
+    rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG)
+    c.close()
+    assert rcpt == [(250, "2.1.5 <joe@example.com> OK")]
+    assert data[0][0] == 250 and "user/joe/INBOX UID 1 stored" in data[0][1]
+    [got] = messages(root, "user/joe")
+    assert got == b"Return-Path: <alice@example.org>\nDelivered-To: joe@example.com\n" + MSG
+    line = [ln for ln in log_lines(root) if "delivered:" in ln][-1]
+    assert ("from=<alice@example.org> to=<joe@example.com> mailbox=user/joe/INBOX uid=1 "
+            f"size={len(got)} via=lmtp") in line
+
+
+def test_one_reply_per_recipient_and_the_mapping(lmtp):
+    root, run, _ = lmtp
+    c = run()
+    rcpt, data = c.send("alice@example.org",
+                        ["Joe@Example.COM", "nobody@example.com", "joe+lists@example.com",
+                         "joe+private@example.com", "joe+nosuch@example.com",
+                         "bad address@example.com"], MSG)
+    c.close()
+    assert rcpt[1][0] == 550 and rcpt[1][1].startswith("5.1.1"), rcpt
+    assert rcpt[5][0] in (501, 553), rcpt
+    assert [r[0] for r in rcpt] == [250, 550, 250, 250, 250, rcpt[5][0]]
+    # four accepted: four replies; Joe, +private and +nosuch all land in the INBOX: stored once
+    assert len(data) == 4 and all(code == 250 for code, _ in data), data
+    assert [t.split()[1] for _, t in data] == ["user/joe/INBOX", "user/joe/Lists",
+                                               "user/joe/INBOX", "user/joe/INBOX"]
+    assert len(messages(root, "user/joe")) == 1  # +private: no right p for anyone
+    assert len(messages(root, "user/joe/Lists")) == 1
+    assert messages(root, "user/joe/Private") == []
+
+
+def test_over_quota_is_deferred_within_the_grace_period_then_refused(lmtp):
+    root, run, procs = lmtp
+    with Store.open(root) as s:
+        s.set_quota("user/joe", 200)
+    c = run()
+    rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG + b"x" * 300)
+    assert data[0][0] == 452 and data[0][1].startswith("4.2.2"), data
+    stop(procs["lmtpd"])
+    c = run(**{"store.quotagraceperiod": 0})
+    rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG + b"x" * 300)
+    assert data[0][0] == 552 and data[0][1].startswith("5.2.2"), data
+    # a small one still fits: delivered, and the grace period is over (it starts afresh)
+    rcpt, data = c.send("alice@example.org", ["joe@example.com"], b"Subject: s\n\nx\n")
+    c.close()
+    assert data[0][0] == 250, data
+    assert len(messages(root, "user/joe")) == 1
+    with Store.open(root) as s:
+        from store.db import QUOTA
+        assert s.db.record(QUOTA, "user/joe").over_since is None
+    assert any(ln.endswith("reason=over-quota") and "WARNING" in ln for ln in log_lines(root))
+
+
+def test_a_locked_mailbox_is_deferred_after_the_wait(lmtp):
+    root, run, _ = lmtp
+    c = run(**{"local.lmtp.lockwait": 1})
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with Store.open(root) as s, s.lock("user/joe/INBOX"):
+            held.set()
+            release.wait(30)
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    t0 = time.monotonic()
+    rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG)
+    waited = time.monotonic() - t0
+    release.set()
+    t.join()
+    assert data[0][0] == 451 and data[0][1].startswith("4.2.0"), data
+    assert waited >= 1.0
+    assert messages(root, "user/joe") == []
+    rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG)  # the MTA's retry
+    c.close()
+    assert data[0][0] == 250 and len(messages(root, "user/joe")) == 1
+
+
+def test_deliveries_are_deferred_while_stored_is_not_ready(lmtp):
+    root, run, procs = lmtp
+    c = run()
+    stop(procs["stored"])
+    time.sleep(1.2)  # lmtpd looks at stored's state twice a second
+    rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG)
+    assert rcpt[0][0] == 451 and rcpt[0][1].startswith("4.3.0"), rcpt
+    assert any("lmtpd-waiting" in ln or "stored is not ready" in ln for ln in log_lines(root))
+    procs["stored"] = start_stored(root)
+    time.sleep(1.2)
+    rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG)
+    c.close()
+    assert data and data[0][0] == 250, (rcpt, data)
+    assert len(messages(root, "user/joe")) == 1
+
+
+def test_too_big_and_empty_messages_are_refused(lmtp):
+    root, run, _ = lmtp
+    c = run(**{"local.lmtp.maxmessagesize": 2048})
+    # SIZE= announced: refused at MAIL; not announced: after DATA, once per recipient
+    code, text = c.conn.mail("alice@example.org", ["SIZE=5000"])
+    assert code == 552, (code, text)
+    c.conn.rset()
+    rcpt, data = c.send("alice@example.org", ["joe@example.com", "joe+lists@example.com"],
+                        MSG + b"y" * 3000)
+    assert [d[0] for d in data] == [552, 552] and all("5.3.4" in d[1] for d in data), data
+    c.close()
+    assert messages(root, "user/joe") == [] and messages(root, "user/joe/Lists") == []
+
+
+def test_duplicate_suppression_and_the_quota_warning(lmtp):
+    root, run, _ = lmtp
+    with Store.open(root) as s:
+        s.set_quota("user/joe", 2000)
+    c = run(**{"local.lmtp.duplicatewindow": 3600, "store.quotawarn": 50})
+    for _ in range(2):
+        rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG)
+        assert data[0][0] == 250
+    assert len(messages(root, "user/joe")) == 1  # the same Message-ID twice: stored once
+    # past 50 % of 2000 bytes: one warning, not one per message
+    for i in range(3):
+        rcpt, data = c.send("alice@example.org", ["joe@example.com"],
+                            b"Message-ID: <big%d@x>\nSubject: big\n\n" % i + b"z" * 300)
+        assert data[0][0] == 250, data
+    c.close()
+    subjects = [m for m in messages(root, "user/joe") if b"Subject: Your mailbox is" in m]
+    assert len(subjects) == 1, subjects
+    assert any("quota warning delivered to user/joe/INBOX" in ln for ln in log_lines(root))
+    assert any("duplicate not stored" in ln for ln in log_lines(root))
+
+
+def test_swaks_speaks_lmtp_to_it(lmtp, tmp_path):
+    swaks = shutil.which("swaks")
+    if swaks is None:
+        pytest.skip("swaks is not installed (Debian package swaks; .ci/run installs it as root)")
+    root, run, _ = lmtp
+    run().close()
+    body = tmp_path / "m.eml"
+    body.write_bytes(MSG)
+    r = subprocess.run([swaks, "--protocol", "LMTP", "--socket", socket_path(root),
+                        "--from", "alice@example.org", "--to", "joe@example.com,nobody@example.com",
+                        "--data", f"@{body}"], capture_output=True, text=True, timeout=60)
+    assert "<-  250 2.0.0 user/joe/INBOX UID 1 stored" in r.stdout, r.stdout
+    assert "<** 550 5.1.1" in r.stdout, r.stdout
+    [got] = messages(root, "user/joe")
+    assert got.startswith(b"Return-Path: <alice@example.org>\nDelivered-To: joe@example.com\n"
+                          + MSG), got  # swaks adds a line end of its own

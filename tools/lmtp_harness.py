@@ -1,0 +1,123 @@
+"""Run stored and lmtpd as real processes on a store, and talk LMTP to
+lmtpd with per-recipient replies (smtplib.LMTP reads one reply after DATA
+whatever the number of recipients). Shared by the tests, the benchmark
+and the kill harness."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+STORED = [sys.executable, "-c", "from store.cli.stored import main; main()"]
+LMTPD = [sys.executable, "-c", "from store.cli.lmtpd import main; main()"]
+
+
+def _env(root: str) -> dict:
+    return {**os.environ, "MSGSTORE_ROOT": root}
+
+
+def start_stored(root: str, timeout: float = 60.0) -> subprocess.Popen:
+    proc = subprocess.Popen(STORED, cwd=REPO, env=_env(root), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if subprocess.run(STORED + ["-t"], cwd=REPO, env=_env(root),
+                          capture_output=True).returncode == 0:
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"stored exited {proc.returncode}: {proc.stderr.read()!r}")
+        time.sleep(0.1)
+    stop(proc)
+    raise RuntimeError("stored not ready in time")
+
+
+def socket_path(root: str) -> str:
+    return os.path.join(root, "run", "lmtp")
+
+
+def start_lmtpd(root: str, *args: str, wait: bool = True, timeout: float = 30.0
+                ) -> subprocess.Popen:
+    """lmtpd on <root>/run/lmtp; with wait, returned once it answers."""
+    proc = subprocess.Popen(LMTPD + list(args), cwd=REPO, env=_env(root),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if wait:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            try:
+                LMTPClient(socket_path(root)).close()
+                return proc
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"lmtpd exited {proc.returncode}: {proc.stderr.read()!r}")
+            time.sleep(0.05)
+        stop(proc)
+        raise RuntimeError("lmtpd not listening in time")
+    return proc
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+class LMTPClient:
+    """One LMTP session. `send` returns (RCPT replies, DATA replies), each
+    a (code, text) pair; DATA replies only for accepted recipients."""
+
+    def __init__(self, where: str, port: int | None = None):
+        self.conn = smtplib.LMTP(where, port) if port else smtplib.LMTP(where)
+        self.conn.ehlo()  # smtplib.LMTP sends LHLO
+
+    def send(self, sender: str, rcpts: list[str], data: bytes
+             ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+        c = self.conn
+        code, text = c.mail(sender)
+        if code != 250:
+            return [(code, text.decode())] * len(rcpts), []
+        rcpt_replies = []
+        for r in rcpts:
+            code, text = c.rcpt(r)
+            rcpt_replies.append((code, text.decode()))
+        accepted = sum(code == 250 for code, _ in rcpt_replies)
+        if not accepted:
+            c.rset()
+            return rcpt_replies, []
+        c.putcmd("data")
+        code, text = c.getreply()
+        if code != 354:
+            return rcpt_replies, [(code, text.decode())]
+        c.send(_quote(data) + b".\r\n")
+        data_replies = []
+        for _ in range(accepted):
+            code, text = c.getreply()
+            data_replies.append((code, text.decode()))
+            if code == 421:
+                break
+        return rcpt_replies, data_replies
+
+    def close(self) -> None:
+        try:
+            self.conn.quit()
+        except (smtplib.SMTPException, OSError):
+            self.conn.close()
+
+
+def _quote(data: bytes) -> bytes:
+    """CRLF line ends and dot-stuffing, ending in CRLF (RFC 5321 4.5.2)."""
+    data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    lines = data.split(b"\r\n")
+    return b"\r\n".join(b"." + ln if ln.startswith(b".") else ln for ln in lines)
