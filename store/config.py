@@ -90,6 +90,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "UNIX socket lmtpd listens on (mode 0660): absolute, or relative to the store root."),
     Setting("local.lmtp.port", "0", "int",
             "Loopback TCP port lmtpd also listens on (127.0.0.1); 0: none.", 0, 65535),
+    Setting("local.lmtp.workers", "2", "int",
+            "lmtpd serving processes (a Python process uses one core; each has its own group "
+            "commit). 1: one process.", 1, 64),
     Setting("local.lmtp.domains", "", "domains",
             "Domains whose addresses are delivered (comma-separated); empty: every domain."),
     Setting("local.lmtp.foldcase", "1", "int",

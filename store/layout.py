@@ -11,6 +11,7 @@ Directories: `=user/<h1>/<h2>/=<id>/` is the INBOX, folders nest below it as
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -54,6 +55,7 @@ def _check_component(name: str, comp: str) -> None:
                                f"(at most {MAX_COMPONENT_BYTES})")
 
 
+@functools.lru_cache(maxsize=4096)  # a delivery spells the same name several times
 def canonical(name: str) -> str:
     """Validate a mailbox name and return its canonical spelling."""
     if not isinstance(name, str) or not name:

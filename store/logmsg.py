@@ -251,8 +251,18 @@ LMTPD_WAITING = _m(
 LMTPD_READY = _m(
     "lmtpd-ready", logging.INFO, "lmtpd ready: listening on {where}", "None.")
 LMTPD_STOPPED = _m(
-    "lmtpd-stopped", logging.INFO, "lmtpd stopped ({why}); {delivered} messages delivered",
+    "lmtpd-stopped", logging.INFO,
+    "lmtpd stopped ({why}); {delivered} messages delivered, {rounds} filesystem syncs for "
+    "{requests} sync requests",
+    "None. Many more requests than syncs: group commit at work.")
+LMTPD_SUPERVISOR_STOPPED = _m(
+    "lmtpd-supervisor-stopped", logging.INFO, "lmtpd stopped ({why}) with its {workers} workers",
     "None.")
+LMTPD_WORKER_DIED = _m(
+    "lmtpd-worker-died", logging.ERROR,
+    "lmtpd worker {pid} died (exit status {status}); started another",
+    "Look for its traceback or the signal that ended it in the journal; deliveries it had "
+    "under way got no reply and the MTA retries them.")
 
 
 def catalogue() -> dict[str, Msg]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
 from .. import logsetup
@@ -27,20 +25,23 @@ Examples:
               help="UNIX socket to listen on (default: the local.lmtp.socket setting).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Also listen on this loopback TCP port (default: local.lmtp.port; 0: none).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Serving processes (default: the local.lmtp.workers setting).")
 @click.option("--no-wait", is_flag=True,
               help="Signal READY without waiting for stored (deliveries are deferred until "
                    "stored is ready).")
-def cli(store_root, socket_path, port, no_wait) -> int:
+def cli(store_root, socket_path, port, workers, no_wait) -> int:
     """Deliver mail from the MTA over LMTP (RFC 2033) into the store. Runs in the
     foreground until SIGTERM; READY (systemd) once stored is ready."""
-    from ..services.lmtpd import serve  # aiosmtpd only for this command
+    from ..services.lmtpd import run  # aiosmtpd only for this command
 
     layout = Layout.open(resolve_root(store_root))
     logsetup.attach(layout.log_dir)
     config: Config = layout.config
     path = socket_path or config.resolve_path("local.lmtp.socket")
     port = config.get_int("local.lmtp.port") if port is None else port
-    asyncio.run(serve(layout.root, path, port, wait=not no_wait))
+    workers = config.get_int("local.lmtp.workers") if workers is None else workers
+    run(layout.root, path, port, workers=workers, wait=not no_wait)
     return 0
 
 

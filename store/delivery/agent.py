@@ -11,21 +11,27 @@ writes a message file, then its index record, and refuses before either
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .. import logmsg
 from ..config import Config
-from ..db import FOLDER
+from ..db import FOLDER, QUOTA
 from ..db.duplicates import Duplicates
-from ..errors import NoSuchMailboxError
+from ..errors import LockedError, NoSuchMailboxError
+from ..fsutil import sync_filesystem
 from ..layout import is_inbox
 from ..mailbox import Store, quota_root_mailbox
+from ..mailbox.messages import BATCH, EACH, SHARED
 from ..mailbox.quota import claim_warning
 from ..message import parse_header
 from . import address
 from .address import AddressError, AddressRules, Recipient
 from .outcome import Outcome, delivered, refused, too_big
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -56,12 +62,10 @@ class Policy:
 
 
 class Agent:
-    def __init__(self, store: Store, policy: Policy, *, via: str,
-                 syncer: Callable[[str], None] | None = None):
+    def __init__(self, store: Store, policy: Policy, *, via: str):
         self.store = store
         self.policy = policy
         self.via = via
-        self.syncer = syncer  # None: each message made durable with its own fsyncs
         self._dups: Duplicates | None = None
 
     def close(self) -> None:
@@ -119,28 +123,44 @@ class Agent:
     # -- delivery --------------------------------------------------------------------
     def deliver(self, data: bytes, sender: str, targets: list[Target], *,
                 internaldate: int | None = None) -> list[Outcome]:
-        """Store `data` for each target; one Outcome per target, in order."""
-        if len(data) > self.policy.max_size:
-            out = too_big(len(data), self.policy.max_size)
-            for t in targets:
-                self._log(out, sender, t.rcpt.address)
-            return [out] * len(targets)
+        """Store `data` for each target, each message durable before the
+        next (fsyncs of its own: `deliver`, one process per message). One
+        Outcome per target, in order."""
+        big = self.too_big(data, sender, targets)
+        if big:
+            return big
         done: dict[str, Outcome] = {}
-        outcomes = []
         for t in targets:
             if t.mailbox not in done:
-                done[t.mailbox] = self._deliver_one(data, sender, t, internaldate)
-            outcomes.append(done[t.mailbox])
-        return outcomes
+                done[t.mailbox] = run_steps(self.steps(data, sender, t, internaldate,
+                                                       durability=EACH))
+                warning = self.quota_warning(done[t.mailbox])
+                if warning:
+                    run_steps(warning[1])
+        return [done[t.mailbox] for t in targets]
+
+    def too_big(self, data: bytes, sender: str, targets: list[Target]) -> list[Outcome] | None:
+        """The refusals of a message over local.lmtp.maxmessagesize, logged; None if it fits."""
+        if len(data) <= self.policy.max_size:
+            return None
+        out = too_big(len(data), self.policy.max_size)
+        for t in targets:
+            self._log(out, sender, t.rcpt.address)
+        return [out] * len(targets)
 
     def refuse(self, exc: BaseException, sender: str, rcpt: str) -> Outcome:
-        """The outcome of an error met outside a delivery (RCPT time), logged."""
+        """The outcome of an error, logged."""
         out = refused(exc, grace_hours=self.policy.grace_hours, now=int(time.time()))
         self._log(out, sender, rcpt)
         return out
 
-    def _deliver_one(self, data: bytes, sender: str, t: Target,
-                     internaldate: int | None) -> Outcome:
+    def steps(self, data: bytes, sender: str, t: Target, internaldate: int | None = None, *,
+              durability: str = SHARED, lock_timeout: float | None = None
+              ) -> Generator[str, None, Outcome]:
+        """One delivery as steps (mailbox.append_steps): with SHARED
+        durability it yields where the caller must sync. Returns its Outcome,
+        logged. With lock_timeout 0 a held mailbox lock raises LockedError
+        (the caller waits without blocking others, and tries again)."""
         msgid = None
         try:
             if self.policy.duplicate_window:
@@ -150,45 +170,82 @@ class Agent:
                                mailbox=t.mailbox, msgid=msgid.decode("latin-1").strip())
                     return delivered(t.mailbox, 0, duplicate=True)
             msg = trace_headers(sender, t.rcpt.address) + data
-            uid = self.store.append_many(
-                t.mailbox, [msg], internaldate=internaldate, batch=self.syncer is not None,
-                lock_timeout=self.policy.lock_wait, syncer=self.syncer)[0]
+            wait = self.policy.lock_wait if lock_timeout is None else lock_timeout
+            if durability == SHARED:
+                uids = yield from self.store.append_steps(t.mailbox, [msg],
+                                                          internaldate=internaldate,
+                                                          lock_timeout=wait)
+            else:
+                uids = self.store.append_many(t.mailbox, [msg], internaldate=internaldate,
+                                              batch=durability == BATCH, lock_timeout=wait)
+        except LockedError:
+            if lock_timeout == 0:
+                raise
+            return self.refuse(LockedError(f"mailbox {t.mailbox} is locked (waited "
+                                           f"{self.policy.lock_wait} s)"), sender, t.rcpt.address)
         except Exception as e:
             return self.refuse(e, sender, t.rcpt.address)
-        out = delivered(t.mailbox, uid)
+        out = delivered(t.mailbox, uids[0])
         logmsg.log("delivery", logmsg.DELIVERED, sender=sender, rcpt=t.rcpt.address,
-                   mailbox=t.mailbox, uid=uid, size=len(msg), via=self.via)
+                   mailbox=t.mailbox, uid=uids[0], size=len(msg), via=self.via)
         if msgid:
             self.dups.note(msgid, t.mailbox, self.policy.duplicate_window)
-        self._maybe_warn(t.mailbox)
         return out
 
-    def _maybe_warn(self, mailbox: str) -> None:
-        """One warning per crossing of store.quotawarn, into the root's INBOX."""
-        if not self.policy.warn_percent:
-            return
+    def quota_warning(self, out: Outcome) -> tuple[str, Generator[str, None, None]] | None:
+        """After a delivery: when it took its quota root past store.quotawarn
+        (first time since usage was below), the root's INBOX and the steps
+        that deliver the warning there; else None. Claimed in the database,
+        so concurrent deliveries send one."""
+        if not self.policy.warn_percent or not out.ok or out.uid == 0:
+            return None
         try:
-            root = self.store.entry(mailbox).quotaroot
+            root = self.store.entry(out.mailbox).quotaroot
             if not root:
-                return
+                return None
+            q = self.store.db.record(QUOTA, root)
+            if q is None or q.limit_bytes is None or \
+                    (q.used_bytes * 100 >= q.limit_bytes * self.policy.warn_percent) == q.warned:
+                return None  # nothing to claim: no write transaction for most deliveries
             q = self.store.db.write(lambda t: claim_warning(t, root, self.policy.warn_percent),
                                     durable=False)
-            if q is None:
-                return
-            inbox = quota_root_mailbox(root)
-            percent = q.used_bytes * 100 // q.limit_bytes
-            self.store.append(inbox, warning_message(root, q.used_bytes, q.limit_bytes, percent))
-            logmsg.log("delivery", logmsg.QUOTA_WARNING_SENT, mailbox=inbox, root=root,
-                       used=q.used_bytes, limit=q.limit_bytes, percent=percent)
-        except (NoSuchMailboxError, AddressError):
-            pass
         except Exception as e:  # the message itself is delivered; the warning is a courtesy
-            logmsg.log("delivery", logmsg.QUOTA_WARNING_FAILED, mailbox=mailbox, error=e)
+            logmsg.log("delivery", logmsg.QUOTA_WARNING_FAILED, mailbox=out.mailbox, error=e)
+            return None
+        if q is None:
+            return None
+        return quota_root_mailbox(root), self._warning_steps(root, q)
+
+    def _warning_steps(self, root: str, q) -> Generator[str, None, None]:
+        inbox = quota_root_mailbox(root)
+        percent = q.used_bytes * 100 // q.limit_bytes
+        try:
+            yield from self.store.append_steps(
+                inbox, [warning_message(root, q.used_bytes, q.limit_bytes, percent)],
+                lock_timeout=self.policy.lock_wait)
+        except (NoSuchMailboxError, AddressError):
+            return
+        except Exception as e:
+            logmsg.log("delivery", logmsg.QUOTA_WARNING_FAILED, mailbox=inbox, error=e)
+            return
+        logmsg.log("delivery", logmsg.QUOTA_WARNING_SENT, mailbox=inbox, root=root,
+                   used=q.used_bytes, limit=q.limit_bytes, percent=percent)
 
     def _log(self, out: Outcome, sender: str, rcpt: str) -> None:
         msg = logmsg.DELIVERY_DEFERRED if out.temporary else logmsg.DELIVERY_REFUSED
         logmsg.log("delivery", msg, sender=sender, rcpt=rcpt, reply=out.reply(),
                    reason=out.reason)
+
+
+def run_steps(steps: Generator[str, T, R]) -> R:
+    """Drive steps in this thread: a filesystem sync wherever they ask for one."""
+    try:
+        path = next(steps)
+        while True:
+            sync_filesystem(path)
+            path = steps.send(None)
+    except StopIteration as e:
+        return e.value
 
 
 def trace_headers(sender: str, rcpt: str) -> bytes:

@@ -12,13 +12,19 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from .. import index, logmsg
 from ..db import QUOTA
-from ..errors import EmptyMessageError, OverQuotaError, StoreError, symlink_error
+from ..errors import (
+    EmptyMessageError,
+    OverQuotaError,
+    ProgrammingError,
+    StoreError,
+    symlink_error,
+)
 from ..fsutil import (
     fsync_dir,
     is_real_dir,
@@ -48,12 +54,29 @@ def message_path(mailbox_dir: str, uid: int) -> str:
 
 def append_many(store: Store, name: str, messages: Iterable[bytes], *, flags: int = 0,
                 internaldate: int | None = None, batch: bool = True,
-                lock_timeout: float | None = None,
-                syncer: Callable[[str], None] | None = None) -> list[int]:
+                lock_timeout: float | None = None) -> list[int]:
     """Deliver several messages under one lock. batch=True makes the whole
-    batch durable with one filesystem sync instead of one fsync each;
-    `syncer(path)` replaces each such sync (lmtpd's group commit shares one
-    among concurrent deliveries). Returns their UIDs."""
+    batch durable with one filesystem sync instead of one fsync each.
+    Returns their UIDs."""
+    return drive(append_steps(store, name, messages, flags=flags, internaldate=internaldate,
+                              durability=BATCH if batch else EACH, lock_timeout=lock_timeout))
+
+
+# how an append makes its writes durable
+EACH = "each"  # fsync of every file and directory, then of the index
+BATCH = "batch"  # one filesystem sync for the message files, then the index fsynced
+SHARED = "shared"  # the caller's: the steps yield where a sync is due (group commit)
+
+
+def append_steps(store: Store, name: str, messages: Iterable[bytes], *, flags: int = 0,
+                 internaldate: int | None = None, durability: str = SHARED,
+                 lock_timeout: float | None = None) -> Generator[str, None, list[int]]:
+    """An append as steps, for a caller that shares syncs among deliveries
+    (lmtpd): with SHARED durability it yields the mailbox directory once
+    its message files are written and once their index records are, and
+    the caller makes the filesystem durable before resuming it (files
+    before the records that name them). The mailbox lock is held from the
+    first step to the last. Returns the UIDs (StopIteration.value)."""
     name = canonical(name)
     datas = list(messages)
     if not datas:
@@ -62,13 +85,24 @@ def append_many(store: Store, name: str, messages: Iterable[bytes], *, flags: in
     def place(mdir: str, uid: int) -> list[Placed]:
         out = []
         for data in datas:
-            uid = _write_message_file(mdir, uid, data, durable=not batch)
+            uid = _write_message_file(mdir, uid, data, durable=durability == EACH)
             out.append(Placed(uid, len(data), parse_header(data), guid(data)))
             uid += 1
         return out
-    return _append_locked(store, name, sum(len(d) for d in datas), place, flags=flags,
-                          internaldate=internaldate, batch=batch, lock_timeout=lock_timeout,
-                          syncer=syncer)
+    return (yield from _append_steps(store, name, sum(len(d) for d in datas), place,
+                                     flags=flags, internaldate=internaldate,
+                                     durability=durability, lock_timeout=lock_timeout))
+
+
+def drive(steps: Generator[str, None, list[int]]) -> list[int]:
+    """Run append steps that sync by themselves (EACH or BATCH): they never
+    yield."""
+    try:
+        path = next(steps)
+    except StopIteration as e:
+        return e.value
+    raise ProgrammingError(f"append steps yielded {path}: SHARED durability needs a driver "
+                           "that syncs")
 
 
 @dataclass
@@ -146,21 +180,24 @@ def append_stream(store: Store, name: str, sources: Iterable[BinaryIO], *, flags
                 out.append(Placed(uid, sp.size, sp.parsed, sp.digest))
                 uid += 1
             return out
-        return _append_locked(store, name, sum(sp.size for sp in spooled), place, flags=flags,
-                              internaldate=internaldate, batch=batch, lock_timeout=lock_timeout)
+        return drive(_append_steps(store, name, sum(sp.size for sp in spooled), place,
+                                   flags=flags, internaldate=internaldate,
+                                   durability=BATCH if batch else EACH,
+                                   lock_timeout=lock_timeout))
     finally:
         for sp in spooled:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(sp.tmp)
 
 
-def _append_locked(store: Store, name: str, need: int,
-                   place: Callable[[str, int], list[Placed]], *, flags: int,
-                   internaldate: int | None, batch: bool, lock_timeout: float | None = None,
-                   syncer: Callable[[str], None] | None = None) -> list[int]:
+def _append_steps(store: Store, name: str, need: int,
+                  place: Callable[[str, int], list[Placed]], *, flags: int,
+                  internaldate: int | None, durability: str, lock_timeout: float | None
+                  ) -> Generator[str, None, list[int]]:
     """Under the mailbox lock: refuse what the quota does not allow, have
     `place` put the message files in place from UIDNEXT on, then the index
-    records (after the files are durable), then the quota usage."""
+    records (after the files are durable), then the quota usage. Yields
+    where a SHARED sync is due."""
     locked = store.lock(name) if lock_timeout is None else store.lock(name, timeout=lock_timeout)
     with locked:
         entry = store.entry(name)
@@ -187,12 +224,12 @@ def _append_locked(store: Store, name: str, need: int,
             rec = index.Record(p.uid, flags, when, p.parsed.sent_date, p.size,
                                p.parsed.header_size, 0, 0, modseq, p.digest)
             entries.append((rec, p.parsed.fields))
-        if syncer is not None:  # the files durable before their records, then the records
-            syncer(mdir)
+        if durability == SHARED:  # the files durable before their records, then the records
+            yield mdir
             written = index.append(mdir, header, entries, durable=False)
-            syncer(mdir)
+            yield mdir
         else:
-            if batch:
+            if durability == BATCH:
                 sync_filesystem(mdir)
             written = index.append(mdir, header, entries)
         if qroot:

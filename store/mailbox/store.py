@@ -6,7 +6,7 @@ handle, the per-mailbox locks and the folder lookups."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -186,10 +186,16 @@ class Store:
 
     def append_many(self, name: str, datas: Iterable[bytes], *, flags: int = 0,
                     internaldate: int | None = None, batch: bool = True,
-                    lock_timeout: float | None = None,
-                    syncer: Callable[[str], None] | None = None) -> list[int]:
+                    lock_timeout: float | None = None) -> list[int]:
         return messages.append_many(self, name, datas, flags=flags, internaldate=internaldate,
-                                    batch=batch, lock_timeout=lock_timeout, syncer=syncer)
+                                    batch=batch, lock_timeout=lock_timeout)
+
+    def append_steps(self, name: str, datas: Iterable[bytes], *, internaldate: int | None = None,
+                     lock_timeout: float | None = None) -> Generator[str, None, list[int]]:
+        """An append whose caller makes it durable (group commit): see
+        messages.append_steps."""
+        return messages.append_steps(self, name, datas, internaldate=internaldate,
+                                     lock_timeout=lock_timeout)
 
     def append_stream(self, name: str, sources: Iterable[BinaryIO], *, flags: int = 0,
                       internaldate: int | None = None, batch: bool = False,

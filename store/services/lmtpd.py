@@ -20,7 +20,6 @@ import signal
 import socket
 import stat
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aiosmtpd.lmtp import LMTP
@@ -31,25 +30,96 @@ from ..delivery.address import AddressError
 from ..delivery.agent import Agent, Policy, Target
 from ..delivery.groupsync import GroupSync
 from ..delivery.outcome import NotReadyError
-from ..errors import StoreError
+from ..errors import LockedError, StoreError
 from ..mailbox import Store
 from ..proc import sd_notify, watchdog_interval
 
-WORKERS = 32
+LISTEN_BACKLOG = 128
 READY_POLL = 0.5  # seconds between two looks at stored's state
+LOCK_POLL = 0.05  # seconds between two tries of a mailbox lock another process holds
 
 
 class _LMTP(LMTP):
-    # real mail has lines longer than RFC 5322's 998; Dovecot and Cyrus take them
+    """aiosmtpd's LMTP with a DATA phase of our own: aiosmtpd reads the
+    message a line at a time through a state machine, which costs more than
+    the delivery (its per-line loop measured at ~2 ms of CPU per 13 KB
+    message here). This one reads up to each ".\r\n" with one call, answers
+    once per accepted recipient also when the message is too big (RFC 2033
+    4.2; aiosmtpd answers once), and never reads past the terminating dot
+    (a pipelining client's next command stays in the buffer)."""
+
+    # the reader's limit is how much it buffers looking for the end of the
+    # message: the largest message, not a line (set per server, see serve())
     line_length_limit = 1 << 20
 
-    async def push(self, status):
-        # aiosmtpd answers DATA over the size limit with one reply; LMTP owes
-        # one per accepted recipient (RFC 2033 4.2), with an enhanced code
-        if isinstance(status, str) and status.startswith("552 Error: Too much mail data"):
-            n = max(1, len(self.envelope.rcpt_tos)) if self.envelope else 1
-            status = "\r\n".join(["552 5.3.4 message exceeds the maximum size"] * n)
-        await super().push(status)
+    def __init__(self, handler, *, max_size: int, **kw):
+        super().__init__(handler, data_size_limit=max_size, **kw)
+        self.max_size = max_size
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content = await read_dot_terminated(self._reader, self.max_size)
+        if content is None:
+            status = "\r\n".join(["552 5.3.4 message exceeds the maximum size of "
+                                   f"{self.max_size} bytes"] * len(self.envelope.rcpt_tos))
+        else:
+            self.envelope.content = self.envelope.original_content = content
+            status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status)
+
+
+_END = b"\n.\r\n"  # the line holding only "." (its CR before it ends the last line)
+
+
+async def read_dot_terminated(reader: asyncio.StreamReader, limit: int) -> bytes | None:
+    """The message up to the line holding only ".", dot-stuffing undone
+    (RFC 5321 4.5.2); None when it exceeds `limit` bytes (then read to its
+    end and dropped, so that the session can go on). One readuntil for the
+    whole message; only its first bytes are looked at one by one, until no
+    part of the end marker can straddle what was read and what was not."""
+    try:
+        head = bytearray(await reader.readexactly(3))
+        if head == b".\r\n":
+            return b""
+        while not head.endswith(_END) and any(head.endswith(_END[:k]) for k in (3, 2, 1)):
+            head += await reader.readexactly(1)
+        if head.endswith(_END):
+            body, too_big = bytes(head), len(head) > limit + 3
+        else:
+            body, too_big = await _read_rest(reader, head, limit)
+    except asyncio.IncompleteReadError:
+        raise ConnectionResetError("connection closed during DATA") from None
+    if too_big:
+        return None
+    body = body[:-3]  # ".\r\n"
+    return (body[1:] if body.startswith(b".") else body).replace(b"\n.", b"\n")
+
+
+async def _read_rest(reader: asyncio.StreamReader, head: bytearray, limit: int
+                     ) -> tuple[bytes, bool]:
+    """The rest up to the end marker, or (b"", True) when it exceeds the
+    reader's limit: then dropped up to the marker. An overrun keeps the
+    last bytes that could start a marker in the buffer, so none is missed."""
+    try:
+        body = bytes(head) + await reader.readuntil(_END)
+        return body, len(body) > limit + 3
+    except asyncio.LimitOverrunError as e:
+        await reader.readexactly(e.consumed)
+    while True:
+        try:
+            await reader.readuntil(_END)
+            return b"", True
+        except asyncio.LimitOverrunError as e:
+            await reader.readexactly(e.consumed)
 
 
 @dataclass
@@ -61,19 +131,23 @@ class Stats:
 
 
 class Service:
-    """The handler aiosmtpd calls, and the store it delivers into."""
+    """The handler aiosmtpd calls, and the store it delivers into. Every
+    delivery runs on the loop's thread (file writes are short); only the
+    shared syncs run in a worker thread. A mailbox is delivered to by one
+    coroutine at a time (an asyncio lock per mailbox); a lock held by
+    another process is polled without blocking the loop."""
 
     def __init__(self, root: str):
         self.store = Store.open(root)
         self.layout = self.store.layout
         self.policy = Policy.from_config(self.layout.config)
         self.sync = GroupSync()
-        self.agent = Agent(self.store, self.policy, via="lmtp", syncer=self.sync.sync)
-        self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="deliver")
+        self.agent = Agent(self.store, self.policy, via="lmtp")
         self.stats = Stats()
         self.ready = False
         self.stored_pid: int | None = None
         self._reopen = False
+        self._locks: dict[str, asyncio.Lock] = {}
 
     # -- readiness -----------------------------------------------------------------------
     def poll_stored(self) -> bool:
@@ -89,8 +163,8 @@ class Service:
             self.store.close()
             self._reopen = False
         if ready and not self._reopen:
-            try:  # opened here, in the loop's thread: the workers share one handle
-                self.store.db  # noqa: B018
+            try:
+                self.store.db  # noqa: B018 - opened now: a damaged one keeps us not ready
             except StoreError:
                 ready = False
         was, self.ready = self.ready, ready and not self._reopen
@@ -108,7 +182,7 @@ class Service:
         if not self.ready:
             return self.agent.refuse(self._not_ready(), sender, address).reply()
         try:
-            target = await self._run(self.agent.resolve, address)
+            target = self.agent.resolve(address)
         except (AddressError, StoreError, OSError) as e:
             return self.agent.refuse(e, sender, address).reply()
         envelope.rcpt_tos.append(address)
@@ -120,23 +194,69 @@ class Service:
         sender = envelope.mail_from or ""
         if not self.ready:
             return "\r\n".join(self.agent.refuse(self._not_ready(), sender, t.rcpt.address)
-                               .reply() for t in targets)
+                                .reply() for t in targets)
         data = envelope.original_content.replace(b"\r\n", b"\n")
-        outcomes = await self._run(self.agent.deliver, data, sender, targets)
+        outcomes = self.agent.too_big(data, sender, targets)
+        if outcomes is None:
+            # once begun, a delivery runs to its end even if the client goes away: its
+            # mailbox lock is held across the syncs, and a message file without its
+            # index record would come back as a second copy at the MTA's retry
+            work = asyncio.ensure_future(self._deliver(data, sender, targets))
+            outcomes = await asyncio.shield(work)
         self.stats.delivered += sum(o.ok for o in outcomes)
         return "\r\n".join(o.reply() for o in outcomes)
 
-    async def _run(self, fn, *args):
-        """fn(*args) in a worker thread, counted (in the loop's thread, so
-        that poll_stored never closes the database under a worker)."""
+    async def _deliver(self, data: bytes, sender: str, targets: list[Target]) -> list:
         self.stats.inflight += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+            boxes = list(dict.fromkeys(t.mailbox for t in targets))
+            first = {t.mailbox: t for t in reversed(targets)}
+            done = await asyncio.gather(*(self._deliver_one(data, sender, first[b])
+                                          for b in boxes))
+            by_box = dict(zip(boxes, done, strict=True))
+            return [by_box[t.mailbox] for t in targets]
         finally:
             self.stats.inflight -= 1
 
+    async def _deliver_one(self, data: bytes, sender: str, t: Target):
+        out = await self._run_locked(t.mailbox, lambda: self.agent.steps(
+            data, sender, t, lock_timeout=0), sender, t.rcpt.address)
+        warning = self.agent.quota_warning(out)
+        if warning is not None:
+            inbox, steps = warning
+            await self._run_locked(inbox, lambda: steps, sender, "")
+        return out
+
+    async def _run_locked(self, mailbox: str, make_steps, sender: str, rcpt: str):
+        """Drive delivery steps under this process's lock of `mailbox`,
+        awaiting the shared syncs they ask for; while another process holds
+        the mailbox lock, try again every LOCK_POLL s for up to lockwait."""
+        lock = self._locks.setdefault(mailbox, asyncio.Lock())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.lock_wait
+        try:
+            async with lock:
+                while True:
+                    steps = make_steps()
+                    try:
+                        path = next(steps)
+                        while True:
+                            await self.sync.sync(path)
+                            path = steps.send(None)
+                    except StopIteration as e:
+                        return e.value
+                    except LockedError as e:
+                        if loop.time() >= deadline:
+                            return self.agent.refuse(LockedError(
+                                f"{e}; waited {self.policy.lock_wait} s"), sender, rcpt)
+                        await asyncio.sleep(LOCK_POLL)
+                    finally:
+                        steps.close()  # a step that failed: its mailbox lock is let go
+        finally:
+            if not lock.locked() and self._locks.get(mailbox) is lock:
+                del self._locks[mailbox]
+
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
         self.agent.close()
         self.store.close()
 
@@ -168,14 +288,102 @@ def _unix_listener(path: str) -> socket.socket:
     sock.bind(tmp)
     os.chmod(tmp, 0o660)  # the mode before the name: no moment with a wider one
     os.rename(tmp, path)
-    sock.listen(128)
+    sock.listen(LISTEN_BACKLOG)
     return sock
 
 
-async def serve(root: str, socket_path: str, port: int, *, wait: bool = True,
-                stop_after: float | None = None) -> Stats:
-    """Run lmtpd until SIGTERM/SIGINT. With wait, READY is signalled only
-    once stored is ready (deliveries would be deferred until then anyway)."""
+def _tcp_listener(port: int) -> socket.socket:
+    sock = socket.create_server(("127.0.0.1", port), backlog=LISTEN_BACKLOG)
+    sock.set_inheritable(False)
+    return sock
+
+
+def run(root: str, socket_path: str, port: int, *, workers: int = 1, wait: bool = True) -> None:
+    """lmtpd until SIGTERM/SIGINT: `workers` processes accept on the same
+    sockets (each its own event loop, store handle and group commit: a
+    Python process uses one core). This process signals READY (systemd)
+    once stored is ready, pings the watchdog, and starts a worker again if
+    one dies."""
+    socks = [_unix_listener(socket_path)] + ([_tcp_listener(port)] if port else [])
+    where = ", ".join([socket_path] + ([f"127.0.0.1:{port}"] if port else []))
+    try:
+        if workers <= 1:
+            asyncio.run(_worker(root, socks, where, wait=wait, supervised=False))
+        else:
+            _supervise(root, socks, where, workers, wait=wait)
+    finally:
+        for sock in socks:
+            sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
+
+
+def _supervise(root: str, socks: list[socket.socket], where: str, workers: int, *,
+               wait: bool) -> None:
+    from ..layout import Layout
+    from ..proc import die_with_parent
+    layout = Layout.open(root)
+    stopping: list[str] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda n, _f: stopping.append(signal.Signals(n).name))
+    children: set[int] = set()
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)
+                die_with_parent()
+                asyncio.run(_worker(root, socks, where, wait=wait, supervised=True))
+                code = 0
+            finally:
+                os._exit(code)
+        children.add(pid)
+
+    for _ in range(workers):
+        spawn()
+    ready = False
+    dog = watchdog_interval()
+    last_dog = time.monotonic()
+    while not stopping:
+        time.sleep(READY_POLL / 5)
+        while children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            children.discard(pid)
+            if not stopping:
+                logmsg.log("lmtpd", logmsg.LMTPD_WORKER_DIED, pid=pid,
+                           status=os.waitstatus_to_exitcode(status))
+                spawn()
+        if not ready and (not wait or _stored_ready(layout)):
+            ready = True
+            logmsg.log("lmtpd", logmsg.LMTPD_READY, where=f"{where} ({workers} workers)")
+            sd_notify("READY=1")
+        if dog and time.monotonic() - last_dog >= dog:
+            sd_notify("WATCHDOG=1")
+            last_dog = time.monotonic()
+    sd_notify("STOPPING=1")
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    logmsg.log("lmtpd", logmsg.LMTPD_SUPERVISOR_STOPPED, why=stopping[0], workers=workers)
+
+
+def _stored_ready(layout) -> bool:
+    st = state.running(layout)
+    return st is not None and st["state"] == state.READY
+
+
+async def _worker(root: str, socks: list[socket.socket], where: str, *, wait: bool,
+                  supervised: bool) -> Stats:
+    """One serving process. Unsupervised it also signals READY and pings
+    the watchdog itself."""
     svc = Service(root)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -183,28 +391,31 @@ async def serve(root: str, socket_path: str, port: int, *, wait: bool = True,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: (why.__setitem__(0, signal.Signals(s).name),
                                                     stop.set()))
+    _LMTP.line_length_limit = max(1 << 20, svc.policy.max_size + 4096)
 
     def factory():
         svc.stats.sessions += 1
-        return _LMTP(svc, data_size_limit=svc.policy.max_size, enable_SMTPUTF8=True,
+        return _LMTP(svc, max_size=svc.policy.max_size, enable_SMTPUTF8=True,
                      hostname=socket.gethostname(), ident="msgstore lmtpd")
 
-    servers = [await loop.create_unix_server(factory, sock=_unix_listener(socket_path))]
-    where = [socket_path]
-    if port:
-        servers.append(await loop.create_server(factory, "127.0.0.1", port))
-        where.append(f"127.0.0.1:{port}")
+    # backlog=1: a worker accepts one connection per wake-up, so that the
+    # others get their share of a burst (asyncio accepts up to its backlog
+    # in a row); the kernel's queue is set back to its length after
+    servers = [await loop.create_unix_server(factory, sock=socks[0], backlog=1)]
+    servers += [await loop.create_server(factory, sock=s, backlog=1) for s in socks[1:]]
+    for sock in socks:
+        sock.listen(LISTEN_BACKLOG)
     try:
         if not svc.poll_stored():
-            logmsg.log("lmtpd", logmsg.LMTPD_WAITING, root=root)
+            if not supervised:
+                logmsg.log("lmtpd", logmsg.LMTPD_WAITING, root=root)
             while wait and not svc.poll_stored() and not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), READY_POLL)
-        if not stop.is_set():
-            logmsg.log("lmtpd", logmsg.LMTPD_READY, where=", ".join(where))
+        if not stop.is_set() and not supervised:
+            logmsg.log("lmtpd", logmsg.LMTPD_READY, where=where)
             sd_notify("READY=1")
-        dog = watchdog_interval()
-        deadline = None if stop_after is None else time.monotonic() + stop_after
+        dog = None if supervised else watchdog_interval()
         last_dog = time.monotonic()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -213,16 +424,16 @@ async def serve(root: str, socket_path: str, port: int, *, wait: bool = True,
             if dog and time.monotonic() - last_dog >= dog:
                 sd_notify("WATCHDOG=1")
                 last_dog = time.monotonic()
-            if deadline is not None and time.monotonic() >= deadline:
-                break
     finally:
-        sd_notify("STOPPING=1")
-        for s in servers:
-            s.close()
-        for s in servers:
-            await s.wait_closed()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(socket_path)
-        await loop.run_in_executor(None, svc.close)
-        logmsg.log("lmtpd", logmsg.LMTPD_STOPPED, why=why[0], delivered=svc.stats.delivered)
+        if not supervised:
+            sd_notify("STOPPING=1")
+        for srv in servers:
+            srv.close()
+        for srv in servers:
+            await srv.wait_closed()
+        while svc.stats.inflight:  # deliveries under way finish (they reply 250 or not)
+            await asyncio.sleep(0.01)
+        svc.close()
+        logmsg.log("lmtpd", logmsg.LMTPD_STOPPED, why=why[0], delivered=svc.stats.delivered,
+                   rounds=svc.sync.rounds, requests=svc.sync.requests)
     return svc.stats
