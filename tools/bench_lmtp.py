@@ -211,13 +211,14 @@ def perproc_ours(work: str, files: list[str]) -> dict:
     os.rmdir(root)
     with Store.init(root) as s:
         s.create("user/bench0")
-    deliver = os.path.join(os.path.dirname(sys.executable), "deliver")
+    # what the deliver console script runs, from this checkout
+    deliver = [sys.executable, "-c", "from store.cli.deliver import main; main()"]
     t0 = time.perf_counter()
     for f in files:
         with open(f, "rb") as src:
-            subprocess.run([deliver, "--store-root", root, "-f", "bench@example.org",
-                            "-a", "bench0@example.com"], stdin=src, check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(deliver + ["--store-root", root, "-f", "bench@example.org",
+                                      "-a", "bench0@example.com"], stdin=src, check=True,
+                           stdout=subprocess.DEVNULL, cwd=REPO)
     secs = time.perf_counter() - t0
     return {"agent": "ours deliver -a", "messages": len(files), "seconds": round(secs, 3),
             "ms_per_message": round(secs / len(files) * 1000, 1)}
@@ -229,7 +230,10 @@ def perproc_dovecot(work: str, files: list[str]) -> dict:
     home = os.path.join(base, "home", "bench0")
     env = {"USER": "bench0", "HOME": home, "PATH": "/usr/bin:/bin"}
     os.makedirs(home)
-    os.chown(home, 8, 8)
+    for path in (home, os.path.join(base, "run")):
+        os.chown(path, 8, 8)
+    open(os.path.join(base, "dovecot.log"), "w").close()
+    os.chown(os.path.join(base, "dovecot.log"), 8, 8)
     t0 = time.perf_counter()
     for f in files:
         with open(f, "rb") as src:
