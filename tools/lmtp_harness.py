@@ -41,11 +41,13 @@ def socket_path(root: str) -> str:
     return os.path.join(root, "run", "lmtp")
 
 
-def start_lmtpd(root: str, *args: str, wait: bool = True, timeout: float = 30.0
-                ) -> subprocess.Popen:
-    """lmtpd on <root>/run/lmtp; with wait, returned once it answers."""
+def start_lmtpd(root: str, *args: str, wait: bool = True, timeout: float = 30.0,
+                new_session: bool = False) -> subprocess.Popen:
+    """lmtpd on <root>/run/lmtp; with wait, returned once it answers.
+    new_session: in a process group of its own (os.killpg kills it all)."""
     proc = subprocess.Popen(LMTPD + list(args), cwd=REPO, env=_env(root),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=new_session)
     if wait:
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:

@@ -56,7 +56,7 @@ sys.path.insert(0, HERE)
 from build_store import build  # noqa: E402
 
 OPS = ("deliver", "rename", "delete", "rebuild", "resync-m", "quota", "lright", "snapshot",
-       "stored-recover", "expire", "create", "expunge", "stored-rebuild")
+       "stored-recover", "expire", "create", "expunge", "stored-rebuild", "lmtpd")
 STORED_OPS = ("stored-recover", "expire", "stored-rebuild")
 TARGET = "user/user0000/INBOX"  # deliveries and expunges
 DELETED = "user/user0001/Sent"  # the delete trials' mailbox
@@ -271,6 +271,8 @@ class Trial:
             return self._kill_deliveries(delay)
         if op == "create":
             return self._kill_creates(delay)
+        if op == "lmtpd":
+            return self._kill_lmtpd(delay * 2)
         argv = {"rename": ("mboxutil", "-r", "user/user0001", "user/moved"),
                 "delete": ("mboxutil", "-d", DELETED),
                 "rebuild": ("reconstruct", "-r", "-f", "-i", "-j", "2"),
@@ -304,6 +306,44 @@ class Trial:
         for line in out.decode().splitlines():
             uid, i = map(int, line.split())
             self.acked.append((TARGET, uid, _sha(msgs[i].encode())))
+        return landed
+
+    def _kill_lmtpd(self, delay: float) -> bool:
+        """lmtpd (one or two workers) killed -9 with all its processes while
+        three LMTP sessions deliver; what got a 250 must be there once."""
+        import threading
+
+        from lmtp_harness import LMTPClient, socket_path, start_lmtpd, start_stored, stop
+        stored = start_stored(self.root)
+        lmtpd = start_lmtpd(self.root, "--workers", str(self.rng.choice((1, 2))),
+                            new_session=True)
+        replies: list[tuple[int, bytes]] = []
+
+        def session(k: int) -> None:
+            try:
+                c = LMTPClient(socket_path(self.root))
+                for i in range(200):
+                    data = f"Subject: lmtp {self.seed}-{k}-{i}\n\n{self.rng.random()}\n".encode()
+                    _, out = c.send("t@example.org", ["user0000@example.com"], data)
+                    if out and out[0][0] == 250:
+                        replies.append((int(out[0][1].split()[3]), data))
+            except (OSError, ConnectionError, Exception):  # the kill cuts the session
+                return
+        threads = [threading.Thread(target=session, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(delay)
+        landed = lmtpd.poll() is None
+        os.killpg(lmtpd.pid, signal.SIGKILL)
+        lmtpd.wait()
+        for t in threads:
+            t.join(30)
+        stop(stored)
+        for uid, data in replies:
+            stored_bytes = (b"Return-Path: <t@example.org>\nDelivered-To: "
+                            b"user0000@example.com\n" + data)
+            self.acked.append((TARGET, uid, _sha(stored_bytes)))
+        self.exactly_once = True
         return landed
 
     def _kill_creates(self, delay: float) -> bool:
@@ -370,6 +410,10 @@ class Trial:
             if have.get(uid) != digest:
                 self.problems.append(f"deliver: acknowledged {name} uid {uid} "
                                      f"{'lost' if uid not in have else 'changed'}")
+            elif getattr(self, "exactly_once", False) and \
+                    sum(d == digest for d in have.values()) != 1:
+                self.problems.append(f"deliver: acknowledged {name} uid {uid} stored "
+                                     f"{sum(d == digest for d in have.values())} times")
 
     def check_expunged_stay_gone(self) -> None:
         gone = self.flagged - set(self.after[TARGET][1])

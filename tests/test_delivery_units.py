@@ -1,0 +1,151 @@
+"""The delivery engine's parts on their own: the LMTP DATA reader, group
+commit, address parsing, the outcome table and arrival dates."""
+
+import asyncio
+import errno
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from store.config import Config
+from store.delivery.address import AddressError, AddressRules, parse
+from store.delivery.groupsync import GroupSync
+from store.delivery.outcome import NotReadyError, TooBigError, refused
+from store.errors import (
+    CorruptionError,
+    EmptyMessageError,
+    LockedError,
+    NoSuchMailboxError,
+    OverQuotaError,
+    SettingError,
+)
+from store.message import internaldate_of, split_mbox_from
+from store.services.lmtpd import read_dot_terminated
+
+
+def _stuffed(lines: list[bytes]) -> bytes:
+    return b"".join((b"." + ln if ln.startswith(b".") else ln) + b"\r\n" for ln in lines) \
+        + b".\r\n"
+
+
+async def _read(wire: bytes, limit: int, reader_limit: int = 1 << 16):
+    reader = asyncio.StreamReader(limit=reader_limit)
+    reader.feed_data(wire + b"QUIT\r\n")
+    reader.feed_eof()
+    got = await read_dot_terminated(reader, limit)
+    return got, await reader.read()
+
+
+line = st.one_of(st.sampled_from([b"", b".", b"..", b".x", b"a.", b"\r", b"x\r", b". "]),
+                 st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(line, max_size=30), st.sampled_from([16, 64, 1 << 16]))
+def test_the_data_reader_undoes_dot_stuffing_and_stops_at_the_dot(lines, reader_limit):
+    body = b"".join(ln + b"\r\n" for ln in lines)
+    got, rest = asyncio.run(_read(_stuffed(lines), 1 << 20, reader_limit))
+    if reader_limit >= len(body) + 8:
+        assert got == body
+    else:  # more than the reader may buffer without an end marker: refused as too big
+        assert got in (body, None)
+    assert rest == b"QUIT\r\n"  # never reads past the end of the message
+
+
+def test_the_data_reader_refuses_too_big_and_keeps_the_session():
+    body = [b"x" * 70] * 100
+    got, rest = asyncio.run(_read(_stuffed(body), 1000))
+    assert got is None and rest == b"QUIT\r\n"
+    got, rest = asyncio.run(_read(_stuffed(body), 1000, reader_limit=256))  # overrun path
+    assert got is None and rest == b"QUIT\r\n"
+    got, rest = asyncio.run(_read(b".\r\n", 1000))
+    assert got == b"" and rest == b"QUIT\r\n"
+
+
+def test_group_commit_shares_syncs_and_reports_failures():
+    calls = []
+
+    def flush(path):
+        calls.append(path)
+        time.sleep(0.01)
+
+    async def main(gs, n):
+        return await asyncio.gather(*(gs.sync("/") for _ in range(n)), return_exceptions=True)
+    gs = GroupSync(flush)
+    assert asyncio.run(main(gs, 50)) == [None] * 50
+    assert gs.requests == 50 and 1 <= len(calls) <= 2, calls  # one round, or one more
+
+    def failing(path):
+        raise OSError(errno.EIO, "I/O error")
+    gs = GroupSync(failing)
+    results = asyncio.run(main(gs, 5))
+    assert all(isinstance(r, OSError) and r.errno == errno.EIO for r in results)
+
+
+RULES = AddressRules(frozenset({"example.com"}), foldcase=True, autocreate=False)
+
+
+@pytest.mark.parametrize("addr,user,detail", [
+    ("joe@example.com", "joe", None), ("<Joe@EXAMPLE.com>", "joe", None),
+    ("joe+Lists@example.com", "joe", "Lists"), ("joe", "joe", None),
+    ("j.o.e@example.com.", "j.o.e", None)])
+def test_addresses_map_to_users(addr, user, detail):
+    r = parse(addr, RULES)
+    assert (r.user, r.detail) == (user, detail)
+
+
+@pytest.mark.parametrize("addr,reason", [
+    ("joe@example.org", "not-local"), ("bad address@example.com", "bad-address"),
+    ("@example.com", "bad-address"), ("a@b@example.com", "bad-address"),
+    (".joe@example.com", "bad-address"), ("", "bad-address")])
+def test_addresses_refused(addr, reason):
+    with pytest.raises(AddressError) as e:
+        parse(addr, RULES)
+    assert e.value.reason == reason
+
+
+@pytest.mark.parametrize("exc,code,enhanced,sysexit", [
+    (AddressError("x", reason="unknown-user"), 550, "5.1.1", 67),
+    (AddressError("x", reason="bad-address"), 553, "5.1.3", 64),
+    (NoSuchMailboxError("x"), 550, "5.1.1", 67),
+    (OverQuotaError("x", since=1000), 452, "4.2.2", 75),
+    (OverQuotaError("x", since=1000 - 3 * 3600), 552, "5.2.2", 77),
+    (LockedError("x"), 451, "4.2.0", 75),
+    (NotReadyError("x"), 451, "4.3.0", 75),
+    (CorruptionError("x", kind="k"), 451, "4.3.0", 75),
+    (OSError(errno.ENOSPC, "full"), 452, "4.3.1", 75),
+    (TooBigError("x"), 552, "5.3.4", 65),
+    (EmptyMessageError("x"), 554, "5.6.0", 65),
+    (SettingError("x"), 451, "4.3.5", 78),
+    (RuntimeError("x"), 451, "4.3.0", 70)])
+def test_every_error_has_its_reply_and_exit_status(exc, code, enhanced, sysexit):
+    out = refused(exc, grace_hours=2, now=1000)
+    assert (out.code, out.enhanced, out.sysexit) == (code, enhanced, sysexit)
+    assert out.temporary == (code < 500) and (sysexit == 75) == out.temporary
+
+
+def test_arrival_dates():
+    msg = b"Received: by b; Wed, 2 Dec 2026 10:00:00 +0000\nReceived: by a; 1 Jan 2020 00:00 +0000\n\nx\n"
+    assert internaldate_of("received", msg, None) == 1796205600
+    assert internaldate_of("1700000000", msg, None) == 1700000000
+    assert internaldate_of("2026-12-02T10:00:00+00:00", msg, None) == 1796205600
+    assert internaldate_of("Wed, 2 Dec 2026 10:00:00 +0000", msg, None) == 1796205600
+    line, rest = split_mbox_from(b"From bob@x Wed Dec  2 10:00:00 2026\n" + msg)
+    assert rest == msg and internaldate_of("from", rest, line) == int(
+        time.mktime(time.strptime("Wed Dec  2 10:00:00 2026", "%a %b %d %H:%M:%S %Y")))
+    for bad in ("from", "tomorrow"):
+        with pytest.raises(ValueError):
+            internaldate_of(bad, b"Subject: x\n\n", None)
+
+
+def test_lmtp_settings_are_validated(tmp_path):
+    cfg = Config(str(tmp_path), {})
+    cfg.save({})
+    assert cfg.set("local.lmtp.domains", " Example.COM, mail.example.org ") == \
+        "example.com,mail.example.org"
+    for name, value in (("local.lmtp.domains", "bad domain"), ("local.lmtp.port", "70000"),
+                        ("store.quotawarn", "101"), ("local.lmtp.workers", "0")):
+        with pytest.raises(SettingError):
+            cfg.set(name, value)
