@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from ..delivery.outcome import EX_DATAERR, EX_TEMPFAIL, EX_USAGE, Outcome
+from ..delivery.sysexits import EX_DATAERR, EX_TEMPFAIL, EX_USAGE
 from ..errors import EXIT_INTERRUPTED, EXIT_OPERATIONAL, EXIT_UNCORRECTED, EXIT_USAGE
 from .common import entry, open_store, store_root_option
 
@@ -170,7 +170,7 @@ def _refuse_while_recovering(store) -> None:
                             "database; try again later")
 
 
-def _refused(e: Exception, store_root) -> Outcome:
+def _refused(e: Exception, store_root):
     import time
 
     from ..config import Config, default_root
@@ -183,7 +183,7 @@ def _refused(e: Exception, store_root) -> Outcome:
     return refused(e, grace_hours=grace, now=int(time.time()))
 
 
-def _report(out: Outcome) -> int:
+def _report(out) -> int:
     click.echo(f"deliver: {out.enhanced} {out.text}", err=True)
     return out.sysexit
 

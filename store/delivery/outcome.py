@@ -22,16 +22,16 @@ from ..errors import (
     StoreError,
 )
 from .address import AddressError
-
-# sysexits.h
-EX_OK = 0
-EX_USAGE = 64
-EX_DATAERR = 65
-EX_NOUSER = 67
-EX_SOFTWARE = 70
-EX_TEMPFAIL = 75
-EX_NOPERM = 77
-EX_CONFIG = 78
+from .sysexits import (
+    EX_CONFIG,
+    EX_DATAERR,
+    EX_NOPERM,
+    EX_NOUSER,
+    EX_OK,
+    EX_SOFTWARE,
+    EX_TEMPFAIL,
+    EX_USAGE,
+)
 
 
 class TooBigError(StoreError):
