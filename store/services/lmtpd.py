@@ -1,10 +1,11 @@
 """lmtpd: mail in from the MTA over LMTP (RFC 2033), on aiosmtpd.
 
-The protocol runs on one asyncio loop; each delivery runs in a worker
-thread (file I/O and locks block), and the threads share their syncs
-(delivery.groupsync): a 250 reply is sent only once the message file and
-its index record are durable, yet concurrent sessions cost one sync round
-between them, not one each.
+Each worker process runs the protocol and the deliveries on one asyncio
+loop (Service: a delivery's steps run on the loop, their syncs are shared
+through delivery.groupsync): a 250 reply is sent only once the message
+file and its index record are durable, yet concurrent sessions cost one
+sync round between them, not one each. With several workers a supervising
+process accepts and hands each connection to the next worker.
 
 Deliveries are deferred (451 4.3.0) while stored is not ready: it may be
 checking or recovering the database. When stored comes back as a new
@@ -20,7 +21,7 @@ import signal
 import socket
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiosmtpd.lmtp import LMTP
 
@@ -42,14 +43,15 @@ LOCK_POLL = 0.05  # seconds between two tries of a mailbox lock another process 
 class _LMTP(LMTP):
     """aiosmtpd's LMTP with a DATA phase of our own: aiosmtpd reads the
     message a line at a time through a state machine, which costs more than
-    the delivery (its per-line loop measured at ~2 ms of CPU per 13 KB
-    message here). This one reads up to each ".\r\n" with one call, answers
-    once per accepted recipient also when the message is too big (RFC 2033
-    4.2; aiosmtpd answers once), and never reads past the terminating dot
-    (a pipelining client's next command stays in the buffer)."""
+    the delivery (client and server in one process with a handler that
+    stores nothing: 523 messages/s with aiosmtpd's DATA, 1,922 with this
+    one, 13 KB messages). This one finds the end with one readuntil,
+    answers once per accepted recipient also when the message is too big
+    (RFC 2033 4.2; aiosmtpd answers once), and never reads past the
+    terminating dot (a pipelining client's next command stays unread)."""
 
     # the reader's limit is how much it buffers looking for the end of the
-    # message: the largest message, not a line (set per server, see serve())
+    # message: the largest message, not a line (set from the settings in _worker)
     line_length_limit = 1 << 20
 
     def __init__(self, handler, *, max_size: int, **kw):
@@ -127,7 +129,6 @@ class Stats:
     delivered: int = 0
     sessions: int = 0
     inflight: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 class Service:
