@@ -168,6 +168,49 @@ def bench_ours(work: str, msgs, users, sessions) -> dict:
             "msg_per_s": round(len(msgs) / secs), "stored": n, "failures": len(failures)}
 
 
+def cpu_per_message(work: str, msgs, users, sessions) -> dict:
+    """Server and client in this process (one loop, no worker processes):
+    CPU per message in all, and how many requests each sync round served."""
+    import resource
+
+    from store.mailbox import Store
+    from store.services import lmtpd
+    root = tempfile.mkdtemp(prefix="ours-cpu.", dir=work)
+    os.rmdir(root)
+    with Store.init(root) as s:
+        for u in range(users):
+            s.create(f"user/bench{u}")
+    stored = start_stored(root)
+    try:
+        async def main():
+            svc = lmtpd.Service(root)
+            svc.poll_stored()
+            lmtpd._LMTP.line_length_limit = svc.policy.max_size + 4096
+            path = os.path.join(root, "run", "lmtp")
+            await asyncio.get_running_loop().create_unix_server(
+                lambda: lmtpd._LMTP(svc, max_size=svc.policy.max_size, enable_SMTPUTF8=True),
+                sock=lmtpd._unix_listener(path))
+            jobs = [(f"bench{i % users}@example.com".encode(), _crlf(m))
+                    for i, m in enumerate(msgs)]
+            failures: list = []
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            t0 = time.perf_counter()
+            await asyncio.gather(*(_session(path, jobs[i::sessions], failures)
+                                   for i in range(sessions)))
+            secs = time.perf_counter() - t0
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            svc.close()
+            cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+            return {"server": "ours, in-process", "sessions": sessions,
+                    "msg_per_s": round(len(msgs) / secs),
+                    "cpu_ms_per_message": round(cpu / len(msgs) * 1000, 2),
+                    "sync_rounds": svc.sync.rounds, "sync_requests": svc.sync.requests,
+                    "failures": len(failures)}
+        return asyncio.run(main())
+    finally:
+        stop(stored)
+
+
 def dovecot_setup(work: str, users: int) -> str:
     base = tempfile.mkdtemp(prefix="dovecot.", dir=work)
     os.chmod(base, 0o755)
@@ -255,10 +298,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", default="/tmp/bench-lmtp")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--cpu", action="store_true",
+                    help="only: CPU per message with server and client in this process")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     os.chmod(args.work, 0o755)
     msgs = messages(args.messages, args.seed)
+    if args.cpu:
+        for n in args.sessions:
+            print(cpu_per_message(args.work, msgs, args.users, n))
+        return
     peer = os.geteuid() == 0 and os.path.exists(DOVECOT) and \
         os.path.exists("/usr/lib/dovecot/lmtp") and _has_mail_user()
     print(f"{len(msgs)} messages, {sum(map(len, msgs)) / 1e6:.1f} MB, {args.users} users; "

@@ -12,6 +12,7 @@ step python tools/build_store.py --root "$MSGSTORE_ROOT-synthetic" --users 3 --f
 rm -rf "$MSGSTORE_ROOT-synthetic"
 step mboxutil --set-quota user/demo 10000000
 step mboxutil --set-acl user/demo/Lists alice lrs
+step mboxutil --set-acl user/demo/Lists anyone p
 step mboxutil -l
 step mboxutil -q
 step imcheck -m user/demo
@@ -38,6 +39,21 @@ wait_ready
 step stored -t -v
 step imdbverify -s -m
 step imdbverify -l
+printf '\n\033[1m# Mail in: lmtpd on <root>/run/lmtp, one LMTP session with two recipients\033[0m\n'
+lmtpd --workers 1 2>"$MSGSTORE_ROOT/lmtpd.err" & lpid=$!
+for _ in $(seq 1 100); do [ -S "$MSGSTORE_ROOT/run/lmtp" ] && break; sleep 0.1; done
+step python - "$MSGSTORE_ROOT/run/lmtp" <<'PY'
+import sys
+sys.path.insert(0, "tools")
+from lmtp_harness import LMTPClient
+c = LMTPClient(sys.argv[1])
+print(c.send("alice@example.org", ["demo@example.com", "nobody@example.com"],
+             b"From: alice@example.org\nSubject: over LMTP\n\nHello.\n"))
+c.close()
+PY
+kill -TERM $lpid; wait $lpid
+step deliver -f alice@example.org -a demo+Lists@example.com fixtures/messages/nice_002
+step grep -E "delivered|refused" "$MSGSTORE_ROOT/log/default"
 kill -TERM $pid; wait $pid
 step python tools/damage.py "$MSGSTORE_ROOT" db_truncated user/demo
 step imdbverify || true
