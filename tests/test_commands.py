@@ -126,6 +126,8 @@ def test_a_truncated_database_is_refused_in_one_line_not_a_crash(cli, root):
         if args[0] == "deliver":  # sysexits: 75, the MTA retries once it is repaired
             assert r.code == 75 and "store damaged: Mailbox database " in r.err, r
             assert "is damaged (" in r.err, r
+            with open(os.path.join(root, "log", "default")) as f:  # and the log says so
+                assert any("store.deliver ERROR: Mailbox database" in ln for ln in f), r
             continue
         assert r.code == 4, (args, r)
         assert r.err.startswith(f"{args[0]}: Mailbox database ") and "is damaged (" in r.err, r

@@ -12,7 +12,7 @@ import click
 
 from ..delivery.sysexits import EX_DATAERR, EX_TEMPFAIL, EX_USAGE
 from ..errors import EXIT_INTERRUPTED, EXIT_OPERATIONAL, EXIT_UNCORRECTED, EXIT_USAGE
-from .common import entry, open_store, store_root_option
+from .common import entry, one_line, open_store, store_root_option
 
 EXIT_CODES = ("Exit codes (sysexits.h): 0 delivered, 64 usage, 65 bad message (empty, too big), "
               "67 unknown user, 70 internal error, 75 temporary failure (over quota within "
@@ -74,6 +74,10 @@ def cli(store_root, sender, address, folder, internaldate, create, batch, flags,
         except (click.UsageError, click.exceptions.Exit):
             raise
         except Exception as e:
+            from ..errors import CorruptionError
+            if isinstance(e, CorruptionError):  # damage is news for the default log too
+                import logging
+                logging.getLogger("store.deliver").error(one_line(str(e)))
             return _report(_refused(e, store_root))
 
 
