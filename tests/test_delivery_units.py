@@ -151,3 +151,14 @@ def test_lmtp_settings_are_validated(tmp_path):
                         ("store.quotawarn", "101"), ("local.lmtp.workers", "0")):
         with pytest.raises(SettingError):
             cfg.set(name, value)
+
+
+@pytest.mark.parametrize("arg", ["<joe@example.com>", "<joe@example.com> SIZE=100 BODY=8BITMIME",
+                                 " <a.b+c@x.y>", "<>", '<"q x"@ex.com>', "<a..b@x>", "joe@x",
+                                 "<bad address@example.com>", "<@route:joe@x>", "<joe@[1.2.3.4]>"])
+def test_the_fast_address_path_reads_as_aiosmtpd_does(arg):
+    from aiosmtpd.smtp import SMTP
+
+    from store.services.lmtpd import _LMTP
+    server = _LMTP(object(), max_size=1000)
+    assert server._getaddr(arg) == SMTP._getaddr(server, arg)

@@ -36,8 +36,9 @@ class GroupSync:
         nxt = self._next.get(dev)
         if nxt is None:
             nxt = self._next[dev] = asyncio.get_running_loop().create_future()
-            if dev not in self._running:
-                self._start(dev, path)
+            if dev not in self._running:  # after the callbacks ready now: they may join it
+                asyncio.get_running_loop().call_soon(self._start, dev, path)
+                self._running[dev] = nxt
         await asyncio.shield(nxt)  # a cancelled waiter must not cancel the others' sync
 
     def _start(self, dev: int, path: str) -> None:

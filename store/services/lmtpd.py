@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import stat
@@ -58,6 +59,16 @@ class _LMTP(LMTP):
         super().__init__(handler, data_size_limit=max_size, **kw)
         self.max_size = max_size
 
+    def _getaddr(self, arg: str):
+        """`<dot-atom@domain>` read with one regular expression; anything else
+        (quoted local parts, source routes, `<>`) by aiosmtpd's RFC 5322
+        parser, which costs ~0.1 ms a command (measured: bench_lmtp --cpu)."""
+        m = _PLAIN_ADDRESS.fullmatch(arg)
+        if m is None or (self.local_part_limit
+                         and len(m.group(1).rpartition("@")[0]) > self.local_part_limit):
+            return super()._getaddr(arg)
+        return m.group(1), m.group(2).lstrip()
+
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
@@ -79,6 +90,9 @@ class _LMTP(LMTP):
         await self.push(status)
 
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"\s*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)",
+                            re.S)
 _END = b"\n.\r\n"  # the line holding only "." (its CR before it ends the last line)
 
 
