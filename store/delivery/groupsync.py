@@ -9,8 +9,9 @@ running one ends. When none runs, a request's sync starts only after the
 callbacks that were ready with it have run: the other sessions whose data
 arrived in the same turn of the loop join it (measured at 8 sessions: 8
 requests per round, against 2.3 when the sync started at once). So N
-deliveries in flight cost about two syncs between them, not two each. Partitions on different filesystems are synced
-separately (a syncfs covers only its own)."""
+deliveries in flight cost about two syncs between them, not two each.
+Partitions on different filesystems are synced separately (a syncfs
+covers only its own)."""
 
 from __future__ import annotations
 
