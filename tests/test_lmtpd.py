@@ -203,3 +203,47 @@ def test_swaks_speaks_lmtp_to_it(lmtp, tmp_path):
     [got] = messages(root, "user/joe")
     assert got.startswith(b"Return-Path: <alice@example.org>\nDelivered-To: joe@example.com\n"
                           + MSG), got  # swaks adds a line end of its own
+
+
+def test_a_full_disk_is_deferred_and_nothing_is_half_stored(tmp_path):
+    """The partition on a 1 MB tmpfs, filled: 452 4.3.1, no temp file, no
+    record; room made, the retry is delivered."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    root = str(tmp_path / "store")
+    part = tmp_path / "part"
+    part.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(part)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("tmpfs cannot be mounted here")
+    procs = {}
+    try:
+        with Store.init(root) as s:
+            Config.load(root).set("store.partition.primary.path", str(part))
+        with Store.open(root) as s:
+            s.create("user/joe")
+        filler = part / "filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"x" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        procs["stored"] = start_stored(root)
+        procs["lmtpd"] = start_lmtpd(root)
+        c = LMTPClient(socket_path(root))
+        rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG + b"z" * 200000)
+        assert data[0][0] == 452 and data[0][1].startswith("4.3.1"), data
+        assert messages(root, "user/joe") == []
+        assert leftover_temp_files(str(part)) == []
+        os.unlink(filler)
+        rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG + b"z" * 200000)
+        c.close()
+        assert data[0][0] == 250, data
+        assert len(messages(root, "user/joe")) == 1
+        assert any(ln.endswith("reason=disk-full") for ln in log_lines(root))
+    finally:
+        for p in procs.values():
+            stop(p)
+        subprocess.run(["umount", str(part)], capture_output=True)
