@@ -123,12 +123,13 @@ def temp_owner(name: str) -> int | None:
 
 
 @contextlib.contextmanager
-def atomic_write(target: str, *, durable: bool = True, fsync_directory: bool = True) -> Iterator:
+def atomic_write(target: str, *, durable: bool = True, fsync_directory: bool = True,
+                 mode: int = 0o640) -> Iterator:
     """Yield a binary file object; on clean exit it replaces `target`.
     fsync_directory=False leaves the directory fsync to the caller, who
     swaps several files in one directory and fsyncs it once after the last."""
     tmp = temp_name(target)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     f = os.fdopen(fd, "wb")
     try:
         yield f
@@ -217,8 +218,9 @@ def put_file(target: str, data: bytes, batch: Batch | None = None, *,
         f.write(data)
 
 
-def write_file_atomic(target: str, data: bytes, *, durable: bool = True) -> None:
-    with atomic_write(target, durable=durable) as f:
+def write_file_atomic(target: str, data: bytes, *, durable: bool = True,
+                      mode: int = 0o640) -> None:
+    with atomic_write(target, durable=durable, mode=mode) as f:
         f.write(data)
 
 

@@ -31,6 +31,7 @@ POLL_FIRST, POLL_MAX = 0.001, 0.05  # seconds between tries while another holds 
 MAILBOX_TIMEOUT = 60.0
 REPAIR_LOCK = "reconstruct-db.lock"
 DAEMON_LOCK = "stored.lock"
+PASSWD_LOCK = "passwd.lock"  # writers of config/passwd (accounts.py)
 _HELD_ELSEWHERE = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
 NO_LOCK = -1  # acquire() on a read-only filesystem: there is nothing to exclude
 _PID_FIELD = 11  # "%10d\n": fixed width, so a shorter pid needs no truncate

@@ -243,6 +243,11 @@ QUOTA_WARNING_FAILED = _m(
     "quota-warning-failed", logging.WARNING,
     "quota warning for {mailbox} not delivered: {error}",
     "The message itself was delivered. Act on the error (its INBOX may need `reconstruct`).")
+PASSWORD_SET = _m(
+    "password-set", logging.INFO, "Password of {user} {what}", "None.")
+PASSWORD_REMOVED = _m(
+    "password-removed", logging.INFO, "Password of {user} removed: it can no longer log in",
+    "None.")
 LMTPD_WAITING = _m(
     "lmtpd-waiting", logging.WARNING,
     "lmtpd: stored is not ready on {root}; deliveries are deferred (451 4.3.0) until it is",

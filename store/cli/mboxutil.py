@@ -1,7 +1,11 @@
 """mboxutil: list, create, delete, rename mailboxes; expunge; quotas; ACLs."""
 
+import sys
+
 import click
 
+from .. import logmsg, logsetup
+from ..errors import StoreError
 from ..index import names_to_flags
 from .common import (
     EXIT_CODES_HELP,
@@ -10,6 +14,7 @@ from .common import (
     json_option,
     open_store,
     render_table,
+    resolve_root,
     store_root_option,
     usage,
 )
@@ -29,6 +34,8 @@ EXAMPLES = """Examples:
   mboxutil --set-quota user/joe 1000000000
   mboxutil --set-acl user/joe/Sent bob lr
   mboxutil --set-flags user/joe 12 '\\Deleted'
+  mboxutil --set-password joe < pw.txt  the password: the first line of standard input
+  mboxutil --list-users
 
 """
 
@@ -49,21 +56,34 @@ EXAMPLES = """Examples:
               help="Set rights ('' removes the identifier).")
 @click.option("--set-flags", nargs=3, metavar="MAILBOX UID FLAGS", default=None,
               help="Replace the flags of one message.")
+@click.option("--set-password", metavar="USER", default=None,
+              help="Set USER's password for imapd/popd: the first line of standard input "
+                   "(asked twice without echo on a terminal).")
+@click.option("--remove-password", metavar="USER", default=None,
+              help="Remove USER's password (they can no longer log in).")
+@click.option("--list-users", is_flag=True, help="List the users that have a password.")
 @click.option("--partition", "partition", default="primary", show_default=True,
               help="Partition for -c.")
 @json_option
 @click.argument("args", nargs=-1)
 def cli(store_root, do_list, pattern, create, delete, rename, expunge, quota, set_quota,
-        set_acl, set_flags, partition, as_json, args) -> int:
-    """Manage mailboxes, quotas and ACLs."""
+        set_acl, set_flags, set_password, remove_password, list_users, partition, as_json,
+        args) -> int:
+    """Manage mailboxes, quotas, ACLs and the users who may log in."""
     actions = [n for n, v in (("-l", do_list), ("-c", create), ("-d", delete), ("-r", rename),
                               ("-e", expunge), ("-q", quota), ("--set-quota", set_quota),
-                              ("--set-acl", set_acl), ("--set-flags", set_flags)) if v]
+                              ("--set-acl", set_acl), ("--set-flags", set_flags),
+                              ("--set-password", set_password),
+                              ("--remove-password", remove_password),
+                              ("--list-users", list_users)) if v]
     if len(actions) != 1:
         raise usage("give exactly one of -l, -c, -d, -r, -e, -q, --set-quota, --set-acl, "
-                    "--set-flags" + (f" (got {' '.join(actions)})" if actions else ""))
+                    "--set-flags, --set-password, --remove-password, --list-users"
+                    + (f" (got {' '.join(actions)})" if actions else ""))
     if args and not (rename or expunge or quota):
         raise usage(f"unexpected arguments: {' '.join(args)}")
+    if set_password or remove_password or list_users:
+        return _users(store_root, set_password, remove_password, as_json)
     # listings open the database read-only: they work on a read-only store
     with open_store(store_root, create=bool(create), readonly=bool(do_list or quota)) as store:
         store.check_readable()  # a damaged page must not abort the listing
@@ -142,5 +162,47 @@ def cli(store_root, do_list, pattern, create, delete, rename, expunge, quota, se
         click.echo(f"flags {name} {uid} {flags}")
         return 0
 
+
+
+
+def _users(store_root, set_password, remove_password, as_json) -> int:
+    from .. import accounts
+    from ..layout import Layout
+    layout = Layout.open(resolve_root(store_root))
+    logsetup.attach(layout.log_dir)
+    if set_password:
+        new = accounts.set_password(layout, set_password, _read_password())
+        logmsg.log("accounts", logmsg.PASSWORD_SET, user=set_password,
+                   what="added" if new else "changed")
+        click.echo(f"password {'set' if new else 'changed'} for {set_password}")
+        return 0
+    if remove_password:
+        if not accounts.remove(layout, remove_password):
+            raise StoreError(f"{remove_password} has no password")
+        logmsg.log("accounts", logmsg.PASSWORD_REMOVED, user=remove_password)
+        click.echo(f"password removed for {remove_password}")
+        return 0
+    names = accounts.users(layout)
+    if as_json:
+        emit_json(names)
+    else:
+        for n in names:
+            click.echo(n)
+    return 0
+
+
+def _read_password() -> str:
+    """The first line of standard input; on a terminal, asked twice without echo."""
+    if sys.stdin.isatty():
+        import getpass
+        first = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != first:
+            raise usage("the two passwords differ")
+        return first
+    line = sys.stdin.buffer.readline()
+    try:
+        return line.rstrip(b"\r\n").decode("utf-8")
+    except UnicodeDecodeError:
+        raise usage("the password is not UTF-8 text") from None
 
 main = entry(cli, "mboxutil")
