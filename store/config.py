@@ -86,6 +86,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("store.quotawarn", "90", "int",
             "Percent of the quota at which the user gets one warning message in the INBOX "
             "(again only after usage fell below it). 0: no warnings.", 0, 100),
+    Setting("service.listenaddr", "127.0.0.1", "path",
+            "Address imapd (and popd) listen on; 127.0.0.1 keeps them to this machine."),
+    Setting("service.imap.port", "143", "int",
+            "imapd's port; 0: no plain IMAP listener.", 0, 65535),
     Setting("local.lmtp.socket", "run/lmtp", "path",
             "UNIX socket lmtpd listens on (mode 0660): absolute, or relative to the store root."),
     Setting("local.lmtp.port", "0", "int",

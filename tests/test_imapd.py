@@ -1,0 +1,87 @@
+"""imapd as a real process, spoken to by the standard library's imaplib:
+login (and a refused one), LIST, SELECT, FETCH, STORE, APPEND, STATUS,
+EXPUNGE, CREATE, with what the store then holds checked directly."""
+
+import imaplib
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+
+from store import accounts
+from store.layout import Layout
+from store.mailbox import Store
+
+MSG = b"From: a@example.org\nSubject: hello\nDate: Thu, 03 Dec 2026 08:00:00 +0000\n\nbody line\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def imap(tmp_path):
+    root = str(tmp_path / "store")
+    with Store.init(root) as s:
+        s.create("user/joe")
+        s.create("user/joe/Sent")
+        s.create("user/bob")
+        s.append("user/joe", MSG)
+        s.append("user/bob", b"Subject: bob's\n\nprivate\n")
+    accounts.set_password(Layout.open(root), "joe", "pw")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", "from store.cli.imapd import main; main()",
+                             "--store-root", root, "--port", str(port)], cwd=ROOT,
+                            stderr=subprocess.PIPE)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield root, port
+    proc.terminate()
+    assert proc.wait(30) == 0, proc.stderr.read()
+
+
+def test_a_session_reads_and_changes_the_store(imap):
+    root, port = imap
+    c = imaplib.IMAP4("127.0.0.1", port)
+    with pytest.raises(imaplib.IMAP4.error):
+        c.login("joe", "wrong")
+    c = imaplib.IMAP4("127.0.0.1", port)
+    assert c.login("joe", "pw")[0] == "OK"
+    typ, boxes = c.list()
+    assert sorted(boxes) == [b'() "/" "INBOX"', b'() "/" "Sent"']  # joe's only, not bob's
+    assert c.select("INBOX") == ("OK", [b"1"])
+    typ, data = c.fetch("1", "(UID RFC822.SIZE FLAGS BODY.PEEK[])")
+    wire = MSG.replace(b"\n", b"\r\n")  # IMAP's line ends; RFC822.SIZE counts them
+    assert b"UID 1" in data[0][0] and b"RFC822.SIZE %d" % len(wire) in data[0][0]
+    assert data[0][1] == wire
+    typ, data = c.store("1", "+FLAGS", "(\\Seen \\Flagged)")
+    assert typ == "OK" and b"\\Seen" in data[0] and b"\\Flagged" in data[0]
+    typ, data = c.append("Sent", "(\\Seen)", None, b"Subject: sent\r\n\r\nhi\r\n")
+    assert typ == "OK"
+    typ, data = c.status("Sent", "(MESSAGES UIDNEXT)")
+    assert b"MESSAGES 1" in data[0] and b"UIDNEXT 2" in data[0]
+    c.store("1", "+FLAGS", "(\\Deleted)")
+    assert c.expunge() == ("OK", [b"1"])
+    assert c.create("Archive")[0] == "OK"
+    assert c.select("user/bob")[0] == "NO"  # another user's INBOX is not in joe's namespace
+    c.logout()
+    with Store.open(root) as s:
+        assert s.read("user/joe").records == []
+        assert [r.uid for r in s.read("user/joe/Sent").records] == [1]
+        assert s.message("user/joe/Sent", 1) == b"Subject: sent\r\n\r\nhi\r\n"
+        assert s.exists("user/joe/Archive")
+        assert s.read("user/bob").header.exists == 1
+    with open(os.path.join(root, "log", "default"), encoding="utf-8") as f:
+        log = f.read()
+    assert "imapd: login failed for joe" in log and "imapd: joe logged in" in log
+    assert "pw" not in log.replace("Password", "")
