@@ -11,6 +11,7 @@ import time
 
 import pytest
 from conftest import ROOT
+from lmtp_harness import start_stored, stop
 
 from store import accounts
 from store.layout import Layout
@@ -35,6 +36,7 @@ def imap(tmp_path):
         s.append("user/joe", MSG)
         s.append("user/bob", b"Subject: bob's\n\nprivate\n")
     accounts.set_password(Layout.open(root), "joe", "pw")
+    stored = start_stored(root)
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-c", "from store.cli.imapd import main; main()",
                              "--store-root", root, "--port", str(port)], cwd=ROOT,
@@ -45,13 +47,14 @@ def imap(tmp_path):
             break
         except OSError:
             time.sleep(0.1)
-    yield root, port
+    yield root, port, stored
     proc.terminate()
     assert proc.wait(30) == 0, proc.stderr.read()
+    stop(stored)
 
 
 def test_a_session_reads_and_changes_the_store(imap):
-    root, port = imap
+    root, port, _ = imap
     c = imaplib.IMAP4("127.0.0.1", port)
     with pytest.raises(imaplib.IMAP4.error):
         c.login("joe", "wrong")
@@ -85,3 +88,20 @@ def test_a_session_reads_and_changes_the_store(imap):
         log = f.read()
     assert "imapd: login failed for joe" in log and "imapd: joe logged in" in log
     assert "pw" not in log.replace("Password", "")
+
+
+def test_logins_are_refused_while_stored_is_not_ready(imap):
+    root, port, stored = imap
+    stop(stored)
+    time.sleep(0.6)
+    c = imaplib.IMAP4("127.0.0.1", port)
+    with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\]"):
+        c.login("joe", "pw")
+    again = start_stored(root)
+    try:
+        time.sleep(0.6)
+        c = imaplib.IMAP4("127.0.0.1", port)
+        assert c.login("joe", "pw")[0] == "OK"  # no restart of imapd needed
+        c.logout()
+    finally:
+        stop(again)

@@ -30,6 +30,7 @@ from ..layout import INBOX, USER_NS
 from ..mailbox import Store
 
 DELIMITER = "/"
+READY_POLL = 0.5  # seconds a look at stored's state is good for
 FAILED_LOGIN_DELAY = 1.0  # seconds, on top of the hash check, before NO is sent
 _NAME_OF_FLAG = {n.lower(): bit for bit, n in FLAG_NAMES.items()}
 
@@ -317,12 +318,41 @@ class Realm:
         return imap4.IAccount, Account(self.store, user), logout
 
 
+class IMAPServer(imap4.IMAP4Server):
+    """Twisted's server, refusing logins while stored is not ready: the
+    database may be checked or recovered, and a session would see it
+    half-way (RFC 5530's UNAVAILABLE, as Dovecot and Cyrus answer)."""
+
+    def _login_when_ready(self, tag, user, passwd):
+        if not self.factory.stored_ready():
+            self.sendNegativeResponse(tag, b"[UNAVAILABLE] the message store is not ready; "
+                                           b"try again later")
+            return
+        imap4.IMAP4Server.do_LOGIN(self, tag, user, passwd)
+
+    unauth_LOGIN = (_login_when_ready, imap4.IMAP4Server.arg_astring,
+                    imap4.IMAP4Server.arg_finalastring)
+
+
 class IMAPFactory(protocol.Factory):
     def __init__(self, store: Store):
+        self.store = store
         self.portal = portal.Portal(Realm(store), [PasswordChecker(store)])
+        self._ready_at = (0.0, False)
+
+    def stored_ready(self) -> bool:
+        """Whether stored is ready, looked at most twice a second."""
+        import time
+
+        from ..daemon import state
+        now = time.monotonic()
+        if now - self._ready_at[0] > READY_POLL:
+            st = state.running(self.store.layout)
+            self._ready_at = (now, st is not None and st["state"] == state.READY)
+        return self._ready_at[1]
 
     def buildProtocol(self, addr):
-        p = imap4.IMAP4Server()
+        p = IMAPServer()
         p.portal = self.portal
         p.factory = self
         p.challengers = {b"PLAIN": imap4.PLAINCredentials}
