@@ -90,6 +90,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "Address imapd (and popd) listen on; 127.0.0.1 keeps them to this machine."),
     Setting("service.imap.port", "143", "int",
             "imapd's port; 0: no plain IMAP listener.", 0, 65535),
+    Setting("service.pop.port", "110", "int",
+            "popd's port; 0: no plain POP3 listener.", 0, 65535),
     Setting("local.lmtp.socket", "run/lmtp", "path",
             "UNIX socket lmtpd listens on (mode 0660): absolute, or relative to the store root."),
     Setting("local.lmtp.port", "0", "int",

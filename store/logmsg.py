@@ -248,17 +248,17 @@ PASSWORD_SET = _m(
 PASSWORD_REMOVED = _m(
     "password-removed", logging.INFO, "Password of {user} removed: it can no longer log in",
     "None.")
-IMAP_LOGIN = _m(
-    "imap-login", logging.INFO, "imapd: {user} logged in", "None.")
-IMAP_LOGIN_FAILED = _m(
-    "imap-login-failed", logging.WARNING, "imapd: login failed for {user}",
+LOGIN = _m(
+    "login", logging.INFO, "{service}: {user} logged in", "None.")
+LOGIN_FAILED = _m(
+    "login-failed", logging.WARNING, "{service}: login failed for {user}",
     "None for one; many for one user or from one place: someone is guessing passwords.")
-IMAP_LOGOUT = _m(
-    "imap-logout", logging.INFO, "imapd: {user} logged out", "None.")
-IMAPD_READY = _m(
-    "imapd-ready", logging.INFO, "imapd ready: listening on {where}", "None.")
-IMAPD_STOPPED = _m(
-    "imapd-stopped", logging.INFO, "imapd stopped ({where})", "None.")
+LOGOUT = _m(
+    "logout", logging.INFO, "{service}: {user} logged out", "None.")
+SERVICE_READY = _m(
+    "service-ready", logging.INFO, "{service} ready: listening on {where}", "None.")
+SERVICE_STOPPED = _m(
+    "service-stopped", logging.INFO, "{service} stopped ({where})", "None.")
 LMTPD_WAITING = _m(
     "lmtpd-waiting", logging.WARNING,
     "lmtpd: stored is not ready on {root}; deliveries are deferred (451 4.3.0) until it is",

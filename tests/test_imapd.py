@@ -105,3 +105,66 @@ def test_logins_are_refused_while_stored_is_not_ready(imap):
         c.logout()
     finally:
         stop(again)
+
+
+@pytest.fixture
+def pop(imap, tmp_path):
+    root, _, stored = imap
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", "from store.cli.popd import main; main()",
+                             "--store-root", root, "--port", str(port)], cwd=ROOT,
+                            stderr=subprocess.PIPE)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield root, port, stored
+    proc.terminate()
+    assert proc.wait(30) == 0, proc.stderr.read()
+
+
+def test_pop3_lists_retrieves_and_deletes_at_quit(pop):
+    import poplib
+    root, port, _ = pop
+    with Store.open(root) as s:
+        s.append("user/joe", b"Subject: second\n\nsecond\n")
+        uidvalidity = s.header("user/joe").uidvalidity
+    c = poplib.POP3("127.0.0.1", port)
+    with pytest.raises(poplib.error_proto):
+        c.apop("joe", "pw")
+    c = poplib.POP3("127.0.0.1", port)
+    c.user("joe")
+    c.pass_("pw")
+    wire = MSG.replace(b"\n", b"\r\n")
+    assert c.stat() == (2, len(wire) + len(b"Subject: second\r\n\r\nsecond\r\n"))
+    assert c.uidl()[1] == [f"1 {uidvalidity}.1".encode(), f"2 {uidvalidity}.2".encode()]
+    resp, lines, octets = c.retr(1)
+    assert b"\r\n".join(lines) + b"\r\n" == wire
+    assert c.top(2, 0)[1] == [b"Subject: second", b""]
+    c.dele(1)
+    c.rset()  # undone
+    c.dele(2)
+    c.quit()
+    with Store.open(root) as s:
+        assert [r.uid for r in s.read("user/joe").records] == [1]  # 2 expunged at QUIT
+    c = poplib.POP3("127.0.0.1", port)
+    c.user("joe")
+    c.pass_("pw")
+    c.dele(1)
+    c.close()  # cut off before QUIT: nothing deleted
+    time.sleep(0.3)
+    with Store.open(root) as s:
+        assert [r.uid for r in s.read("user/joe").records] == [1]
+
+
+def test_pop3_logins_wait_for_stored(pop):
+    import poplib
+    root, port, stored = pop
+    stop(stored)
+    time.sleep(0.6)
+    c = poplib.POP3("127.0.0.1", port)
+    c.user("joe")
+    with pytest.raises(poplib.error_proto, match=r"SYS/TEMP"):
+        c.pass_("pw")

@@ -5,7 +5,7 @@ import signal
 import sys
 
 COMMANDS = ("deliver", "reconstruct", "stored", "imdbverify", "mboxutil", "hashdir",
-            "configutil", "imcheck", "lmtpd", "imapd")
+            "configutil", "imcheck", "lmtpd", "imapd", "popd")
 _prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
 
 

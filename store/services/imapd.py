@@ -18,20 +18,19 @@ import email.utils
 import io
 import re
 
-from twisted.cred import checkers, credentials, error, portal
-from twisted.internet import defer, protocol, threads
+from twisted.cred import portal
+from twisted.internet import defer, protocol
 from twisted.mail import imap4
 from zope.interface import implementer
 
-from .. import accounts, logmsg
+from .. import logmsg
 from ..errors import StoreError
 from ..index import FLAG_NAMES, flags_to_names
 from ..layout import INBOX, USER_NS
 from ..mailbox import Store
+from .login import PasswordChecker, StoredReadiness, serve
 
 DELIMITER = "/"
-READY_POLL = 0.5  # seconds a look at stored's state is good for
-FAILED_LOGIN_DELAY = 1.0  # seconds, on top of the hash check, before NO is sent
 _NAME_OF_FLAG = {n.lower(): bit for bit, n in FLAG_NAMES.items()}
 
 
@@ -278,31 +277,6 @@ class Account:
         return True
 
 
-@implementer(checkers.ICredentialsChecker)
-class PasswordChecker:
-    credentialInterfaces = (credentials.IUsernamePassword,)
-
-    def __init__(self, store: Store):
-        self.store = store
-
-    def requestAvatarId(self, creds):
-        user = creds.username.decode("utf-8", "replace")
-        password = creds.password.decode("utf-8", "replace")
-        d = threads.deferToThread(accounts.verify, self.store.layout, user, password)
-
-        def checked(ok):
-            if ok:
-                logmsg.log("imapd", logmsg.IMAP_LOGIN, user=user)
-                return user.encode()
-            logmsg.log("imapd", logmsg.IMAP_LOGIN_FAILED, user=user)
-            from twisted.internet import reactor
-            later = defer.Deferred()
-            reactor.callLater(FAILED_LOGIN_DELAY, later.errback,
-                              error.UnauthorizedLogin("bad user or password"))
-            return later
-        return d.addCallback(checked)
-
-
 @implementer(portal.IRealm)
 class Realm:
     def __init__(self, store: Store):
@@ -314,7 +288,7 @@ class Realm:
         user = avatar_id.decode()
 
         def logout():
-            logmsg.log("imapd", logmsg.IMAP_LOGOUT, user=user)
+            logmsg.log("imapd", logmsg.LOGOUT, service="imapd", user=user)
         return imap4.IAccount, Account(self.store, user), logout
 
 
@@ -337,19 +311,8 @@ class IMAPServer(imap4.IMAP4Server):
 class IMAPFactory(protocol.Factory):
     def __init__(self, store: Store):
         self.store = store
-        self.portal = portal.Portal(Realm(store), [PasswordChecker(store)])
-        self._ready_at = (0.0, False)
-
-    def stored_ready(self) -> bool:
-        """Whether stored is ready, looked at most twice a second."""
-        import time
-
-        from ..daemon import state
-        now = time.monotonic()
-        if now - self._ready_at[0] > READY_POLL:
-            st = state.running(self.store.layout)
-            self._ready_at = (now, st is not None and st["state"] == state.READY)
-        return self._ready_at[1]
+        self.portal = portal.Portal(Realm(store), [PasswordChecker(store, "imapd")])
+        self.stored_ready = StoredReadiness(store.layout)
 
     def buildProtocol(self, addr):
         p = IMAPServer()
@@ -360,18 +323,5 @@ class IMAPFactory(protocol.Factory):
 
 
 def run(root: str, address: str, port: int) -> None:
-    """imapd in the foreground until SIGTERM (Twisted's reactor stops on it)."""
-    from twisted.internet import reactor
-
-    from ..proc import sd_notify
-    store = Store.open(root)
-    listener = reactor.listenTCP(port, IMAPFactory(store), interface=address)
-    where = f"{address}:{listener.getHost().port}"
-
-    def ready():
-        logmsg.log("imapd", logmsg.IMAPD_READY, where=where)
-        sd_notify("READY=1")
-    reactor.callWhenRunning(ready)
-    reactor.run()
-    store.close()
-    logmsg.log("imapd", logmsg.IMAPD_STOPPED, where=where)
+    """imapd in the foreground until SIGTERM."""
+    serve("imapd", root, address, port, IMAPFactory)

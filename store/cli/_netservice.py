@@ -1,0 +1,38 @@
+"""The command of a network service on Twisted (imapd, popd): one
+definition, so that their options and checks cannot drift apart."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from .. import logsetup
+from ..layout import Layout
+from .common import EXIT_CODES_HELP, resolve_root, store_root_option
+
+
+def service_command(name: str, protocol: str, port_setting: str, example_port: int,
+                    what: str) -> click.Command:
+    epilog = (f"Examples:\n\n\b\n  {name:<22} listen on service.listenaddr (127.0.0.1), "
+              f"port {port_setting}\n  {name + ' --port ' + str(example_port):<22} another "
+              "port for this run\n\nUsers log in with the password set by "
+              "`mboxutil --set-password USER`.\n\n" + EXIT_CODES_HELP)
+
+    @click.command(name=name, epilog=epilog, help=f"{what} until SIGTERM.")
+    @store_root_option
+    @click.option("--address", default=None,
+                  help="Listening address (default: service.listenaddr).")
+    @click.option("--port", type=click.IntRange(1, 65535), default=None,
+                  help=f"Port (default: {port_setting}).")
+    def cli(store_root, address, port) -> int:
+        layout = Layout.open(resolve_root(store_root))
+        logsetup.attach(layout.log_dir)
+        address = address or layout.config.get("service.listenaddr")
+        port = layout.config.get_int(port_setting) if port is None else port
+        if port == 0:
+            raise click.UsageError(f"{port_setting} is 0: the {protocol} listener is off")
+        # Twisted only for this command
+        importlib.import_module(f"store.services.{name}").run(layout.root, address, port)
+        return 0
+    return cli

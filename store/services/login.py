@@ -1,0 +1,82 @@
+"""What imapd and popd share: the password check (twisted.cred over
+accounts.verify), whether stored is ready, and running a Twisted service
+in the foreground."""
+
+from __future__ import annotations
+
+import time
+
+from twisted.cred import checkers, credentials, error
+from twisted.internet import defer, threads
+from zope.interface import implementer
+
+from .. import accounts, logmsg
+from ..daemon import state
+from ..layout import Layout
+from ..mailbox import Store
+
+FAILED_LOGIN_DELAY = 1.0  # seconds, on top of the hash check, before the refusal is sent
+READY_POLL = 0.5  # seconds a look at stored's state is good for
+
+
+@implementer(checkers.ICredentialsChecker)
+class PasswordChecker:
+    """The user's password against config/passwd. The hash check runs in a
+    thread (~0.1 s of argon2); a failure is answered FAILED_LOGIN_DELAY
+    later and logged; the password is never logged."""
+
+    credentialInterfaces = (credentials.IUsernamePassword,)
+
+    def __init__(self, store: Store, service: str):
+        self.store, self.service = store, service
+
+    def requestAvatarId(self, creds):
+        user = creds.username.decode("utf-8", "replace")
+        password = creds.password.decode("utf-8", "replace")
+        d = threads.deferToThread(accounts.verify, self.store.layout, user, password)
+
+        def checked(ok):
+            if ok:
+                logmsg.log(self.service, logmsg.LOGIN, service=self.service, user=user)
+                return user.encode()
+            logmsg.log(self.service, logmsg.LOGIN_FAILED, service=self.service, user=user)
+            from twisted.internet import reactor
+            later = defer.Deferred()
+            reactor.callLater(FAILED_LOGIN_DELAY, later.errback,
+                              error.UnauthorizedLogin("bad user or password"))
+            return later
+        return d.addCallback(checked)
+
+
+class StoredReadiness:
+    """Called: whether stored is ready, looked at most every READY_POLL s."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self._seen = (0.0, False)
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self._seen[0] > READY_POLL:
+            st = state.running(self.layout)
+            self._seen = (now, st is not None and st["state"] == state.READY)
+        return self._seen[1]
+
+
+def serve(service: str, root: str, address: str, port: int, factory) -> None:
+    """`factory(store)` listening on address:port until SIGTERM (Twisted's
+    reactor stops on it); READY for systemd once listening."""
+    from twisted.internet import reactor
+
+    from ..proc import sd_notify
+    store = Store.open(root)
+    listener = reactor.listenTCP(port, factory(store), interface=address)
+    where = f"{address}:{listener.getHost().port}"
+
+    def ready():
+        logmsg.log(service, logmsg.SERVICE_READY, service=service, where=where)
+        sd_notify("READY=1")
+    reactor.callWhenRunning(ready)
+    reactor.run()
+    store.close()
+    logmsg.log(service, logmsg.SERVICE_STOPPED, service=service, where=where)

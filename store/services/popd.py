@@ -1,0 +1,121 @@
+"""popd: POP3 access to a user's INBOX, on Twisted's `twisted.mail.pop3`
+server, its mailbox interface implemented over the store (issue 13).
+
+USER/PASS only (APOP is refused: it needs the plain password on the
+server). UIDL is `<UIDVALIDITY>.<UID>`, stable across sessions and
+reconstruct. DELE marks; QUIT applies the marks as an expunge (\\Deleted,
+then the records move to store.exp; stored erases the files later), so a
+session cut off deletes nothing. Messages are served with CRLF line ends
+(Twisted adds them); LIST's sizes count them."""
+
+from __future__ import annotations
+
+import io
+
+from twisted.cred import portal
+from twisted.internet import protocol
+from twisted.mail import pop3
+from zope.interface import implementer
+
+from .. import logmsg
+from ..index import FLAG_DELETED
+from ..layout import INBOX, USER_NS
+from ..mailbox import Store
+from .login import PasswordChecker, StoredReadiness, serve
+
+
+def _wire(raw: bytes) -> bytes:
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+@implementer(pop3.IMailbox)
+class Maildrop:
+    """The user's INBOX as it was at login: POP3 numbers stay fixed for the
+    session (RFC 1939)."""
+
+    def __init__(self, store: Store, user: str):
+        self._store = store
+        self.name = f"{USER_NS}/{user}/{INBOX}"
+        idx = store.read(self.name)
+        if idx.problems:
+            raise pop3.POP3Error(f"{self.name} is damaged: run reconstruct")
+        self.uidvalidity = idx.header.uidvalidity
+        self.records = idx.records
+        self.deleted: set[int] = set()
+
+    def listMessages(self, index=None):
+        sizes = [0 if i in self.deleted else len(_wire(self._raw(r.uid)))
+                 for i, r in enumerate(self.records)]
+        return sizes if index is None else sizes[index]
+
+    def _raw(self, uid: int) -> bytes:
+        return self._store.message(self.name, uid)
+
+    def getMessage(self, index):
+        if index in self.deleted:
+            raise ValueError("deleted")
+        # Twisted sends each line with CRLF itself: hand it LF line ends
+        return io.BytesIO(self._raw(self.records[index].uid).replace(b"\r\n", b"\n"))
+
+    def getUidl(self, index):
+        return f"{self.uidvalidity}.{self.records[index].uid}".encode()
+
+    def deleteMessage(self, index):
+        self.records[index]  # noqa: B018 - IndexError for a message that is not there
+        self.deleted.add(index)
+
+    def undeleteMessages(self):
+        self.deleted.clear()
+
+    def sync(self):
+        if not self.deleted:
+            return
+        for i in sorted(self.deleted):
+            self._store.set_flags(self.name, self.records[i].uid, FLAG_DELETED, "add")
+        self._store.expunge(self.name)
+        self.deleted.clear()
+
+
+class POP3Server(pop3.POP3):
+    def do_APOP(self, user, digest):
+        self.failResponse(b"APOP is not offered: use USER and PASS")
+
+    def do_PASS(self, password, *words):
+        if not self.factory.stored_ready():
+            self._userIs = None
+            self.failResponse(b"[SYS/TEMP] the message store is not ready; try again later")
+            return
+        pop3.POP3.do_PASS(self, password, *words)
+
+
+@implementer(portal.IRealm)
+class Realm:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def requestAvatar(self, avatar_id, mind, *interfaces):
+        if pop3.IMailbox not in interfaces:
+            raise NotImplementedError("popd serves POP3 maildrops only")
+        user = avatar_id.decode()
+        box = Maildrop(self.store, user)
+
+        def logout():
+            logmsg.log("popd", logmsg.LOGOUT, service="popd", user=user)
+        return pop3.IMailbox, box, logout
+
+
+class POP3Factory(protocol.ServerFactory):
+    def __init__(self, store: Store):
+        self.portal = portal.Portal(Realm(store), [PasswordChecker(store, "popd")])
+        self.stored_ready = StoredReadiness(store.layout)
+
+    def buildProtocol(self, addr):
+        p = POP3Server()
+        p.portal = self.portal
+        p.factory = self
+        return p
+
+
+def run(root: str, address: str, port: int) -> None:
+    """popd in the foreground until SIGTERM."""
+    serve("popd", root, address, port, POP3Factory)
