@@ -26,6 +26,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start(prog, root):
+    """The service on a free loopback port, once it accepts connections."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", f"from store.cli.{prog} import main; main()",
+                             "--store-root", root, "--port", str(port)], cwd=ROOT,
+                            stderr=subprocess.PIPE)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc, port
+
+
 @pytest.fixture
 def imap(tmp_path):
     root = str(tmp_path / "store")
@@ -37,16 +52,7 @@ def imap(tmp_path):
         s.append("user/bob", b"Subject: bob's\n\nprivate\n")
     accounts.set_password(Layout.open(root), "joe", "pw")
     stored = start_stored(root)
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-c", "from store.cli.imapd import main; main()",
-                             "--store-root", root, "--port", str(port)], cwd=ROOT,
-                            stderr=subprocess.PIPE)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    proc, port = _start("imapd", root)
     yield root, port, stored
     proc.terminate()
     assert proc.wait(30) == 0, proc.stderr.read()
@@ -110,16 +116,7 @@ def test_logins_are_refused_while_stored_is_not_ready(imap):
 @pytest.fixture
 def pop(imap, tmp_path):
     root, _, stored = imap
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-c", "from store.cli.popd import main; main()",
-                             "--store-root", root, "--port", str(port)], cwd=ROOT,
-                            stderr=subprocess.PIPE)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    proc, port = _start("popd", root)
     yield root, port, stored
     proc.terminate()
     assert proc.wait(30) == 0, proc.stderr.read()
