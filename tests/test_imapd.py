@@ -82,6 +82,10 @@ def test_a_session_reads_and_changes_the_store(imap):
     c.store("1", "+FLAGS", "(\\Deleted)")
     assert c.expunge() == ("OK", [b"1"])
     assert c.create("Archive")[0] == "OK"
+    assert c.subscribe("Archive")[0] == "OK" and c.subscribe("INBOX")[0] == "OK"
+    assert sorted(c.lsub()[1]) == [b'() "/" "Archive"', b'() "/" "INBOX"']
+    assert c.unsubscribe("INBOX")[0] == "OK"
+    assert c.lsub()[1] == [b'() "/" "Archive"']
     assert c.select("user/bob")[0] == "NO"  # another user's INBOX is not in joe's namespace
     c.logout()
     with Store.open(root) as s:
@@ -89,6 +93,7 @@ def test_a_session_reads_and_changes_the_store(imap):
         assert [r.uid for r in s.read("user/joe/Sent").records] == [1]
         assert s.message("user/joe/Sent", 1) == b"Subject: sent\r\n\r\nhi\r\n"
         assert s.exists("user/joe/Archive")
+        assert s.subscriptions("joe") == ["user/joe/Archive"]
         assert s.read("user/bob").header.exists == 1
     with open(os.path.join(root, "log", "default"), encoding="utf-8") as f:
         log = f.read()

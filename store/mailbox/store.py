@@ -17,7 +17,7 @@ from ..db.lmdbfiles import has_data
 from ..errors import NoSuchMailboxError, StoreError
 from ..fsutil import refuse_symlinks
 from ..layout import Layout, canonical
-from . import acl, lifecycle, messages, quota
+from . import acl, lifecycle, messages, quota, subscriptions
 
 LOCK_TIMEOUT = locks.MAILBOX_TIMEOUT
 
@@ -223,6 +223,12 @@ class Store:
 
     def set_acl(self, name: str, identifier: str, rights: str) -> dict[str, str]:
         return acl.set_acl(self, name, identifier, rights)
+
+    def subscriptions(self, user: str) -> list[str]:
+        return subscriptions.subscriptions(self, user)
+
+    def set_subscribed(self, user: str, name: str, on: bool) -> None:
+        subscriptions.set_subscribed(self, user, name, on)
 
     def quotas(self, root: str | None = None) -> list[dict]:
         return quota.quotas(self, root)

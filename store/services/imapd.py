@@ -268,12 +268,14 @@ class Account:
         return True
 
     def isSubscribed(self, name):
-        return True
+        return self._store_name(name) in self.store.subscriptions(self.user)
 
     def subscribe(self, name):
+        self.store.set_subscribed(self.user, self._store_name(name), True)
         return True
 
     def unsubscribe(self, name):
+        self.store.set_subscribed(self.user, self._store_name(name), False)
         return True
 
 
