@@ -162,3 +162,32 @@ def test_the_fast_address_path_reads_as_aiosmtpd_does(arg):
     from store.services.lmtpd import _LMTP
     server = _LMTP(object(), max_size=1000)
     assert server._getaddr(arg) == SMTP._getaddr(server, arg)
+
+
+def test_the_quota_warning_can_be_tried_again_while_its_inbox_is_locked(tmp_path):
+    """lmtpd polls a mailbox lock another process holds instead of waiting
+    on it: the warning's steps must raise LockedError at once (lock_timeout
+    0) and be made afresh for the next try, as a delivery's are."""
+    from dataclasses import replace
+
+    from store.db import QUOTA
+    from store.delivery.agent import Agent, Policy, run_steps
+    from store.mailbox import Store
+    root = str(tmp_path / "store")
+    with Store.init(root) as s:
+        s.create("user/joe")
+        s.set_quota("user/joe", 10000)  # room for the warnings past 90 %
+        agent = Agent(s, Policy.from_config(s.layout.config), via="test")
+        out = agent.deliver(b"Subject: big\n\n" + b"x" * 9000, "a@b", [agent.resolve("joe")])[0]
+        assert out.ok  # past 90 %: the warning went out; re-arm it for this test
+        s.db.write(lambda t: t.put(QUOTA, "user/joe",
+                                   replace(t.record(QUOTA, "user/joe"), warned=False)))
+        inbox, make_steps = agent.quota_warning(out)
+        with Store.open(root) as other, other.lock(inbox):  # another holder of the lock
+            t0 = time.monotonic()
+            with pytest.raises(LockedError):
+                next(make_steps(lock_timeout=0))
+            assert time.monotonic() - t0 < 1  # not the 5 s of lockwait
+        run_steps(make_steps(lock_timeout=0))
+        warnings = [r for r in s.read(inbox).records if b"Your mailbox is" in s.message(inbox, r.uid)]
+        assert len(warnings) == 2  # the first delivery's, and this one once the lock was free

@@ -10,8 +10,9 @@ writes a message file, then its index record, and refuses before either
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -24,7 +25,7 @@ from ..fsutil import sync_filesystem
 from ..layout import is_inbox
 from ..mailbox import Store, quota_root_mailbox
 from ..mailbox.messages import BATCH, EACH, SHARED
-from ..mailbox.quota import claim_warning
+from ..mailbox.quota import claim_warning, warning_due
 from ..message import parse_header
 from . import address
 from .address import AddressError, AddressRules, Recipient
@@ -136,7 +137,7 @@ class Agent:
                                                        durability=EACH))
                 warning = self.quota_warning(done[t.mailbox])
                 if warning:
-                    run_steps(warning[1])
+                    run_steps(warning[1]())
         return [done[t.mailbox] for t in targets]
 
     def too_big(self, data: bytes, sender: str, targets: list[Target]) -> list[Outcome] | None:
@@ -178,12 +179,9 @@ class Agent:
             else:
                 uids = self.store.append_many(t.mailbox, [msg], internaldate=internaldate,
                                               batch=durability == BATCH, lock_timeout=wait)
-        except LockedError:
-            if lock_timeout == 0:
-                raise
-            return self.refuse(LockedError(f"mailbox {t.mailbox} is locked (waited "
-                                           f"{self.policy.lock_wait} s)"), sender, t.rcpt.address)
-        except Exception as e:
+        except Exception as e:  # LockedError's own text names the holder and the wait
+            if isinstance(e, LockedError) and lock_timeout == 0:
+                raise  # the caller waits without blocking others, and tries again
             return self.refuse(e, sender, t.rcpt.address)
         out = delivered(t.mailbox, uids[0])
         logmsg.log("delivery", logmsg.DELIVERED, sender=sender, rcpt=t.rcpt.address,
@@ -192,20 +190,20 @@ class Agent:
             self.dups.note(msgid, t.mailbox, self.policy.duplicate_window)
         return out
 
-    def quota_warning(self, out: Outcome) -> tuple[str, Generator[str, None, None]] | None:
+    def quota_warning(self, out: Outcome
+                      ) -> tuple[str, Callable[..., Generator[str, None, None]]] | None:
         """After a delivery: when it took its quota root past store.quotawarn
-        (first time since usage was below), the root's INBOX and the steps
-        that deliver the warning there; else None. Claimed in the database,
-        so concurrent deliveries send one."""
+        (first time since usage was below), the root's INBOX and a function
+        making the steps that deliver the warning there (called again for a
+        retry, with lock_timeout= as steps() takes it); else None. Claimed in
+        the database, so concurrent deliveries send one."""
         if not self.policy.warn_percent or not out.ok or out.uid == 0:
             return None
         try:
             root = self.store.entry(out.mailbox).quotaroot
             if not root:
                 return None
-            q = self.store.db.record(QUOTA, root)
-            if q is None or q.limit_bytes is None or \
-                    (q.used_bytes * 100 >= q.limit_bytes * self.policy.warn_percent) == q.warned:
+            if not warning_due(self.store.db.record(QUOTA, root), self.policy.warn_percent):
                 return None  # nothing to claim: no write transaction for most deliveries
             q = self.store.db.write(lambda t: claim_warning(t, root, self.policy.warn_percent),
                                     durable=False)
@@ -214,22 +212,29 @@ class Agent:
             return None
         if q is None:
             return None
-        return quota_root_mailbox(root), self._warning_steps(root, q)
+        return quota_root_mailbox(root), functools.partial(self._warning_steps, root, q)
 
-    def _warning_steps(self, root: str, q) -> Generator[str, None, None]:
+    def _warning_steps(self, root: str, q, *, lock_timeout: float | None = None
+                       ) -> Generator[str, None, None]:
         inbox = quota_root_mailbox(root)
         percent = q.used_bytes * 100 // q.limit_bytes
+        wait = self.policy.lock_wait if lock_timeout is None else lock_timeout
         try:
             yield from self.store.append_steps(
                 inbox, [warning_message(root, q.used_bytes, q.limit_bytes, percent)],
-                lock_timeout=self.policy.lock_wait)
+                lock_timeout=wait)
         except (NoSuchMailboxError, AddressError):
             return
         except Exception as e:
-            logmsg.log("delivery", logmsg.QUOTA_WARNING_FAILED, mailbox=inbox, error=e)
+            if isinstance(e, LockedError) and lock_timeout == 0:
+                raise  # as in steps(): the caller waits and tries again
+            self.warning_failed(inbox, e)
             return
         logmsg.log("delivery", logmsg.QUOTA_WARNING_SENT, mailbox=inbox, root=root,
                    used=q.used_bytes, limit=q.limit_bytes, percent=percent)
+
+    def warning_failed(self, inbox: str, error: BaseException) -> None:
+        logmsg.log("delivery", logmsg.QUOTA_WARNING_FAILED, mailbox=inbox, error=error)
 
     def _log(self, out: Outcome, sender: str, rcpt: str) -> None:
         msg = logmsg.DELIVERY_DEFERRED if out.temporary else logmsg.DELIVERY_REFUSED

@@ -71,19 +71,24 @@ def note_over_quota(t: Txn, root: str, now: int) -> int:
     return q.over_since
 
 
+def warning_due(q: QuotaEntry | None, percent: int) -> bool:
+    """Whether usage crossed `percent` of the limit (either way) since the
+    warning state was last set: a warning to send, or one to re-arm."""
+    if q is None or q.limit_bytes is None or not percent:
+        return False
+    return (q.used_bytes * 100 >= q.limit_bytes * percent) != q.warned
+
+
 def claim_warning(t: Txn, root: str, percent: int) -> QuotaEntry | None:
     """The root's entry when its usage has just reached `percent` of its
     limit and no warning went out for this crossing (it is marked sent in
     the same transaction, so concurrent deliveries send one); None
     otherwise. Usage back below the threshold re-arms the warning."""
     q = t.record(QUOTA, root)
-    if q is None or q.limit_bytes is None or not percent:
+    if not warning_due(q, percent):
         return None
-    above = q.used_bytes * 100 >= q.limit_bytes * percent
-    if above != q.warned:
-        t.put(QUOTA, root, replace(q, warned=above))
-        return q if above else None
-    return None
+    t.put(QUOTA, root, replace(q, warned=not q.warned))
+    return None if q.warned else q
 
 
 def mailbox_usage(store: Store, name: str, entry: FolderEntry, *, from_records: bool = False

@@ -234,18 +234,21 @@ class Service:
             self.stats.inflight -= 1
 
     async def _deliver_one(self, data: bytes, sender: str, t: Target):
-        out = await self._run_locked(t.mailbox, lambda: self.agent.steps(
-            data, sender, t, lock_timeout=0), sender, t.rcpt.address)
+        out = await self._run_locked(
+            t.mailbox, lambda: self.agent.steps(data, sender, t, lock_timeout=0),
+            lambda e: self.agent.refuse(e, sender, t.rcpt.address))
         warning = self.agent.quota_warning(out)
         if warning is not None:
-            inbox, steps = warning
-            await self._run_locked(inbox, lambda: steps, sender, "")
+            inbox, make_steps = warning
+            await self._run_locked(inbox, lambda: make_steps(lock_timeout=0),
+                                   lambda e: self.agent.warning_failed(inbox, e))
         return out
 
-    async def _run_locked(self, mailbox: str, make_steps, sender: str, rcpt: str):
-        """Drive delivery steps under this process's lock of `mailbox`,
-        awaiting the shared syncs they ask for; while another process holds
-        the mailbox lock, try again every LOCK_POLL s for up to lockwait."""
+    async def _run_locked(self, mailbox: str, make_steps, on_timeout):
+        """Drive steps (made afresh for each try) under this process's lock of
+        `mailbox`, awaiting the shared syncs they ask for; while another
+        process holds the mailbox lock, try again every LOCK_POLL s for up to
+        lockwait, then return on_timeout(the LockedError)."""
         lock = self._locks.setdefault(mailbox, asyncio.Lock())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.policy.lock_wait
@@ -262,8 +265,8 @@ class Service:
                         return e.value
                     except LockedError as e:
                         if loop.time() >= deadline:
-                            return self.agent.refuse(LockedError(
-                                f"{e}; waited {self.policy.lock_wait} s"), sender, rcpt)
+                            return on_timeout(LockedError(
+                                f"{e}; waited {self.policy.lock_wait} s"))
                         await asyncio.sleep(LOCK_POLL)
                     finally:
                         steps.close()  # a step that failed: its mailbox lock is let go
