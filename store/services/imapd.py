@@ -18,17 +18,15 @@ import email.utils
 import io
 import re
 
-from twisted.cred import portal
 from twisted.internet import defer, protocol
 from twisted.mail import imap4
 from zope.interface import implementer
 
-from .. import logmsg
 from ..errors import StoreError
 from ..index import FLAG_NAMES, flags_to_names
 from ..layout import INBOX, USER_NS
 from ..mailbox import Store
-from .login import PasswordChecker, StoredReadiness, serve
+from .login import StoredReadiness, login_portal, serve
 
 DELIMITER = "/"
 _NAME_OF_FLAG = {n.lower(): bit for bit, n in FLAG_NAMES.items()}
@@ -279,21 +277,6 @@ class Account:
         return True
 
 
-@implementer(portal.IRealm)
-class Realm:
-    def __init__(self, store: Store):
-        self.store = store
-
-    def requestAvatar(self, avatar_id, mind, *interfaces):
-        if imap4.IAccount not in interfaces:
-            raise NotImplementedError("imapd serves IMAP accounts only")
-        user = avatar_id.decode()
-
-        def logout():
-            logmsg.log("imapd", logmsg.LOGOUT, service="imapd", user=user)
-        return imap4.IAccount, Account(self.store, user), logout
-
-
 class IMAPServer(imap4.IMAP4Server):
     """Twisted's server, refusing logins while stored is not ready: the
     database may be checked or recovered, and a session would see it
@@ -313,7 +296,7 @@ class IMAPServer(imap4.IMAP4Server):
 class IMAPFactory(protocol.Factory):
     def __init__(self, store: Store):
         self.store = store
-        self.portal = portal.Portal(Realm(store), [PasswordChecker(store, "imapd")])
+        self.portal = login_portal(store, "imapd", imap4.IAccount, Account)
         self.stored_ready = StoredReadiness(store.layout)
 
     def buildProtocol(self, addr):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from twisted.cred import checkers, credentials, error
+from twisted.cred import checkers, credentials, error, portal
 from twisted.internet import defer, threads
 from zope.interface import implementer
 
@@ -46,6 +46,30 @@ class PasswordChecker:
                               error.UnauthorizedLogin("bad user or password"))
             return later
         return d.addCallback(checked)
+
+
+@implementer(portal.IRealm)
+class Realm:
+    """A logged-in user's avatar for one service: what `make(store, user)`
+    returns, as `interface`; the logout is logged."""
+
+    def __init__(self, store: Store, service: str, interface, make):
+        self.store, self.service, self.interface, self.make = store, service, interface, make
+
+    def requestAvatar(self, avatar_id, mind, *interfaces):
+        if self.interface not in interfaces:
+            raise NotImplementedError(f"{self.service} serves {self.interface.__name__} only")
+        user = avatar_id.decode()
+
+        def logout():
+            logmsg.log(self.service, logmsg.LOGOUT, service=self.service, user=user)
+        return self.interface, self.make(self.store, user), logout
+
+
+def login_portal(store: Store, service: str, interface, make) -> portal.Portal:
+    """Users of config/passwd logging in to `make(store, user)`."""
+    return portal.Portal(Realm(store, service, interface, make),
+                         [PasswordChecker(store, service)])
 
 
 class StoredReadiness:

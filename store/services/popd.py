@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import io
 
-from twisted.cred import portal
 from twisted.internet import protocol
 from twisted.mail import pop3
 from zope.interface import implementer
 
-from .. import logmsg
 from ..index import FLAG_DELETED
 from ..layout import INBOX, USER_NS
 from ..mailbox import Store
-from .login import PasswordChecker, StoredReadiness, serve
+from .login import StoredReadiness, login_portal, serve
 
 
 def _wire(raw: bytes) -> bytes:
@@ -88,25 +86,9 @@ class POP3Server(pop3.POP3):
         pop3.POP3.do_PASS(self, password, *words)
 
 
-@implementer(portal.IRealm)
-class Realm:
-    def __init__(self, store: Store):
-        self.store = store
-
-    def requestAvatar(self, avatar_id, mind, *interfaces):
-        if pop3.IMailbox not in interfaces:
-            raise NotImplementedError("popd serves POP3 maildrops only")
-        user = avatar_id.decode()
-        box = Maildrop(self.store, user)
-
-        def logout():
-            logmsg.log("popd", logmsg.LOGOUT, service="popd", user=user)
-        return pop3.IMailbox, box, logout
-
-
 class POP3Factory(protocol.ServerFactory):
     def __init__(self, store: Store):
-        self.portal = portal.Portal(Realm(store), [PasswordChecker(store, "popd")])
+        self.portal = login_portal(store, "popd", pop3.IMailbox, Maildrop)
         self.stored_ready = StoredReadiness(store.layout)
 
     def buildProtocol(self, addr):
