@@ -148,13 +148,21 @@ def run_clients(path: str, msgs: list[bytes], users: int, sessions: int) -> tupl
     return time.perf_counter() - t0, failures
 
 
-def bench_ours(work: str, msgs, users, sessions) -> dict:
+def _new_store(work: str, prefix: str, users: int) -> str:
+    """A new store in a never-used directory with users bench0.. (../shared/peers'
+    first trap: no files deleted before the run)."""
     from store.mailbox import Store
-    root = tempfile.mkdtemp(prefix="ours.", dir=work)
+    root = tempfile.mkdtemp(prefix=prefix, dir=work)
     os.rmdir(root)
     with Store.init(root) as s:
         for u in range(users):
             s.create(f"user/bench{u}")
+    return root
+
+
+def bench_ours(work: str, msgs, users, sessions) -> dict:
+    from store.mailbox import Store
+    root = _new_store(work, "ours.", users)
     stored = start_stored(root)
     lmtpd = start_lmtpd(root)
     try:
@@ -173,13 +181,8 @@ def cpu_per_message(work: str, msgs, users, sessions) -> dict:
     CPU per message in all, and how many requests each sync round served."""
     import resource
 
-    from store.mailbox import Store
     from store.services import lmtpd
-    root = tempfile.mkdtemp(prefix="ours-cpu.", dir=work)
-    os.rmdir(root)
-    with Store.init(root) as s:
-        for u in range(users):
-            s.create(f"user/bench{u}")
+    root = _new_store(work, "ours-cpu.", users)
     stored = start_stored(root)
     try:
         async def main():
@@ -249,11 +252,7 @@ def bench_dovecot(work: str, msgs, users, sessions) -> dict:
 
 
 def perproc_ours(work: str, files: list[str]) -> dict:
-    from store.mailbox import Store
-    root = tempfile.mkdtemp(prefix="ours-lda.", dir=work)
-    os.rmdir(root)
-    with Store.init(root) as s:
-        s.create("user/bench0")
+    root = _new_store(work, "ours-lda.", 1)
     # what the deliver console script runs, from this checkout
     deliver = [sys.executable, "-c", "from store.cli.deliver import main; main()"]
     t0 = time.perf_counter()
