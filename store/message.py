@@ -222,3 +222,14 @@ def internaldate_of(spec: str, data: bytes, from_line: bytes | None) -> int:
     if not when:
         raise ValueError(f"{spec!r} is not 'from', 'received' or a date")
     return when
+
+
+def to_crlf(data: bytes) -> bytes:
+    """The message with CRLF line ends, as IMAP and POP3 send it (the store
+    keeps what was delivered: LF from lmtpd and most MTAs' pipes)."""
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def crlf_size(data: bytes) -> int:
+    """len(to_crlf(data)) without making the copy."""
+    return len(data) + data.count(b"\n") - data.count(b"\r\n")

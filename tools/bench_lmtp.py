@@ -37,7 +37,13 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
-from lmtp_harness import socket_path, start_lmtpd, start_stored, stop  # noqa: E402
+from lmtp_harness import (  # noqa: E402
+    data_section,
+    socket_path,
+    start_lmtpd,
+    start_stored,
+    stop,
+)
 
 GEN = os.path.join(REPO, "..", "shared", "peers", "gen.py")
 DOVECOT = "/usr/sbin/dovecot"
@@ -97,12 +103,6 @@ def messages(n: int, seed: int) -> list[bytes]:
             + b"x" * rng.randint(1000, 50000) + b"\n" for i in range(n)]
 
 
-def _crlf(data: bytes) -> bytes:
-    data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    lines = data.split(b"\r\n")
-    return b"\r\n".join(b"." + ln if ln.startswith(b".") else ln for ln in lines) + b".\r\n"
-
-
 async def _reply(r: asyncio.StreamReader) -> bytes:
     while True:
         line = await r.readline()
@@ -134,7 +134,7 @@ async def _session(path: str, jobs: list[tuple[bytes, bytes]], failures: list) -
 
 
 def run_clients(path: str, msgs: list[bytes], users: int, sessions: int) -> tuple[float, list]:
-    jobs = [(f"bench{i % users}@example.com".encode(), _crlf(m)) for i, m in enumerate(msgs)]
+    jobs = [(f"bench{i % users}@example.com".encode(), data_section(m)) for i, m in enumerate(msgs)]
     per = [jobs[i::sessions] for i in range(sessions)]
     failures: list = []
 
@@ -193,7 +193,7 @@ def cpu_per_message(work: str, msgs, users, sessions) -> dict:
             await asyncio.get_running_loop().create_unix_server(
                 lambda: lmtpd._LMTP(svc, max_size=svc.policy.max_size, enable_SMTPUTF8=True),
                 sock=lmtpd._unix_listener(path))
-            jobs = [(f"bench{i % users}@example.com".encode(), _crlf(m))
+            jobs = [(f"bench{i % users}@example.com".encode(), data_section(m))
                     for i, m in enumerate(msgs)]
             failures: list = []
             r0 = resource.getrusage(resource.RUSAGE_SELF)

@@ -100,7 +100,7 @@ class LMTPClient:
         code, text = c.getreply()
         if code != 354:
             return rcpt_replies, [(code, text.decode())]
-        c.send(_quote(data) + b".\r\n")
+        c.send(data_section(data))
         data_replies = []
         for _ in range(accepted):
             code, text = c.getreply()
@@ -116,10 +116,11 @@ class LMTPClient:
             self.conn.close()
 
 
-def _quote(data: bytes) -> bytes:
-    """CRLF line ends and dot-stuffing, ending in CRLF (RFC 5321 4.5.2)."""
+def data_section(data: bytes) -> bytes:
+    """What a client sends after 354: CRLF line ends, dot-stuffing (RFC
+    5321 4.5.2) and the line holding only "."."""
     data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     lines = data.split(b"\r\n")
-    return b"\r\n".join(b"." + ln if ln.startswith(b".") else ln for ln in lines)
+    return b"\r\n".join(b"." + ln if ln.startswith(b".") else ln for ln in lines) + b".\r\n"

@@ -26,6 +26,7 @@ from ..errors import StoreError
 from ..index import FLAG_NAMES, flags_to_names
 from ..layout import INBOX, USER_NS
 from ..mailbox import Store
+from ..message import to_crlf
 from .login import StoredReadiness, login_portal, serve
 
 DELIMITER = "/"
@@ -81,7 +82,7 @@ class Message(Part):
     the store keeps LF, as Dovecot's maildir does), RFC822.SIZE counting them."""
 
     def __init__(self, raw: bytes, rec):
-        wire = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        wire = to_crlf(raw)
         super().__init__(email.message_from_bytes(wire), wire)
         self.rec = rec
 

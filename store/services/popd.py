@@ -19,11 +19,8 @@ from zope.interface import implementer
 from ..index import FLAG_DELETED
 from ..layout import INBOX, USER_NS
 from ..mailbox import Store
+from ..message import crlf_size
 from .login import StoredReadiness, login_portal, serve
-
-
-def _wire(raw: bytes) -> bytes:
-    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 @implementer(pop3.IMailbox)
@@ -40,10 +37,12 @@ class Maildrop:
         self.uidvalidity = idx.header.uidvalidity
         self.records = idx.records
         self.deleted: set[int] = set()
+        self._sizes: list[int] | None = None  # as sent (CRLF), read once per session
 
     def listMessages(self, index=None):
-        sizes = [0 if i in self.deleted else len(_wire(self._raw(r.uid)))
-                 for i, r in enumerate(self.records)]
+        if self._sizes is None:
+            self._sizes = [crlf_size(self._raw(r.uid)) for r in self.records]
+        sizes = [0 if i in self.deleted else n for i, n in enumerate(self._sizes)]
         return sizes if index is None else sizes[index]
 
     def _raw(self, uid: int) -> bytes:
