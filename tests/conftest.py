@@ -62,6 +62,14 @@ def msg_hashes(root):
     return sorted(out)
 
 
+def ctrl_c_as_on_a_terminal() -> None:
+    """preexec_fn for a child that must get Ctrl-C as a terminal delivers it:
+    a test run started in the background (`bash tools/test.sh &`, nohup)
+    inherits SIGINT ignored, and Python then keeps it ignored."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def corpus(*parts):
     path = os.path.join(CORPORA, *parts)
     if not os.path.isdir(path):

@@ -2,7 +2,7 @@ import json
 import os
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, ctrl_c_as_on_a_terminal
 
 from store import logmsg
 
@@ -161,7 +161,7 @@ def test_ctrl_c_while_a_command_starts_is_one_line_and_exit_32():
     code = ("import sys; sys.argv[0] = '/usr/bin/reconstruct'; import os, signal, time; "
             "import store.cli; os.kill(os.getpid(), signal.SIGINT); time.sleep(10)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                       timeout=60)
+                       timeout=60, preexec_fn=ctrl_c_as_on_a_terminal)
     assert (r.returncode, r.stderr) == (32, "reconstruct: interrupted\n")
     # once the command runs, Ctrl-C is a KeyboardInterrupt again (its own clean-up, exit 32)
     code = ("import sys; sys.argv[0] = 'mboxutil'; import signal; "
@@ -169,11 +169,12 @@ def test_ctrl_c_while_a_command_starts_is_one_line_and_exit_32():
             "c.run = lambda *a: print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
             " or 0; main([])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                       timeout=60)
+                       timeout=60, preexec_fn=ctrl_c_as_on_a_terminal)
     assert (r.returncode, r.stdout) == (0, "True\n"), r
     # imported by anything else (tests, python -c), the handler is left alone
     code = "import signal, store.cli; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       preexec_fn=ctrl_c_as_on_a_terminal)
     assert r.stdout == "True\n", r
 
 

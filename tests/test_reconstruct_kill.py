@@ -14,7 +14,7 @@ import time
 
 import pytest
 from build_store import build
-from conftest import ROOT, msg_hashes
+from conftest import ROOT, ctrl_c_as_on_a_terminal, msg_hashes
 
 from store.index import read_index
 from store.layout import walk_spool
@@ -106,7 +106,7 @@ def test_ctrl_c_during_forced_rebuild_exits_32_and_leaves_old_or_new(tmp_path, j
         t0 = time.time()
         p = subprocess.Popen(CMD + ["-r", "-f", "-i", "-j", jobs], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=ctrl_c_as_on_a_terminal)
         while p.poll() is None and _rebuilt_since(root, t0) == 0:
             time.sleep(0.002)
         with contextlib.suppress(ProcessLookupError):
