@@ -291,3 +291,13 @@ def test_deliver_refuses_an_empty_message_and_stdin_twice(cli, root, tmp_path):
     r = cli("mboxutil", "--store-root", root, "-l", "--json")
     assert '"messages": 0' in r.out
     assert leftover_temp_files(root) == []
+
+
+def test_deliver_defers_while_stored_checks_the_database(cli, root):
+    assert cli("mboxutil", "--store-root", root, "-c", "user/joe").code == 0
+    with open(os.path.join(root, "config", "stored.state"), "w") as f:
+        f.write(f"{os.getpid()} init\n")  # a live stored, not yet ready
+    r = cli("deliver", "--store-root", root, "user/joe", input=b"Subject: x\n\nx\n")
+    assert r.code == 75 and "4.3.0 stored (pid" in r.err and "checking or recovering" in r.err, r
+    r = cli("deliver", "--store-root", root, "-a", "joe@example.com", input=b"Subject: x\n\nx\n")
+    assert r.code == 75 and "checking or recovering" in r.err, r

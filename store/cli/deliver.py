@@ -165,13 +165,12 @@ def _when(spec: str | None, data: bytes | None, from_line: bytes | None = None) 
 
 
 def _refuse_while_recovering(store) -> None:
-    from ..daemon import state
+    from ..daemon.state import recovering
     from ..delivery.outcome import NotReadyError
-    st = state.read_state(store.layout)
-    from ..proc import pid_alive
-    if st and st["state"] == state.INIT and pid_alive(st["pid"]):
-        raise NotReadyError(f"stored (pid {st['pid']}) is checking or recovering the "
-                            "database; try again later")
+    pid = recovering(store.layout)
+    if pid is not None:
+        raise NotReadyError(f"stored (pid {pid}) is checking or recovering the database; "
+                            "try again later")
 
 
 def _refused(e: Exception, store_root):

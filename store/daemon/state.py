@@ -152,9 +152,16 @@ def running(layout: Layout) -> dict | None:
     return None
 
 
+def recovering(layout: Layout) -> int | None:
+    """The pid of a live stored that is still checking or recovering the
+    database (before READY), or None."""
+    st = read_state(layout)
+    return st["pid"] if st and st["state"] == INIT and pid_alive(st["pid"]) else None
+
+
 def refuse_while_recovering(layout: Layout) -> None:
     """reconstruct -m must not run while stored checks or recovers the database."""
-    st = read_state(layout)
-    if st and st["state"] == INIT and pid_alive(st["pid"]):
-        raise StoreError(f"stored (pid {st['pid']}) is still checking or recovering the database; "
+    pid = recovering(layout)
+    if pid is not None:
+        raise StoreError(f"stored (pid {pid}) is still checking or recovering the database; "
                          "run reconstruct -m once it is ready (stored -t)")
