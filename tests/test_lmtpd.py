@@ -162,6 +162,8 @@ def test_too_big_and_empty_messages_are_refused(lmtp):
     rcpt, data = c.send("alice@example.org", ["joe@example.com", "joe+lists@example.com"],
                         MSG + b"y" * 3000)
     assert [d[0] for d in data] == [552, 552] and all("5.3.4" in d[1] for d in data), data
+    rcpt, data = c.send("alice@example.org", ["joe@example.com"], b"")  # as deliver refuses one
+    assert data == [(554, "5.6.0 empty message refused")], data
     c.close()
     assert messages(root, "user/joe") == [] and messages(root, "user/joe/Lists") == []
 

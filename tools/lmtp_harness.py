@@ -120,7 +120,7 @@ def data_section(data: bytes) -> bytes:
     """What a client sends after 354: CRLF line ends, dot-stuffing (RFC
     5321 4.5.2) and the line holding only "."."""
     data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    if not data.endswith(b"\r\n"):
+    if data and not data.endswith(b"\r\n"):  # an empty message is the end line alone
         data += b"\r\n"
     lines = data.split(b"\r\n")
     return b"\r\n".join(b"." + ln if ln.startswith(b".") else ln for ln in lines) + b".\r\n"

@@ -135,9 +135,6 @@ def _deliver(store_root, address, folder, sender, sources, internaldate) -> int:
                     target = agent.resolve(address, folder)
                 except Exception as e:
                     return _report(agent.refuse(e, env_from, address))
-                if not data:
-                    from ..errors import EmptyMessageError
-                    return _report(agent.refuse(EmptyMessageError("empty"), env_from, address))
                 out = agent.deliver(data, env_from, [target],
                                     internaldate=_when(internaldate, data, from_line))[0]
                 if not out.ok:

@@ -20,7 +20,7 @@ from .. import logmsg
 from ..config import Config
 from ..db import FOLDER, QUOTA
 from ..db.duplicates import Duplicates
-from ..errors import LockedError, NoSuchMailboxError
+from ..errors import EmptyMessageError, LockedError, NoSuchMailboxError
 from ..fsutil import sync_filesystem
 from ..layout import is_inbox
 from ..mailbox import Store, quota_root_mailbox
@@ -127,9 +127,9 @@ class Agent:
         """Store `data` for each target, each message durable before the
         next (fsyncs of its own: `deliver`, one process per message). One
         Outcome per target, in order."""
-        big = self.too_big(data, sender, targets)
-        if big:
-            return big
+        refused_outright = self.unfit(data, sender, targets)
+        if refused_outright:
+            return refused_outright
         done: dict[str, Outcome] = {}
         for t in targets:
             if t.mailbox not in done:
@@ -140,11 +140,16 @@ class Agent:
                     run_steps(warning[1]())
         return [done[t.mailbox] for t in targets]
 
-    def too_big(self, data: bytes, sender: str, targets: list[Target]) -> list[Outcome] | None:
-        """The refusals of a message over local.lmtp.maxmessagesize, logged; None if it fits."""
-        if len(data) <= self.policy.max_size:
+    def unfit(self, data: bytes, sender: str, targets: list[Target]) -> list[Outcome] | None:
+        """The refusals, logged, of a message no mailbox takes: empty (as the
+        store refuses one, EmptyMessageError) or over local.lmtp.maxmessagesize;
+        None if it fits."""
+        if not data:
+            out = refused(EmptyMessageError("empty message"), grace_hours=0, now=0)
+        elif len(data) > self.policy.max_size:
+            out = too_big(len(data), self.policy.max_size)
+        else:
             return None
-        out = too_big(len(data), self.policy.max_size)
         for t in targets:
             self._log(out, sender, t.rcpt.address)
         return [out] * len(targets)

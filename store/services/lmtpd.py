@@ -211,7 +211,7 @@ class Service:
             return "\r\n".join(self.agent.refuse(self._not_ready(), sender, t.rcpt.address)
                                 .reply() for t in targets)
         data = envelope.original_content.replace(b"\r\n", b"\n")
-        outcomes = self.agent.too_big(data, sender, targets)
+        outcomes = self.agent.unfit(data, sender, targets)
         if outcomes is None:
             # once begun, a delivery runs to its end even if the client goes away: its
             # mailbox lock is held across the syncs, and a message file without its
