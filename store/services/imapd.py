@@ -23,7 +23,7 @@ from twisted.mail import imap4
 from zope.interface import implementer
 
 from ..errors import StoreError
-from ..index import FLAG_NAMES, flags_to_names
+from ..index import FLAG_NAMES, flags_to_names, names_to_flags
 from ..layout import INBOX, USER_NS
 from ..mailbox import Store
 from ..message import to_crlf
@@ -41,7 +41,7 @@ class Part:
         self._raw = raw
 
     def getHeaders(self, negate, *names):
-        want = {n.lower() for n in (x.decode() if isinstance(x, bytes) else x for x in names)}
+        want = {_text(n).lower() for n in names}
         out = {}
         for k, v in self._msg.items():
             if not names or (k.lower() in want) != negate:
@@ -69,6 +69,18 @@ class Part:
         if not self._msg.is_multipart():
             raise IndexError(part)
         return Part(self._msg.get_payload()[part])
+
+
+def _text(value: str | bytes) -> str:
+    """Twisted hands names, flags and dates as bytes or str, by command."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _flag_bits(flags) -> tuple[int, list[str]]:
+    """(the index bits of the system flags among `flags`, the keywords)."""
+    names = [_text(f) for f in flags]
+    keywords = [n for n in names if n.lower() not in _NAME_OF_FLAG]
+    return names_to_flags(" ".join(n for n in names if n not in keywords)), keywords
 
 
 def _header_end(raw: bytes) -> int:
@@ -164,12 +176,9 @@ class Mailbox:
             yield seq, Message(self._store.message(self.name, rec.uid), rec)
 
     def store(self, messages, flags, mode, uid):  # noqa: A003 - the interface's name
-        bits = 0
-        for f in flags:
-            name = (f.decode() if isinstance(f, bytes) else f).lower()
-            if name not in _NAME_OF_FLAG:
-                raise imap4.MailboxException(f"keywords are not supported yet: {name}")
-            bits |= _NAME_OF_FLAG[name]
+        bits, keywords = _flag_bits(flags)
+        if keywords:
+            raise imap4.MailboxException(f"keywords are not supported yet: {' '.join(keywords)}")
         how = {-1: "remove", 0: "set", 1: "add"}[mode]
         out = {}
         for seq, rec in self._selected(messages, uid):
@@ -184,14 +193,10 @@ class Mailbox:
         return sorted((seq_of[u] for u in gone if u in seq_of), reverse=True)
 
     def addMessage(self, message, flags=(), date=None):
-        bits = 0
-        for f in flags:
-            bits |= _NAME_OF_FLAG.get((f.decode() if isinstance(f, bytes) else f).lower(), 0)
+        bits, _keywords = _flag_bits(flags)  # an APPEND's keywords are dropped, not refused
         when = None
         if date:
-            parsed = email.utils.parsedate_to_datetime(date.decode() if isinstance(date, bytes)
-                                                       else date)
-            when = int(parsed.timestamp())
+            when = int(email.utils.parsedate_to_datetime(_text(date)).timestamp())
         data = message.read()
         try:
             uid = self._store.append(self.name, data, flags=bits, internaldate=when)
@@ -219,7 +224,7 @@ class Account:
         self.inbox = f"{USER_NS}/{user}/{INBOX}"
 
     def _store_name(self, name) -> str:
-        name = name.decode() if isinstance(name, bytes) else name
+        name = _text(name)
         if name.upper() == INBOX:
             return self.inbox
         if name.upper().startswith(INBOX + DELIMITER):
@@ -232,9 +237,7 @@ class Account:
         return store_name[len(f"{USER_NS}/{self.user}/"):]
 
     def listMailboxes(self, ref, wildcard):
-        ref = ref.decode() if isinstance(ref, bytes) else ref
-        wildcard = wildcard.decode() if isinstance(wildcard, bytes) else wildcard
-        rx = imap4.wildcardToRegexp(ref + wildcard, DELIMITER)
+        rx = imap4.wildcardToRegexp(_text(ref) + _text(wildcard), DELIMITER)
         names = [i.name for i in self.store.list(f"{USER_NS}/{self.user}/*")]
         return [(n, MailboxInfo()) for n in map(self._imap_name, names) if rx.match(n)]
 
@@ -245,8 +248,7 @@ class Account:
         return Mailbox(self.store, box, rw)
 
     def create(self, pathspec):
-        box = self._store_name(pathspec.rstrip(DELIMITER) if isinstance(pathspec, str)
-                               else pathspec.decode().rstrip(DELIMITER))
+        box = self._store_name(_text(pathspec).rstrip(DELIMITER))
         if self.store.exists(box):
             return False
         self.store.create(box)
