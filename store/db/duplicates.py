@@ -13,17 +13,18 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import threading
 import time
 
 import lmdb
+
+from ..errors import StoreError
+from .database import open_env
 
 # | offset | size | field |
 # | 0      | 8    | seconds since the epoch of the delivery, little-endian unsigned |
 DUP_VALUE = struct.Struct("<Q")
 assert DUP_VALUE.size == 8
 
-MAP_SIZE = 64 << 20
 PRUNE_EVERY = 1000  # notes between two sweeps of entries older than the window
 
 
@@ -31,13 +32,12 @@ class Duplicates:
     def __init__(self, path: str):
         os.makedirs(path, exist_ok=True)
         try:
-            self.env = lmdb.open(path, map_size=MAP_SIZE, subdir=True, sync=False, mode=0o640)
-        except lmdb.Error:  # damaged: losing it only costs a duplicate; start afresh
+            self.env = open_env(path, readonly=False, create=True)
+        except StoreError:  # damaged: losing it only costs a duplicate; start afresh
             os.replace(path, f"{path}.damaged.{int(time.time())}")
             os.makedirs(path)
-            self.env = lmdb.open(path, map_size=MAP_SIZE, subdir=True, sync=False, mode=0o640)
+            self.env = open_env(path, readonly=False, create=True)
         self._notes = 0
-        self._lock = threading.Lock()
 
     def close(self) -> None:
         self.env.close()
@@ -57,10 +57,8 @@ class Duplicates:
         try:
             with self.env.begin(write=True) as txn:
                 txn.put(self.key(msgid, mailbox), DUP_VALUE.pack(now))
-                with self._lock:
-                    self._notes += 1
-                    sweep = self._notes % PRUNE_EVERY == 0
-                if sweep:
+                self._notes += 1
+                if self._notes % PRUNE_EVERY == 0:
                     self._prune(txn, now - window)
         except lmdb.MapFullError:  # full of recent entries: forget them all
             with self.env.begin(write=True) as txn:
