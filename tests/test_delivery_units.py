@@ -171,8 +171,9 @@ def test_the_quota_warning_can_be_tried_again_while_its_inbox_is_locked(tmp_path
     from dataclasses import replace
 
     from store.db import QUOTA
-    from store.delivery.agent import Agent, Policy, run_steps
+    from store.delivery.agent import Agent, Policy
     from store.mailbox import Store
+    from store.mailbox.messages import run_steps
     root = str(tmp_path / "store")
     with Store.init(root) as s:
         s.create("user/joe")

@@ -14,25 +14,20 @@ import functools
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TypeVar
 
 from .. import logmsg
 from ..config import Config
 from ..db import FOLDER, QUOTA
 from ..db.duplicates import Duplicates
 from ..errors import EmptyMessageError, LockedError, NoSuchMailboxError
-from ..fsutil import sync_filesystem
 from ..layout import is_inbox
 from ..mailbox import Store, quota_root_mailbox
-from ..mailbox.messages import BATCH, EACH, SHARED
+from ..mailbox.messages import BATCH, EACH, SHARED, run_steps
 from ..mailbox.quota import claim_warning, warning_due
 from ..message import parse_header
 from . import address
 from .address import AddressError, AddressRules, Recipient
 from .outcome import Outcome, delivered, refused, too_big
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -245,17 +240,6 @@ class Agent:
         msg = logmsg.DELIVERY_DEFERRED if out.temporary else logmsg.DELIVERY_REFUSED
         logmsg.log("delivery", msg, sender=sender, rcpt=rcpt, reply=out.reply(),
                    reason=out.reason)
-
-
-def run_steps(steps: Generator[str, T, R]) -> R:
-    """Drive steps in this thread: a filesystem sync wherever they ask for one."""
-    try:
-        path = next(steps)
-        while True:
-            sync_filesystem(path)
-            path = steps.send(None)
-    except StopIteration as e:
-        return e.value
 
 
 def trace_headers(sender: str, rcpt: str) -> bytes:

@@ -14,14 +14,13 @@ import os
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from .. import index, logmsg
 from ..db import QUOTA
 from ..errors import (
     EmptyMessageError,
     OverQuotaError,
-    ProgrammingError,
     StoreError,
     symlink_error,
 )
@@ -41,6 +40,7 @@ from .quota import note_over_quota, quota_add, quota_add_delivered
 if TYPE_CHECKING:
     from .store import Store
 
+R = TypeVar("R")
 BUCKET_SIZE = 1000
 
 
@@ -58,7 +58,7 @@ def append_many(store: Store, name: str, messages: Iterable[bytes], *, flags: in
     """Deliver several messages under one lock. batch=True makes the whole
     batch durable with one filesystem sync instead of one fsync each.
     Returns their UIDs."""
-    return drive(append_steps(store, name, messages, flags=flags, internaldate=internaldate,
+    return run_steps(append_steps(store, name, messages, flags=flags, internaldate=internaldate,
                               durability=BATCH if batch else EACH, lock_timeout=lock_timeout))
 
 
@@ -94,15 +94,16 @@ def append_steps(store: Store, name: str, messages: Iterable[bytes], *, flags: i
                                      durability=durability, lock_timeout=lock_timeout))
 
 
-def drive(steps: Generator[str, None, list[int]]) -> list[int]:
-    """Run append steps that sync by themselves (EACH or BATCH): they never
-    yield."""
+def run_steps(steps: Generator[str, None, R]) -> R:
+    """Drive steps in this thread: a filesystem sync wherever they ask for
+    one (EACH and BATCH appends sync by themselves and never ask)."""
     try:
         path = next(steps)
+        while True:
+            sync_filesystem(path)
+            path = steps.send(None)
     except StopIteration as e:
         return e.value
-    raise ProgrammingError(f"append steps yielded {path}: SHARED durability needs a driver "
-                           "that syncs")
 
 
 @dataclass
@@ -180,7 +181,7 @@ def append_stream(store: Store, name: str, sources: Iterable[BinaryIO], *, flags
                 out.append(Placed(uid, sp.size, sp.parsed, sp.digest))
                 uid += 1
             return out
-        return drive(_append_steps(store, name, sum(sp.size for sp in spooled), place,
+        return run_steps(_append_steps(store, name, sum(sp.size for sp in spooled), place,
                                    flags=flags, internaldate=internaldate,
                                    durability=BATCH if batch else EACH,
                                    lock_timeout=lock_timeout))
