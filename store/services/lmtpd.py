@@ -141,7 +141,6 @@ async def _read_rest(reader: asyncio.StreamReader, head: bytearray, limit: int
 @dataclass
 class Stats:
     delivered: int = 0
-    sessions: int = 0
     inflight: int = 0
 
 
@@ -446,14 +445,12 @@ async def _worker(root: str, socks: list[socket.socket], where: str, *, wait: bo
                                                     stop.set()))
     _LMTP.line_length_limit = max(1 << 20, svc.policy.max_size + 4096)
 
-    def factory():
-        svc.stats.sessions += 1
-        return _LMTP(svc, max_size=svc.policy.max_size, enable_SMTPUTF8=True,
-                     hostname=socket.gethostname(), ident="msgstore lmtpd")
+    hostname = socket.gethostname()
 
-    # backlog=1: a worker accepts one connection per wake-up, so that the
-    # others get their share of a burst (asyncio accepts up to its backlog
-    # in a row); the kernel's queue is set back to its length after
+    def factory():
+        return _LMTP(svc, max_size=svc.policy.max_size, enable_SMTPUTF8=True,
+                     hostname=hostname, ident="msgstore lmtpd")
+
     servers = [await loop.create_unix_server(factory, sock=socks[0])] if socks else []
     servers += [await loop.create_server(factory, sock=s) for s in socks[1:]]
     if channel is not None:
