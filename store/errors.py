@@ -52,6 +52,11 @@ class EmptyMessageError(UsageError):
     """A message of no bytes: refused, as Dovecot and Cyrus refuse one."""
 
 
+class KeywordError(UsageError):
+    """A keyword that is not an IMAP atom, or one more than a mailbox's
+    table holds (index.MAX_KEYWORDS)."""
+
+
 class LockedError(StoreError):
     pass
 

@@ -26,12 +26,15 @@ INDEX_FILES = (IDX_FILE, CACHE_FILE, EXP_FILE)
 IDX_MAGIC = b"MSTOREIX"
 CACHE_MAGIC = b"MSTCACHE"
 EXP_MAGIC = b"MSTEXPNG"
-VERSION = 1
+VERSION = 1  # of store.cache and store.exp
+IDX_VERSION = 2  # of store.idx: 2 added keywords and recent_uid
+IDX_VERSIONS = (1, 2)  # read; a version-1 header is upgraded in place (upgrade_header)
+MAX_KEYWORDS = 32  # the bits of a record's keywords field
 
 # store.idx fixed header, 128 bytes
 #  off size field          meaning
 #    0    8 magic          b"MSTOREIX"
-#    8    2 version        format version (1)
+#    8    2 version        format version (2; 1 reads as 2 without keywords)
 #   10    2 header_size    size of this fixed header (128)
 #   12    4 record_size    size of one record (96)
 #   16    8 start_offset   file offset of the first record (after the variable section)
@@ -49,11 +52,14 @@ VERSION = 1
 #   84    4 acl_len        bytes of ACL text in the variable section
 #   88    8 quota_limit    with HDR_CARRIES_LIMIT: the quota root's limit in bytes,
 #                          NO_LIMIT for none; else 0 (files from before it: zeros)
-#   96   28 reserved       zeros
+#   96    4 kw_len         bytes of keyword table in the variable section (v1: 0)
+#  100    4 recent_uid     the lowest UID no session has yet reported as \Recent (v1: 0)
+#  104   20 reserved       zeros
 #  124    4 crc            CRC-32 of bytes 0-123 followed by the variable section
 # Variable section at 128: name (UTF-8), quota root (UTF-8), ACL
-# ("identifier\trights\n" per entry, UTF-8); zero padding to an 8-byte boundary.
-HEADER = struct.Struct("<8sHHIQ16sIIIIQQQHHIQ28sI")
+# ("identifier\trights\n" per entry, UTF-8), keyword table ("keyword\n" per
+# keyword, bit 0 first, ASCII); zero padding to an 8-byte boundary.
+HEADER = struct.Struct("<8sHHIQ16sIIIIQQQHHIQII20sI")
 assert HEADER.size == 128
 HDR_CARRIES_LIMIT = 1
 NO_LIMIT = (1 << 64) - 1
@@ -70,9 +76,9 @@ NO_LIMIT = (1 << 64) - 1
 #   40    8 cache_offset  offset of the cache entry in store.cache
 #   48    8 modseq        modification sequence of the last change
 #   56   32 guid          SHA-256 of the message content
-#   88    4 reserved      zeros
+#   88    4 keywords      keyword bit set: bit n is the header's n-th keyword (v1: 0)
 #   92    4 crc           CRC-32 of bytes 0-91
-RECORD = struct.Struct(f"<IIqqQIIQQ{GUID_BYTES}s4sI")
+RECORD = struct.Struct(f"<IIqqQIIQQ{GUID_BYTES}sII")
 assert RECORD.size == 96
 
 # store.cache file header, 16 bytes: magic b"MSTCACHE" (8), version u16 (2), reserved (6)
@@ -98,6 +104,32 @@ assert EXP_HEADER.size == 16
 FLAG_SEEN, FLAG_ANSWERED, FLAG_FLAGGED, FLAG_DELETED, FLAG_DRAFT = 1, 2, 4, 8, 16
 FLAG_NAMES = {FLAG_SEEN: "\\Seen", FLAG_ANSWERED: "\\Answered", FLAG_FLAGGED: "\\Flagged",
               FLAG_DELETED: "\\Deleted", FLAG_DRAFT: "\\Draft"}
+
+
+# RFC 3501 atom characters, less the backslash that starts a system flag
+_KEYWORD_BAD = set('(){ %*"\\]') | {chr(c) for c in range(0x20)} | {"\x7f"}
+
+
+def valid_keyword(name: str) -> bool:
+    return (0 < len(name) <= 64 and name.isascii() and not set(name) & _KEYWORD_BAD)
+
+
+def keyword_bits(header: Header, names: list[str]) -> tuple[int, list[str]]:
+    """(the bits of the keywords of `names` that the table holds, the names
+    it does not). Keywords match without regard to case (RFC 3501)."""
+    pos = {k.lower(): i for i, k in enumerate(header.keywords)}
+    bits, missing = 0, []
+    for n in names:
+        i = pos.get(n.lower())
+        if i is None:
+            missing.append(n)
+        else:
+            bits |= 1 << i
+    return bits, missing
+
+
+def keyword_names(header: Header, bits: int) -> list[str]:
+    return [k for i, k in enumerate(header.keywords) if bits >> i & 1]
 
 
 def flags_to_names(flags: int) -> list[str]:
@@ -133,24 +165,33 @@ class Header:
     # spool keeps it; carries_limit False means this header says nothing
     carries_limit: bool = False
     quota_limit: int | None = None
+    # the mailbox's keywords, bit n of a record's `keywords` naming keywords[n];
+    # a keyword stays in the table once added (reconstruct keeps it too)
+    keywords: list[str] = field(default_factory=list)
+    recent_uid: int = 0  # UIDs from here on are \Recent to the next session that selects
+    version: int = IDX_VERSION  # as read; pack() always writes IDX_VERSION
+
+    def _texts(self) -> tuple[bytes, bytes]:
+        acl = "".join(f"{k}\t{v}\n" for k, v in sorted(self.acl.items())).encode()
+        return acl, "".join(f"{k}\n" for k in self.keywords).encode()
 
     def variable(self) -> bytes:
-        acl = "".join(f"{k}\t{v}\n" for k, v in sorted(self.acl.items())).encode()
-        body = self.name.encode() + self.quotaroot.encode() + acl
+        acl, kws = self._texts()
+        body = self.name.encode() + self.quotaroot.encode() + acl + kws
         return body + b"\0" * (-(HEADER.size + len(body)) % 8)
 
     def pack(self) -> bytes:
         var = self.variable()
         self.start_offset = HEADER.size + len(var)
-        acl = "".join(f"{k}\t{v}\n" for k, v in sorted(self.acl.items())).encode()
+        acl, kws = self._texts()
         limit = 0 if not self.carries_limit else (
             NO_LIMIT if self.quota_limit is None else self.quota_limit)
-        fixed = HEADER.pack(IDX_MAGIC, VERSION, HEADER.size, RECORD.size, self.start_offset,
+        fixed = HEADER.pack(IDX_MAGIC, IDX_VERSION, HEADER.size, RECORD.size, self.start_offset,
                             self.unique_id, self.uidvalidity, self.uidnext, self.exists,
                             HDR_CARRIES_LIMIT if self.carries_limit else 0,
                             self.total_bytes, self.highest_modseq, self.last_update,
                             len(self.name.encode()), len(self.quotaroot.encode()), len(acl),
-                            limit, b"\0" * 28, 0)
+                            limit, len(kws), self.recent_uid, b"\0" * 20, 0)
         crc = zlib.crc32(var, zlib.crc32(fixed[:-4]))
         return fixed[:-4] + struct.pack("<I", crc) + var
 
@@ -168,19 +209,21 @@ class Record(NamedTuple):
     cache_offset: int
     modseq: int
     guid: bytes
+    keywords: int = 0  # bit n: the header's keywords[n]
 
     def pack(self) -> bytes:
-        body = _RECORD_BODY.pack(*self, b"\0" * 4)
+        body = _RECORD_BODY.pack(*self)
         return body + _CRC.pack(zlib.crc32(body))
 
     @classmethod
     def unpack(cls, raw: bytes) -> tuple[Record, int, int]:
         """(record, crc expected, crc found)."""
         f = RECORD.unpack(raw)
-        return cls._make(f[:10]), f[11], zlib.crc32(raw[:-4])
+        return cls._make(f[:11]), f[11], zlib.crc32(raw[:-4])
 
-    def with_flags(self, flags: int, modseq: int) -> Record:
-        return self._replace(flags=flags, modseq=modseq)
+    def with_flags(self, flags: int, modseq: int, keywords: int | None = None) -> Record:
+        return self._replace(flags=flags, modseq=modseq,
+                             keywords=self.keywords if keywords is None else keywords)
 
 
 # the record without its trailing crc, and the crc alone: one owner (RECORD)
@@ -209,17 +252,17 @@ def parse_header(data: bytes, mailbox: str, path: str) -> Header:
                        f"file size {len(data)}, need {HEADER.size} bytes starting {IDX_MAGIC!r}")
     f = HEADER.unpack_from(data)
     (_magic, version, hsize, rsize, start, uniq, uidvalidity, uidnext, exists, hflags,
-     total, modseq, last, nlen, qlen, alen, limit, _res, crc) = f
-    if version != VERSION or hsize != HEADER.size or rsize != RECORD.size:
+     total, modseq, last, nlen, qlen, alen, limit, klen, recent, _res, crc) = f
+    if version not in IDX_VERSIONS or hsize != HEADER.size or rsize != RECORD.size:
         raise _corrupt(logmsg.IDX_MISSING_HEADER, mailbox, path,
                        f"version/header/record size {version}/{hsize}/{rsize}, "
-                       f"expected {VERSION}/{HEADER.size}/{RECORD.size}")
+                       f"expected {IDX_VERSION}/{HEADER.size}/{RECORD.size}")
     if start > len(data):
         raise _corrupt(logmsg.IDX_START_BEYOND_EOF, mailbox, path,
                        f"start_offset {start}, file size {len(data)}")
     var = data[HEADER.size:start]
     found = zlib.crc32(var, zlib.crc32(data[:HEADER.size - 4]))
-    if found != crc or start < HEADER.size + nlen + qlen + alen:
+    if found != crc or start < HEADER.size + nlen + qlen + alen + klen:
         raise _corrupt(logmsg.IDX_HEADER_CHECKSUM, mailbox, path, "offset 124",
                        expected=crc, found=found)
     try:
@@ -227,13 +270,16 @@ def parse_header(data: bytes, mailbox: str, path: str) -> Header:
         qroot = var[nlen:nlen + qlen].decode()
         acl = dict(line.split("\t", 1) for line in var[nlen + qlen:nlen + qlen + alen]
                    .decode().splitlines() if "\t" in line)
+        end = nlen + qlen + alen
+        keywords = var[end:end + klen].decode("ascii").splitlines()
     except UnicodeDecodeError as e:
         raise _corrupt(logmsg.IDX_HEADER_CHECKSUM, mailbox, path, f"variable section: {e}",
                        expected=crc, found=found) from None
     carries = bool(hflags & HDR_CARRIES_LIMIT)
     return Header(name, uniq, uidvalidity, uidnext, exists, total, modseq, last, qroot, acl, start,
                   carries_limit=carries,
-                  quota_limit=None if not carries or limit == NO_LIMIT else limit)
+                  quota_limit=None if not carries or limit == NO_LIMIT else limit,
+                  keywords=keywords, recent_uid=recent, version=version)
 
 
 def symlinked_files(mailbox_dir: str) -> list[str]:
@@ -287,7 +333,7 @@ def read_index(mailbox_dir: str, mailbox: str) -> Index:
             problems.append(_corrupt(logmsg.IDX_RECORD_CHECKSUM, mailbox, path, f"offset {off}",
                                      recno=i, offset=off, expected=expected, found=found))
             continue
-        rec = make(f[:10])
+        rec = make(f[:11])
         if rec.uid <= prev:
             problems.append(_corrupt(logmsg.IDX_UID_ORDER, mailbox, path, f"record {i}",
                                      recno=i, uid=rec.uid, prev=prev))
@@ -352,8 +398,7 @@ def pack_cache(entries: list[tuple[Record, dict[str, bytes]]], start: int
     blobs, out, pos = [], [], start
     for r, fields in entries:
         blob = pack_cache_entry(r.uid, fields)
-        out.append(Record(r.uid, r.flags, r.internaldate, r.sentdate, r.size, r.header_size,
-                          len(blob), pos, r.modseq, r.guid))
+        out.append(r._replace(cache_len=len(blob), cache_offset=pos))
         blobs.append(blob)
         pos += len(blob)
     return b"".join(blobs), out
@@ -505,13 +550,51 @@ def _roll_forward(f, header: Header, end: int, path: str) -> int:
 
 def update_record(mailbox_dir: str, header: Header, position: int, rec: Record) -> None:
     """Rewrite one record in place (96 bytes: a single sector write)."""
+    update_records(mailbox_dir, header, [(position, rec)])
+
+
+def update_records(mailbox_dir: str, header: Header, changes: list[tuple[int, Record]], *,
+                   durable: bool = True) -> None:
+    """Rewrite records in place, (position, record) each, then the fixed
+    header; one fsync. Each record is 96 bytes with its own CRC: a crash
+    leaves each one old or new. The keyword table must be unchanged (a new
+    keyword rewrites the whole file: write_index)."""
     with open_nofollow(os.path.join(mailbox_dir, IDX_FILE), "r+b") as f:
-        f.seek(header.start_offset + position * RECORD.size)
-        f.write(rec.pack())
-        header.highest_modseq = max(header.highest_modseq, rec.modseq)
+        for pos, rec in changes:
+            f.seek(header.start_offset + pos * RECORD.size)
+            f.write(rec.pack())
+            header.highest_modseq = max(header.highest_modseq, rec.modseq)
         f.seek(0)
         f.write(header.pack()[:HEADER.size])
-        os.fsync(f.fileno())
+        if durable:
+            os.fsync(f.fileno())
+
+
+def write_header(mailbox_dir: str, header: Header, *, durable: bool = True) -> None:
+    """Rewrite the fixed header in place (128 bytes: one sector), the
+    variable section being unchanged."""
+    update_records(mailbox_dir, header, [], durable=durable)
+
+
+def upgrade_header(mailbox_dir: str, mailbox: str) -> bool:
+    """Bring a version-1 store.idx to the current version, in place: its
+    fixed header is rewritten (its reserved zeros read as no keywords and
+    no recent UID; records are unchanged, their reserved zeros being no
+    keywords). The caller holds the mailbox lock. Returns whether it did."""
+    path = os.path.join(mailbox_dir, IDX_FILE)
+    with open_nofollow(path, "rb") as f:
+        data = f.read(65536)
+    header = parse_header(data, mailbox, path)
+    if header.version == IDX_VERSION:
+        return False
+    if header.variable() == data[HEADER.size:header.start_offset]:
+        write_header(mailbox_dir, header)
+    else:  # laid out otherwise than this code lays it out: rewritten whole
+        idx = read_index(mailbox_dir, mailbox)
+        if idx.problems:
+            raise idx.problems[0]
+        write_index(mailbox_dir, idx.header, idx.records)
+    return True
 
 
 def read_expunged(mailbox_dir: str, mailbox: str, *, tolerant: bool = False

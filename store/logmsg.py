@@ -166,6 +166,17 @@ STORED_RESYNC_PENDING = _m(
     "stored-resync-pending", logging.WARNING,
     "Database resync from the spool pending since a snapshot was restored; it runs now",
     "None: stored runs the resync (again) at every start until it has completed.")
+INDEXES_UPGRADED = _m(
+    "indexes-upgraded", logging.INFO,
+    "Upgraded the index files of {count} mailboxes to format version {version}, in place",
+    "Nothing to do: older versions stay readable; this runs once after an upgrade of the "
+    "software.")
+UPGRADE_SKIPPED = _m(
+    "upgrade-skipped", logging.WARNING,
+    "Index of {mailbox} not upgraded to the current format: {error}",
+    "The mailbox keeps working: the old format is read, and its next change writes the new "
+    "one. stored tries again in a minute; if the error says damaged, run "
+    "`reconstruct {mailbox}`.")
 EXPIRE_SKIPPED = _m(
     "expire-skipped", logging.ERROR,
     "Expunged message files of {mailbox} not erased: {error}",

@@ -47,3 +47,79 @@ def test_mdb_dump_shows_named_databases(store):
     stat = subprocess.run(["mdb_stat", "-a", store.layout.mboxlist_dir], capture_output=True,
                           text=True, check=True).stdout
     assert "Status of folder" in stat
+
+
+def _golden_copy(tmp_path):
+    copy = tmp_path / "golden"
+    shutil.copytree(os.path.join(GOLDEN, "store"), copy)
+    os.makedirs(copy / "log", exist_ok=True)
+    return copy
+
+
+def _idx_files(root):
+    from store import index
+    return sorted(str(p) for p in root.rglob(index.IDX_FILE))
+
+
+def test_golden_store_upgrades_in_place(tmp_path):
+    """The committed golden store is of index version 1. The upgrade
+    rewrites each store.idx's fixed header only (version and checksum), the
+    store reads back identically, a second pass does nothing, and the
+    upgraded mailboxes take keywords."""
+    from store import index
+    from store.mailbox import Store
+    from store.mailbox.upgrade import upgrade_indexes
+    copy = _golden_copy(tmp_path)
+    before = {p: open(p, "rb").read() for p in _idx_files(copy)}
+    assert {index.HEADER.unpack_from(b)[1] for b in before.values()} == {1}
+    with Store.open(str(copy)) as s:
+        up = upgrade_indexes(s)
+        assert len(up.upgraded) == 4 and up.failed == []
+        assert upgrade_indexes(s).upgraded == []
+    for p, old in before.items():
+        new = open(p, "rb").read()
+        assert index.HEADER.unpack_from(new)[1] == index.IDX_VERSION
+        assert len(new) == len(old)
+        assert {i for i in range(len(old)) if old[i] != new[i]} <= {8, 124, 125, 126, 127}
+    expected = json.load(open(os.path.join(GOLDEN, "expected.json")))
+    got = json.loads(json.dumps(dump_store(str(copy)), sort_keys=True))
+    got["files"] = {k.replace(str(copy) + "/", ""): v for k, v in got["files"].items()}
+    assert got == expected
+    with Store.open(str(copy)) as s:
+        name = next(n for n, m in expected["mailboxes"].items() if m["header"]["exists"])
+        uid = s.read(name).records[0].uid
+        header, recs = s.store_flags(name, [uid], 0, ["$Forwarded", "NonJunk"], "add")
+        assert header.keywords == ["$Forwarded", "NonJunk"]
+        idx = s.read(name)
+        assert idx.problems == []
+        assert index.keyword_names(idx.header, idx.records[0].keywords) == ["$Forwarded",
+                                                                              "NonJunk"]
+
+
+def test_stored_upgrades_once_after_readiness(tmp_path):
+    from store import index, logsetup
+    from store.daemon import state
+    from store.daemon.daemon import Daemon
+    copy = _golden_copy(tmp_path)
+    logsetup.attach(str(copy / "log"))
+    d = Daemon(str(copy))
+    d.start()
+    try:
+        assert "upgrade" in d.schedule.due
+        assert all(index.HEADER.unpack_from(open(p, "rb").read())[1] == 1
+                   for p in _idx_files(copy))  # READY came first
+        assert d.run_job("upgrade", d.clock())
+        assert state.upgraded_version(d.layout) == index.IDX_VERSION
+        assert "upgrade" not in d.schedule.due
+        assert all(index.HEADER.unpack_from(open(p, "rb").read())[1] == index.IDX_VERSION
+                   for p in _idx_files(copy))
+    finally:
+        d.shutdown()
+    log = open(copy / "log" / "default", encoding="utf-8").read()
+    assert "Upgraded the index files of 4 mailboxes to format version 2, in place" in log
+    d = Daemon(str(copy))
+    d.start()
+    try:
+        assert "upgrade" not in d.schedule.due
+    finally:
+        d.shutdown()

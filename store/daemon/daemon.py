@@ -15,13 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from .. import logmsg, snapshots
+from .. import index, logmsg, snapshots
 from ..config import Config
 from ..db import lmdbfiles
 from ..errors import SettingError, StoreError
 from ..layout import Layout
 from ..mailbox import Store
 from ..mailbox.lifecycle import finish_renames
+from ..mailbox.upgrade import upgrade_indexes
 from ..proc import ChildStopped, die_with_parent, run_isolated, sd_notify, watchdog_interval
 from . import state
 from .recovery import Recovery, check_and_recover, rebuild_from_spool, resync_from_spool
@@ -90,6 +91,8 @@ class Daemon:
             if not rec.recovered:
                 logmsg.log("stored", logmsg.STORED_RESYNC_PENDING)
             self.schedule.due["resync"] = self.clock()  # first thing after readiness
+        if state.upgraded_version(self.layout) < index.IDX_VERSION:
+            self.schedule.due["upgrade"] = self.clock()  # after readiness: v1 reads meanwhile
         state.write_state(self.layout, state.READY)
         self._heart = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         self._heart.start()
@@ -175,6 +178,18 @@ class Daemon:
             log.info("spool resync stopped by a shutdown; it runs again at the next start")
             return
         state.clear_resync_pending(self.layout)
+
+    def job_upgrade(self, now: float) -> None:
+        """Bring older index files to the current format, in place."""
+        up = upgrade_indexes(self.store, stop=lambda: self._stop is not None and self._stop.is_set())
+        for name, why in up.failed:
+            logmsg.log("stored", logmsg.UPGRADE_SKIPPED, mailbox=name, error=why)
+        if up.upgraded:
+            logmsg.log("stored", logmsg.INDEXES_UPGRADED, count=len(up.upgraded),
+                       version=index.IDX_VERSION)
+        if up.failed or (self._stop is not None and self._stop.is_set()):
+            raise StoreError(f"{len(up.failed)} mailboxes not upgraded; tried again later")
+        state.mark_upgraded(self.layout, index.IDX_VERSION)
 
     def job_checkpoint(self, now: float) -> None:
         self.store.db.sync()

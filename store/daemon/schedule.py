@@ -79,7 +79,7 @@ class Schedule:
                 self.due[job] = now + self.layout.config.get_int("local.store.snapshotinterval") * 60
         elif job == "expire":
             self.due[job] = self.expire_due(now + 1)
-        elif job == "resync":  # once, after a recovery from a snapshot
+        elif job in ("resync", "upgrade"):  # once: after a recovery, after a format change
             del self.due[job]
 
     def failed(self, job: str, now: float) -> None:
@@ -87,7 +87,7 @@ class Schedule:
         erase of expunged files: at its hour tomorrow; the resync: in a minute)."""
         if job == "expire":
             self.due[job] = self._next_expire_hour(now)
-        elif job == "resync":
+        elif job in ("resync", "upgrade"):
             self.due[job] = now + RESYNC_RETRY
         else:
             self.done(job, now)

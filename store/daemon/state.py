@@ -5,6 +5,7 @@ and the expire record; and whether a stored is running (its lock).
   stored.ckp     stamp: mtime of the last checkpoint
   stored.lcu     stamp: mtime of the last stale-reader cleanup
   stored.per     stamp: mtime of the last per-user flag write-out
+  stored.upg     the index version every store.idx has been upgraded to (index.IDX_VERSION)
   stored.exp     mtime of the last erase of expunged message files
   stored.resync  present while a spool resync after a snapshot restore is pending
                  (written durably before READY, removed once the resync completed)
@@ -24,6 +25,7 @@ from ..proc import pid_alive
 STATE_FILE = "stored.state"
 STAMPS = {"checkpoint": "stored.ckp", "cleanup": "stored.lcu", "peruser": "stored.per"}
 EXPIRE_RECORD = "stored.exp"
+UPGRADED = "stored.upg"
 RESYNC_PENDING = "stored.resync"
 INIT, READY = "init", "ready"
 HEARTBEAT_INTERVAL = 2.0  # seconds between renewals of the state file's mtime
@@ -79,6 +81,20 @@ def stamp_path(layout: Layout, job: str) -> str:
 
 def expire_record_path(layout: Layout) -> str:
     return os.path.join(layout.config_dir, EXPIRE_RECORD)
+
+
+def upgraded_version(layout: Layout) -> int:
+    """The index version the last completed upgrade pass brought every
+    mailbox to (1: never run)."""
+    try:
+        with open(os.path.join(layout.config_dir, UPGRADED), "rb") as f:
+            return int(f.read(16).strip() or 1)
+    except (OSError, ValueError):
+        return 1
+
+
+def mark_upgraded(layout: Layout, version: int) -> None:
+    write_file_atomic(os.path.join(layout.config_dir, UPGRADED), f"{version}\n".encode())
 
 
 def resync_path(layout: Layout) -> str:

@@ -20,6 +20,7 @@ from .. import index, logmsg
 from ..db import QUOTA
 from ..errors import (
     EmptyMessageError,
+    KeywordError,
     OverQuotaError,
     StoreError,
     symlink_error,
@@ -241,18 +242,75 @@ def _append_steps(store: Store, name: str, need: int,
 
 def set_flags(store: Store, name: str, uid: int, flags: int, mode: str = "set") -> int:
     """mode: set, add or remove. Returns the new flags."""
+    _header, matched = store_flags(store, name, [uid], flags, [], mode)
+    if not matched:
+        raise StoreError(f"no message with UID {uid} in {canonical(name)}")
+    return matched[0].flags
+
+
+def store_flags(store: Store, name: str, uids: Iterable[int], flags: int,
+                keywords: list[str], mode: str = "set"
+                ) -> tuple[index.Header, list[index.Record]]:
+    """Set, add or remove (mode) system flags and keywords on the messages
+    of `uids` that are there. All changed records share one new modseq and
+    one fsync. A keyword new to the mailbox enters its table, which rewrites
+    the index whole. Returns the header and the records of `uids` there
+    (changed or not), as they now are."""
     name = canonical(name)
+    bad = [k for k in keywords if not index.valid_keyword(k)]
+    if bad:
+        raise KeywordError(f"invalid keyword {bad[0]!r}")
     with store.lock(name):
         mdir = store.mailbox_dir(name)
         idx = store.read_clean(name, mdir)
-        pos = next((i for i, r in enumerate(idx.records) if r.uid == uid), None)
-        if pos is None:
-            raise StoreError(f"no message with UID {uid} in {name}")
-        rec = idx.records[pos]
-        new = {"set": flags, "add": rec.flags | flags, "remove": rec.flags & ~flags}[mode]
-        modseq = idx.header.highest_modseq + 1
-        index.update_record(mdir, idx.header, pos, rec.with_flags(new, modseq))
-        return new
+        header = idx.header
+        kbits, missing = index.keyword_bits(header, keywords)
+        grow = bool(missing) and mode != "remove"
+        if grow:
+            if len(header.keywords) + len(missing) > index.MAX_KEYWORDS:
+                raise KeywordError(f"mailbox {name} holds {index.MAX_KEYWORDS} keywords, "
+                                   f"no room for {' '.join(missing)}")
+            header.keywords = header.keywords + list(dict.fromkeys(missing))
+            kbits, _ = index.keyword_bits(header, keywords)
+        want = set(uids)
+        modseq = header.highest_modseq + 1
+        changes, matched = [], []
+        for pos, rec in enumerate(idx.records):
+            if rec.uid not in want:
+                continue
+            matched.append(pos)
+            if mode == "set":
+                new_f, new_k = flags, kbits
+            elif mode == "add":
+                new_f, new_k = rec.flags | flags, rec.keywords | kbits
+            else:
+                new_f, new_k = rec.flags & ~flags, rec.keywords & ~kbits
+            if (new_f, new_k) != (rec.flags, rec.keywords):
+                changes.append((pos, rec.with_flags(new_f, modseq, new_k)))
+        records = list(idx.records)
+        for pos, rec in changes:
+            records[pos] = rec
+        if grow:
+            header.highest_modseq = modseq
+            index.write_index(mdir, header, records)
+        elif changes:
+            index.update_records(mdir, header, changes)
+        return header, [records[pos] for pos in matched]
+
+
+def claim_recent(store: Store, name: str) -> tuple[index.Header, int]:
+    """For a session selecting read-write: (the header, the first UID that
+    is \\Recent to it). Messages from there on are no longer recent to any
+    later session (RFC 3501: one session sees a message as recent)."""
+    name = canonical(name)
+    with store.lock(name):
+        mdir = store.mailbox_dir(name)
+        header = index.read_header(mdir, name)
+        first = header.recent_uid
+        if first < header.uidnext:
+            header.recent_uid = header.uidnext
+            index.write_header(mdir, header, durable=False)  # advisory: a crash may show some again
+        return header, first
 
 
 def expunge(store: Store, name: str) -> list[int]:

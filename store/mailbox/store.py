@@ -209,6 +209,13 @@ class Store:
     def set_flags(self, name: str, uid: int, flags: int, mode: str = "set") -> int:
         return messages.set_flags(self, name, uid, flags, mode)
 
+    def store_flags(self, name: str, uids: Iterable[int], flags: int, keywords: list[str],
+                    mode: str = "set") -> tuple[index.Header, list[index.Record]]:
+        return messages.store_flags(self, name, uids, flags, keywords, mode)
+
+    def claim_recent(self, name: str) -> tuple[index.Header, int]:
+        return messages.claim_recent(self, name)
+
     def expunge(self, name: str) -> list[int]:
         return messages.expunge(self, name)
 

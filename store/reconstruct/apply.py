@@ -36,7 +36,9 @@ def apply_plan(plan: Plan, scan: Scan, batch: Batch | None = None) -> Applied:
     With `batch`, the new files wait in it."""
     if not plan.rebuild:
         raise StoreError(f"{plan.name}: nothing to apply (the plan rebuilds nothing)")
-    old = {r.uid: r for r in scan.records}
+    # salvaged records' keyword bits name entries of a table lost with the header
+    old = {r.uid: r if scan.header is not None else r._replace(keywords=0)
+           for r in scan.records}
     cpath = os.path.join(scan.mdir, index.CACHE_FILE)
     records: list[tuple[index.Record, dict]] = []
     modseq = plan.modseq
@@ -54,19 +56,20 @@ def apply_plan(plan: Plan, scan: Scan, batch: Batch | None = None) -> Applied:
                 records.append((r, fields))
                 continue
             modseq += 1
-            records.append(_record_from_file(reader, f, uid, 0 if r is None else r.flags,
+            records.append(_record_from_file(reader, f, uid, r,
                                              None if r is None else r.internaldate, modseq))
         for old_uid, new_uid in plan.relinks:
             modseq += 1
             r = old.get(old_uid)
-            records.append(_record_from_file(reader, scan.files[old_uid], new_uid,
-                                             0 if r is None else r.flags, None, modseq))
+            records.append(_record_from_file(reader, scan.files[old_uid], new_uid, r, None,
+                                             modseq))
     for path in plan.remove_temps:
         os.unlink(path)
     records.sort(key=lambda x: x[0].uid)
     header = index.Header(name=plan.name, unique_id=plan.unique_id, uidvalidity=plan.uidvalidity,
                           uidnext=plan.uidnext, highest_modseq=modseq,
                           last_update=int(time.time()), quotaroot=plan.quotaroot, acl=plan.acl,
+                          keywords=plan.keywords, recent_uid=plan.recent_uid,
                           carries_limit=plan.carries_limit, quota_limit=plan.quota_limit)
     _write(scan.mdir, header, records, plan.relinks, plan.expunged, batch, plan.exp_changed)
     if plan.new_uidvalidity:
@@ -76,13 +79,15 @@ def apply_plan(plan: Plan, scan: Scan, batch: Batch | None = None) -> Applied:
     return Applied(header, len(records))
 
 
-def _record_from_file(reader: Reader, f: FileInfo, uid: int, flags: int,
+def _record_from_file(reader: Reader, f: FileInfo, uid: int, old: index.Record | None,
                       internaldate: int | None, modseq: int) -> tuple[index.Record, dict]:
+    """A record indexed from the file; flags and keywords from `old`, if any."""
     data = reader.read(f.path, f.size)
     p = parse_header(data)
     when = internaldate if internaldate is not None else f.mtime
-    return (index.Record(uid, flags, when, p.sent_date, len(data), p.header_size, 0, 0, modseq,
-                         guid_of(data)), p.fields)
+    return (index.Record(uid, old.flags if old else 0, when, p.sent_date, len(data),
+                         p.header_size, 0, 0, modseq, guid_of(data), old.keywords if old else 0),
+            p.fields)
 
 
 def _write(mdir: str, header: index.Header, records, relinks, exp_records,

@@ -76,6 +76,9 @@ _k("temp-file", "A temp file of a write cut off by a crash. A rebuild of the mai
                 "it; a check leaves it.", problem=False)
 _k("records-salvaged", "The index header was unreadable but records after it verify: their "
                        "flags, dates and modseqs are kept. Nothing to do.", problem=False)
+_k("keywords-lost", "Salvaged records had keywords ($Forwarded, $Junk, ...) whose names were "
+                    "in the unreadable header; they are cleared. The system flags are kept.",
+   problem=False)
 _k("db-added", "-m added a folder entry from the spool.", counts="db_added")
 _k("db-changed", "-m changed a folder entry to match the index header.", counts="db_changed")
 _k("db-removed", "-m removed a folder entry whose mailbox is not in the spool.",

@@ -54,6 +54,8 @@ class Plan:
     unique_id: bytes = b""
     acl: dict[str, str] = field(default_factory=dict)
     quotaroot: str = ""
+    keywords: list[str] = field(default_factory=list)  # the old header's table, if readable
+    recent_uid: int = 0
     carries_limit: bool = False
     quota_limit: int | None = None
     uidnext: int = 1
@@ -163,7 +165,8 @@ def _decide_rebuild(scan: Scan, entry: FolderEntry | None, p: Plan, remove_exp: 
     # identity: header first, then the database, then new
     if old_h is not None:
         p.uidvalidity, p.unique_id = old_h.uidvalidity, old_h.unique_id
-        p.acl, p.quotaroot = old_h.acl, old_h.quotaroot
+        p.acl, p.quotaroot, p.keywords = old_h.acl, old_h.quotaroot, old_h.keywords
+        p.recent_uid = old_h.recent_uid
     elif entry is not None:
         p.uidvalidity, p.unique_id = entry.uidvalidity, bytes.fromhex(entry.uniqueid)
         p.acl, p.quotaroot = entry.acl, entry.quotaroot
@@ -191,6 +194,10 @@ def _decide_rebuild(scan: Scan, entry: FolderEntry | None, p: Plan, remove_exp: 
         p.add("records-salvaged", f"index header unreadable; {len(scan.records)} records that "
                                   "verify found after it",
               Act("keep their flags, dates and modseqs", "their flags, dates and modseqs kept"))
+        tagged = sum(1 for r in scan.records if r.keywords)
+        if tagged:
+            p.add("keywords-lost", f"{tagged} messages had keywords, whose names were in the "
+                                   "unreadable header", Act("clear them", "cleared"))
 
     # each file: its old record still holds (kept), or it is indexed from
     # the file under its own UID (fresh), or it is below UIDNEXT and unknown
