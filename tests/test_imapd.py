@@ -67,7 +67,8 @@ def test_a_session_reads_and_changes_the_store(imap):
     c = imaplib.IMAP4("127.0.0.1", port)
     assert c.login("joe", "pw")[0] == "OK"
     typ, boxes = c.list()
-    assert sorted(boxes) == [b'() "/" "INBOX"', b'() "/" "Sent"']  # joe's only, not bob's
+    assert sorted(boxes) == [b'(\\HasNoChildren) "/" "INBOX"',
+                            b'(\\HasNoChildren) "/" "Sent"']  # joe's only, not bob's
     assert c.select("INBOX") == ("OK", [b"1"])
     typ, data = c.fetch("1", "(UID RFC822.SIZE FLAGS BODY.PEEK[])")
     wire = MSG.replace(b"\n", b"\r\n")  # IMAP's line ends; RFC822.SIZE counts them
@@ -83,9 +84,10 @@ def test_a_session_reads_and_changes_the_store(imap):
     assert c.expunge() == ("OK", [b"1"])
     assert c.create("Archive")[0] == "OK"
     assert c.subscribe("Archive")[0] == "OK" and c.subscribe("INBOX")[0] == "OK"
-    assert sorted(c.lsub()[1]) == [b'() "/" "Archive"', b'() "/" "INBOX"']
+    assert sorted(c.lsub()[1]) == [b'(\\HasNoChildren) "/" "Archive"',
+                                   b'(\\HasNoChildren) "/" "INBOX"']
     assert c.unsubscribe("INBOX")[0] == "OK"
-    assert c.lsub()[1] == [b'() "/" "Archive"']
+    assert c.lsub()[1] == [b'(\\HasNoChildren) "/" "Archive"']
     assert c.select("user/bob")[0] == "NO"  # another user's INBOX is not in joe's namespace
     c.logout()
     with Store.open(root) as s:
@@ -103,17 +105,24 @@ def test_a_session_reads_and_changes_the_store(imap):
 
 def test_logins_are_refused_while_stored_is_not_ready(imap):
     root, port, stored = imap
+    old = imaplib.IMAP4("127.0.0.1", port)
+    old.login("joe", "pw")
+    old.select("INBOX")
     stop(stored)
     time.sleep(0.6)
     c = imaplib.IMAP4("127.0.0.1", port)
     with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\]"):
         c.login("joe", "pw")
+    typ, data = old.fetch("1", "(FLAGS)")  # a session already there is refused too
+    assert typ == "NO" and b"[UNAVAILABLE]" in data[0]
+    assert old.noop()[0] == "OK"  # NOOP and LOGOUT still answered
     again = start_stored(root)
     try:
         time.sleep(0.6)
         c = imaplib.IMAP4("127.0.0.1", port)
         assert c.login("joe", "pw")[0] == "OK"  # no restart of imapd needed
         c.logout()
+        assert old.fetch("1", "(UID)")[0] == "OK"  # and the old session goes on
     finally:
         stop(again)
 

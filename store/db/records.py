@@ -106,6 +106,7 @@ class PeruserEntry(Record):
     db: ClassVar[str] = PERUSER
 
     seen: list[list[int]] = field(default_factory=list)  # [[first_uid, last_uid], ...]
+    uidvalidity: int = 0  # of the mailbox the UIDs are of
 
 
 SCHEMA: dict[str, type[Record]] = {c.db: c for c in

@@ -16,12 +16,41 @@ if TYPE_CHECKING:
 
 RIGHTS_RE = re.compile(r"^[a-z]*$")
 ALL_RIGHTS = "lrswipkxtecda"
+ANYONE = "anyone"  # RFC 4314's identifier for every user
+# a user's rights on their own mailboxes whatever the ACL says, so that no
+# SETACL locks them out (Cyrus's implicit_owner_rights)
+OWNER_RIGHTS = "lkxa"
+# RFC 4314 2.1.1: the obsolete c and d stand for the rights that replaced them
+_OBSOLETE = {"c": "k", "d": "xte"}
+
+
+def rights(acl: dict[str, str], user: str, name: str) -> str:
+    """What `user` may do on mailbox `name` with ACL `acl`: their own
+    entry, anyone's, and the owner's implicit rights, in ALL_RIGHTS order."""
+    got = set(acl.get(user, "")) | set(acl.get(ANYONE, ""))
+    if user_of(name) == user:
+        got |= set(OWNER_RIGHTS)
+    for old, new in _OBSOLETE.items():
+        if old in got:
+            got |= set(new)
+    return "".join(c for c in ALL_RIGHTS if c in got)
 
 
 def default_acl(name: str) -> dict[str, str]:
     """A new mailbox's ACL: all rights for its user, none for anyone else."""
     user = user_of(name)
     return {user: ALL_RIGHTS} if user else {}
+
+
+def shared_with(store: Store, user: str) -> list[str]:
+    """The mailboxes whose ACL names `user` or anyone (lright), the user's
+    own aside: what other users and shared folders they may see."""
+    out: set[str] = set()
+    for ident in (user, ANYONE):
+        e = store.db.record(LRIGHT, ident)
+        if e is not None:
+            out.update(n for n in e.mailboxes if user_of(n) != user)
+    return sorted(out)
 
 
 def lright_add(t: Txn, name: str, acl: dict[str, str]) -> None:

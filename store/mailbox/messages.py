@@ -249,10 +249,12 @@ def set_flags(store: Store, name: str, uid: int, flags: int, mode: str = "set") 
 
 
 def store_flags(store: Store, name: str, uids: Iterable[int], flags: int,
-                keywords: list[str], mode: str = "set"
+                keywords: list[str], mode: str = "set", *, keep: int = 0
                 ) -> tuple[index.Header, list[index.Record]]:
     """Set, add or remove (mode) system flags and keywords on the messages
-    of `uids` that are there. All changed records share one new modseq and
+    of `uids` that are there; "set" leaves the flags of `keep` as they are
+    (a shared mailbox's \\Seen, kept per user elsewhere). All changed
+    records share one new modseq and
     one fsync. A keyword new to the mailbox enters its table, which rewrites
     the index whole. Returns the header and the records of `uids` there
     (changed or not), as they now are."""
@@ -280,7 +282,7 @@ def store_flags(store: Store, name: str, uids: Iterable[int], flags: int,
                 continue
             matched.append(pos)
             if mode == "set":
-                new_f, new_k = flags, kbits
+                new_f, new_k = (rec.flags & keep) | (flags & ~keep), kbits
             elif mode == "add":
                 new_f, new_k = rec.flags | flags, rec.keywords | kbits
             else:
@@ -313,17 +315,21 @@ def claim_recent(store: Store, name: str) -> tuple[index.Header, int]:
         return header, first
 
 
-def expunge(store: Store, name: str) -> list[int]:
-    """Move records flagged \\Deleted to store.exp. Returns their UIDs."""
+def expunge(store: Store, name: str, uids: Iterable[int] | None = None) -> list[int]:
+    """Move records flagged \\Deleted (and, given `uids`, among those) to
+    store.exp. Returns their UIDs."""
     name = canonical(name)
+    only = None if uids is None else set(uids)
     with store.lock(name):
         entry = store.entry(name)
         mdir = store.mailbox_dir(name, entry)
         idx = store.read_clean(name, mdir)
-        gone = [r for r in idx.records if r.flags & index.FLAG_DELETED]
+        gone = [r for r in idx.records if r.flags & index.FLAG_DELETED
+                and (only is None or r.uid in only)]
         if not gone:
             return []
-        keep = [r for r in idx.records if not r.flags & index.FLAG_DELETED]
+        out = {r.uid for r in gone}
+        keep = [r for r in idx.records if r.uid not in out]
         index.write_expunged(mdir, index.read_expunged(mdir, name) + gone)
         idx.header.highest_modseq += 1
         index.write_index(mdir, idx.header, keep)

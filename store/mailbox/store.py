@@ -17,7 +17,7 @@ from ..db.lmdbfiles import has_data
 from ..errors import NoSuchMailboxError, StoreError
 from ..fsutil import refuse_symlinks
 from ..layout import Layout, canonical
-from . import acl, lifecycle, messages, quota, subscriptions
+from . import acl, lifecycle, messages, peruser, quota, subscriptions
 
 LOCK_TIMEOUT = locks.MAILBOX_TIMEOUT
 
@@ -210,14 +210,15 @@ class Store:
         return messages.set_flags(self, name, uid, flags, mode)
 
     def store_flags(self, name: str, uids: Iterable[int], flags: int, keywords: list[str],
-                    mode: str = "set") -> tuple[index.Header, list[index.Record]]:
-        return messages.store_flags(self, name, uids, flags, keywords, mode)
+                    mode: str = "set", *, keep: int = 0
+                    ) -> tuple[index.Header, list[index.Record]]:
+        return messages.store_flags(self, name, uids, flags, keywords, mode, keep=keep)
 
     def claim_recent(self, name: str) -> tuple[index.Header, int]:
         return messages.claim_recent(self, name)
 
-    def expunge(self, name: str) -> list[int]:
-        return messages.expunge(self, name)
+    def expunge(self, name: str, uids: Iterable[int] | None = None) -> list[int]:
+        return messages.expunge(self, name, uids)
 
     def erase_expunged(self, name: str) -> int:
         return messages.erase_expunged(self, name)
@@ -230,6 +231,21 @@ class Store:
 
     def set_acl(self, name: str, identifier: str, rights: str) -> dict[str, str]:
         return acl.set_acl(self, name, identifier, rights)
+
+    def rights(self, name: str, user: str) -> str:
+        """`user`'s rights on `name` (RFC 4314 letters)."""
+        name = canonical(name)
+        return acl.rights(self.entry(name).acl, user, name)
+
+    def shared_with(self, user: str) -> list[str]:
+        return acl.shared_with(self, user)
+
+    def seen(self, user: str, name: str, uidvalidity: int) -> set[int]:
+        return peruser.seen(self, user, name, uidvalidity)
+
+    def set_seen(self, user: str, name: str, uidvalidity: int, add: Iterable[int] = (),
+                 remove: Iterable[int] = ()) -> set[int]:
+        return peruser.set_seen(self, user, name, uidvalidity, add, remove)
 
     def subscriptions(self, user: str) -> list[str]:
         return subscriptions.subscriptions(self, user)

@@ -1,11 +1,13 @@
 """imapd: IMAP4rev1 access to the store, on Twisted's `twisted.mail.imap4`
-server, whose account, mailbox and message interfaces are implemented here
-over the store's API (issue 13, first part: the personal namespace, no
-keywords, no IDLE notifications, no TLS yet).
+server, with its account interface implemented here (the mailbox is in
+imapbox.py, the names in imapnames.py).
 
-Names: a user's INBOX is `INBOX`, its folders `Sent`, `Lists/dev`, ...
-(`user/<id>/Sent` in the store). Flags: the five system flags of the
-index; `\\Recent` is not kept (always 0 recent).
+What it adds to Twisted's server: the three namespaces and ACL rights on
+every command (NO [NOPERM]); SELECT's PERMANENTFLAGS, UNSEEN and UIDNEXT;
+\\Seen set by a FETCH of a body; keywords; UIDPLUS (APPENDUID, COPYUID,
+UID EXPUNGE); UNSELECT; IDLE and NOOP telling what other sessions and
+deliveries did (each selected mailbox is polled every POLL_INTERVAL);
+NO [UNAVAILABLE] while stored is not ready.
 
 Every store call runs in the reactor's thread: they are short (an index
 read, a file read, an append with its fsyncs); the password check (an
@@ -13,203 +15,32 @@ argon2 hash, ~0.1 s) runs in a thread so that it holds no one up."""
 
 from __future__ import annotations
 
-import email
 import email.utils
-import io
-import re
+import weakref
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer, protocol, task
 from twisted.mail import imap4
+from twisted.python import log
 from zope.interface import implementer
 
-from ..errors import StoreError
-from ..index import FLAG_NAMES, flags_to_names, names_to_flags
-from ..layout import INBOX, USER_NS
+from ..errors import InvalidNameError, NoSuchMailboxError, StoreError
+from ..layout import user_of
 from ..mailbox import Store
-from ..message import to_crlf
+from .imapbox import Mailbox, NoPermission, refused, text
+from .imapnames import DELIMITER, NAMESPACES, Names, parents
 from .login import StoredReadiness, login_portal, serve
 
-DELIMITER = "/"
-_NAME_OF_FLAG = {n.lower(): bit for bit, n in FLAG_NAMES.items()}
-
-
-class Part:
-    """A message or one of its MIME parts, as imap4.IMessagePart wants it."""
-
-    def __init__(self, msg: email.message.Message, raw: bytes | None = None):
-        self._msg = msg
-        self._raw = raw
-
-    def getHeaders(self, negate, *names):
-        want = {_text(n).lower() for n in names}
-        out = {}
-        for k, v in self._msg.items():
-            if not names or (k.lower() in want) != negate:
-                out[k.lower()] = str(v)
-        return out
-
-    def getBodyFile(self):
-        if self._raw is not None:  # the top level: the stored bytes after the header
-            end = _header_end(self._raw)
-            return io.BytesIO(self._raw[end:])
-        payload = self._msg.get_payload(decode=False)
-        if isinstance(payload, list):
-            payload = "".join(p.as_string() for p in payload)
-        return io.BytesIO(payload.encode("utf-8", "surrogateescape"))
-
-    def getSize(self):
-        if self._raw is not None:
-            return len(self._raw)
-        return len(self._msg.as_bytes())
-
-    def isMultipart(self):
-        return self._msg.is_multipart()
-
-    def getSubPart(self, part):
-        if not self._msg.is_multipart():
-            raise IndexError(part)
-        return Part(self._msg.get_payload()[part])
-
-
-def _text(value: str | bytes) -> str:
-    """Twisted hands names, flags and dates as bytes or str, by command."""
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _flag_bits(flags) -> tuple[int, list[str]]:
-    """(the index bits of the system flags among `flags`, the keywords)."""
-    names = [_text(f) for f in flags]
-    keywords = [n for n in names if n.lower() not in _NAME_OF_FLAG]
-    return names_to_flags(" ".join(n for n in names if n not in keywords)), keywords
-
-
-def _header_end(raw: bytes) -> int:
-    m = re.search(rb"\r?\n\r?\n", raw)
-    return m.end() if m else len(raw)
-
-
-@implementer(imap4.IMessage)
-class Message(Part):
-    """A stored message as IMAP serves it: with CRLF line ends (RFC 3501;
-    the store keeps LF, as Dovecot's maildir does), RFC822.SIZE counting them."""
-
-    def __init__(self, raw: bytes, rec):
-        wire = to_crlf(raw)
-        super().__init__(email.message_from_bytes(wire), wire)
-        self.rec = rec
-
-    def getUID(self):
-        return self.rec.uid
-
-    def getFlags(self):
-        return flags_to_names(self.rec.flags)
-
-    def getInternalDate(self):
-        return email.utils.formatdate(self.rec.internaldate)
-
-
-@implementer(imap4.IMailbox)
-class Mailbox:
-    """One selected mailbox. The records are read at SELECT and again after
-    every change this session makes."""
-
-    def __init__(self, store: Store, name: str, rw: bool):
-        self._store, self.name, self.rw = store, name, rw
-        self.listeners: list = []
-        self._load()
-
-    def _load(self) -> None:
-        idx = self._store.read(self.name)
-        if idx.problems:
-            raise imap4.MailboxException(f"{self.name} is damaged: run reconstruct")
-        self.header, self.records = idx.header, idx.records
-
-    def getUIDValidity(self):
-        return self.header.uidvalidity
-
-    def getUIDNext(self):
-        return self.header.uidnext
-
-    def getUID(self, message):
-        return self.records[message - 1].uid
-
-    def getMessageCount(self):
-        return len(self.records)
-
-    def getRecentCount(self):
-        return 0
-
-    def getUnseenCount(self):
-        return sum(1 for r in self.records if not r.flags & _NAME_OF_FLAG["\\seen"])
-
-    def isWriteable(self):
-        return self.rw
-
-    def getFlags(self):
-        return list(FLAG_NAMES.values())
-
-    def getHierarchicalDelimiter(self):
-        return DELIMITER
-
-    def destroy(self):
-        self._store.delete(self.name)
-
-    def requestStatus(self, names):
-        return imap4.statusRequestHelper(self, names)
-
-    def addListener(self, listener):
-        self.listeners.append(listener)
-
-    def removeListener(self, listener):
-        self.listeners.remove(listener)
-
-    def _selected(self, messages, uid):
-        """(seq, record) for a message set, by sequence number or UID."""
-        if uid:
-            messages.last = self.records[-1].uid if self.records else 1
-            return [(i, r) for i, r in enumerate(self.records, 1) if r.uid in messages]
-        messages.last = len(self.records) or 1
-        return [(i, self.records[i - 1]) for i in messages if 0 < i <= len(self.records)]
-
-    def fetch(self, messages, uid):
-        for seq, rec in self._selected(messages, uid):
-            yield seq, Message(self._store.message(self.name, rec.uid), rec)
-
-    def store(self, messages, flags, mode, uid):  # noqa: A003 - the interface's name
-        bits, keywords = _flag_bits(flags)
-        if keywords:
-            raise imap4.MailboxException(f"keywords are not supported yet: {' '.join(keywords)}")
-        how = {-1: "remove", 0: "set", 1: "add"}[mode]
-        out = {}
-        for seq, rec in self._selected(messages, uid):
-            out[seq] = flags_to_names(self._store.set_flags(self.name, rec.uid, bits, how))
-        self._load()
-        return out
-
-    def expunge(self):
-        seq_of = {r.uid: i for i, r in enumerate(self.records, 1)}
-        gone = self._store.expunge(self.name)
-        self._load()
-        return sorted((seq_of[u] for u in gone if u in seq_of), reverse=True)
-
-    def addMessage(self, message, flags=(), date=None):
-        bits, _keywords = _flag_bits(flags)  # an APPEND's keywords are dropped, not refused
-        when = None
-        if date:
-            when = int(email.utils.parsedate_to_datetime(_text(date)).timestamp())
-        data = message.read()
-        try:
-            uid = self._store.append(self.name, data, flags=bits, internaldate=when)
-        except StoreError as e:
-            return defer.fail(imap4.MailboxException(str(e)))
-        self._load()
-        return defer.succeed(uid)
+POLL_INTERVAL = 0.5  # seconds: IDLE hears of a delivery within this
+REFUSED = object()  # what IMAPServer._run returns once it has answered NO
 
 
 @implementer(imap4.IMailboxInfo)
-class MailboxInfo:
+class ListInfo:
+    def __init__(self, flags: list[str]):
+        self.flags = flags
+
     def getFlags(self):
-        return []
+        return self.flags
 
     def getHierarchicalDelimiter(self):
         return DELIMITER
@@ -217,73 +48,162 @@ class MailboxInfo:
 
 @implementer(imap4.IAccount)
 class Account:
-    """A logged-in user: the personal namespace only (INBOX and its folders)."""
+    """A logged-in user: their personal namespace, and what other users and
+    shared folders their ACL rights show them."""
 
     def __init__(self, store: Store, user: str):
         self.store, self.user = store, user
-        self.inbox = f"{USER_NS}/{user}/{INBOX}"
+        self.names = Names(user)
 
-    def _store_name(self, name) -> str:
-        name = _text(name)
-        if name.upper() == INBOX:
-            return self.inbox
-        if name.upper().startswith(INBOX + DELIMITER):
-            name = name[len(INBOX) + 1:]
-        return f"{USER_NS}/{self.user}/{name}"
+    # -- names and rights -------------------------------------------------------------
+    def store_name(self, name) -> str:
+        try:
+            return self.names.to_store(text(name))
+        except InvalidNameError as e:
+            raise imap4.MailboxException(str(e)) from None
 
-    def _imap_name(self, store_name: str) -> str:
-        if store_name == self.inbox:
-            return INBOX
-        return store_name[len(f"{USER_NS}/{self.user}/"):]
+    def rights(self, store_name: str) -> str:
+        """The user's rights; a mailbox they may neither see nor read does
+        not exist for them (RFC 4314 6)."""
+        try:
+            r = self.store.rights(store_name, self.user)
+        except NoSuchMailboxError:
+            return ""
+        return r if set(r) & set("lr") else ""
 
+    def visible(self) -> list[str]:
+        """Store names of the mailboxes LIST shows: the user's own and the
+        others whose ACL gives them `l`."""
+        own = [i.name for i in self.store.list(f"user/{self.user}/*")]
+        others = [n for n in self.store.shared_with(self.user) if "l" in self.rights(n)]
+        return own + others
+
+    # -- IAccount ---------------------------------------------------------------------
     def listMailboxes(self, ref, wildcard):
-        rx = imap4.wildcardToRegexp(_text(ref) + _text(wildcard), DELIMITER)
-        names = [i.name for i in self.store.list(f"{USER_NS}/{self.user}/*")]
-        return [(n, MailboxInfo()) for n in map(self._imap_name, names) if rx.match(n)]
+        rx = imap4.wildcardToRegexp(text(ref) + text(wildcard), DELIMITER)
+        names = {self.names.to_imap(n) for n in self.visible()}
+        kids = {p for n in names for p in parents(n)}
+        out = []
+        for n in sorted(names | kids):
+            if rx.match(n):
+                flags = [] if n in names else ["\\Noselect"]
+                flags.append("\\HasChildren" if n in kids else "\\HasNoChildren")
+                out.append((n, ListInfo(flags)))
+        return out
 
     def select(self, name, rw=True):
-        box = self._store_name(name)
-        if not self.store.exists(box):
+        """A mailbox as the target of APPEND, COPY or STATUS (SELECT goes
+        through open_session)."""
+        box = self.store_name(name)
+        rights = self.rights(box)
+        if not rights:
             return None
-        return Mailbox(self.store, box, rw)
+        if "r" not in rights and not rw:
+            raise NoPermission(f"[NOPERM] you may not read {text(name)}")
+        return Mailbox(self.store, self.user, box, rights)
+
+    def open_session(self, name, rw: bool) -> Mailbox | None:
+        box = self.store_name(name)
+        rights = self.rights(box)
+        if not rights:
+            return None
+        if "r" not in rights:
+            raise NoPermission(f"[NOPERM] you may not read {text(name)}")
+        return Mailbox(self.store, self.user, box, rights, rw=rw, session=True)
 
     def create(self, pathspec):
-        box = self._store_name(_text(pathspec).rstrip(DELIMITER))
+        box = self.store_name(text(pathspec).rstrip(DELIMITER))
         if self.store.exists(box):
             return False
-        self.store.create(box)
+        if user_of(box) != self.user:
+            parent = box.rsplit("/", 1)[0] if box.count("/") > 2 else None
+            if parent is None or "k" not in self.rights(self.store_name_of(parent)):
+                raise NoPermission(f"[NOPERM] you may not create {text(pathspec)}")
+        try:
+            self.store.create(box)
+        except StoreError as e:
+            raise refused(e) from None
         return True
+
+    def store_name_of(self, store_name: str) -> str:
+        return self.store_name(self.names.to_imap(store_name))
 
     def addMailbox(self, name, mbox=None):
         return self.create(name)
 
     def delete(self, name):
-        box = self._store_name(name)
-        if box == self.inbox:
+        box = self.store_name(name)
+        if box == self.names.to_store("INBOX"):
             raise imap4.MailboxException("INBOX cannot be deleted")
-        self.store.delete(box)
+        if "x" not in self.rights(box):
+            raise NoPermission(f"[NOPERM] you may not delete {text(name)}")
+        try:
+            self.store.delete(box)
+        except StoreError as e:
+            raise refused(e) from None
         return True
 
     def rename(self, oldname, newname):
-        self.store.rename(self._store_name(oldname), self._store_name(newname))
+        old, new = self.store_name(oldname), self.store_name(newname)
+        if "x" not in self.rights(old):
+            raise NoPermission(f"[NOPERM] you may not rename {text(oldname)}")
+        if user_of(new) != self.user:
+            raise NoPermission(f"[NOPERM] you may not rename to {text(newname)}")
+        try:
+            self.store.rename(old, new)
+        except StoreError as e:
+            raise refused(e) from None
         return True
 
     def isSubscribed(self, name):
-        return self._store_name(name) in self.store.subscriptions(self.user)
+        return self.store_name(name) in self.store.subscriptions(self.user)
 
     def subscribe(self, name):
-        self.store.set_subscribed(self.user, self._store_name(name), True)
+        self.store.set_subscribed(self.user, self.store_name(name), True)
         return True
 
     def unsubscribe(self, name):
-        self.store.set_subscribed(self.user, self._store_name(name), False)
+        self.store.set_subscribed(self.user, self.store_name(name), False)
         return True
 
 
 class IMAPServer(imap4.IMAP4Server):
-    """Twisted's server, refusing logins while stored is not ready: the
-    database may be checked or recovered, and a session would see it
-    half-way (RFC 5530's UNAVAILABLE, as Dovecot and Cyrus answer)."""
+    """Twisted's server with what imapd adds (see the module's text)."""
+
+    IDENT = b"msgstore IMAP4rev1 ready"
+    ALWAYS = {b"CAPABILITY", b"LOGOUT", b"NOOP", b"DONE"}  # answered while stored is not ready
+
+    def capabilities(self):
+        cap = imap4.IMAP4Server.capabilities(self)
+        cap[b"UIDPLUS"] = None
+        cap[b"UNSELECT"] = None
+        cap[b"CHILDREN"] = None
+        return cap
+
+    def connectionLost(self, reason):
+        self._leave()
+        imap4.IMAP4Server.connectionLost(self, reason)
+
+    def _leave(self) -> None:
+        if self.mbox is not None:
+            self.factory.watcher.discard(self.mbox)
+            if self in self.mbox.listeners:
+                self.mbox.removeListener(self)
+
+    def do_NAMESPACE(self, tag):  # Twisted's gives the shared ones for other users too
+        self.sendUntaggedResponse(b"NAMESPACE " + imap4.collapseNestedLists(list(NAMESPACES)))
+        self.sendPositiveResponse(tag, b"NAMESPACE completed")
+
+    auth_NAMESPACE = select_NAMESPACE = (do_NAMESPACE,)
+
+    # -- readiness ------------------------------------------------------------------------
+    def dispatchCommand(self, tag, cmd, rest, uid=None):
+        if (self.state in ("auth", "select") and cmd.upper() not in self.ALWAYS
+                and not self.factory.stored_ready()):
+            self.sendNegativeResponse(tag, b"[UNAVAILABLE] the message store is not ready; "
+                                           b"try again later")
+            return None
+        return imap4.IMAP4Server.dispatchCommand(self, tag, cmd, rest, uid)
 
     def _login_when_ready(self, tag, user, passwd):
         if not self.factory.stored_ready():
@@ -295,12 +215,253 @@ class IMAPServer(imap4.IMAP4Server):
     unauth_LOGIN = (_login_when_ready, imap4.IMAP4Server.arg_astring,
                     imap4.IMAP4Server.arg_finalastring)
 
+    # -- errors ---------------------------------------------------------------------------
+    def _run(self, tag, fn, *args):
+        """fn(*args), its refusals answered as NO with their code (REFUSED)."""
+        try:
+            return fn(*args)
+        except imap4.MailboxException as e:  # Refused and NoPermission among them
+            self.sendNegativeResponse(tag, str(e).encode())
+        except StoreError as e:
+            self.sendNegativeResponse(tag, str(refused(e)).encode())
+        return REFUSED
+
+    # -- SELECT / EXAMINE / UNSELECT ------------------------------------------------------
+    def _select(self, tag, name, rw, cmd):
+        if self.mbox is not None:
+            self._leave()
+            self.mbox, self.state = None, "auth"
+        box = self._run(tag, self.account.open_session, imap4._parseMbox(name), rw)
+        if box is None:
+            self.sendNegativeResponse(tag, b"[NONEXISTENT] no such mailbox")
+        if box is None or box is REFUSED:
+            return
+        s = self.sendUntaggedResponse
+        s(b"%d EXISTS" % box.getMessageCount())
+        s(b"%d RECENT" % box.getRecentCount())
+        s(b"FLAGS (" + " ".join(box.getFlags()).encode() + b")")
+        s(b"OK [PERMANENTFLAGS (" + " ".join(box.permanent_flags()).encode() + b")] limits")
+        first = box.first_unseen()
+        if first is not None:
+            s(b"OK [UNSEEN %d] first unseen" % first)
+        s(b"OK [UIDVALIDITY %d] UIDs valid" % box.getUIDValidity())
+        s(b"OK [UIDNEXT %d] predicted next UID" % box.getUIDNext())
+        box.addListener(self)
+        self.factory.watcher.add(box)
+        self.mbox, self.state = box, "select"
+        mode = b"READ-WRITE" if box.isWriteable() else b"READ-ONLY"
+        self.sendPositiveResponse(tag, b"[" + mode + b"] " + cmd + b" completed")
+
+    auth_SELECT = (_select, imap4.IMAP4Server.arg_astring, 1, b"SELECT")
+    select_SELECT = auth_SELECT
+    auth_EXAMINE = (_select, imap4.IMAP4Server.arg_astring, 0, b"EXAMINE")
+    select_EXAMINE = auth_EXAMINE
+
+    def do_UNSELECT(self, tag):
+        self._leave()
+        self.mbox, self.state = None, "auth"
+        self.sendPositiveResponse(tag, b"UNSELECT completed")
+
+    select_UNSELECT = (do_UNSELECT,)
+
+    def do_CLOSE(self, tag):
+        if self.mbox.isWriteable() and "e" in self.mbox.rights:
+            self._run(tag, self.mbox.expunge)  # silently (RFC 3501 6.4.2)
+        self.do_UNSELECT(tag)
+
+    select_CLOSE = (do_CLOSE,)
+
+    # -- NOOP, CHECK, IDLE: what others did ------------------------------------------------
+    def do_NOOP(self, tag):
+        if self.mbox is not None:
+            self.mbox.refresh()
+            self.mbox.tell_expunges()
+        self.sendPositiveResponse(tag, b"NOOP completed")
+
+    unauth_NOOP = auth_NOOP = select_NOOP = (do_NOOP,)
+    select_CHECK = (do_NOOP,)
+
+    def do_IDLE(self, tag):
+        imap4.IMAP4Server.do_IDLE(self, tag)
+        if self.mbox is not None:
+            self.mbox.idling = True
+            self.mbox.refresh()
+            self.mbox.tell_expunges()
+
+    def parse_idle(self, *args):
+        if self.mbox is not None:
+            self.mbox.idling = False
+        imap4.IMAP4Server.parse_idle(self, *args)
+
+    select_IDLE = auth_IDLE = (do_IDLE,)
+
+    # -- FETCH, STORE, EXPUNGE ------------------------------------------------------------
+    def do_FETCH(self, tag, messages, query, uid=0):
+        if any(_sets_seen(q) for q in query) and \
+                self._run(tag, self.mbox.mark_seen, messages, uid) is REFUSED:
+            return
+        imap4.IMAP4Server.do_FETCH(self, tag, messages, query, uid)
+
+    select_FETCH = (do_FETCH, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_fetchatt)
+
+    def do_STORE(self, tag, messages, mode, flags, uid=0):
+        mode = mode.upper()
+        how = 1 if mode.startswith(b"+") else -1 if mode.startswith(b"-") else 0
+        result = self._run(tag, self.mbox.store, messages, flags, how, uid)
+        if result is REFUSED:
+            return
+        if not mode.endswith(b"SILENT"):
+            for seq, names in result.items():
+                uidpart = b" UID %d" % self.mbox.getUID(seq) if uid else b""
+                self.sendUntaggedResponse(b"%d FETCH (FLAGS (%s)%s)"
+                                          % (seq, " ".join(names).encode(), uidpart))
+        self.sendPositiveResponse(tag, b"STORE completed")
+
+    select_STORE = (do_STORE, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_atom,
+                    imap4.IMAP4Server.arg_flaglist)
+
+    def do_EXPUNGE(self, tag, uids=None):
+        seqs = self._run(tag, self.mbox.expunge, uids)
+        if seqs is REFUSED:
+            return
+        for seq in seqs:
+            self.sendUntaggedResponse(b"%d EXPUNGE" % seq)
+        self.sendPositiveResponse(tag, b"EXPUNGE completed")
+
+    select_EXPUNGE = (do_EXPUNGE,)
+
+    def do_UID(self, tag, command, line):
+        if command.upper() == b"EXPUNGE":  # UIDPLUS (RFC 4315)
+            try:
+                uids = imap4.parseIdList(line.strip(), self.mbox.getUIDNext())
+            except (imap4.IllegalIdentifierError, ValueError) as e:
+                self.sendBadResponse(tag, b"UID EXPUNGE: " + str(e).encode())
+                return
+            self.do_EXPUNGE(tag, [u for u in uids if u is not None])
+            return
+        imap4.IMAP4Server.do_UID(self, tag, command, line)
+
+    select_UID = (do_UID, imap4.IMAP4Server.arg_atom, imap4.IMAP4Server.arg_line)
+
+    # -- APPEND and COPY, with UIDPLUS's codes ---------------------------------------------
+    def _target(self, tag, mailbox) -> Mailbox | None:
+        """The mailbox APPEND or COPY puts messages in; None once answered."""
+        target = self._run(tag, self.account.select, imap4._parseMbox(mailbox))
+        if target is None:
+            self.sendNegativeResponse(tag, b"[TRYCREATE] no such mailbox")
+        return None if target is REFUSED else target
+
+    def do_APPEND(self, tag, mailbox, flags, date, message):
+        target = self._target(tag, mailbox)
+        if target is None:
+            return
+        uid = self._run(tag, target.append, message.read(), flags, date)
+        if uid is REFUSED:
+            return
+        if self.mbox is not None and self.mbox.name == target.name:
+            self.mbox.refresh()
+        self.sendPositiveResponse(tag, b"[APPENDUID %d %d] APPEND completed"
+                                  % (target.getUIDValidity(), uid))
+
+    auth_APPEND = (do_APPEND, imap4.IMAP4Server.arg_astring, imap4.IMAP4Server.opt_plist,
+                   imap4.IMAP4Server.opt_datetime, imap4.IMAP4Server.arg_literal)
+    select_APPEND = auth_APPEND
+
+    def do_COPY(self, tag, messages, mailbox, uid=0):
+        target = self._target(tag, mailbox)
+        if target is None:
+            return
+        pairs = []
+        for _seq, rec in self.mbox.selected(messages, uid):
+            data = self._run(tag, self.mbox.read_message, rec.uid)
+            new = data if data is REFUSED else self._run(
+                tag, target.append, data, self.mbox.flags_of(rec),
+                email.utils.formatdate(rec.internaldate))
+            if new is REFUSED:
+                return  # the ones copied stay copied: as Dovecot, without a rollback
+            pairs.append((rec.uid, new))
+        if self.mbox.name == target.name:
+            self.mbox.refresh()
+        if not pairs:
+            self.sendPositiveResponse(tag, b"COPY completed (nothing to copy)")
+            return
+        src = ",".join(str(a) for a, _b in pairs).encode()
+        dst = ",".join(str(b) for _a, b in pairs).encode()
+        self.sendPositiveResponse(tag, b"[COPYUID %d %s %s] COPY completed"
+                                  % (target.getUIDValidity(), src, dst))
+
+    select_COPY = (do_COPY, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_finalastring)
+
+    # -- names: CREATE/DELETE/RENAME refusals as NO with their code -----------------------
+    def do_CREATE(self, tag, name):
+        made = self._run(tag, self.account.create, imap4._parseMbox(name))
+        if made is REFUSED:
+            return
+        if made:
+            self.sendPositiveResponse(tag, b"CREATE completed")
+        else:
+            self.sendNegativeResponse(tag, b"[ALREADYEXISTS] mailbox already exists")
+
+    auth_CREATE = select_CREATE = (do_CREATE, imap4.IMAP4Server.arg_astring)
+
+    def do_DELETE(self, tag, name):
+        if self._run(tag, self.account.delete, imap4._parseMbox(name)) is not REFUSED:
+            self.sendPositiveResponse(tag, b"DELETE completed")
+
+    auth_DELETE = select_DELETE = (do_DELETE, imap4.IMAP4Server.arg_astring)
+
+    def do_RENAME(self, tag, oldname, newname):
+        if self._run(tag, self.account.rename, imap4._parseMbox(oldname),
+                     imap4._parseMbox(newname)) is not REFUSED:
+            self.sendPositiveResponse(tag, b"RENAME completed")
+
+    auth_RENAME = select_RENAME = (do_RENAME, imap4.IMAP4Server.arg_astring,
+                                   imap4.IMAP4Server.arg_astring)
+
+
+def _sets_seen(part) -> bool:
+    """Whether a FETCH item sets \\Seen: BODY[...] without PEEK, RFC822,
+    RFC822.TEXT (RFC 3501 6.4.5)."""
+    if isinstance(part, imap4._FetchParser.Body):  # BODY alone is the structure
+        return not part.peek and bool(part.header or part.text or part.mime or part.empty
+                                      or part.part)
+    return isinstance(part, (imap4._FetchParser.RFC822, imap4._FetchParser.RFC822Text))
+
+
+class Watcher:
+    """Polls every selected mailbox every POLL_INTERVAL (one header read
+    each) so that sessions hear of deliveries and other sessions' changes."""
+
+    def __init__(self):
+        self.boxes: weakref.WeakSet = weakref.WeakSet()
+        self.loop = task.LoopingCall(self.poll)
+
+    def add(self, box: Mailbox) -> None:
+        self.boxes.add(box)
+
+    def discard(self, box: Mailbox) -> None:
+        self.boxes.discard(box)
+
+    def poll(self) -> None:
+        for box in list(self.boxes):
+            try:
+                box.poll()
+            except Exception:  # noqa: BLE001 - one mailbox must not stop the others' polls
+                log.err()
+
+    def start(self) -> defer.Deferred:
+        return self.loop.start(POLL_INTERVAL, now=False)
+
 
 class IMAPFactory(protocol.Factory):
     def __init__(self, store: Store):
         self.store = store
         self.portal = login_portal(store, "imapd", imap4.IAccount, Account)
-        self.stored_ready = StoredReadiness(store.layout)
+        self.stored_ready = StoredReadiness(store)
+        self.watcher = Watcher()
+
+    def startFactory(self):
+        self.watcher.start()
 
     def buildProtocol(self, addr):
         p = IMAPServer()

@@ -12,7 +12,6 @@ from zope.interface import implementer
 
 from .. import accounts, logmsg
 from ..daemon import state
-from ..layout import Layout
 from ..mailbox import Store
 
 FAILED_LOGIN_DELAY = 1.0  # seconds, on top of the hash check, before the refusal is sent
@@ -73,17 +72,26 @@ def login_portal(store: Store, service: str, interface, make) -> portal.Portal:
 
 
 class StoredReadiness:
-    """Called: whether stored is ready, looked at most every READY_POLL s."""
+    """Called: whether stored is ready, looked at most every READY_POLL s.
+    A new stored process may have put a recovered database in place: the
+    store's handle is closed then, and the next use opens the new one (the
+    services call the store from one thread, so nothing uses it meanwhile)."""
 
-    def __init__(self, layout: Layout):
-        self.layout = layout
+    def __init__(self, store: Store):
+        self.store = store
         self._seen = (0.0, False)
+        self._pid: int | None = None
 
     def __call__(self) -> bool:
         now = time.monotonic()
         if now - self._seen[0] > READY_POLL:
-            st = state.running(self.layout)
-            self._seen = (now, st is not None and st["state"] == state.READY)
+            st = state.running(self.store.layout)
+            ready = st is not None and st["state"] == state.READY
+            if ready and self._pid is not None and st["pid"] != self._pid:
+                self.store.close()
+            if ready:
+                self._pid = st["pid"]
+            self._seen = (now, ready)
         return self._seen[1]
 
 

@@ -88,7 +88,7 @@ class POP3Server(pop3.POP3):
 class POP3Factory(protocol.ServerFactory):
     def __init__(self, store: Store):
         self.portal = login_portal(store, "popd", pop3.IMailbox, Maildrop)
-        self.stored_ready = StoredReadiness(store.layout)
+        self.stored_ready = StoredReadiness(store)
 
     def buildProtocol(self, addr):
         p = POP3Server()

@@ -1,0 +1,432 @@
+"""A mailbox as one IMAP session sees it (twisted.mail.imap4's IMailbox),
+over the store: the session's view of the records, numbered by sequence,
+kept in step with what other sessions and deliveries do.
+
+The view changes only as RFC 3501 allows: new messages and flag changes
+are told as they are found (EXISTS, FETCH FLAGS); messages expunged by
+someone else stay in the view (their files are kept in store.exp's care
+until stored erases them) until the session may be told (NOOP, CHECK,
+IDLE, EXPUNGE), so sequence numbers never shift under a command.
+`poll()` is called by the server every POLL_INTERVAL while selected; it
+reads the index header only (uidnext, exists, modseq) and the records
+only when those moved."""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.utils
+import io
+import re
+
+from twisted.mail import imap4
+from zope.interface import implementer
+
+from ..errors import CorruptionError, KeywordError, OverQuotaError, StoreError
+from ..index import (
+    FLAG_NAMES,
+    FLAG_SEEN,
+    Header,
+    Record,
+    flags_to_names,
+    keyword_names,
+    names_to_flags,
+)
+from ..layout import user_of
+from ..mailbox import Store
+from ..message import to_crlf
+from .imapnames import DELIMITER
+
+RECENT = "\\Recent"
+SYSTEM = {n.lower() for n in FLAG_NAMES.values()}
+# the right each flag needs to be stored (RFC 4314 4): s for \Seen,
+# t for \Deleted, w for the rest and for keywords
+_RIGHT_OF_FLAG = {"\\seen": "s", "\\deleted": "t"}
+
+
+class NoPermission(imap4.MailboxException):
+    """The user lacks the ACL right a command needs: NO [NOPERM]."""
+
+
+class Refused(imap4.MailboxException):
+    """A command the store refused, with the response code to give."""
+
+    def __init__(self, code: str, text: str):
+        super().__init__(f"[{code}] {text}")
+
+
+def text(value: str | bytes) -> str:
+    """Twisted hands names, flags and dates as bytes or str, by command."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def refused(e: StoreError) -> Refused:
+    """The IMAP response code of a store error (RFC 5530)."""
+    if isinstance(e, OverQuotaError):
+        return Refused("OVERQUOTA", str(e))
+    if isinstance(e, KeywordError):
+        return Refused("LIMIT" if "no room" in str(e) else "CANNOT", str(e))
+    if isinstance(e, CorruptionError):
+        return Refused("SERVERBUG", f"{e}; the administrator must run reconstruct")
+    return Refused("CANNOT", str(e))
+
+
+class Part:
+    """A message or one of its MIME parts, as imap4.IMessagePart wants it."""
+
+    def __init__(self, msg: email.message.Message):
+        self._msg = msg
+
+    def getHeaders(self, negate, *names):
+        want = {text(n).lower() for n in names}
+        return {k.lower(): str(v) for k, v in self._msg.items()
+                if not names or (k.lower() in want) != negate}
+
+    def getBodyFile(self):
+        payload = self._msg.get_payload(decode=False)
+        if isinstance(payload, list):
+            payload = "".join(p.as_string() for p in payload)
+        return io.BytesIO(payload.encode("utf-8", "surrogateescape"))
+
+    def getSize(self):
+        return len(self._msg.as_bytes())
+
+    def isMultipart(self):
+        return self._msg.is_multipart()
+
+    def getSubPart(self, part):
+        if not self._msg.is_multipart():
+            raise IndexError(part)
+        return Part(self._msg.get_payload()[part])
+
+
+@implementer(imap4.IMessage)
+class Message(Part):
+    """A stored message as IMAP serves it: with CRLF line ends (RFC 3501;
+    the store keeps LF, as Dovecot's maildir does), RFC822.SIZE counting
+    them. The file is read, and parsed, only when a FETCH item needs it:
+    FLAGS, UID and INTERNALDATE come from the index alone."""
+
+    def __init__(self, box: Mailbox, rec: Record):
+        self._box, self.rec = box, rec
+        self._wire: bytes | None = None
+        self._parsed: email.message.Message | None = None
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            try:
+                self._wire = to_crlf(self._box.read_message(self.rec.uid))
+            except FileNotFoundError:  # expunged by another session and erased since
+                self._wire = b""
+        return self._wire
+
+    @property
+    def _msg(self):  # Part's parsed message, made on first use
+        if self._parsed is None:
+            self._parsed = email.message_from_bytes(self.wire)
+        return self._parsed
+
+    def getBodyFile(self):
+        m = re.search(rb"\r\n\r\n", self.wire)
+        return io.BytesIO(self.wire[m.end():] if m else b"")
+
+    def getSize(self):
+        return len(self.wire)
+
+    def getUID(self):
+        return self.rec.uid
+
+    def getFlags(self):
+        return self._box.flags_of(self.rec)
+
+    def getInternalDate(self):
+        return email.utils.formatdate(self.rec.internaldate)
+
+
+@implementer(imap4.IMailbox)
+class Mailbox:
+    """One mailbox for one user. `session=True`: the mailbox a session
+    selected (it holds a view and claims \\Recent when read-write); else a
+    target of APPEND, COPY or STATUS, read when asked."""
+
+    def __init__(self, store: Store, user: str, name: str, rights: str, *, rw: bool = False,
+                 session: bool = False):
+        self._store, self.user, self.name, self.rights = store, user, name, rights
+        self.rw = rw and bool(set(rights) & set("switep"))
+        self.own_seen = user_of(name) == user  # else \Seen is the user's own (peruser)
+        self.listeners: list = []
+        self.idling = False
+        self.gone: set[int] = set()  # expunged by others, not yet told
+        if session and self.rw:
+            _header, self.first_recent = store.claim_recent(name)
+        else:
+            self.first_recent = store.header(name).recent_uid
+        self._load()
+
+    # -- the view ------------------------------------------------------------------------
+    def _read(self):
+        idx = self._store.read(self.name)
+        if idx.problems:
+            raise Refused("SERVERBUG", f"{self.name} is damaged; the administrator must run "
+                                       "reconstruct")
+        return idx
+
+    def _load(self) -> None:
+        idx = self._read()
+        self.header: Header = idx.header
+        self.records: list[Record] = list(idx.records)
+        self._seen = set() if self.own_seen else self._store.seen(
+            self.user, self.name, self.header.uidvalidity)
+        self.mark = self._mark_of(self.header)
+
+    @staticmethod
+    def _mark_of(h: Header) -> tuple:
+        return h.uidvalidity, h.uidnext, h.exists, h.highest_modseq
+
+    def poll(self) -> None:
+        """Look for changes made by others (a header read); tell them."""
+        try:
+            h = self._store.header(self.name)
+        except (OSError, StoreError):
+            return  # being rebuilt or renamed: looked at again at the next poll
+        if self._mark_of(h) != self.mark:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Bring the view up to date: flag changes and new messages told;
+        messages gone are held back until they may be told."""
+        try:
+            idx = self._read()
+        except (OSError, StoreError):
+            return
+        if idx.header.uidvalidity != self.header.uidvalidity:
+            for listener in self.listeners:  # the mailbox was replaced (RFC 3501 2.3.1.1)
+                listener.sendUntaggedResponse(b"BYE mailbox replaced; select it again")
+                listener.transport.loseConnection()
+            return
+        new = {r.uid: r for r in idx.records}
+        table_changed = idx.header.keywords != self.header.keywords
+        self.header = idx.header
+        self.mark = self._mark_of(idx.header)
+        changed = {}
+        for i, r in enumerate(self.records):
+            n = new.get(r.uid)
+            if n is None:
+                self.gone.add(r.uid)
+            elif (n.flags, n.keywords) != (r.flags, r.keywords):
+                self.records[i] = n
+                changed[i + 1] = n
+        last = self.records[-1].uid if self.records else 0
+        added = [r for r in idx.records if r.uid > last]
+        self.records.extend(added)
+        for listener in self.listeners:
+            if table_changed:
+                listener.sendUntaggedResponse(b"FLAGS (" + " ".join(self.getFlags()).encode()
+                                              + b")", isAsync=True)
+            if changed:
+                listener.flagsChanged({seq: self.flags_of(r) for seq, r in changed.items()})
+            if added:
+                listener.newMessages(len(self.records), None)
+        if self.idling:
+            self.tell_expunges()
+
+    def tell_expunges(self) -> list[int]:
+        """Drop the messages expunged meanwhile from the view, telling the
+        session (highest sequence number first, so each stays right)."""
+        seqs = [i for i, r in enumerate(self.records, 1) if r.uid in self.gone]
+        seqs.reverse()
+        for listener in self.listeners:
+            for seq in seqs:
+                listener.sendUntaggedResponse(b"%d EXPUNGE" % seq, isAsync=True)
+        self.records = [r for r in self.records if r.uid not in self.gone]
+        self.gone.clear()
+        return seqs
+
+    def flags_of(self, rec: Record) -> list[str]:
+        flags = rec.flags if self.own_seen else (
+            rec.flags & ~FLAG_SEEN | (FLAG_SEEN if rec.uid in self._seen else 0))
+        out = flags_to_names(flags) + keyword_names(self.header, rec.keywords)
+        if rec.uid >= self.first_recent:
+            out.append(RECENT)
+        return out
+
+    def selected(self, messages, uid: bool) -> list[tuple[int, Record]]:
+        """(sequence number, record) of a message set, by number or UID."""
+        recs = self.records
+        with contextlib.suppress(ValueError):  # set already (a FETCH that set \Seen first)
+            messages.last = (recs[-1].uid if recs else 1) if uid else (len(recs) or 1)
+        if uid:
+            return [(i, r) for i, r in enumerate(recs, 1) if r.uid in messages]
+        return [(i, recs[i - 1]) for i in messages if 0 < i <= len(recs)]
+
+    # -- IMailbox ------------------------------------------------------------------------
+    def getUIDValidity(self):
+        return self.header.uidvalidity
+
+    def getUIDNext(self):
+        return self.header.uidnext
+
+    def getUID(self, message):
+        return self.records[message - 1].uid
+
+    def getMessageCount(self):
+        return len(self.records)
+
+    def getRecentCount(self):
+        return sum(1 for r in self.records if r.uid >= self.first_recent)
+
+    def getUnseenCount(self):
+        return sum(1 for r in self.records if "\\Seen" not in self.flags_of(r))
+
+    def first_unseen(self) -> int | None:
+        return next((i for i, r in enumerate(self.records, 1)
+                     if "\\Seen" not in self.flags_of(r)), None)
+
+    def isWriteable(self):
+        return self.rw
+
+    def getFlags(self):
+        return list(FLAG_NAMES.values()) + self.header.keywords
+
+    def permanent_flags(self) -> list[str]:
+        """What this user may store here (RFC 4314 4), `\\*`: new keywords."""
+        out = [n for n in FLAG_NAMES.values() if _RIGHT_OF_FLAG.get(n.lower(), "w")
+               in self.rights]
+        if "w" in self.rights:
+            out += self.header.keywords + ["\\*"]
+        return out if self.rw else []
+
+    def getHierarchicalDelimiter(self):
+        return DELIMITER
+
+    def requestStatus(self, names):
+        return imap4.statusRequestHelper(self, names)
+
+    def addListener(self, listener):
+        self.listeners.append(listener)
+
+    def removeListener(self, listener):
+        self.listeners.remove(listener)
+
+    def destroy(self):
+        raise imap4.MailboxException("use DELETE")
+
+    def fetch(self, messages, uid):
+        for seq, rec in self.selected(messages, uid):
+            yield seq, Message(self, rec)
+
+    def need(self, right: str, what: str) -> None:
+        if right not in self.rights:
+            raise NoPermission(f"[NOPERM] you may not {what} in {self.name} "
+                               f"(right {right!r})")
+
+    def store(self, messages, flags, mode, uid):  # noqa: A003 - the interface's name
+        """STORE: `mode` -1 remove, 0 set, 1 add. \\Seen goes to the user's
+        own record on a mailbox they do not own."""
+        if not self.rw:
+            raise NoPermission("[READ-ONLY] the mailbox is selected read-only")
+        names = [text(f) for f in flags if text(f).lower() != RECENT.lower()]
+        for n in names:
+            self.need(_RIGHT_OF_FLAG.get(n.lower(), "w"), f"store {n}")
+        how = {-1: "remove", 0: "set", 1: "add"}[mode]
+        keywords = [n for n in names if n.lower() not in SYSTEM]
+        bits = names_to_flags(" ".join(n for n in names if n.lower() in SYSTEM))
+        targets = self.selected(messages, uid)
+        uids = [r.uid for _s, r in targets if r.uid not in self.gone]
+        try:
+            if self.own_seen:
+                header, recs = self._store.store_flags(self.name, uids, bits, keywords, how)
+            else:
+                header, recs = self._store.store_flags(self.name, uids, bits & ~FLAG_SEEN,
+                                                      keywords, how, keep=FLAG_SEEN)
+                self._store_seen(uids, bits & FLAG_SEEN, how)
+        except StoreError as e:
+            raise refused(e) from None
+        self.header = header
+        now = {r.uid: r for r in recs}
+        out = {}
+        for seq, r in targets:
+            if r.uid in now:
+                self.records[seq - 1] = now[r.uid]
+            out[seq] = self.flags_of(self.records[seq - 1])
+        return out
+
+    def _store_seen(self, uids: list[int], seen: int, how: str) -> None:
+        if how == "add" and seen or how == "set" and seen:
+            self._seen = self._store.set_seen(self.user, self.name, self.header.uidvalidity,
+                                             add=uids)
+        elif how == "remove" and seen or how == "set":
+            self._seen = self._store.set_seen(self.user, self.name, self.header.uidvalidity,
+                                             remove=uids)
+
+    def mark_seen(self, messages, uid: bool) -> None:
+        """FETCH of a body without PEEK sets \\Seen (RFC 3501 6.4.5), where
+        the user may; the change is told as an untagged FETCH FLAGS."""
+        if not self.rw or "s" not in self.rights:
+            return
+        targets = [(s, r) for s, r in self.selected(messages, uid)
+                   if "\\Seen" not in self.flags_of(r) and r.uid not in self.gone]
+        if not targets:
+            return
+        done = self.store_seen_by_uid([r.uid for _s, r in targets])
+        for listener in self.listeners:
+            listener.flagsChanged({s: f for s, f in done.items()})
+
+    def store_seen_by_uid(self, uids: list[int]) -> dict[int, list[str]]:
+        ms = imap4.MessageSet()
+        for u in uids:
+            ms.add(u)
+        return self.store(ms, ["\\Seen"], 1, True)
+
+    def expunge(self, uids=None):
+        """EXPUNGE (or UID EXPUNGE of `uids`): returns the sequence numbers
+        to tell, those of messages others expunged meanwhile included."""
+        if not self.rw:
+            raise NoPermission("[READ-ONLY] the mailbox is selected read-only")
+        self.need("e", "expunge")
+        try:
+            self._store.expunge(self.name, uids)
+        except StoreError as e:
+            raise refused(e) from None
+        listeners, self.listeners = self.listeners, []  # the caller tells them, once
+        try:
+            self.refresh()
+            seqs = self.tell_expunges()
+        finally:
+            self.listeners = listeners
+        return seqs
+
+    def addMessage(self, message, flags=(), date=None):
+        """APPEND (or a COPY into this mailbox): returns the new UID."""
+        from twisted.internet import defer
+        try:
+            return defer.succeed(self.append(message.read(), flags, date))
+        except imap4.MailboxException as e:
+            return defer.fail(e)
+
+    def append(self, data: bytes, flags=(), date=None) -> int:
+        self.need("i", "append")
+        names = [text(f) for f in flags or ()]
+        allowed = [n for n in names if n.lower() != RECENT.lower()
+                   and _RIGHT_OF_FLAG.get(n.lower(), "w") in self.rights]
+        bits = names_to_flags(" ".join(n for n in allowed if n.lower() in SYSTEM))
+        keywords = [n for n in allowed if n.lower() not in SYSTEM]
+        when = None
+        if date:
+            when = int(email.utils.parsedate_to_datetime(text(date)).timestamp())
+        try:
+            uid = self._store.append(self.name, data,
+                                    flags=bits if self.own_seen else bits & ~FLAG_SEEN,
+                                    internaldate=when)
+            if keywords:
+                self._store.store_flags(self.name, [uid], 0, keywords, "add")
+            if bits & FLAG_SEEN and not self.own_seen:
+                self._store.set_seen(self.user, self.name, self._store.header(self.name)
+                                    .uidvalidity, add=[uid])
+        except StoreError as e:
+            raise refused(e) from None
+        return uid
+
+    def read_message(self, uid: int) -> bytes:
+        return self._store.message(self.name, uid)
