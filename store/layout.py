@@ -233,6 +233,11 @@ class Layout:
     def lock_dir(self) -> str:
         return os.path.join(self.root, "lock")
 
+    def telemetry_dir(self, service: str, user: str) -> str:
+        """Where sessions of `user` on `service` (imap, pop) are captured,
+        when the administrator has made it (services/telemetry.py)."""
+        return os.path.join(self.root, "telemetry", service, user)
+
     def partition_path(self, partition: str) -> str:
         parts = self.config.partitions()
         if partition not in parts:

@@ -266,6 +266,11 @@ LOGIN_FAILED = _m(
     "None for one; many for one user or from one place: someone is guessing passwords.")
 LOGOUT = _m(
     "logout", logging.INFO, "{service}: {user} logged out", "None.")
+TELEMETRY_FAILED = _m(
+    "telemetry-failed", logging.WARNING,
+    "Telemetry of a session of {user} not captured: {error}",
+    "Make the telemetry directory a real directory (no symlink on the way) writable by the "
+    "services' user, or remove it to turn the capture off.")
 SERVICE_READY = _m(
     "service-ready", logging.INFO, "{service} ready: listening on {where}", "None.")
 SERVICE_STOPPED = _m(

@@ -26,6 +26,7 @@ from zope.interface import implementer
 from ..errors import InvalidNameError, NoSuchMailboxError, StoreError
 from ..layout import user_of
 from ..mailbox import Store
+from . import telemetry
 from .imapbox import Mailbox, NoPermission, refused, text
 from .imapnames import DELIMITER, NAMESPACES, Names, parents
 from .login import StoredReadiness, login_portal, serve
@@ -180,9 +181,37 @@ class IMAPServer(imap4.IMAP4Server):
         cap[b"CHILDREN"] = None
         return cap
 
+    _account = None
+    _telemetry = None
+
+    @property
+    def account(self):
+        return self._account
+
+    @account.setter
+    def account(self, avatar):
+        """Set by Twisted at LOGIN and AUTHENTICATE alike: the session's
+        telemetry starts here (the login's reply is its first line)."""
+        self._account = avatar
+        if avatar is not None and self._telemetry is None:
+            self._telemetry = telemetry.attach(self, self.factory.store.layout, "imap",
+                                               avatar.user)
+
+    def lineReceived(self, line):
+        if self._telemetry is not None:
+            self._telemetry.client(line)
+        imap4.IMAP4Server.lineReceived(self, line)
+
+    def rawDataReceived(self, data):  # a literal: APPEND's message
+        if self._telemetry is not None:
+            self._telemetry.client(data)
+        imap4.IMAP4Server.rawDataReceived(self, data)
+
     def connectionLost(self, reason):
         self._leave()
         imap4.IMAP4Server.connectionLost(self, reason)
+        if self._telemetry is not None:
+            self._telemetry.close()
 
     def _leave(self) -> None:
         if self.mbox is not None:

@@ -20,6 +20,7 @@ from ..index import FLAG_DELETED
 from ..layout import INBOX, USER_NS
 from ..mailbox import Store
 from ..message import crlf_size
+from . import telemetry
 from .login import StoredReadiness, login_portal, serve
 
 
@@ -74,6 +75,23 @@ class Maildrop:
 
 
 class POP3Server(pop3.POP3):
+    _telemetry = None
+
+    def _cbMailbox(self, result, user):
+        self._telemetry = telemetry.attach(self, self.factory.layout, "pop",
+                                           user.decode("utf-8", "replace"))
+        pop3.POP3._cbMailbox(self, result, user)
+
+    def lineReceived(self, line):
+        if self._telemetry is not None:
+            self._telemetry.client(line)
+        pop3.POP3.lineReceived(self, line)
+
+    def connectionLost(self, reason):
+        pop3.POP3.connectionLost(self, reason)
+        if self._telemetry is not None:
+            self._telemetry.close()
+
     def do_APOP(self, user, digest):
         self.failResponse(b"APOP is not offered: use USER and PASS")
 
@@ -87,6 +105,7 @@ class POP3Server(pop3.POP3):
 
 class POP3Factory(protocol.ServerFactory):
     def __init__(self, store: Store):
+        self.layout = store.layout
         self.portal = login_portal(store, "popd", pop3.IMailbox, Maildrop)
         self.stored_ready = StoredReadiness(store)
 
