@@ -26,15 +26,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(prog, root):
-    """The service on a free loopback port, once it accepts connections."""
+def _start(prog, root, sslport=None):
+    """The service on a free loopback port (and, given, on `sslport` with
+    TLS), once it accepts connections."""
     port = _free_port()
+    extra = ["--sslport", str(sslport)] if sslport else []
     proc = subprocess.Popen([sys.executable, "-c", f"from store.cli.{prog} import main; main()",
-                             "--store-root", root, "--port", str(port)], cwd=ROOT,
+                             "--store-root", root, "--port", str(port), *extra], cwd=ROOT,
                             stderr=subprocess.PIPE)
     for _ in range(100):
         try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            socket.create_connection(("127.0.0.1", sslport or port), 0.2).close()
             break
         except OSError:
             time.sleep(0.1)

@@ -14,6 +14,7 @@ from .common import EXIT_CODES_HELP, resolve_root, store_root_option
 
 def service_command(name: str, protocol: str, port_setting: str, example_port: int,
                     what: str) -> click.Command:
+    ssl_setting = port_setting.replace(".port", ".sslport")
     epilog = (f"Examples:\n\n\b\n  {name:<22} listen on service.listenaddr (127.0.0.1), "
               f"port {port_setting}\n  {name + ' --port ' + str(example_port):<22} another "
               "port for this run\n\nUsers log in with the password set by "
@@ -23,16 +24,25 @@ def service_command(name: str, protocol: str, port_setting: str, example_port: i
     @store_root_option
     @click.option("--address", default=None,
                   help="Listening address (default: service.listenaddr).")
-    @click.option("--port", type=click.IntRange(1, 65535), default=None,
-                  help=f"Port (default: {port_setting}).")
-    def cli(store_root, address, port) -> int:
+    @click.option("--port", type=click.IntRange(0, 65535), default=None,
+                  help=f"Port (default: {port_setting}; 0: none).")
+    @click.option("--sslport", type=click.IntRange(0, 65535), default=None,
+                  help=f"Implicit-TLS port (default: {ssl_setting}; 0: none). Needs "
+                       "local.service.tls.certfile.")
+    def cli(store_root, address, port, sslport) -> int:
         layout = Layout.open(resolve_root(store_root))
         logsetup.attach(layout.log_dir)
         address = address or layout.config.get("service.listenaddr")
         port = layout.config.get_int(port_setting) if port is None else port
-        if port == 0:
-            raise click.UsageError(f"{port_setting} is 0: the {protocol} listener is off")
+        sslport = layout.config.get_int(ssl_setting) if sslport is None else sslport
+        if not layout.config.get("local.service.tls.certfile"):
+            sslport = 0
+        if port == 0 and sslport == 0:
+            raise click.UsageError(f"{port_setting} is 0 and there is no TLS listener "
+                                   f"({ssl_setting} 0 or no local.service.tls.certfile): "
+                                   f"{protocol} would listen nowhere")
         # Twisted only for this command
-        importlib.import_module(f"store.services.{name}").run(layout.root, address, port)
+        importlib.import_module(f"store.services.{name}").run(layout.root, address, port,
+                                                              sslport)
         return 0
     return cli

@@ -29,10 +29,12 @@ from ..mailbox import Store
 from . import telemetry
 from .imapbox import Mailbox, NoPermission, refused, text
 from .imapnames import DELIMITER, NAMESPACES, Names, parents
-from .login import StoredReadiness, login_portal, serve
+from .login import StoredReadiness, is_loopback, is_secure, login_portal, serve
 
 POLL_INTERVAL = 0.5  # seconds: IDLE hears of a delivery within this
 REFUSED = object()  # what IMAPServer._run returns once it has answered NO
+PRIVACY_REQUIRED = (b"[PRIVACYREQUIRED] a password in the clear is accepted only on loopback: "
+                    b"use STARTTLS or the TLS port")
 
 
 @implementer(imap4.IMailboxInfo)
@@ -174,8 +176,15 @@ class IMAPServer(imap4.IMAP4Server):
     IDENT = b"msgstore IMAP4rev1 ready"
     ALWAYS = {b"CAPABILITY", b"LOGOUT", b"NOOP", b"DONE"}  # answered while stored is not ready
 
+    def plaintext_refused(self) -> bool:
+        """A password in the clear is refused off loopback (RFC 3501 6.2.3)."""
+        return not is_secure(self.transport) and not is_loopback(self.transport)
+
     def capabilities(self):
         cap = imap4.IMAP4Server.capabilities(self)
+        cap.pop(b"LOGINDISABLED", None)  # Twisted's: whenever STARTTLS is offered
+        if self.plaintext_refused():
+            cap[b"LOGINDISABLED"], cap[b"AUTH"] = None, []
         cap[b"UIDPLUS"] = None
         cap[b"UNSELECT"] = None
         cap[b"CHILDREN"] = None
@@ -235,6 +244,9 @@ class IMAPServer(imap4.IMAP4Server):
         return imap4.IMAP4Server.dispatchCommand(self, tag, cmd, rest, uid)
 
     def _login_when_ready(self, tag, user, passwd):
+        if self.plaintext_refused():
+            self.sendNegativeResponse(tag, PRIVACY_REQUIRED)
+            return
         if not self.factory.stored_ready():
             self.sendNegativeResponse(tag, b"[UNAVAILABLE] the message store is not ready; "
                                            b"try again later")
@@ -243,6 +255,14 @@ class IMAPServer(imap4.IMAP4Server):
 
     unauth_LOGIN = (_login_when_ready, imap4.IMAP4Server.arg_astring,
                     imap4.IMAP4Server.arg_finalastring)
+
+    def do_AUTHENTICATE(self, tag, args):
+        if self.plaintext_refused():
+            self.sendNegativeResponse(tag, PRIVACY_REQUIRED)
+            return
+        imap4.IMAP4Server.do_AUTHENTICATE(self, tag, args)
+
+    unauth_AUTHENTICATE = (do_AUTHENTICATE, imap4.IMAP4Server.arg_atom)
 
     # -- errors ---------------------------------------------------------------------------
     def _run(self, tag, fn, *args):
@@ -483,8 +503,8 @@ class Watcher:
 
 
 class IMAPFactory(protocol.Factory):
-    def __init__(self, store: Store):
-        self.store = store
+    def __init__(self, store: Store, tls=None):
+        self.store, self.tls = store, tls
         self.portal = login_portal(store, "imapd", imap4.IAccount, Account)
         self.stored_ready = StoredReadiness(store)
         self.watcher = Watcher()
@@ -493,13 +513,13 @@ class IMAPFactory(protocol.Factory):
         self.watcher.start()
 
     def buildProtocol(self, addr):
-        p = IMAPServer()
+        p = IMAPServer(contextFactory=self.tls)
         p.portal = self.portal
         p.factory = self
         p.challengers = {b"PLAIN": imap4.PLAINCredentials}
         return p
 
 
-def run(root: str, address: str, port: int) -> None:
+def run(root: str, address: str, port: int, sslport: int = 0) -> None:
     """imapd in the foreground until SIGTERM."""
-    serve("imapd", root, address, port, IMAPFactory)
+    serve("imapd", root, address, port, sslport, IMAPFactory)

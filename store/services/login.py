@@ -4,6 +4,7 @@ in the foreground."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from twisted.cred import checkers, credentials, error, portal
@@ -12,6 +13,8 @@ from zope.interface import implementer
 
 from .. import accounts, logmsg
 from ..daemon import state
+from ..errors import SettingError
+from ..layout import Layout
 from ..mailbox import Store
 
 FAILED_LOGIN_DELAY = 1.0  # seconds, on top of the hash check, before the refusal is sent
@@ -95,15 +98,57 @@ class StoredReadiness:
         return self._seen[1]
 
 
-def serve(service: str, root: str, address: str, port: int, factory) -> None:
-    """`factory(store)` listening on address:port until SIGTERM (Twisted's
-    reactor stops on it); READY for systemd once listening."""
+def tls_context(layout: Layout):
+    """The TLS context of local.service.tls.certfile/keyfile, or None when
+    no certificate is set. A file that cannot be loaded is a SettingError
+    (the service does not start half-secure)."""
+    cert = layout.config.get("local.service.tls.certfile")
+    if not cert:
+        return None
+    key = layout.config.get("local.service.tls.keyfile") or cert
+    cert, key = (p if os.path.isabs(p) else os.path.join(layout.root, p) for p in (cert, key))
+    for path in {cert, key}:
+        if not os.path.isfile(path):
+            raise SettingError(f"local.service.tls.certfile/keyfile: {path} is not a file")
+    from OpenSSL import SSL
+    from twisted.internet import ssl
+    try:
+        return ssl.DefaultOpenSSLContextFactory(key, cert)
+    except (OSError, SSL.Error) as e:
+        raise SettingError(f"local.service.tls.certfile/keyfile: {cert} with key {key} is not "
+                           f"a PEM certificate and its key ({e.__class__.__name__})") from None
+
+
+def is_loopback(transport) -> bool:
+    host = getattr(transport.getPeer(), "host", "")
+    return host.startswith("127.") or host == "::1" or host.startswith("::ffff:127.")
+
+
+def is_secure(transport) -> bool:
+    """TLS from the start (the SSL port) or after STARTTLS/STLS."""
+    from twisted.internet.interfaces import ISSLTransport
+    return ISSLTransport.providedBy(transport) or ISSLTransport.providedBy(
+        getattr(transport, "_transport", None))  # behind telemetry's RecordingTransport
+
+
+def serve(service: str, root: str, address: str, port: int, sslport: int, factory) -> None:
+    """`factory(store, tls)` listening on address:port and, with a
+    certificate, with TLS on address:sslport (0: no such listener), until
+    SIGTERM (Twisted's reactor stops on it); READY for systemd once
+    listening."""
     from twisted.internet import reactor
 
     from ..proc import sd_notify
     store = Store.open(root)
-    listener = reactor.listenTCP(port, factory(store), interface=address)
-    where = f"{address}:{listener.getHost().port}"
+    tls = tls_context(store.layout)
+    f = factory(store, tls)
+    wheres = []
+    if port:
+        wheres.append(f"{address}:{reactor.listenTCP(port, f, interface=address).getHost().port}")
+    if sslport and tls is not None:
+        listener = reactor.listenSSL(sslport, f, tls, interface=address)
+        wheres.append(f"{address}:{listener.getHost().port} (TLS)")
+    where = ", ".join(wheres)
 
     def ready():
         logmsg.log(service, logmsg.SERVICE_READY, service=service, where=where)

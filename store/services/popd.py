@@ -21,7 +21,7 @@ from ..layout import INBOX, USER_NS
 from ..mailbox import Store
 from ..message import crlf_size
 from . import telemetry
-from .login import StoredReadiness, login_portal, serve
+from .login import StoredReadiness, is_loopback, is_secure, login_portal, serve
 
 
 @implementer(pop3.IMailbox)
@@ -76,6 +76,33 @@ class Maildrop:
 
 class POP3Server(pop3.POP3):
     _telemetry = None
+    AUTH_CMDS = pop3.POP3.AUTH_CMDS + [b"STLS"]
+
+    def plaintext_refused(self) -> bool:
+        """A password in the clear is refused off loopback (RFC 2595)."""
+        return not is_secure(self.transport) and not is_loopback(self.transport)
+
+    def listCapabilities(self):
+        caps = pop3.POP3.listCapabilities(self)
+        if self.plaintext_refused():
+            caps.remove(b"USER")
+        if self.factory.tls is not None and not is_secure(self.transport):
+            caps.append(b"STLS")
+        return caps
+
+    def do_STLS(self):
+        if self.mbox or self.factory.tls is None or is_secure(self.transport):
+            self.failResponse(b"STLS not available here")
+            return
+        self.successResponse(b"Begin TLS negotiation now")
+        self.transport.startTLS(self.factory.tls)
+
+    def do_USER(self, user):
+        if self.plaintext_refused():
+            self.failResponse(b"[SYS/PERM] a password in the clear is accepted only on "
+                              b"loopback: use STLS or the TLS port")
+            return
+        pop3.POP3.do_USER(self, user)
 
     def _cbMailbox(self, result, user):
         self._telemetry = telemetry.attach(self, self.factory.layout, "pop",
@@ -104,7 +131,8 @@ class POP3Server(pop3.POP3):
 
 
 class POP3Factory(protocol.ServerFactory):
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, tls=None):
+        self.tls = tls
         self.layout = store.layout
         self.portal = login_portal(store, "popd", pop3.IMailbox, Maildrop)
         self.stored_ready = StoredReadiness(store)
@@ -116,6 +144,6 @@ class POP3Factory(protocol.ServerFactory):
         return p
 
 
-def run(root: str, address: str, port: int) -> None:
+def run(root: str, address: str, port: int, sslport: int = 0) -> None:
     """popd in the foreground until SIGTERM."""
-    serve("popd", root, address, port, POP3Factory)
+    serve("popd", root, address, port, sslport, POP3Factory)
