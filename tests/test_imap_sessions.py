@@ -5,6 +5,7 @@ keywords and PERMANENTFLAGS, UIDPLUS, namespaces and ACL rights, per-user
 socket."""
 
 import imaplib
+import os
 import re
 import socket
 import time
@@ -215,3 +216,38 @@ def test_seen_on_a_shared_mailbox_is_per_user(imap):  # noqa: F811
         assert s.read("announce").records[0].flags == 0  # the index's flag is untouched
         uv = s.header("announce").uidvalidity
         assert s.seen("joe", "announce", uv) == {1} and s.seen("bob", "announce", uv) == set()
+
+
+def test_a_rebuild_under_a_selected_session_changes_no_uid(imap, cli):  # noqa: F811
+    """reconstruct -f rebuilds the index a session has selected: the
+    session sees the same UIDs and no EXPUNGE, at NOOP and in IDLE."""
+    root, port, _ = imap
+    with Store.open(root) as s:
+        for i in range(5):
+            s.append("user/joe", b"Subject: %d\n\nx\n" % i)
+        s.store_flags("user/joe", [2, 4], 0, ["$Label1"], "add")
+    a = _login(port)
+    a.select("INBOX")
+    before = a.fetch("1:*", "(UID FLAGS)")[1]
+    r = Raw(port)
+    r.cmd("s SELECT INBOX")
+    r.s.sendall(b"i IDLE\r\n")
+    assert r.f.readline().startswith(b"+")
+    with Store.open(root) as s:
+        idx_file = os.path.join(s.mailbox_dir("user/joe"), "store.idx")
+    ino = os.stat(idx_file).st_ino
+    res = cli("reconstruct", "--store-root", root, "-f", "user/joe")
+    assert res.code in (0, 1), res.err
+    assert os.stat(idx_file).st_ino != ino  # rebuilt and swapped in
+    time.sleep(1.2)  # two polls: the new index has been read
+    r.s.sendall(b"DONE\r\n")
+    idle_lines = []
+    while True:
+        line = r.f.readline()
+        idle_lines.append(line)
+        if line.startswith(b"i "):
+            break
+    assert not any(b"EXPUNGE" in x or b"EXISTS" in x for x in idle_lines), idle_lines
+    a.noop()  # re-reads the index whatever its header says
+    assert "EXPUNGE" not in a.untagged_responses
+    assert a.fetch("1:*", "(UID FLAGS)")[1] == before
