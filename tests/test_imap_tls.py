@@ -9,7 +9,7 @@ import ssl
 import subprocess
 
 import pytest
-from test_imapd import _free_port, _start
+from lmtp_harness import free_port, start_service
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
@@ -51,8 +51,8 @@ def _client_ctx():
 
 
 def _start_tls_service(prog, root):
-    sslport = _free_port()
-    proc, port = _start(prog, root, sslport)
+    sslport = free_port()
+    proc, port = start_service(prog, root, sslport)
     return proc, port, sslport
 
 

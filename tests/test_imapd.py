@@ -4,43 +4,16 @@ EXPUNGE, CREATE, with what the store then holds checked directly."""
 
 import imaplib
 import os
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import ROOT
-from lmtp_harness import start_stored, stop
+from lmtp_harness import start_service, start_stored, stop
 
 from store import accounts
 from store.layout import Layout
 from store.mailbox import Store
 
 MSG = b"From: a@example.org\nSubject: hello\nDate: Thu, 03 Dec 2026 08:00:00 +0000\n\nbody line\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(prog, root, sslport=None):
-    """The service on a free loopback port (and, given, on `sslport` with
-    TLS), once it accepts connections."""
-    port = _free_port()
-    extra = ["--sslport", str(sslport)] if sslport else []
-    proc = subprocess.Popen([sys.executable, "-c", f"from store.cli.{prog} import main; main()",
-                             "--store-root", root, "--port", str(port), *extra], cwd=ROOT,
-                            stderr=subprocess.PIPE)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", sslport or port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    return proc, port
 
 
 @pytest.fixture
@@ -54,7 +27,7 @@ def imap(tmp_path):
         s.append("user/bob", b"Subject: bob's\n\nprivate\n")
     accounts.set_password(Layout.open(root), "joe", "pw")
     stored = start_stored(root)
-    proc, port = _start("imapd", root)
+    proc, port = start_service("imapd", root)
     yield root, port, stored
     proc.terminate()
     assert proc.wait(30) == 0, proc.stderr.read()
@@ -132,7 +105,7 @@ def test_logins_are_refused_while_stored_is_not_ready(imap):
 @pytest.fixture
 def pop(imap, tmp_path):
     root, _, stored = imap
-    proc, port = _start("popd", root)
+    proc, port = start_service("popd", root)
     yield root, port, stored
     proc.terminate()
     assert proc.wait(30) == 0, proc.stderr.read()

@@ -10,8 +10,7 @@ import shutil
 import subprocess
 
 import pytest
-from lmtp_harness import start_stored, stop
-from test_imapd import _start
+from lmtp_harness import start_service, start_stored, stop
 
 from store import accounts, index
 from store.layout import Layout
@@ -37,7 +36,7 @@ def served(tmp_path):
     procs = []
 
     def service(prog):
-        proc, port = _start(prog, root)
+        proc, port = start_service(prog, root)
         procs.append(proc)
         return port
     yield root, service

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -62,6 +63,30 @@ def start_lmtpd(root: str, *args: str, wait: bool = True, timeout: float = 30.0,
         stop(proc)
         raise RuntimeError("lmtpd not listening in time")
     return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(prog: str, root: str, sslport: int | None = None
+                  ) -> tuple[subprocess.Popen, int]:
+    """imapd or popd on a free loopback port (and, given, with TLS on
+    `sslport`), returned once it accepts connections."""
+    port = free_port()
+    extra = ["--sslport", str(sslport)] if sslport else []
+    proc = subprocess.Popen([sys.executable, "-c", f"from store.cli.{prog} import main; main()",
+                             "--store-root", root, "--port", str(port), *extra], cwd=REPO,
+                            stderr=subprocess.PIPE)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", sslport or port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc, port
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:

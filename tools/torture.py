@@ -15,6 +15,9 @@ outside it before and during the trial:
   folders and messages; a mailbox deleted is gone with its mail, or whole;
   every acknowledged create is listed; nothing appears from nowhere;
 - an expunged message never comes back, not even after `reconstruct -r -f`;
+- imapd killed under a client's APPEND/STORE/UID EXPUNGE: each APPENDUID
+  answered is there with its bytes, each STORE answered has its flags,
+  each UID EXPUNGE answered is gone (a command cut off may go either way);
 - every snapshot listed verifies; no temp file is left after `stored -r`;
 - `reconstruct -r -n`, `-n -m`, `-n -q` and `-n -l` are clean.
 
@@ -56,7 +59,7 @@ sys.path.insert(0, HERE)
 from build_store import build  # noqa: E402
 
 OPS = ("deliver", "rename", "delete", "rebuild", "resync-m", "quota", "lright", "snapshot",
-       "stored-recover", "expire", "create", "expunge", "stored-rebuild", "lmtpd")
+       "stored-recover", "expire", "create", "expunge", "stored-rebuild", "lmtpd", "imapd")
 STORED_OPS = ("stored-recover", "expire", "stored-rebuild")
 TARGET = "user/user0000/INBOX"  # deliveries and expunges
 DELETED = "user/user0001/Sent"  # the delete trials' mailbox
@@ -166,6 +169,10 @@ class Trial:
         self.acked: list[tuple[str, int, str]] = []  # (mailbox, uid, sha256)
         self.created: list[str] = []
         self.flagged: set[int] = set()  # uids of TARGET flagged \Deleted before the operation
+        # imapd trials: uid -> the flag sets it may have (answered; and a cut-off STORE's)
+        self.imap_flags: dict[int, set[int]] = {}
+        self.imap_gone: set[int] = set()  # UID EXPUNGE answered
+        self.imap_maybe_gone: set[int] = set()  # UID EXPUNGE cut off
         self.problems: list[str] = []
 
     def run(self) -> tuple[list[str], bool]:
@@ -199,6 +206,8 @@ class Trial:
                                      f"{r.returncode}: {r.stdout.decode().strip()[:300]}")
         if self.flagged:
             self.check_expunged_stay_gone()
+        if self.op == "imapd":
+            self.check_imap()
         shutil.rmtree(self.root, ignore_errors=True)
         return self.problems, landed
 
@@ -273,6 +282,8 @@ class Trial:
             return self._kill_creates(delay)
         if op == "lmtpd":
             return self._kill_lmtpd(delay * 2)
+        if op == "imapd":
+            return self._kill_imapd(delay * 3)
         argv = {"rename": ("mboxutil", "-r", "user/user0001", "user/moved"),
                 "delete": ("mboxutil", "-d", DELETED),
                 "rebuild": ("reconstruct", "-r", "-f", "-i", "-j", "2"),
@@ -345,6 +356,78 @@ class Trial:
             self.acked.append((TARGET, uid, _sha(stored_bytes)))
         self.exactly_once = True
         return landed
+
+    def _kill_imapd(self, delay: float) -> bool:
+        """imapd killed -9 while a client APPENDs, STOREs flags and UID
+        EXPUNGEs; what was answered OK must hold after the recovery."""
+        import imaplib
+        import re
+        import threading
+
+        from lmtp_harness import start_service, start_stored, stop
+
+        from store import accounts
+        from store.index import FLAG_DELETED, FLAG_FLAGGED, FLAG_SEEN, flags_to_names
+        from store.layout import Layout
+        accounts.set_password(Layout.open(self.root), "user0000", "pw")
+        stored = start_stored(self.root)
+        proc, port = start_service("imapd", self.root)
+        rng = random.Random(self.seed)
+
+        def client() -> None:
+            try:
+                c = imaplib.IMAP4("127.0.0.1", port)
+                c.login("user0000", "pw")
+                c.select("INBOX")
+                mine: list[int] = []
+                for i in range(300):
+                    what = rng.random()
+                    if what < 0.5 or not mine:
+                        data = f"Subject: imap {self.seed}-{i}\r\n\r\n{rng.random()}\r\n".encode()
+                        typ, resp = c.append("INBOX", None, None, data)
+                        uid = int(re.search(rb"APPENDUID \d+ (\d+)", resp[0]).group(1))
+                        self.acked.append((TARGET, uid, _sha(data)))
+                        self.imap_flags[uid] = {0}
+                        mine.append(uid)
+                    elif what < 0.85:
+                        uid = rng.choice(mine)
+                        bits = rng.choice((FLAG_SEEN, FLAG_FLAGGED, FLAG_SEEN | FLAG_FLAGGED))
+                        self.imap_flags[uid] |= {bits}  # either, until answered
+                        c.uid("STORE", str(uid), "FLAGS", f"({' '.join(flags_to_names(bits))})")
+                        self.imap_flags[uid] = {bits}
+                    else:
+                        uid = mine.pop(rng.randrange(len(mine)))
+                        self.imap_flags[uid] |= {FLAG_DELETED}
+                        self.imap_maybe_gone.add(uid)
+                        c.uid("STORE", str(uid), "+FLAGS", "(\\Deleted)")
+                        c.uid("EXPUNGE", str(uid))
+                        self.imap_gone.add(uid)
+            except (OSError, imaplib.IMAP4.abort, imaplib.IMAP4.error, AttributeError):
+                return  # the kill cuts the session
+        t = threading.Thread(target=client)
+        t.start()
+        time.sleep(delay)
+        landed = proc.poll() is None
+        proc.kill()
+        proc.wait()
+        t.join(30)
+        stop(stored)
+        self.acked = [a for a in self.acked if a[1] not in self.imap_maybe_gone]
+        return landed
+
+    def check_imap(self) -> None:
+        from store.index import FLAG_DELETED
+        from store.mailbox import Store
+        with Store.open(self.root) as s:
+            now = {r.uid: r.flags for r in s.read(TARGET).records}
+        for uid in self.imap_gone & set(now):
+            self.problems.append(f"imapd: UID EXPUNGE of {uid} answered, the message is there")
+        for uid, may in self.imap_flags.items():
+            if uid in now and uid not in self.imap_maybe_gone and now[uid] not in may:
+                self.problems.append(f"imapd: uid {uid} has flags {now[uid]}, answered {may}")
+            if uid in now and uid in self.imap_maybe_gone and uid not in self.imap_gone \
+                    and now[uid] & ~FLAG_DELETED not in {m & ~FLAG_DELETED for m in may}:
+                self.problems.append(f"imapd: uid {uid} has flags {now[uid]}")
 
     def _kill_creates(self, delay: float) -> bool:
         script = ("import sys\nfrom store.mailbox import Store\ns = Store.open(sys.argv[1])\n"
