@@ -36,6 +36,7 @@ from ..layout import user_of
 from ..mailbox import Store
 from ..message import to_crlf
 from .imapnames import DELIMITER
+from .imapsearch import Compiler
 
 RECENT = "\\Recent"
 SYSTEM = {n.lower() for n in FLAG_NAMES.values()}
@@ -128,11 +129,17 @@ class Message(Part):
         return self._parsed
 
     def getBodyFile(self):
-        m = re.search(rb"\r\n\r\n", self.wire)
-        return io.BytesIO(self.wire[m.end():] if m else b"")
+        return io.BytesIO(self.body_bytes())
 
     def getSize(self):
         return len(self.wire)
+
+    def header_fields(self) -> list[tuple[str, str]]:
+        return self._msg.items()
+
+    def body_bytes(self) -> bytes:
+        m = re.search(rb"\r\n\r\n", self.wire)
+        return self.wire[m.end():] if m else b""
 
     def getUID(self):
         return self.rec.uid
@@ -144,7 +151,7 @@ class Message(Part):
         return email.utils.formatdate(self.rec.internaldate)
 
 
-@implementer(imap4.IMailbox)
+@implementer(imap4.IMailbox, imap4.ISearchableMailbox)
 class Mailbox:
     """One mailbox for one user. `session=True`: the mailbox a session
     selected (it holds a view and claims \\Recent when read-write); else a
@@ -313,8 +320,15 @@ class Mailbox:
         raise imap4.MailboxException("use DELETE")
 
     def fetch(self, messages, uid):
-        for seq, rec in self.selected(messages, uid):
-            yield seq, Message(self, rec)
+        # a list: Twisted's SEARCH indexes it (the messages are read lazily)
+        return [(seq, Message(self, rec)) for seq, rec in self.selected(messages, uid)]
+
+    def search(self, query, uid):
+        """SEARCH: sequence numbers (Twisted turns them into UIDs for UID
+        SEARCH). Messages expunged by others meanwhile are left out."""
+        test = Compiler(self).compile(query)
+        return [seq for seq, rec in enumerate(self.records, 1)
+                if rec.uid not in self.gone and test(seq, Message(self, rec))]
 
     def need(self, right: str, what: str) -> None:
         if right not in self.rights:

@@ -16,6 +16,7 @@ argon2 hash, ~0.1 s) runs in a thread so that it holds no one up."""
 from __future__ import annotations
 
 import email.utils
+import re
 import weakref
 
 from twisted.internet import defer, protocol, task
@@ -25,10 +26,11 @@ from zope.interface import implementer
 
 from ..errors import InvalidNameError, NoSuchMailboxError, StoreError
 from ..layout import user_of
-from ..mailbox import Store
+from ..mailbox import Store, pattern_to_regex
 from . import telemetry
 from .imapbox import Mailbox, NoPermission, refused, text
 from .imapnames import DELIMITER, NAMESPACES, Names, parents
+from .imapstructure import fetch_section, sexp, structure
 from .login import StoredReadiness, is_loopback, is_secure, login_portal, serve
 
 POLL_INTERVAL = 0.5  # seconds: IDLE hears of a delivery within this
@@ -83,12 +85,17 @@ class Account:
 
     # -- IAccount ---------------------------------------------------------------------
     def listMailboxes(self, ref, wildcard):
-        rx = imap4.wildcardToRegexp(text(ref) + text(wildcard), DELIMITER)
+        if not text(wildcard):  # RFC 3501 6.3.8: the delimiter and the reference's root
+            return [(text(ref).split(DELIMITER)[0], ListInfo(["\\Noselect"]))]
+        # Twisted's wildcardToRegexp is neither anchored nor case-sensitive
+        pattern = text(ref) + text(wildcard)
+        rx, rx_inbox = pattern_to_regex(pattern), re.compile(pattern_to_regex(pattern).pattern,
+                                                              re.I)
         names = {self.names.to_imap(n) for n in self.visible()}
         kids = {p for n in names for p in parents(n)}
         out = []
         for n in sorted(names | kids):
-            if rx.match(n):
+            if rx.match(n) or (n == "INBOX" and rx_inbox.match(n)):
                 flags = [] if n in names else ["\\Noselect"]
                 flags.append("\\HasChildren" if n in kids else "\\HasNoChildren")
                 out.append((n, ListInfo(flags)))
@@ -350,6 +357,17 @@ class IMAPServer(imap4.IMAP4Server):
                 self._run(tag, self.mbox.mark_seen, messages, uid) is REFUSED:
             return
         imap4.IMAP4Server.do_FETCH(self, tag, messages, query, uid)
+
+    def spew_bodystructure(self, id, msg, _w=None, _f=None):
+        _w(b"BODYSTRUCTURE " + sexp(structure(msg._msg, True)))
+
+    def spew_body(self, part, id, msg, _w=None, _f=None):
+        """Twisted's ignores <partial> and rewrites header fields: ours
+        serves the stored bytes (the message is in memory already)."""
+        if part.header or part.text or part.mime or part.empty or part.part:
+            _w(fetch_section(msg.wire, msg._msg, part))
+        else:
+            _w(b"BODY " + sexp(structure(msg._msg, False)))  # BODY alone: the structure
 
     select_FETCH = (do_FETCH, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_fetchatt)
 
