@@ -358,11 +358,30 @@ def erase_expunged(store: Store, name: str) -> int:
         return len(recs)
 
 
-def read_message(store: Store, name: str, uid: int) -> bytes:
+class MessageReader:
+    """Reads one mailbox's message files, many in a row (a server's FETCH):
+    the mailbox directory is looked up, and each bucket checked for a
+    symlink, once, not for every message."""
+
+    def __init__(self, store: Store, name: str):
+        self.mdir = store.mailbox_dir(canonical(name))
+        self._checked: set[str] = set()
+
+    def read(self, uid: int, limit: int = -1) -> bytes:
+        bucket = bucket_of(uid)
+        if bucket not in self._checked:
+            refuse_symlinks(self.mdir, os.path.join(self.mdir, bucket))
+            self._checked.add(bucket)
+        with open_nofollow(message_path(self.mdir, uid)) as f:
+            return f.read(limit)
+
+
+def read_message(store: Store, name: str, uid: int, limit: int = -1) -> bytes:
+    """The message's bytes (its first `limit` only, given one)."""
     mdir = store.mailbox_dir(canonical(name))
     refuse_symlinks(mdir, os.path.join(mdir, bucket_of(uid)))
     with open_nofollow(message_path(mdir, uid)) as f:
-        return f.read()
+        return f.read(limit)
 
 
 def _write_message_file(mdir: str, uid: int, data: bytes, *, durable: bool) -> int:

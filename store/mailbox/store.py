@@ -223,8 +223,11 @@ class Store:
     def erase_expunged(self, name: str) -> int:
         return messages.erase_expunged(self, name)
 
-    def message(self, name: str, uid: int) -> bytes:
-        return messages.read_message(self, name, uid)
+    def message(self, name: str, uid: int, limit: int = -1) -> bytes:
+        return messages.read_message(self, name, uid, limit)
+
+    def message_reader(self, name: str) -> messages.MessageReader:
+        return messages.MessageReader(self, name)
 
     def get_acl(self, name: str) -> dict[str, str]:
         return dict(self.entry(name).acl)

@@ -134,6 +134,18 @@ class Message(Part):
     def getSize(self):
         return len(self.wire)
 
+    def header_bytes(self) -> bytes:
+        """The header with its blank line, CRLF: from the index's header
+        size, without reading the body, unless the message is read already."""
+        if self._wire is None and self.rec.header_size:
+            try:
+                head = to_crlf(self._box.read_message(self.rec.uid, self.rec.header_size))
+            except FileNotFoundError:
+                head = b""
+            return head if head.endswith(b"\r\n\r\n") else head + b"\r\n"
+        i = self.wire.find(b"\r\n\r\n")
+        return self.wire if i < 0 else self.wire[:i + 4]
+
     def header_fields(self) -> list[tuple[str, str]]:
         return self._msg.items()
 
@@ -165,6 +177,7 @@ class Mailbox:
         self.listeners: list = []
         self.idling = False
         self.gone: set[int] = set()  # expunged by others, not yet told
+        self._reader = None  # a MessageReader, made on first use
         if session and self.rw:
             _header, self.first_recent = store.claim_recent(name)
         else:
@@ -442,5 +455,7 @@ class Mailbox:
             raise refused(e) from None
         return uid
 
-    def read_message(self, uid: int) -> bytes:
-        return self._store.message(self.name, uid)
+    def read_message(self, uid: int, limit: int = -1) -> bytes:
+        if self._reader is None:
+            self._reader = self._store.message_reader(self.name)
+        return self._reader.read(uid, limit)

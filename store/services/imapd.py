@@ -27,10 +27,9 @@ from zope.interface import implementer
 from ..errors import InvalidNameError, NoSuchMailboxError, StoreError
 from ..layout import user_of
 from ..mailbox import Store, pattern_to_regex
-from . import telemetry
+from . import imapfetch, telemetry
 from .imapbox import Mailbox, NoPermission, refused, text
 from .imapnames import DELIMITER, NAMESPACES, Names, parents
-from .imapstructure import fetch_section, sexp, structure
 from .login import StoredReadiness, is_loopback, is_secure, login_portal, serve
 
 POLL_INTERVAL = 0.5  # seconds: IDLE hears of a delivery within this
@@ -356,18 +355,7 @@ class IMAPServer(imap4.IMAP4Server):
         if any(_sets_seen(q) for q in query) and \
                 self._run(tag, self.mbox.mark_seen, messages, uid) is REFUSED:
             return
-        imap4.IMAP4Server.do_FETCH(self, tag, messages, query, uid)
-
-    def spew_bodystructure(self, id, msg, _w=None, _f=None):
-        _w(b"BODYSTRUCTURE " + sexp(structure(msg._msg, True)))
-
-    def spew_body(self, part, id, msg, _w=None, _f=None):
-        """Twisted's ignores <partial> and rewrites header fields: ours
-        serves the stored bytes (the message is in memory already)."""
-        if part.header or part.text or part.mime or part.empty or part.part:
-            _w(fetch_section(msg.wire, msg._msg, part))
-        else:
-            _w(b"BODY " + sexp(structure(msg._msg, False)))  # BODY alone: the structure
+        imapfetch.send(self, tag, self.mbox, self.mbox.selected(messages, uid), query, uid)
 
     select_FETCH = (do_FETCH, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_fetchatt)
 
