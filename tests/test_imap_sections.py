@@ -40,7 +40,7 @@ Content-Type: text/html
 def fetch(item: str, wire: bytes = NESTED) -> bytes:
     p = _FetchParser()
     p.parseString(item.encode())
-    return fetch_section(wire, email.message_from_bytes(wire), p.result[0])
+    return fetch_section(wire, lambda: email.message_from_bytes(wire), p.result[0])
 
 
 def test_sections_of_a_nested_message():

@@ -251,3 +251,31 @@ def test_a_rebuild_under_a_selected_session_changes_no_uid(imap, cli):  # noqa: 
     a.noop()  # re-reads the index whatever its header says
     assert "EXPUNGE" not in a.untagged_responses
     assert a.fetch("1:*", "(UID FLAGS)")[1] == before
+
+
+def test_sessions_on_one_mailbox_share_its_records(tmp_path):
+    """The views of sessions at the same state are one tuple (1,000 IDLE
+    sessions on a big INBOX hold one copy); a view differs only while it
+    must (expunges not yet told), and shares again once told."""
+    from store.index import FLAG_DELETED
+    from store.services.imapbox import Mailbox
+    root = str(tmp_path / "store")
+    with Store.init(root) as s:
+        s.create("user/joe")
+        for i in range(5):
+            s.append("user/joe", b"Subject: %d\n\nx\n" % i)
+        a = Mailbox(s, "joe", "user/joe/INBOX", "lrswipkxtea", rw=True, session=True)
+        b = Mailbox(s, "joe", "user/joe/INBOX", "lrswipkxtea", rw=True, session=True)
+        assert a.records is b.records
+        s.append("user/joe", b"Subject: new\n\nx\n")
+        a.poll()
+        b.poll()
+        assert a.records is b.records and len(a.records) == 6
+        s.store_flags("user/joe", [2], FLAG_DELETED, [], "add")
+        s.expunge("user/joe")
+        a.poll()
+        b.poll()
+        assert a.records is not b.records and [r.uid for r in a.records] == [1, 2, 3, 4, 5, 6]
+        assert a.gone == {2}
+        assert a.tell_expunges() == [2] and b.tell_expunges() == [2]
+        assert a.records is b.records and [r.uid for r in a.records] == [1, 3, 4, 5, 6]

@@ -498,11 +498,20 @@ class Watcher:
         self.boxes.discard(box)
 
     def poll(self) -> None:
+        """One header read per mailbox, however many sessions have it selected."""
+        by_name: dict[str, list[Mailbox]] = {}
         for box in list(self.boxes):
+            by_name.setdefault(box.name, []).append(box)
+        for boxes in by_name.values():
             try:
-                box.poll()
-            except Exception:  # noqa: BLE001 - one mailbox must not stop the others' polls
-                log.err()
+                header = boxes[0].read_header()
+            except (OSError, StoreError):
+                continue  # being rebuilt or renamed: looked at again at the next poll
+            for box in boxes:
+                try:
+                    box.poll(header)
+                except Exception:  # noqa: BLE001 - one session must not stop the others' polls
+                    log.err()
 
     def start(self) -> defer.Deferred:
         return self.loop.start(POLL_INTERVAL, now=False)

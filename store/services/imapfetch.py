@@ -102,7 +102,7 @@ def render(box: Mailbox, seq: int, msg: Message, query: list, uid: bool) -> byte
             out.append(b"BODYSTRUCTURE " + sexp(structure(msg._msg, True)))
         elif isinstance(item, P.Body):
             if item.header or item.text or item.mime or item.empty or item.part:
-                out.append(fetch_section(msg.wire, msg._msg, item))
+                out.append(fetch_section(msg.wire, msg.parsed, item))
             else:  # BODY alone: the structure
                 out.append(b"BODY " + sexp(structure(msg._msg, False)))
         elif isinstance(item, P.RFC822):

@@ -121,10 +121,18 @@ def _is_message(m: email.message.Message) -> bool:
     return m.get_content_type() == "message/rfc822" and isinstance(m.get_payload(), list)
 
 
-def section_bytes(wire: bytes, msg: email.message.Message, spec) -> bytes:
+def section_bytes(wire: bytes, msg, spec) -> bytes:
     """The bytes of a FETCH BODY[section] (Twisted's parsed `spec`) of a
-    message whose CRLF bytes are `wire`; empty for a part that is not there."""
-    m, raw = msg, wire
+    message whose CRLF bytes are `wire`; empty for a part that is not there.
+    `msg()` gives the parsed message: only a section inside a part needs it."""
+    if not spec.part:  # BODY[], [HEADER...], [TEXT] of the message: no parse
+        head, body = _split(wire)
+        if spec.header:
+            return head if spec.header.fields is None else _fields(
+                head, [f.decode() if isinstance(f, bytes) else f for f in spec.header.fields],
+                spec.header.negate)
+        return body if spec.text else wire
+    m, raw = msg(), wire
     for n, p in enumerate(spec.part):
         if _is_message(m) and n:
             m = m.get_payload()[0]
@@ -166,7 +174,7 @@ def section_label(spec) -> bytes:
     return label if begin is None else label + b"<%d>" % begin
 
 
-def fetch_section(wire: bytes, msg: email.message.Message, spec) -> bytes:
+def fetch_section(wire: bytes, msg, spec) -> bytes:
     """The whole `BODY[...]<...> {n}\\r\\n<bytes>` item."""
     data = section_bytes(wire, msg, spec)
     if spec.partialBegin is not None:
