@@ -355,7 +355,7 @@ class IMAPServer(imap4.IMAP4Server):
         if any(_sets_seen(q) for q in query) and \
                 self._run(tag, self.mbox.mark_seen, messages, uid) is REFUSED:
             return
-        imapfetch.send(self, tag, self.mbox, self.mbox.selected(messages, uid), query, uid)
+        imapfetch.send(self, tag, self.mbox, self.mbox.iter_selected(messages, uid), query, uid)
 
     select_FETCH = (do_FETCH, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_fetchatt)
 

@@ -116,6 +116,24 @@ def render(box: Mailbox, seq: int, msg: Message, query: list, uid: bool) -> byte
     return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(out))
 
 
+_INDEX_ONLY = (P.Flags, P.UID, P.InternalDate)
+
+
+def render_index_only(box: Mailbox, seq: int, rec, query: list, uid: bool) -> bytes:
+    """render() for FLAGS, UID and INTERNALDATE: no Message, memoised flags."""
+    out = []
+    for item in query:
+        if isinstance(item, P.Flags):
+            out.append(box.flag_bytes(rec))
+        elif isinstance(item, P.UID):
+            out.append(b"UID %d" % rec.uid)
+        else:
+            out.append(b"INTERNALDATE " + internaldate(rec.internaldate))
+    if uid and not any(isinstance(i, P.UID) for i in query):
+        out.append(b"UID %d" % rec.uid)
+    return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(out))
+
+
 @implementer(IPushProducer)
 class _Pacer:
     """The cooperative task as the transport's producer: paused while the
@@ -134,16 +152,19 @@ class _Pacer:
         self.coop.stop()
 
 
-def send(server, tag: bytes, box: Mailbox, targets: list, query: list, uid: bool) -> None:
+def send(server, tag: bytes, box: Mailbox, targets, query: list, uid: bool) -> None:
     """Write the responses of `targets` ((seq, record) pairs), then the
     tagged OK; commands pipelined meanwhile wait (Twisted's `blocked`)."""
     server.blocked = []
     transport = server.transport
 
+    index_only = all(isinstance(i, _INDEX_ONLY) for i in query)
+
     def runs() -> Iterator[None]:
         buf, size = [], 0
         for seq, rec in targets:
-            line = render(box, seq, Message(box, rec), query, uid)
+            line = render_index_only(box, seq, rec, query, uid) if index_only else \
+                render(box, seq, Message(box, rec), query, uid)
             buf.append(line)
             size += len(line)
             if len(buf) >= CHUNK_MESSAGES or size >= CHUNK_BYTES:
