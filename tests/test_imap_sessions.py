@@ -279,3 +279,17 @@ def test_sessions_on_one_mailbox_share_its_records(tmp_path):
         assert a.gone == {2}
         assert a.tell_expunges() == [2] and b.tell_expunges() == [2]
         assert a.records is b.records and [r.uid for r in a.records] == [1, 3, 4, 5, 6]
+
+
+def test_append_and_copy_over_quota_are_refused(imap):  # noqa: F811
+    root, port, _ = imap
+    with Store.open(root) as s:
+        s.set_quota("user/joe", 150)  # the INBOX's one message fits; nothing more does
+    a = _login(port)
+    typ, data = a.append("Sent", None, None, b"Subject: big\r\n\r\n" + b"x" * 500 + b"\r\n")
+    assert typ == "NO" and b"[OVERQUOTA]" in data[0]
+    a.select("INBOX")
+    typ, data = a.copy("1", "Sent")
+    assert typ == "NO" and b"[OVERQUOTA]" in data[0]
+    with Store.open(root) as s:
+        assert s.read("user/joe/Sent").records == []
