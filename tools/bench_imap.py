@@ -40,39 +40,22 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
-from bench_lmtp import _has_mail_user, messages  # noqa: E402
+from bench_lmtp import DOVECOT_BASE, _has_mail_user, messages  # noqa: E402
 from lmtp_harness import free_port, start_service, start_stored, stop  # noqa: E402
 
 DOVECOT = "/usr/sbin/dovecot"
 DOVEADM = "/usr/bin/doveadm"
 PASSWORD = "bench-pw"
 
-DOVECOT_CONF = """\
+DOVECOT_CONF = DOVECOT_BASE + """\
 protocols = imap
 listen = 127.0.0.1
-ssl = no
 disable_plaintext_auth = no
-base_dir = {base}/run
-state_dir = {base}/state
-log_path = {base}/dovecot.log
-first_valid_uid = 8
-first_valid_gid = 8
-mail_location = maildir:~/Maildir
-mail_fsync = always
-auth_username_format = %n
 default_process_limit = 2000
 default_client_limit = 4000
 default_vsz_limit = 0
 protocol imap {{
   mail_max_userip_connections = 100000
-}}
-passdb {{
-  driver = passwd-file
-  args = {base}/users
-}}
-userdb {{
-  driver = passwd-file
-  args = {base}/users
 }}
 service imap-login {{
   inet_listener imap {{
@@ -81,14 +64,6 @@ service imap-login {{
   }}
   inet_listener imaps {{
     port = 0
-  }}
-}}
-service anvil {{
-  chroot =
-}}
-service stats {{
-  unix_listener stats-writer {{
-    mode = 0666
   }}
 }}
 """

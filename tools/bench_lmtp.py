@@ -49,8 +49,8 @@ GEN = os.path.join(REPO, "..", "shared", "peers", "gen.py")
 DOVECOT = "/usr/sbin/dovecot"
 DOVECOT_LDA = "/usr/lib/dovecot/dovecot-lda"
 
-DOVECOT_CONF = """\
-protocols = lmtp
+# what every private Dovecot of the benchmarks has (bench_imap.py adds its own part)
+DOVECOT_BASE = """\
 ssl = no
 base_dir = {base}/run
 state_dir = {base}/state
@@ -60,7 +60,6 @@ first_valid_gid = 8
 mail_location = maildir:~/Maildir
 mail_fsync = always
 auth_username_format = %n
-lmtp_save_to_detail_mailbox = no
 passdb {{
   driver = passwd-file
   args = {base}/users
@@ -69,16 +68,21 @@ userdb {{
   driver = passwd-file
   args = {base}/users
 }}
-service lmtp {{
-  unix_listener {base}/lmtp {{
-    mode = 0666
-  }}
-}}
 service anvil {{
   chroot =
 }}
 service stats {{
   unix_listener stats-writer {{
+    mode = 0666
+  }}
+}}
+"""
+
+DOVECOT_CONF = DOVECOT_BASE + """\
+protocols = lmtp
+lmtp_save_to_detail_mailbox = no
+service lmtp {{
+  unix_listener {base}/lmtp {{
     mode = 0666
   }}
 }}
