@@ -495,10 +495,15 @@ class Mailbox:
         names = [text(f) for f in flags if text(f).lower() != RECENT.lower()]
         for n in names:
             self.need(_RIGHT_OF_FLAG.get(n.lower(), "w"), f"store {n}")
-        how = {-1: "remove", 0: "set", 1: "add"}[mode]
+        return self._apply(self.selected(messages, uid), names,
+                           {-1: "remove", 0: "set", 1: "add"}[mode])
+
+    def _apply(self, targets: list[tuple[int, Record]], names: list[str], how: str
+               ) -> dict[int, list[str]]:
+        """Flags and keywords `names` set, added or removed on `targets`;
+        their flags after, by sequence number."""
         keywords = [n for n in names if n.lower() not in SYSTEM]
         bits = names_to_flags(" ".join(n for n in names if n.lower() in SYSTEM))
-        targets = self.selected(messages, uid)
         uids = [r.uid for _s, r in targets if r.uid not in self.gone]
         try:
             if self.own_seen:
@@ -536,15 +541,9 @@ class Mailbox:
                    if "\\Seen" not in self.flags_of(r) and r.uid not in self.gone]
         if not targets:
             return
-        done = self.store_seen_by_uid([r.uid for _s, r in targets])
+        done = self._apply(targets, ["\\Seen"], "add")
         for listener in self.listeners:
-            listener.flagsChanged({s: f for s, f in done.items()})
-
-    def store_seen_by_uid(self, uids: list[int]) -> dict[int, list[str]]:
-        ms = imap4.MessageSet()
-        for u in uids:
-            ms.add(u)
-        return self.store(ms, ["\\Seen"], 1, True)
+            listener.flagsChanged(done)
 
     def expunge(self, uids=None):
         """EXPUNGE (or UID EXPUNGE of `uids`): returns the sequence numbers

@@ -25,7 +25,7 @@ from twisted.python import log
 from zope.interface import implementer
 
 from ..errors import InvalidNameError, NoSuchMailboxError, StoreError
-from ..layout import user_of
+from ..layout import parent, user_of
 from ..mailbox import Store, pattern_to_regex
 from . import imapfetch, telemetry
 from .imapbox import Mailbox, NoPermission, refused, text
@@ -124,18 +124,15 @@ class Account:
         box = self.store_name(text(pathspec).rstrip(DELIMITER))
         if self.store.exists(box):
             return False
-        if user_of(box) != self.user:
-            parent = box.rsplit("/", 1)[0] if box.count("/") > 2 else None
-            if parent is None or "k" not in self.rights(self.store_name_of(parent)):
+        if user_of(box) != self.user:  # elsewhere: the k right on the parent
+            up = parent(box)
+            if up is None or "k" not in self.rights(up):
                 raise NoPermission(f"[NOPERM] you may not create {text(pathspec)}")
         try:
             self.store.create(box)
         except StoreError as e:
             raise refused(e) from None
         return True
-
-    def store_name_of(self, store_name: str) -> str:
-        return self.store_name(self.names.to_imap(store_name))
 
     def addMailbox(self, name, mbox=None):
         return self.create(name)

@@ -14,8 +14,6 @@ message's header alone; the rest from the message bytes."""
 
 from __future__ import annotations
 
-import email.utils
-import re
 import time
 from collections.abc import Iterator
 
@@ -25,7 +23,7 @@ from twisted.mail import imap4
 from zope.interface import implementer
 
 from .imapbox import Mailbox, Message
-from .imapstructure import fetch_section, sexp, structure
+from .imapstructure import envelope, fetch_section, sexp, structure
 
 P = imap4._FetchParser
 CHUNK_MESSAGES = 1000
@@ -43,44 +41,8 @@ def internaldate(t: int) -> bytes:
                                                   g.tm_year, g.tm_hour, g.tm_min, g.tm_sec)
 
 
-_UNFOLD = re.compile(rb"\r\n[ \t]+")
-_ENVELOPE_FIELDS = (b"date", b"subject", b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc",
-                    b"in-reply-to", b"message-id")
-
-
-def _fields(header: bytes) -> dict[bytes, str]:
-    """The first value of each envelope field, unfolded, as sent (RFC 2047
-    words stay encoded: ENVELOPE gives the header's own text)."""
-    out: dict[bytes, str] = {}
-    for line in _UNFOLD.sub(b" ", header).split(b"\r\n"):
-        name, colon, value = line.partition(b":")
-        key = name.strip().lower()
-        if colon and key in _ENVELOPE_FIELDS and key not in out:
-            out[key] = value.strip().decode("utf-8", "surrogateescape")
-    return out
-
-
-def _addresses(value: str | None) -> list | None:
-    """RFC 3501's address list: (name adl mailbox host) each."""
-    if not value:
-        return None
-    out = []
-    for name, addr in email.utils.getaddresses([value]):
-        if not addr and not name:
-            continue
-        mailbox, at, host = addr.rpartition("@") if "@" in addr else (addr, "", "")
-        out.append([name or None, None, mailbox or None, host if at else None])
-    return out or None
-
-
-def envelope(m: Message) -> bytes:
-    f = _fields(m.header_bytes())
-    sender = f.get(b"from")
-    return b"ENVELOPE " + sexp([
-        f.get(b"date"), f.get(b"subject"), _addresses(sender),
-        _addresses(f.get(b"sender") or sender), _addresses(f.get(b"reply-to") or sender),
-        _addresses(f.get(b"to")), _addresses(f.get(b"cc")), _addresses(f.get(b"bcc")),
-        f.get(b"in-reply-to"), f.get(b"message-id")])
+def envelope_item(m: Message) -> bytes:
+    return b"ENVELOPE " + sexp(envelope(m.header_bytes()))
 
 
 def render(box: Mailbox, seq: int, msg: Message, query: list, uid: bool) -> bytes:
@@ -97,7 +59,7 @@ def render(box: Mailbox, seq: int, msg: Message, query: list, uid: bool) -> byte
         elif isinstance(item, P.RFC822Size):
             out.append(b"RFC822.SIZE %d" % msg.getSize())
         elif isinstance(item, P.Envelope):
-            out.append(envelope(msg))
+            out.append(envelope_item(msg))
         elif isinstance(item, P.BodyStructure):
             out.append(b"BODYSTRUCTURE " + sexp(structure(msg._msg, True)))
         elif isinstance(item, P.Body):

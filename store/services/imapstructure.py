@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import email.message
 import email.utils
-
-from twisted.mail import imap4
+import re
 
 from ..message import to_crlf
-from .imapbox import Part
 
 
 class Parts(list):
@@ -39,6 +37,47 @@ def sexp(v) -> bytes:
     if isinstance(v, Parts):
         return b"".join(sexp(p) for p in v)
     return b"(" + b" ".join(sexp(x) for x in v) + b")"
+
+
+_UNFOLD = re.compile(rb"\r\n[ \t]+")
+_ENVELOPE_FIELDS = (b"date", b"subject", b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc",
+                    b"in-reply-to", b"message-id")
+
+
+def _envelope_fields(header: bytes) -> dict[bytes, str]:
+    """The first value of each envelope field, unfolded, as sent (RFC 2047
+    words stay encoded: ENVELOPE gives the header's own text)."""
+    out: dict[bytes, str] = {}
+    for line in _UNFOLD.sub(b" ", header).split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        key = name.strip().lower()
+        if colon and key in _ENVELOPE_FIELDS and key not in out:
+            out[key] = value.strip().decode("utf-8", "surrogateescape")
+    return out
+
+
+def _addresses(value: str | None) -> list | None:
+    """RFC 3501's address list: (name adl mailbox host) each."""
+    if not value:
+        return None
+    out = []
+    for name, addr in email.utils.getaddresses([value]):
+        if not addr and not name:
+            continue
+        mailbox, at, host = addr.rpartition("@") if "@" in addr else (addr, "", "")
+        out.append([name or None, None, mailbox or None, host if at else None])
+    return out or None
+
+
+def envelope(header: bytes) -> list:
+    """ENVELOPE (RFC 3501 7.4.2) of a header (CRLF bytes), as values for sexp."""
+    f = _envelope_fields(header)
+    sender = f.get(b"from")
+    return [
+        f.get(b"date"), f.get(b"subject"), _addresses(sender),
+        _addresses(f.get(b"sender") or sender), _addresses(f.get(b"reply-to") or sender),
+        _addresses(f.get(b"to")), _addresses(f.get(b"cc")), _addresses(f.get(b"bcc")),
+        f.get(b"in-reply-to"), f.get(b"message-id")]
 
 
 def _params(part: email.message.Message) -> list | None:
@@ -84,7 +123,7 @@ def structure(part: email.message.Message, extended: bool) -> list:
            (part.get("content-transfer-encoding") or "7BIT").upper(), len(body)]
     if main == "message" and sub == "rfc822":
         inner = email.message_from_bytes(body)
-        out += [imap4.getEnvelope(Part(inner)), structure(inner, extended), lines]
+        out += [envelope(_split(body)[0]), structure(inner, extended), lines]
     elif main == "text":
         out.append(lines)
     if extended:
