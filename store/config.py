@@ -101,6 +101,20 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "root. Empty: no TLS (no STARTTLS, no SSL ports), and logins only from loopback."),
     Setting("local.service.tls.keyfile", "", "path",
             "PEM private key of that certificate (empty: in the certificate file)."),
+    Setting("local.watcher.enable", "1", "int",
+            "1: start-msg launches the watcher, which starts the services and watches them "
+            "(local.autorestart); 0: start-msg starts the services alone.", 0, 1),
+    Setting("store.enable", "1", "int", "1: start-msg starts stored.", 0, 1),
+    Setting("lmtp.enable", "1", "int", "1: start-msg starts lmtpd.", 0, 1),
+    Setting("imap.enable", "1", "int", "1: start-msg starts imapd.", 0, 1),
+    Setting("pop.enable", "1", "int", "1: start-msg starts popd.", 0, 1),
+    Setting("local.autorestart", "0", "int",
+            "1: when a store service exits abnormally the watcher restarts every store service "
+            "enabled at start, in order (stored first); 0: it only logs the failure.", 0, 1),
+    Setting("local.autorestart.timeout", "600", "int",
+            "Seconds: a service that fails again within this time of a restart is not "
+            "restarted again (as Oracle Messaging Server 8: one restart per period).",
+            1, 86400),
     Setting("local.lmtp.socket", "run/lmtp", "path",
             "UNIX socket lmtpd listens on (mode 0660): absolute, or relative to the store root."),
     Setting("local.lmtp.port", "0", "int",

@@ -266,6 +266,21 @@ LOGIN_FAILED = _m(
     "None for one; many for one user or from one place: someone is guessing passwords.")
 LOGOUT = _m(
     "logout", logging.INFO, "{service}: {user} logged out", "None.")
+WATCHED_EXITED = _m(
+    "watched-exited", logging.ERROR,
+    "Watched '{program}' process {pid} exited abnormally (status {status})",
+    "See log/{program}.stderr and this log just before. With local.autorestart the watcher "
+    "restarts the store services; without it, run `start-msg` once the cause is fixed.")
+SERVICES_RESTARTING = _m(
+    "services-restarting", logging.WARNING,
+    "Restarting the store services after a failure: {services}",
+    "None: the watcher stops them, starts stored, waits until it is ready, then starts the "
+    "rest (log/watcher has each step).")
+RESTART_GIVEN_UP = _m(
+    "restart-given-up", logging.CRITICAL,
+    "'{program}' failed again within {seconds} s of its restart: not restarted",
+    "Find the cause (log/{program}.stderr, this log), fix it, then `start-msg`; the other "
+    "services keep running. local.autorestart.timeout sets the period.")
 TELEMETRY_FAILED = _m(
     "telemetry-failed", logging.WARNING,
     "Telemetry of a session of {user} not captured: {error}",

@@ -1,0 +1,147 @@
+"""start-msg, stop-msg and watcher: the seeds' start and stop of the store's
+services (store/supervise/). One module: the three share the talk with the
+watcher."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import click
+
+from .. import logsetup
+from ..errors import EXIT_OK, EXIT_OPERATIONAL
+from ..layout import Layout
+from ..supervise import control
+from ..supervise.registry import SERVICES, by_name, enabled
+from ..supervise.watcher import Watcher, socket_path
+from .common import EXIT_CODES_HELP, entry, resolve_root, store_root_option, usage
+
+NAMES = ", ".join(s.name for s in SERVICES)
+
+
+def _ask(layout: Layout, request: str) -> int | None:
+    """Send a request to the running watcher, echoing its lines; its exit
+    status, or None when no watcher answers."""
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(socket_path(layout))
+    except OSError:
+        return None
+    with s, s.makefile("rb") as f:
+        s.sendall(request.encode() + b"\n")
+        status = EXIT_OPERATIONAL
+        for raw in f:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if line in ("OK", "FAILED"):
+                status = EXIT_OK if line == "OK" else EXIT_OPERATIONAL
+                break
+            click.echo(line)
+    return status
+
+
+def _launch_watcher(layout: Layout) -> int:
+    """The watcher started in a session of its own, once it answers."""
+    argv = [sys.executable, "-c", "from store.cli.msgctl import watcher_main; watcher_main()",
+            "--store-root", layout.root]
+    with open(f"{layout.log_dir}/watcher.stderr", "ab") as err:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=err, start_new_session=True, cwd=layout.root)
+    for _ in range(200):
+        if p.poll() is not None:
+            raise click.ClickException(f"the watcher exited at start (status {p.returncode}; "
+                                       f"see {layout.log_dir}/watcher.stderr)")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(socket_path(layout))
+            return p.pid
+        except OSError:
+            time.sleep(0.05)
+    raise click.ClickException("the watcher did not answer within 10 s")
+
+
+def _names(services: tuple[str, ...]) -> list[str]:
+    try:
+        by_name(list(services))
+    except ValueError as e:
+        raise usage(str(e)) from None
+    return list(services)
+
+
+START_EPILOG = f"""\b
+Examples:
+  start-msg              the watcher, then stored (waited for), lmtpd, imapd, popd
+  start-msg imap         imapd alone (stored must be running)
+
+Services: {NAMES}; each started when its setting (store.enable, lmtp.enable,
+imap.enable, pop.enable) is 1. With local.watcher.enable 1 (the default) the
+watcher starts them and restarts them on failure (local.autorestart).
+
+""" + EXIT_CODES_HELP
+
+
+@click.command(name="start-msg", epilog=START_EPILOG)
+@store_root_option
+@click.argument("services", nargs=-1, metavar="[SERVICE]...")
+def start_cli(store_root, services) -> int:
+    """Start the store's services in order; stop at stored if it does not
+    become ready. What is already running is reported and left alone."""
+    layout = Layout.open(resolve_root(store_root))
+    logsetup.attach(layout.log_dir)
+    names = _names(services)
+    if not layout.config.get_int("local.watcher.enable"):
+        ok = control.start(layout, enabled(layout, by_name(names)), click.echo)
+        return EXIT_OK if ok else EXIT_OPERATIONAL
+    click.echo("Connecting to watcher ...")
+    status = _ask(layout, "start " + " ".join(names))
+    if status is None:
+        click.echo(f"Launching watcher ... {_launch_watcher(layout)}")
+        status = _ask(layout, "start " + " ".join(names))
+    if status is None:
+        raise click.ClickException("the watcher stopped answering")
+    return status
+
+
+STOP_EPILOG = f"""\b
+Examples:
+  stop-msg               popd, imapd, lmtpd, stored, then the watcher
+  stop-msg imap          imapd alone
+
+Services: {NAMES}.
+
+""" + EXIT_CODES_HELP
+
+
+@click.command(name="stop-msg", epilog=STOP_EPILOG)
+@store_root_option
+@click.argument("services", nargs=-1, metavar="[SERVICE]...")
+def stop_cli(store_root, services) -> int:
+    """Stop the store's services in reverse order (SIGTERM; SIGKILL after 30 s)."""
+    layout = Layout.open(resolve_root(store_root))
+    logsetup.attach(layout.log_dir)
+    names = _names(services)
+    status = _ask(layout, "stop " + " ".join(names))
+    if status is None:  # no watcher: by the pid files
+        control.stop(layout, by_name(names), click.echo)
+        status = EXIT_OK
+    return status
+
+
+@click.command(name="watcher", epilog=EXIT_CODES_HELP)
+@store_root_option
+def watcher_cli(store_root) -> int:
+    """The watcher, in the foreground (start-msg launches it): starts and
+    stops services on request and restarts them on failure."""
+    layout = Layout.open(resolve_root(store_root))
+    logsetup.attach(layout.log_dir)
+    if _ask(layout, "status") is not None:
+        raise click.ClickException(f"a watcher already answers on {socket_path(layout)}")
+    Watcher(layout).serve()
+    return EXIT_OK
+
+
+start_main = entry(start_cli, "start-msg")
+stop_main = entry(stop_cli, "stop-msg")
+watcher_main = entry(watcher_cli, "watcher")

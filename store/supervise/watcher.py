@@ -1,0 +1,192 @@
+"""The watcher (seed 000): starts the services on request (start-msg),
+stops them (stop-msg), and watches the ones it started. A service that
+exits without being asked to is logged (`Watched 'imapd' process 13428
+exited abnormally`); with local.autorestart every store service enabled at
+start is restarted in order: the others stopped, stored started and waited
+for, then the rest (the seeds: "if imapd fails, at the least, stored and
+imapd are restarted"). A service that fails again within
+local.autorestart.timeout of its restart is not restarted again (Oracle
+Messaging Server 8's "once within the period", rather than 6.3's "up to
+two times": a second failure that soon is not going to be cured by a third
+start), and the log says what to do.
+
+Requests come over the UNIX socket `<root>/run/watcher` (Sun used TCP port
+49994; a socket file keeps it to this machine and to the store's owner),
+one line each: `start [SERVICE...]`, `stop [SERVICE...]` (all: the watcher
+exits too), `status`; the answer is the seeds' progress lines, then `OK`
+or `FAILED`. The watcher log `<root>/log/watcher` has every start and stop
+in the seeds' format."""
+
+from __future__ import annotations
+
+import os
+import socketserver
+import subprocess
+import threading
+import time
+
+from .. import logmsg
+from ..layout import Layout
+from . import control
+from .registry import SERVICES, Service, by_name, enabled
+
+POLL = 0.2  # seconds between looks at the children
+SOCKET = "run/watcher"
+
+
+def socket_path(layout: Layout) -> str:
+    return os.path.join(layout.root, SOCKET)
+
+
+class Watcher:
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.children: dict[str, subprocess.Popen] = {}
+        self.expected: set[subprocess.Popen] = set()  # being stopped on purpose
+        self.watched: list[Service] = []  # started through the watcher: restarted together
+        self.restarted_at: dict[str, float] = {}
+        self.given_up: set[str] = set()
+        self.lock = threading.RLock()  # one start, stop or restart at a time
+        self.done = threading.Event()
+        self._log = open(os.path.join(layout.log_dir, "watcher"), "a", buffering=1,  # noqa: SIM115
+                         encoding="utf-8")
+
+    def wlog(self, line: str) -> None:
+        self._log.write(line + "\n")
+
+    def _track(self, svc: Service, p: subprocess.Popen) -> None:
+        old = self.children.get(svc.name)
+        if old is not None:  # stopped by us: reaped, and forgotten
+            old.poll()
+            self.expected.discard(old)
+        self.children[svc.name] = p
+        if svc not in self.watched:
+            self.watched = [s for s in SERVICES if s in self.watched or s is svc]
+
+    def _expect(self, svc: Service) -> None:
+        p = self.children.get(svc.name)
+        if p is not None:
+            self.expected.add(p)
+
+    # -- requests ------------------------------------------------------------------------
+    def start(self, names: list[str], out) -> bool:
+        with self.lock:
+            services = enabled(self.layout, by_name(names))
+            for s in services:
+                self.given_up.discard(s.name)  # an administrator's start clears it
+            return control.start(self.layout, services, self._both(out), self._track)
+
+    def stop(self, names: list[str], out) -> None:
+        with self.lock:
+            services = by_name(names)
+            control.stop(self.layout, services, self._both(out), self._expect)
+            self.watched = [s for s in self.watched if s not in services]
+
+    def status(self, out) -> None:
+        for svc in SERVICES:
+            pid = control.running_pid(self.layout, svc)
+            state = f"running ({pid})" if pid else (
+                "not restarted (failed again within local.autorestart.timeout)"
+                if svc.name in self.given_up else "not running")
+            out(f"{svc.label} {state}")
+
+    def _both(self, out):
+        def write(line: str) -> None:
+            self.wlog(line)
+            out(line)
+        return write
+
+    # -- watching ------------------------------------------------------------------------
+    def check(self) -> None:
+        """Reap children; handle the ones that exited unasked."""
+        with self.lock:
+            for name, p in list(self.children.items()):
+                if self.children.get(name) is not p or p.poll() is None:
+                    continue  # replaced by a restart in this pass, or running
+                del self.children[name]
+                if p in self.expected:
+                    self.expected.discard(p)
+                    continue
+                self.failed(next(s for s in SERVICES if s.name == name), p)
+
+    def failed(self, svc: Service, p: subprocess.Popen) -> None:
+        how = "exited abnormally" if p.returncode != 0 else "exited"
+        self.wlog(f"Watched '{svc.program}' process {p.pid} {how}")
+        logmsg.log("watcher", logmsg.WATCHED_EXITED, program=svc.program, pid=p.pid,
+                   status=p.returncode)
+        if not self.layout.config.get_int("local.autorestart") or svc.name in self.given_up:
+            return
+        timeout = self.layout.config.get_int("local.autorestart.timeout")
+        last = self.restarted_at.get(svc.name)
+        now = time.monotonic()
+        if last is not None and now - last < timeout:
+            self.given_up.add(svc.name)
+            self.wlog(f"'{svc.program}' failed again within {timeout} s of its restart: "
+                      "not restarted")
+            logmsg.log("watcher", logmsg.RESTART_GIVEN_UP, program=svc.program,
+                       seconds=timeout)
+            return
+        self.restarted_at[svc.name] = now
+        self.restart_all()
+
+    def restart_all(self) -> None:
+        services = list(self.watched)
+        self.wlog("Received request to restart: " + " ".join(s.name for s in services))
+        logmsg.log("watcher", logmsg.SERVICES_RESTARTING,
+                   services=" ".join(s.name for s in services))
+        control.stop(self.layout, services, self.wlog, self._expect)
+        control.start(self.layout, services, self.wlog, self._track)
+
+    # -- the process ---------------------------------------------------------------------
+    def serve(self) -> None:
+        """Answer requests and watch the children until `stop` of all."""
+        path = socket_path(self.layout)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if os.path.exists(path):
+            os.unlink(path)  # a dead watcher's (start-msg connected to it first)
+        watcher = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                line = self.rfile.readline(4096).decode("utf-8", "replace").split()
+                if not line:
+                    return
+
+                def out(text: str) -> None:
+                    self.wfile.write(text.encode() + b"\n")
+                    self.wfile.flush()
+                try:
+                    watcher.request(line[0], line[1:], out)
+                except ValueError as e:
+                    out(f"error: {e}")
+                    out("FAILED")
+
+        server = socketserver.ThreadingUnixStreamServer(path, Handler)
+        os.chmod(path, 0o600)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.wlog(f"watcher process {os.getpid()} started at {time.ctime()}")
+        try:
+            while not self.done.wait(POLL):
+                self.check()
+        finally:
+            server.shutdown()
+            server.server_close()
+            if os.path.exists(path):
+                os.unlink(path)
+            self.wlog(f"watcher process {os.getpid()} stopped at {time.ctime()}")
+
+    def request(self, verb: str, names: list[str], out) -> None:
+        if verb == "start":
+            out("OK" if self.start(names, out) else "FAILED")
+        elif verb == "stop":
+            self.stop(names, out)
+            if not names:
+                out(f"Stopping watcher process {os.getpid()} ... done")
+                self.done.set()
+            out("OK")
+        elif verb == "status":
+            self.status(out)
+            out("OK")
+        else:
+            raise ValueError(f"unknown request {verb!r} (start, stop, status)")

@@ -1,0 +1,139 @@
+"""start-msg, stop-msg and the watcher as real processes (seeds 000, 001):
+the order of starts and stops, the seeds' output and watcher log, what is
+already running, one service alone, stored that cannot become ready, and
+the automatic restart after kill -9 (once within local.autorestart.timeout)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+from lmtp_harness import free_port
+
+from store.layout import Layout
+from store.mailbox import Store
+from store.proc import pid_alive
+
+
+def run(cmd, root):
+    r = subprocess.run([sys.executable, "-c",
+                        f"from store.cli.msgctl import {cmd}; {cmd}()", "--store-root", root],
+                       capture_output=True, text=True, cwd=ROOT, timeout=180)
+    return r.returncode, r.stdout.splitlines(), r.stderr
+
+
+def start(root, *names):
+    r = subprocess.run([sys.executable, "-c", "from store.cli.msgctl import start_main; "
+                        "start_main()", "--store-root", root, *names],
+                       capture_output=True, text=True, cwd=ROOT, timeout=180)
+    return r.returncode, r.stdout.splitlines()
+
+
+def stop(root, *names):
+    r = subprocess.run([sys.executable, "-c", "from store.cli.msgctl import stop_main; "
+                        "stop_main()", "--store-root", root, *names],
+                       capture_output=True, text=True, cwd=ROOT, timeout=180)
+    return r.returncode, r.stdout.splitlines()
+
+
+def pid(root, program):
+    try:
+        return int(open(os.path.join(root, "run", f"{program}.pid")).read())
+    except OSError:
+        return None
+
+
+def watcher_log(root):
+    return open(os.path.join(root, "log", "watcher"), encoding="utf-8").read().splitlines()
+
+
+def until(cond, timeout=60):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def root(tmp_path):
+    root = str(tmp_path / "store")
+    with Store.init(root) as s:
+        s.create("user/joe")
+    Layout.open(root).config.save({"service.imap.port": str(free_port()),
+                                   "service.pop.port": str(free_port()),
+                                   "local.autorestart": "1",
+                                   "local.autorestart.timeout": "600"})
+    yield root
+    stop(root)
+
+
+PROGRAMS = ("stored", "lmtpd", "imapd", "popd")
+
+
+def test_start_and_stop_in_order(root):
+    code, out = start(root)
+    assert code == 0, out
+    assert out[0] == "Connecting to watcher ..." and out[1].startswith("Launching watcher ... ")
+    assert [x.split(" ....")[0] for x in out[2:]] == [
+        "Starting store server", "Checking store server status", "Starting lmtp server",
+        "Starting imap server", "Starting pop server"]
+    assert out[3].endswith(" ready")
+    pids = {p: pid(root, p) for p in PROGRAMS}
+    assert all(pid_alive(n) for n in pids.values())
+    code, out = start(root)  # again: what runs is reported and left alone
+    assert code == 0 and out[1:] == [f"{name} server is already running ({pids[p]})" for name, p
+                                     in zip(("store", "lmtp", "imap", "pop"), PROGRAMS,
+                                            strict=True)]
+    code, out = stop(root, "imap")  # one service
+    assert out == [f"Stopping imap server {pids['imapd']} .... done"]
+    assert not pid_alive(pids["imapd"]) and pid_alive(pids["popd"])
+    code, out = start(root, "imap")
+    assert code == 0 and out[1].startswith("Starting imap server .... ")
+    code, out = stop(root)
+    assert [x.split(" ")[1] for x in out[:4]] == ["pop", "imap", "lmtp", "store"]
+    assert out[4].startswith("Stopping watcher process") and code == 0
+    assert until(lambda: not any(pid_alive(pid(root, p) or pids[p]) for p in PROGRAMS), 10)
+    assert until(lambda: " stopped at " in watcher_log(root)[-1], 10)
+    assert watcher_log(root)[0].startswith("watcher process ") and " started at " in \
+        watcher_log(root)[0]
+
+
+def test_nothing_starts_after_a_stored_that_cannot_be_ready(root):
+    os.rename(os.path.join(root, "mboxlist"), os.path.join(root, "mboxlist.away"))
+    with open(os.path.join(root, "mboxlist"), "w") as f:
+        f.write("not a directory\n")
+    code, out = start(root)
+    assert code == 8
+    assert out[-1].startswith("Checking store server status") and out[-1].endswith("not ready")
+    assert pid(root, "lmtpd") is None and pid(root, "imapd") is None
+
+
+def test_kill_9_restarts_the_services_once_within_the_timeout(root):
+    assert start(root)[0] == 0
+    old = {p: pid(root, p) for p in PROGRAMS}
+    os.kill(old["imapd"], signal.SIGKILL)
+    assert until(lambda: pid(root, "popd") not in (None, old["popd"])
+                 and pid_alive(pid(root, "popd")))
+    log = watcher_log(root)
+    i = log.index(f"Watched 'imapd' process {old['imapd']} exited abnormally")
+    assert log[i + 1] == "Received request to restart: store lmtp imap pop"
+    assert log[i + 2].startswith("Stopping pop server") and log[i + 3] == "imap server is not running"
+    assert log[i + 6].startswith("Starting store server") and log[i + 7].endswith("ready")
+    assert [x.split(" ....")[0] for x in log[i + 8:i + 11]] == [
+        "Starting lmtp server", "Starting imap server", "Starting pop server"]
+    new = {p: pid(root, p) for p in PROGRAMS}
+    assert all(pid_alive(n) and n != old[p] for p, n in new.items())  # stored restarted too
+    os.kill(new["imapd"], signal.SIGKILL)  # again, within local.autorestart.timeout
+    assert until(lambda: any("failed again within 600 s" in x for x in watcher_log(root)), 20)
+    time.sleep(1)
+    assert not pid_alive(new["imapd"]) and pid_alive(new["popd"])  # not restarted
+    default = open(os.path.join(root, "log", "default"), encoding="utf-8").read()
+    assert "'imapd' failed again within 600 s of its restart: not restarted" in default
+    os.kill(new["lmtpd"], signal.SIGKILL)  # another service: restarted (imapd with it)
+    assert until(lambda: pid(root, "lmtpd") != new["lmtpd"] and pid_alive(pid(root, "lmtpd"))
+                 and pid_alive(pid(root, "imapd") or 0))
