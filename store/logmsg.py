@@ -271,6 +271,11 @@ WATCHED_EXITED = _m(
     "Watched '{program}' process {pid} exited abnormally (status {status})",
     "See log/{program}.stderr and this log just before. With local.autorestart the watcher "
     "restarts the store services; without it, run `start-msg` once the cause is fixed.")
+UTILITY_EXITED = _m(
+    "utility-exited", logging.WARNING,
+    "Watched utility '{program}' process {pid} exited abnormally; stored cleans up after it",
+    "None for the store: its locks died with it and `stored -r` removed what it left. Run the "
+    "command again (a reconstruct or mboxutil -r/-d finishes the work it cut off).")
 SERVICES_RESTARTING = _m(
     "services-restarting", logging.WARNING,
     "Restarting the store services after a failure: {services}",

@@ -137,3 +137,27 @@ def test_kill_9_restarts_the_services_once_within_the_timeout(root):
     os.kill(new["lmtpd"], signal.SIGKILL)  # another service: restarted (imapd with it)
     assert until(lambda: pid(root, "lmtpd") != new["lmtpd"] and pid_alive(pid(root, "lmtpd"))
                  and pid_alive(pid(root, "imapd") or 0))
+
+
+def test_a_utility_killed_is_logged_and_cleaned_up_without_a_restart(root):
+    assert start(root)[0] == 0
+    before = {p: pid(root, p) for p in PROGRAMS}
+    ok = subprocess.run([sys.executable, "-c", "from store.cli.reconstruct import main; main()",
+                         "--store-root", root, "-n", "-r"], cwd=ROOT, capture_output=True)
+    assert ok.returncode == 0  # a utility that ends well: nothing in the watcher log
+    with Store.open(root) as s, s.lock("user/joe/INBOX"):  # mboxutil -e waits: killed there
+        p = subprocess.Popen([sys.executable, "-c", "from store.cli.mboxutil import main; main()",
+                              "--store-root", root, "-e", "user/joe"], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.5)
+        assert p.poll() is None
+        p.kill()
+        p.wait()
+    assert until(lambda: any(x.startswith("Cleanup after 'mboxutil'")
+                             for x in watcher_log(root)), 30)
+    log = watcher_log(root)
+    assert f"Watched utility 'mboxutil' process {p.pid} exited abnormally" in log
+    assert sum("Watched utility" in x for x in log) == 1
+    assert f"Cleanup after 'mboxutil' process {p.pid} (stored -r): exit status 0" in log
+    assert {q: pid(root, q) for q in PROGRAMS} == before  # no service restarted
+    assert not any("Received request to restart" in x for x in log)

@@ -23,6 +23,7 @@ from ..errors import (
 )
 from ..mailbox import Store
 from ..proc import become_owner
+from ..supervise import utility
 from . import _interrupted_while_starting
 
 EXIT_CODES_HELP = ("Exit codes: 0 success, 4 damage found, 8 operational error "
@@ -39,12 +40,16 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")(f)
 
 
+_running: list[str] = []  # the command run() is running (utilities register with the watcher)
+
+
 def resolve_root(store_root: str | None) -> str:
     """The store root this command works on. Run as root on a store that
     belongs to another user, the command becomes that user first (before it
     touches anything)."""
     root = store_root or default_root()
     become_owner(root)
+    utility.register(root, _running[-1] if _running else "")
     return root
 
 
@@ -89,11 +94,15 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> int
     """The command's exit status; the log handlers it attached are taken off.
     A command speaking another convention (deliver: sysexits.h) carries an
     `exit_map` translating the statuses chosen here."""
+    _running.append(prog)
+    code = EXIT_INTERRUPTED
     try:
         code = _run(command, prog, argv)
         exit_map = getattr(command, "exit_map", None)
         return exit_map.get(code, code) if exit_map else code
     finally:
+        utility.done(code)
+        _running.pop()
         logsetup.detach_all()
 
 

@@ -28,7 +28,7 @@ import time
 from .. import logmsg
 from ..layout import Layout
 from . import control
-from .registry import SERVICES, Service, by_name, enabled
+from .registry import SERVICES, STORE, Service, by_name, enabled
 
 POLL = 0.2  # seconds between looks at the children
 SOCKET = "run/watcher"
@@ -155,6 +155,7 @@ class Watcher:
                 def out(text: str) -> None:
                     self.wfile.write(text.encode() + b"\n")
                     self.wfile.flush()
+                out.rfile = self.rfile  # a utility's connection: read until it closes
                 try:
                     watcher.request(line[0], line[1:], out)
                 except ValueError as e:
@@ -176,6 +177,19 @@ class Watcher:
                 os.unlink(path)
             self.wlog(f"watcher process {os.getpid()} stopped at {time.ctime()}")
 
+    def utility(self, pid: int, program: str, rfile) -> None:
+        """A registered utility: its connection closing without `done` is an
+        abnormal exit; stored cleans up after it (utility.py)."""
+        for line in rfile:
+            if line.startswith(b"done "):
+                return
+        self.wlog(f"Watched utility '{program}' process {pid} exited abnormally")
+        logmsg.log("watcher", logmsg.UTILITY_EXITED, program=program, pid=pid)
+        r = subprocess.run(STORE.argv(self.layout.root) + ["-r"], capture_output=True,
+                           timeout=300)
+        self.wlog(f"Cleanup after '{program}' process {pid} (stored -r): exit status "
+                  f"{r.returncode}")
+
     def request(self, verb: str, names: list[str], out) -> None:
         if verb == "start":
             out("OK" if self.start(names, out) else "FAILED")
@@ -185,6 +199,8 @@ class Watcher:
                 out(f"Stopping watcher process {os.getpid()} ... done")
                 self.done.set()
             out("OK")
+        elif verb == "utility":
+            self.utility(int(names[0]), names[1], out.rfile)
         elif verb == "status":
             self.status(out)
             out("OK")
