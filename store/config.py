@@ -115,6 +115,14 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "Seconds: a service that fails again within this time of a restart is not "
             "restarted again (as Oracle Messaging Server 8: one restart per period).",
             1, 86400),
+    Setting("local.msprobe.timeout", "10", "int",
+            "Seconds msprobe waits for a service's answer before it calls it unresponsive.",
+            1, 600),
+    Setting("local.msprobe.diskwarn", "90", "int",
+            "Percent of space or inodes used at which msprobe warns (partitions, mboxlist, "
+            "snapshots, log).", 1, 100),
+    Setting("local.msprobe.diskcrit", "95", "int",
+            "Percent of space or inodes used at which msprobe reports CRITICAL.", 1, 100),
     Setting("local.lmtp.socket", "run/lmtp", "path",
             "UNIX socket lmtpd listens on (mode 0660): absolute, or relative to the store root."),
     Setting("local.lmtp.port", "0", "int",

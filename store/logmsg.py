@@ -271,6 +271,10 @@ WATCHED_EXITED = _m(
     "Watched '{program}' process {pid} exited abnormally (status {status})",
     "See log/{program}.stderr and this log just before. With local.autorestart the watcher "
     "restarts the store services; without it, run `start-msg` once the cause is fixed.")
+PROBE_FAILED = _m(
+    "probe-failed", logging.ERROR, "msprobe: {check}: {summary}",
+    "A service that is not running: `start-msg`. One that does not answer: with "
+    "local.autorestart the watcher restarts the services; otherwise `stop-msg` and `start-msg`.")
 UTILITY_EXITED = _m(
     "utility-exited", logging.WARNING,
     "Watched utility '{program}' process {pid} exited abnormally; stored cleans up after it",

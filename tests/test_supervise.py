@@ -3,6 +3,7 @@ the order of starts and stops, the seeds' output and watcher log, what is
 already running, one service alone, stored that cannot become ready, and
 the automatic restart after kill -9 (once within local.autorestart.timeout)."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -161,3 +162,77 @@ def test_a_utility_killed_is_logged_and_cleaned_up_without_a_restart(root):
     assert f"Cleanup after 'mboxutil' process {p.pid} (stored -r): exit status 0" in log
     assert {q: pid(root, q) for q in PROGRAMS} == before  # no service restarted
     assert not any("Received request to restart" in x for x in log)
+
+
+def msprobe(root, *args):
+    r = subprocess.run([sys.executable, "-c", "from store.cli.msprobe import main; main()",
+                        "--store-root", root, *args], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+    return r.returncode, r.stdout
+
+
+def test_msprobe_all_ok_json_nagios_and_prometheus(root, tmp_path):
+    import json
+
+    from prometheus_client.parser import text_string_to_metric_families
+    assert start(root)[0] == 0
+    code, out = msprobe(root, "--json", "--prometheus", str(tmp_path / "ms.prom"))
+    got = json.loads(out)
+    names = {c["name"]: c for c in got["checks"]}
+    assert code == 0 and got["status"] == "OK", out
+    assert {"service store", "service lmtp", "service imap", "service pop", "snapshot",
+            "space partition primary", "log errors"} <= set(names)
+    assert names["service imap"]["metrics"]["response_seconds"] < 5
+    fams = {f.name: f for f in text_string_to_metric_families((tmp_path / "ms.prom").read_text())}
+    status = {s.labels["check"]: s.value for s in fams["msgstore_check_status"].samples}
+    assert status["service pop"] == 0 and len(status) == len(names)
+    assert any(s.labels["check"] == "space partition primary"
+               for s in fams["msgstore_space_used_percent"].samples)
+    code, out = msprobe(root, "--nagios")
+    assert code == 0 and out.startswith("MSGSTORE OK - ") and " | 'service store " in out
+    stop(root, "pop")
+    code, out = msprobe(root, "--nagios")
+    assert code == 2 and "service pop: popd is not running" in out
+
+
+def test_msprobe_finds_a_stopped_stored_and_the_watcher_restarts_it(root):
+    assert start(root)[0] == 0
+    old = pid(root, "stored")
+    os.kill(old, signal.SIGSTOP)
+    try:
+        time.sleep(16)  # stored's heartbeat goes stale after 15 s
+        code, out = msprobe(root, "--nagios", "--timeout", "5")
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # restarted: gone already
+            os.kill(old, signal.SIGCONT)
+    assert code == 2 and "not responding: its heartbeat is" in out
+    log = watcher_log(root)
+    assert "msprobe: 'stored' not responding" in log
+    assert until(lambda: pid(root, "stored") != old and pid_alive(pid(root, "stored") or 0))
+    def services_ok():
+        import json
+        checks = json.loads(msprobe(root, "--json")[1])["checks"]
+        return all(c["status"] == "OK" for c in checks if c["name"].startswith("service "))
+    assert until(services_ok, 30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_msprobe_reports_a_nearly_full_partition(root, tmp_path):
+    part = tmp_path / "small"
+    part.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(part)]).returncode:
+        pytest.skip("tmpfs cannot be mounted here")
+    try:
+        cfg = Layout.open(root).config
+        cfg.save({**{k: cfg.get(k) for k in ("service.imap.port", "service.pop.port")},
+                  "store.partition.small.path": str(part)})
+        (part / "fill").write_bytes(b"x" * int(1024 * 1024 * 0.92))
+        code, out = msprobe(root, "--json")
+        import json
+        small = next(c for c in json.loads(out)["checks"] if c["name"] == "space partition small")
+        assert small["status"] == "WARNING" and code >= 1
+        (part / "fill2").write_bytes(b"x" * int(1024 * 1024 * 0.05))
+        code, out = msprobe(root, "--nagios")
+        assert code == 2 and "space partition small:" in out
+    finally:
+        subprocess.run(["umount", str(part)])

@@ -115,6 +115,7 @@ def stop(layout: Layout, services: list[Service], out: Out,
             stopping(svc)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)  # a stopped (SIGSTOP) one takes its SIGTERM now
         if _wait(lambda pid=pid: not pid_alive(pid), STOP_TIMEOUT):
             out(f"Stopping {svc.label} {pid} .... done")
         else:

@@ -114,6 +114,11 @@ class Watcher:
         self.wlog(f"Watched '{svc.program}' process {p.pid} {how}")
         logmsg.log("watcher", logmsg.WATCHED_EXITED, program=svc.program, pid=p.pid,
                    status=p.returncode)
+        self._restart_for(svc)
+
+    def _restart_for(self, svc: Service) -> None:
+        """Restart every watched service because of `svc`, unless it failed
+        again within local.autorestart.timeout of its last restart."""
         if not self.layout.config.get_int("local.autorestart") or svc.name in self.given_up:
             return
         timeout = self.layout.config.get_int("local.autorestart.timeout")
@@ -201,6 +206,12 @@ class Watcher:
             out("OK")
         elif verb == "utility":
             self.utility(int(names[0]), names[1], out.rfile)
+        elif verb == "restart":  # msprobe: a service that does not answer
+            svc = by_name(names[:1])[0]
+            with self.lock:
+                self.wlog(f"msprobe: '{svc.program}' not responding")
+                self._restart_for(svc)
+            out("OK")
         elif verb == "status":
             self.status(out)
             out("OK")

@@ -1,0 +1,235 @@
+"""msprobe's checks (seeds 000 and 002/003): each running service probed for
+responsiveness with a timeout, and the monitoring procedures of 20.14.1 as
+checks with a status. Every check returns a Check; the CLI renders them
+(table, JSON, Nagios, a node_exporter textfile)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .. import snapshots
+from ..daemon import state
+from ..layout import Layout
+from .control import running_pid
+from .registry import SERVICES, Service, enabled
+
+OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
+RANK = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}  # Nagios plugin exit codes
+STAMP_SLACK = 3  # a stamp older than this many intervals: the job is not running
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    summary: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "status": self.status, "summary": self.summary,
+                "metrics": self.metrics}
+
+
+# -- services -------------------------------------------------------------------------------
+
+class Unresponsive(Exception):
+    pass
+
+
+def _expect(f, prefix: bytes) -> bytes:
+    line = f.readline()
+    if not line.startswith(prefix):
+        raise Unresponsive(f"answered {line[:60]!r}, expected {prefix.decode()}...")
+    return line
+
+
+def _until(f, stop: Callable[[bytes], bool]) -> None:
+    while True:
+        line = f.readline()
+        if not line:
+            raise Unresponsive("closed the connection")
+        if stop(line):
+            return
+
+
+def _lmtp(s: socket.socket, f) -> None:
+    _expect(f, b"220")
+    s.sendall(b"LHLO msprobe\r\n")
+    _until(f, lambda x: x.startswith(b"250 "))
+    s.sendall(b"QUIT\r\n")
+
+
+def _imap(s: socket.socket, f) -> None:
+    _expect(f, b"* OK")
+    for tag, cmd in ((b"p1", b"CAPABILITY"), (b"p2", b"NOOP"), (b"p3", b"LOGOUT")):
+        s.sendall(tag + b" " + cmd + b"\r\n")
+        _until(f, lambda x, tag=tag: x.startswith(tag + b" "))
+
+
+def _pop(s: socket.socket, f) -> None:
+    _expect(f, b"+OK")
+    s.sendall(b"CAPA\r\n")
+    _expect(f, b"+OK")
+    _until(f, lambda x: x.rstrip(b"\r\n") == b".")
+    s.sendall(b"QUIT\r\n")
+
+
+def _address(layout: Layout, svc: Service):
+    if svc.program == "lmtpd":
+        path = layout.config.get("local.lmtp.socket")
+        return socket.AF_UNIX, path if os.path.isabs(path) else os.path.join(layout.root, path)
+    key = "service.imap" if svc.program == "imapd" else "service.pop"
+    port = layout.config.get_int(f"{key}.port") or layout.config.get_int(f"{key}.sslport")
+    return socket.AF_INET, (layout.config.get("service.listenaddr"), port)
+
+
+TALK = {"lmtpd": _lmtp, "imapd": _imap, "popd": _pop}
+
+
+def probe_service(layout: Layout, svc: Service, timeout: float) -> Check:
+    name = f"service {svc.name}"
+    if svc.program == "stored":
+        return _probe_stored(layout, timeout)
+    if running_pid(layout, svc) is None and not svc.ready(layout):
+        return Check(name, CRITICAL, f"{svc.program} is not running")
+    family, address = _address(layout, svc)
+    t0 = time.monotonic()
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(address)
+            with s.makefile("rb") as f:
+                TALK[svc.program](s, f)
+    except (OSError, Unresponsive) as e:
+        took = time.monotonic() - t0
+        what = "no answer" if isinstance(e, TimeoutError) else str(e)
+        return Check(name, CRITICAL, f"{svc.program} not responding after {took:.3f} s "
+                                     f"({what})", {"response_seconds": took})
+    took = time.monotonic() - t0
+    return Check(name, OK, f"{svc.program} answered in {took:.3f} s",
+                 {"response_seconds": took})
+
+
+def _probe_stored(layout: Layout, timeout: float) -> Check:
+    """stored answers by renewing its heartbeat (the state file's mtime)
+    every 2 s from a thread of its own: a stopped or hung stored stops."""
+    st = state.running(layout)
+    if st is None:
+        return Check("service store", CRITICAL, "stored is not running")
+    age = state.heartbeat_age(layout, time.time()) or 0.0
+    if age > max(timeout, state.HEARTBEAT_STALE):
+        return Check("service store", CRITICAL, f"stored (pid {st['pid']}) not responding: "
+                     f"its heartbeat is {age:.1f} s old", {"response_seconds": age})
+    if st["state"] != state.READY:
+        return Check("service store", WARNING, f"stored (pid {st['pid']}) is {st['state']} "
+                     "(checking or recovering the database)", {"response_seconds": age})
+    return Check("service store", OK, f"stored ready, heartbeat {age:.1f} s old",
+                 {"response_seconds": age})
+
+
+def probe_services(layout: Layout, timeout: float) -> list[Check]:
+    return [probe_service(layout, s, timeout) for s in enabled(layout, list(SERVICES))]
+
+
+# -- the monitoring procedures -------------------------------------------------------------
+
+def _disk(name: str, path: str, warn: int, crit: int) -> Check:
+    try:
+        v = os.statvfs(path)
+    except OSError as e:
+        return Check(f"space {name}", UNKNOWN, f"{path}: {e.strerror}")
+    used = 100.0 * (1 - v.f_bavail / v.f_blocks) if v.f_blocks else 0.0
+    inodes = 100.0 * (1 - v.f_favail / v.f_files) if v.f_files else 0.0
+    worst = max(used, inodes)
+    status = CRITICAL if worst >= crit else WARNING if worst >= warn else OK
+    return Check(f"space {name}", status,
+                 f"{path}: {used:.1f}% of space, {inodes:.1f}% of inodes used "
+                 f"({v.f_bavail * v.f_frsize / 1e9:.2f} GB free)",
+                 {"space_used_percent": round(used, 2), "inodes_used_percent": round(inodes, 2),
+                  "bytes_free": v.f_bavail * v.f_frsize})
+
+
+def check_space(layout: Layout) -> list[Check]:
+    warn = layout.config.get_int("local.msprobe.diskwarn")
+    crit = layout.config.get_int("local.msprobe.diskcrit")
+    places = {f"partition {p}": path for p, path in layout.config.partitions().items()}
+    places.update({"mboxlist": layout.mboxlist_dir, "log": layout.log_dir,
+                   "snapshots": snapshots.snapshot_dir(layout)})
+    return [_disk(n, p, warn, crit) for n, p in places.items() if os.path.exists(p)]
+
+
+def check_stamps(layout: Layout) -> list[Check]:
+    """stored's stamp files (20.14.1's table): older than a few intervals,
+    the job is not running."""
+    if state.running(layout) is None:
+        return []  # the store probe says it
+    c = layout.config
+    intervals = {"stored.ckp": c.get_int("local.store.checkpointinterval"),
+                 "stored.lcu": c.get_int("local.store.cleanupinterval"),
+                 "stored.per": c.get_int("local.store.peruserinterval")}
+    out = []
+    for f, age in state.stamp_ages(layout, time.time()).items():
+        limit = intervals[f] * STAMP_SLACK
+        if age is None:
+            out.append(Check(f"stamp {f}", OK, f"{f} not written yet"))
+        else:
+            out.append(Check(f"stamp {f}", WARNING if age > limit else OK,
+                             f"{f} {age:.0f} s old (interval {intervals[f]} s)",
+                             {"age_seconds": round(age, 1)}))
+    return out
+
+
+def check_snapshot(layout: Layout) -> Check:
+    newest = snapshots.newest_time(layout)
+    interval = layout.config.get_int("local.store.snapshotinterval") * 60
+    if newest is None:
+        return Check("snapshot", WARNING, "no snapshot of the database yet "
+                     "(stored takes one every local.store.snapshotinterval minutes)")
+    age = time.time() - newest
+    return Check("snapshot", WARNING if age > 2 * interval else OK,
+                 f"newest snapshot {age / 3600:.1f} h old (interval {interval / 3600:.1f} h)",
+                 {"age_seconds": round(age)})
+
+
+def check_log(layout: Layout, mark_path: str) -> Check:
+    """Errors in the default log since the last run (its offset kept in
+    `mark_path`; a rotated log is read from its start)."""
+    path = os.path.join(layout.log_dir, "default")
+    try:
+        size = os.path.getsize(path)
+        with open(mark_path, encoding="ascii") as f:
+            start = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        start = 0
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+    start = 0 if start > size else start
+    errors, first = 0, ""
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            f.seek(start)
+            for line in f:
+                if b" ERROR: " in line or b" CRITICAL: " in line:
+                    errors += 1
+                    first = first or line.decode("utf-8", "replace").strip()
+    os.makedirs(os.path.dirname(mark_path), exist_ok=True)
+    with open(mark_path, "w", encoding="ascii") as f:
+        f.write(f"{size}\n")
+    if errors:
+        return Check("log errors", WARNING, f"{errors} errors in the default log since the "
+                     f"last run; the first: {first[:200]}", {"errors": errors})
+    return Check("log errors", OK, "no errors in the default log since the last run",
+                 {"errors": 0})
+
+
+def run_all(layout: Layout, timeout: float) -> list[Check]:
+    return (probe_services(layout, timeout) + check_space(layout) + check_stamps(layout)
+            + [check_snapshot(layout),
+               check_log(layout, os.path.join(layout.root, "run", "msprobe.logmark"))])
+
+
+def worst(checks: list[Check]) -> str:
+    return max((c.status for c in checks), key=RANK.__getitem__, default=OK)
