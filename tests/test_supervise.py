@@ -5,6 +5,7 @@ the automatic restart after kill -9 (once within local.autorestart.timeout)."""
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -236,3 +237,28 @@ def test_msprobe_reports_a_nearly_full_partition(root, tmp_path):
         assert code == 2 and "space partition small:" in out
     finally:
         subprocess.run(["umount", str(part)])
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not here")
+def test_written_systemd_units_verify(root, tmp_path):
+    Layout.open(root).config.save({**{k: Layout.open(root).config.get(k) for k in
+                                      ("service.imap.port", "service.pop.port")},
+                                   "local.autorestart": "1", "local.autorestart.timeout": "900"})
+    r = subprocess.run([sys.executable, "-c", "from store.cli.msgctl import start_main; "
+                        "start_main()", "--store-root", root, "--write-units", str(tmp_path / "u")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    files = sorted(os.listdir(tmp_path / "u"))
+    assert files == ["msgstore-imapd.service", "msgstore-lmtpd.service",
+                     "msgstore-msprobe.service", "msgstore-msprobe.timer",
+                     "msgstore-popd.service", "msgstore-stored.service"]
+    imapd = (tmp_path / "u" / "msgstore-imapd.service").read_text()
+    assert "PartOf=msgstore-stored.service" in imapd and "Restart=on-failure" in imapd
+    assert "StartLimitIntervalSec=900" in imapd and f"MSGSTORE_ROOT={root}" in imapd
+    v = subprocess.run(["systemd-analyze", "verify", *[str(tmp_path / "u" / f) for f in files]],
+                       capture_output=True, text=True)
+    assert v.returncode == 0, v.stderr
+    bad = tmp_path / "bad.service"  # the check can fail: a relative ExecStart
+    bad.write_text("[Service]\nExecStart=relative/x\n")
+    assert subprocess.run(["systemd-analyze", "verify", str(bad)],
+                          capture_output=True).returncode != 0

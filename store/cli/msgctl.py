@@ -4,6 +4,8 @@ watcher."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -84,13 +86,30 @@ watcher starts them and restarts them on failure (local.autorestart).
 
 @click.command(name="start-msg", epilog=START_EPILOG)
 @store_root_option
+@click.option("--write-units", "units_dir", metavar="DIR",
+              help="Start nothing: write systemd units for these settings into DIR "
+                   "(/etc/systemd/system), to run the services under systemd instead.")
+@click.option("--user", default="mailsrv", show_default=True, help="With --write-units.")
+@click.option("--group", default="mailsrv", show_default=True, help="With --write-units.")
 @click.argument("services", nargs=-1, metavar="[SERVICE]...")
-def start_cli(store_root, services) -> int:
+def start_cli(store_root, units_dir, user, group, services) -> int:
     """Start the store's services in order; stop at stored if it does not
     become ready. What is already running is reported and left alone."""
     layout = Layout.open(resolve_root(store_root))
     logsetup.attach(layout.log_dir)
     names = _names(services)
+    if units_dir:
+        from ..supervise.units import units
+        os.makedirs(units_dir, exist_ok=True)
+        # the console scripts beside this interpreter (a venv), else where PATH has them
+        bindir = os.path.dirname(sys.executable)
+        if not os.path.exists(os.path.join(bindir, "stored")) and shutil.which("stored"):
+            bindir = os.path.dirname(shutil.which("stored"))
+        for fname, text in units(layout, bindir, user, group).items():
+            with open(os.path.join(units_dir, fname), "w", encoding="utf-8") as f:
+                f.write(text)
+            click.echo(os.path.join(units_dir, fname))
+        return EXIT_OK
     if not layout.config.get_int("local.watcher.enable"):
         ok = control.start(layout, enabled(layout, by_name(names)), click.echo)
         return EXIT_OK if ok else EXIT_OPERATIONAL
