@@ -191,6 +191,18 @@ def test_msprobe_all_ok_json_nagios_and_prometheus(root, tmp_path):
                for s in fams["msgstore_space_used_percent"].samples)
     code, out = msprobe(root, "--nagios")
     assert code == 0 and out.startswith("MSGSTORE OK - ") and " | 'service store " in out
+    reader = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from store.mailbox import Store\n"
+                               "s = Store.open(sys.argv[1])\n"
+                               "with s.db.env.begin():\n"
+                               "    print('reading', flush=True); time.sleep(60)", root],
+                              cwd=ROOT, stdout=subprocess.PIPE)
+    assert reader.stdout.readline() == b"reading\n"
+    reader.kill()  # dies with its read open: a stale reader slot
+    reader.wait()
+    code, out = msprobe(root, "--json")
+    db = next(c for c in json.loads(out)["checks"] if c["name"] == "database")
+    assert code == 1 and db["status"] == "WARNING" and "1 of them stale" in db["summary"]
     stop(root, "pop")
     code, out = msprobe(root, "--nagios")
     assert code == 2 and "service pop: popd is not running" in out

@@ -16,6 +16,7 @@ import lmdb
 
 from .. import logmsg
 from ..errors import CorruptionError, StoreError
+from ..proc import pid_alive
 from . import lmdbfiles
 from .envelope import corrupt_value, decode_value, encode_value
 from .records import DATABASES, SCHEMA, Record
@@ -185,6 +186,21 @@ class Database:
 
     def stat(self) -> dict[str, Any]:
         return self._env_call(self._stat)
+
+    def health(self) -> dict[str, int]:
+        """What msprobe watches (LMDB's equivalent of Berkeley DB's log files
+        piling up): the map and how much of it the data uses, the reader
+        slots and how many belong to dead processes (not cleared here)."""
+        return self._env_call(self._health)
+
+    def _health(self) -> dict[str, int]:
+        info, psize = self.env.info(), self.env.stat()["psize"]
+        pids = [int(line.split()[0]) for line in self.env.readers().splitlines()[1:]
+                if line.split() and line.split()[0].isdigit()]
+        return {"map_bytes": info["map_size"], "used_bytes": (info["last_pgno"] + 1) * psize,
+                "file_bytes": lmdbfiles.data_size(self.path), "readers": len(pids),
+                "stale_readers": sum(1 for pid in pids if not pid_alive(pid)),
+                "max_readers": info["max_readers"]}
 
     def _stat(self) -> dict[str, Any]:
         info = self.env.info()

@@ -5,6 +5,7 @@ checks with a status. Every check returns a Check; the CLI renders them
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 
 from .. import snapshots
 from ..daemon import state
+from ..errors import StoreError
+from ..fsutil import write_file_atomic
 from ..layout import Layout
 from .control import running_pid
 from .registry import SERVICES, Service, enabled
@@ -184,6 +187,11 @@ def check_stamps(layout: Layout) -> list[Check]:
 
 
 def check_snapshot(layout: Layout) -> Check:
+    suspect = [s.name for s in snapshots.list_snapshots(layout) if s.suspect]
+    if suspect:
+        return Check("snapshot", WARNING, f"{len(suspect)} suspect snapshots (they failed "
+                     f"verification and are kept for a look: {', '.join(suspect[:3])}); "
+                     "imdbverify -s lists them", {"suspect": len(suspect)})
     newest = snapshots.newest_time(layout)
     interval = layout.config.get_int("local.store.snapshotinterval") * 60
     if newest is None:
@@ -195,29 +203,22 @@ def check_snapshot(layout: Layout) -> Check:
                  {"age_seconds": round(age)})
 
 
-def check_log(layout: Layout, mark_path: str) -> Check:
-    """Errors in the default log since the last run (its offset kept in
-    `mark_path`; a rotated log is read from its start)."""
+def check_log(layout: Layout, last: dict) -> Check:
+    """Errors in the default log since the last run (`last["log_offset"]`;
+    a rotated log is read from its start)."""
     path = os.path.join(layout.log_dir, "default")
-    try:
-        size = os.path.getsize(path)
-        with open(mark_path, encoding="ascii") as f:
-            start = int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        start = 0
-        size = os.path.getsize(path) if os.path.exists(path) else 0
-    start = 0 if start > size else start
+    size = os.path.getsize(path) if os.path.exists(path) else 0
+    start = last.get("log_offset", 0)
+    start = 0 if not isinstance(start, int) or start > size else start
     errors, first = 0, ""
-    if os.path.exists(path):
+    if size:
         with open(path, "rb") as f:
             f.seek(start)
             for line in f:
                 if b" ERROR: " in line or b" CRITICAL: " in line:
                     errors += 1
                     first = first or line.decode("utf-8", "replace").strip()
-    os.makedirs(os.path.dirname(mark_path), exist_ok=True)
-    with open(mark_path, "w", encoding="ascii") as f:
-        f.write(f"{size}\n")
+    last["log_offset"] = size
     if errors:
         return Check("log errors", WARNING, f"{errors} errors in the default log since the "
                      f"last run; the first: {first[:200]}", {"errors": errors})
@@ -225,10 +226,59 @@ def check_log(layout: Layout, mark_path: str) -> Check:
                  {"errors": 0})
 
 
+def _health(path: str) -> dict:
+    from ..db import Database
+    db = Database(path, readonly=True)
+    try:
+        return db.health()
+    finally:
+        db.close()
+
+
+def check_database(layout: Layout, last: dict) -> Check:
+    """The database's use of its map, its reader slots (stale ones: a
+    process died with a read open; stored's cleanup clears them) and its
+    growth since the last run. Read in a child: a damaged file that kills
+    its reader is a verdict, not a crash of msprobe."""
+    from ..db.lmdbfiles import has_data
+    from ..proc import ChildDied, run_isolated
+    if not has_data(layout.mboxlist_dir):
+        return Check("database", UNKNOWN, "no database yet")
+    try:
+        h = run_isolated(_health, layout.mboxlist_dir, timeout=30)
+    except (ChildDied, StoreError, OSError) as e:
+        return Check("database", CRITICAL, f"the database cannot be read: {e}; see stored's "
+                                           "log lines (it recovers it at its next start)")
+    grown = h["used_bytes"] - last.get("db_used", h["used_bytes"])
+    last["db_used"] = h["used_bytes"]
+    metrics = {**{k: float(v) for k, v in h.items()}, "growth_bytes": float(grown)}
+    text = (f"{h['used_bytes'] / 1e6:.1f} MB used of a {h['map_bytes'] / 1e6:.0f} MB map "
+            f"({grown / 1e6:+.1f} MB since the last run), {h['readers']} readers")
+    if h["stale_readers"]:
+        return Check("database", WARNING, f"{text}, {h['stale_readers']} of them stale (a "
+                     "process died reading; stored's cleanup clears them: `stored -r` now)",
+                     metrics)
+    if h["readers"] > 0.8 * h["max_readers"]:
+        return Check("database", WARNING, f"{text}: near the {h['max_readers']} slots", metrics)
+    return Check("database", OK, text, metrics)
+
+
+STATE_FILE = "run/msprobe.state"  # what the next run compares with (JSON)
+
+
 def run_all(layout: Layout, timeout: float) -> list[Check]:
-    return (probe_services(layout, timeout) + check_space(layout) + check_stamps(layout)
-            + [check_snapshot(layout),
-               check_log(layout, os.path.join(layout.root, "run", "msprobe.logmark"))])
+    path = os.path.join(layout.root, STATE_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            last = json.load(f)
+        last = last if isinstance(last, dict) else {}
+    except (OSError, ValueError):
+        last = {}
+    checks = (probe_services(layout, timeout) + check_space(layout) + check_stamps(layout)
+              + [check_database(layout, last), check_snapshot(layout), check_log(layout, last)])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_file_atomic(path, json.dumps(last).encode(), durable=False)
+    return checks
 
 
 def worst(checks: list[Check]) -> str:
