@@ -42,6 +42,13 @@ class Setting:
                 raise SettingError(f"{self.name}: {n} is out of range "
                                    f"(valid: {self.minimum}-{self.maximum})")
             return str(n)
+        if self.kind == "cron":
+            from .cron import parse
+            try:
+                parse(value)
+            except ValueError as e:
+                raise SettingError(f"{self.name}: {e}") from None
+            return " ".join(value.split())
         if self.kind == "domains":
             names = [d.strip().lower() for d in value.split(",") if d.strip()]
             for d in names:
@@ -115,6 +122,11 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "Seconds: a service that fails again within this time of a restart is not "
             "restarted again (as Oracle Messaging Server 8: one restart per period).",
             1, 86400),
+    Setting("local.schedule.msprobe", "5,15,25,35,45,55 * * * *", "cron",
+            "When the watcher runs msprobe (crontab: minute hour day month weekday).",),
+    Setting("local.schedule.msprobe.enable", "1", "int",
+            "1: the watcher runs msprobe on local.schedule.msprobe; 0: not (cron or the "
+            "systemd timer may).", 0, 1),
     Setting("local.msprobe.timeout", "10", "int",
             "Seconds msprobe waits for a service's answer before it calls it unresponsive.",
             1, 600),

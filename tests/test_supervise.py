@@ -274,3 +274,12 @@ def test_written_systemd_units_verify(root, tmp_path):
     bad.write_text("[Service]\nExecStart=relative/x\n")
     assert subprocess.run(["systemd-analyze", "verify", str(bad)],
                           capture_output=True).returncode != 0
+
+
+def test_the_watcher_runs_msprobe_on_its_schedule(root):
+    cfg = Layout.open(root).config
+    cfg.save({**{k: cfg.get(k) for k in ("service.imap.port", "service.pop.port")},
+              "local.schedule.msprobe": "* * * * *"})
+    assert start(root)[0] == 0
+    assert until(lambda: any(x.startswith("msprobe process ") for x in watcher_log(root)), 20)
+    assert until(lambda: os.path.exists(os.path.join(root, "run", "msprobe.state")), 30)

@@ -22,10 +22,11 @@ from __future__ import annotations
 import os
 import socketserver
 import subprocess
+import sys
 import threading
 import time
 
-from .. import logmsg
+from .. import cron, logmsg
 from ..layout import Layout
 from . import control
 from .registry import SERVICES, STORE, Service, by_name, enabled
@@ -48,6 +49,7 @@ class Watcher:
         self.given_up: set[str] = set()
         self.lock = threading.RLock()  # one start, stop or restart at a time
         self.done = threading.Event()
+        self._probe: subprocess.Popen | None = None
         self._log = open(os.path.join(layout.log_dir, "watcher"), "a", buffering=1,  # noqa: SIM115
                          encoding="utf-8")
 
@@ -172,9 +174,15 @@ class Watcher:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self.wlog(f"watcher process {os.getpid()} started at {time.ctime()}")
+        last_minute = None
         try:
             while not self.done.wait(POLL):
                 self.check()
+                now = time.localtime()
+                minute = now[:5]
+                if minute != last_minute:
+                    last_minute = minute
+                    self.scheduled(now)
         finally:
             server.shutdown()
             server.server_close()
@@ -194,6 +202,20 @@ class Watcher:
                            timeout=300)
         self.wlog(f"Cleanup after '{program}' process {pid} (stored -r): exit status "
                   f"{r.returncode}")
+
+    def scheduled(self, now: time.struct_time) -> None:
+        """msprobe on local.schedule.msprobe (the seeds' imsched runs it)."""
+        c = self.layout.config
+        if not c.get_int("local.schedule.msprobe.enable") or \
+                not cron.matches(cron.parse(c.get("local.schedule.msprobe")), now):
+            return
+        if self._probe is not None and self._probe.poll() is None:
+            return  # the last one still runs
+        self._probe = subprocess.Popen(
+            [sys.executable, "-c", "from store.cli.msprobe import main; main()",
+             "--store-root", self.layout.root, "--nagios"], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.layout.root)
+        self.wlog(f"msprobe process {self._probe.pid} started at {time.ctime()}")
 
     def request(self, verb: str, names: list[str], out) -> None:
         if verb == "start":
