@@ -127,6 +127,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("local.schedule.msprobe.enable", "1", "int",
             "1: the watcher runs msprobe on local.schedule.msprobe; 0: not (cron or the "
             "systemd timer may).", 0, 1),
+    Setting("local.msprobe.coredir", "", "path",
+            "Where the system writes core files (e.g. /var/crash); msprobe warns of any there. "
+            "Empty: no such check."),
     Setting("local.msprobe.timeout", "10", "int",
             "Seconds msprobe waits for a service's answer before it calls it unresponsive.",
             1, 600),

@@ -136,9 +136,16 @@ def test_kill_9_restarts_the_services_once_within_the_timeout(root):
     assert not pid_alive(new["imapd"]) and pid_alive(new["popd"])  # not restarted
     default = open(os.path.join(root, "log", "default"), encoding="utf-8").read()
     assert "'imapd' failed again within 600 s of its restart: not restarted" in default
+    code, out = msprobe(root, "--nagios")  # msprobe says so
+    assert code == 2 and "the watcher gave up restarting it" in out
     os.kill(new["lmtpd"], signal.SIGKILL)  # another service: restarted (imapd with it)
     assert until(lambda: pid(root, "lmtpd") != new["lmtpd"] and pid_alive(pid(root, "lmtpd"))
                  and pid_alive(pid(root, "imapd") or 0))
+    stored = pid(root, "stored")
+    os.kill(stored, signal.SIGKILL)  # and stored itself
+    assert until(lambda: pid(root, "stored") != stored and pid_alive(pid(root, "stored") or 0)
+                 and all(pid_alive(pid(root, p) or 0) for p in PROGRAMS))
+    assert f"Watched 'stored' process {stored} exited abnormally" in watcher_log(root)
 
 
 def test_a_utility_killed_is_logged_and_cleaned_up_without_a_restart(root):
@@ -181,6 +188,7 @@ def test_msprobe_all_ok_json_nagios_and_prometheus(root, tmp_path):
     got = json.loads(out)
     names = {c["name"]: c for c in got["checks"]}
     assert code == 0 and got["status"] == "OK", out
+    assert names["reconstruct check"]["status"] == "OK"
     assert {"service store", "service lmtp", "service imap", "service pop", "snapshot",
             "space partition primary", "log errors"} <= set(names)
     assert names["service imap"]["metrics"]["response_seconds"] < 5
@@ -283,3 +291,27 @@ def test_the_watcher_runs_msprobe_on_its_schedule(root):
     assert start(root)[0] == 0
     assert until(lambda: any(x.startswith("msprobe process ") for x in watcher_log(root)), 20)
     assert until(lambda: os.path.exists(os.path.join(root, "run", "msprobe.state")), 30)
+
+
+def test_msprobe_reports_the_last_check_and_core_files(tmp_path, cli):
+    from build_store import build
+    from damage import damage
+
+    from store.supervise import probe
+    root = str(tmp_path / "store")
+    build(root, users=1, folders=0, messages=4, seed=2)
+    assert probe.check_reconstruct(Layout.open(root)).summary.startswith("no `reconstruct")
+    damage(root, "bad_record_checksum", "user/user0000/INBOX")
+    assert cli("reconstruct", "--store-root", root, "-r", "-n").code == 4
+    c = probe.check_reconstruct(Layout.open(root))
+    assert c.status == probe.WARNING and "1 with problems" in c.summary
+    assert cli("reconstruct", "--store-root", root, "-r", "user/user0000/INBOX").code == 1
+    assert cli("reconstruct", "--store-root", root, "-r", "-n").code == 0
+    assert probe.check_reconstruct(Layout.open(root)).status == probe.OK
+    cores = tmp_path / "crash"
+    cores.mkdir()
+    Layout.open(root).config.save({"local.msprobe.coredir": str(cores)})
+    assert probe.check_cores(Layout.open(root))[0].status == probe.OK
+    (cores / "core.1234").write_bytes(b"\0")
+    c = probe.check_cores(Layout.open(root))[0]
+    assert c.status == probe.WARNING and "core.1234" in c.summary

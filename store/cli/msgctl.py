@@ -24,8 +24,8 @@ from .common import EXIT_CODES_HELP, entry, resolve_root, store_root_option, usa
 NAMES = ", ".join(s.name for s in SERVICES)
 
 
-def _ask(layout: Layout, request: str) -> int | None:
-    """Send a request to the running watcher, echoing its lines; its exit
+def _ask(layout: Layout, request: str, echo=click.echo) -> int | None:
+    """Send a request to the running watcher, its lines to `echo`; its exit
     status, or None when no watcher answers."""
     try:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -40,7 +40,7 @@ def _ask(layout: Layout, request: str) -> int | None:
             if line in ("OK", "FAILED"):
                 status = EXIT_OK if line == "OK" else EXIT_OPERATIONAL
                 break
-            click.echo(line)
+            echo(line)
     return status
 
 

@@ -65,6 +65,13 @@ def cli(store_root, as_json, nagios, prom, timeout) -> int:
     logsetup.attach(layout.log_dir)
     timeout = timeout or layout.config.get_int("local.msprobe.timeout")
     checks = probe.run_all(layout, timeout)
+    watcher: list[str] = []
+    _ask(layout, "status", watcher.append)
+    for c in checks:  # what the watcher gave up on says so (seed 000's timeout)
+        if c.status == probe.CRITICAL and any(
+                line.startswith(f"{c.name.split()[-1]} server not restarted") for line in watcher):
+            c.summary += ("; the watcher gave up restarting it (it failed again within "
+                          "local.autorestart.timeout): fix the cause, then `start-msg`")
     for c in checks:
         if c.name.startswith("service ") and c.status == probe.CRITICAL:
             logmsg.log("msprobe", logmsg.PROBE_FAILED, check=c.name, summary=c.summary)

@@ -8,7 +8,7 @@ import click
 
 from ..daemon.state import refuse_while_recovering
 from ..layout import check_userid
-from ..reconstruct import exit_code
+from ..reconstruct import exit_code, lastcheck
 from ..reconstruct.runner import Options, reconstruct_db, reconstruct_mailboxes
 from .common import emit_json, entry, json_option, open_store, store_root_option, usage
 
@@ -102,6 +102,9 @@ def cli(store_root, check_only, force, zero_index, remove_exp, check_content, pa
                            partition=partition, jobs=jobs or os.cpu_count() or 1)
             with _progress(as_json) as progress:
                 findings, summary = reconstruct_mailboxes(store, opts, progress)
+            if check_only and recursive and not names and not partition:  # msprobe reports it
+                lastcheck.record(store.layout, exit_code(findings), summary.mailboxes_checked,
+                                 summary.mailboxes_with_problems)
     code = exit_code(findings)
     if as_json:
         emit_json({"findings": [f.as_json() for f in findings],

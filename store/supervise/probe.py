@@ -263,6 +263,40 @@ def check_database(layout: Layout, last: dict) -> Check:
     return Check("database", OK, text, metrics)
 
 
+def check_reconstruct(layout: Layout) -> Check:
+    """The last `reconstruct -r -n` (the seeds' "Check User Folders")."""
+    from ..reconstruct import lastcheck
+    rec = lastcheck.last(layout)
+    if rec is None:
+        return Check("reconstruct check", OK, "no `reconstruct -r -n` recorded yet (run it "
+                                              "weekly from cron: docs/operations.md)")
+    age = time.time() - rec["time"]
+    text = (f"last `reconstruct -r -n` {age / 86400:.1f} days ago: {rec.get('mailboxes')} "
+            f"mailboxes, {rec.get('with_problems')} with problems")
+    metrics = {"age_seconds": round(age), "with_problems": float(rec.get("with_problems") or 0)}
+    if rec.get("exit_code") not in (0, None):
+        return Check("reconstruct check", WARNING, text + ": run `reconstruct -r` on them",
+                     metrics)
+    return Check("reconstruct check", OK, text, metrics)
+
+
+def check_cores(layout: Layout) -> list[Check]:
+    """Core files in local.msprobe.coredir (none configured: no check)."""
+    d = layout.config.get("local.msprobe.coredir")
+    if not d:
+        return []
+    try:
+        cores = [e for e in os.scandir(d) if e.name.startswith("core") and e.is_file()]
+    except OSError as e:
+        return [Check("core files", UNKNOWN, f"{d}: {e.strerror}")]
+    if not cores:
+        return [Check("core files", OK, f"no core files in {d}", {"cores": 0})]
+    newest = max(cores, key=lambda e: e.stat().st_mtime)
+    return [Check("core files", WARNING, f"{len(cores)} core files in {d}, the newest "
+                  f"{newest.name}: a process crashed; keep it for a look, then remove it",
+                  {"cores": len(cores)})]
+
+
 STATE_FILE = "run/msprobe.state"  # what the next run compares with (JSON)
 
 
@@ -275,7 +309,8 @@ def run_all(layout: Layout, timeout: float) -> list[Check]:
     except (OSError, ValueError):
         last = {}
     checks = (probe_services(layout, timeout) + check_space(layout) + check_stamps(layout)
-              + [check_database(layout, last), check_snapshot(layout), check_log(layout, last)])
+              + [check_database(layout, last), check_snapshot(layout), check_log(layout, last),
+                 check_reconstruct(layout)] + check_cores(layout))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_file_atomic(path, json.dumps(last).encode(), durable=False)
     return checks
