@@ -154,20 +154,20 @@ def test_a_utility_killed_is_logged_and_cleaned_up_without_a_restart(root):
     ok = subprocess.run([sys.executable, "-c", "from store.cli.reconstruct import main; main()",
                          "--store-root", root, "-n", "-r"], cwd=ROOT, capture_output=True)
     assert ok.returncode == 0  # a utility that ends well: nothing in the watcher log
-    with Store.open(root) as s, s.lock("user/joe/INBOX"):  # mboxutil -e waits: killed there
-        p = subprocess.Popen([sys.executable, "-c", "from store.cli.mboxutil import main; main()",
-                              "--store-root", root, "-e", "user/joe"], cwd=ROOT,
+    with Store.open(root) as s, s.lock("user/joe/INBOX"):  # the rebuild waits: killed there
+        p = subprocess.Popen([sys.executable, "-c", "from store.cli.reconstruct import main; "
+                              "main()", "--store-root", root, "-r", "-f", "-j", "1"], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.5)
         assert p.poll() is None
         p.kill()
         p.wait()
-    assert until(lambda: any(x.startswith("Cleanup after 'mboxutil'")
+    assert until(lambda: any(x.startswith("Cleanup after 'reconstruct'")
                              for x in watcher_log(root)), 30)
     log = watcher_log(root)
-    assert f"Watched utility 'mboxutil' process {p.pid} exited abnormally" in log
+    assert f"Watched utility 'reconstruct' process {p.pid} exited abnormally" in log
     assert sum("Watched utility" in x for x in log) == 1
-    assert f"Cleanup after 'mboxutil' process {p.pid} (stored -r): exit status 0" in log
+    assert f"Cleanup after 'reconstruct' process {p.pid} (stored -r): exit status 0" in log
     assert {q: pid(root, q) for q in PROGRAMS} == before  # no service restarted
     assert not any("Received request to restart" in x for x in log)
 
@@ -189,6 +189,8 @@ def test_msprobe_all_ok_json_nagios_and_prometheus(root, tmp_path):
     names = {c["name"]: c for c in got["checks"]}
     assert code == 0 and got["status"] == "OK", out
     assert names["reconstruct check"]["status"] == "OK"
+    if shutil.which("mdb_stat"):
+        assert "free_pages" in names["database"]["metrics"]
     assert {"service store", "service lmtp", "service imap", "service pop", "snapshot",
             "space partition primary", "log errors"} <= set(names)
     assert names["service imap"]["metrics"]["response_seconds"] < 5

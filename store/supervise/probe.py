@@ -249,11 +249,16 @@ def check_database(layout: Layout, last: dict) -> Check:
     except (ChildDied, StoreError, OSError) as e:
         return Check("database", CRITICAL, f"the database cannot be read: {e}; see stored's "
                                            "log lines (it recovers it at its next start)")
+    free = _free_pages(layout.mboxlist_dir)
+    if free is not None:
+        h["free_pages"] = free
     grown = h["used_bytes"] - last.get("db_used", h["used_bytes"])
     last["db_used"] = h["used_bytes"]
     metrics = {**{k: float(v) for k, v in h.items()}, "growth_bytes": float(grown)}
     text = (f"{h['used_bytes'] / 1e6:.1f} MB used of a {h['map_bytes'] / 1e6:.0f} MB map "
-            f"({grown / 1e6:+.1f} MB since the last run), {h['readers']} readers")
+            f"({grown / 1e6:+.1f} MB since the last run), "
+            + (f"{free} free pages, " if free is not None else "")
+            + f"{h['readers']} readers")
     if h["stale_readers"]:
         return Check("database", WARNING, f"{text}, {h['stale_readers']} of them stale (a "
                      "process died reading; stored's cleanup clears them: `stored -r` now)",
@@ -295,6 +300,24 @@ def check_cores(layout: Layout) -> list[Check]:
     return [Check("core files", WARNING, f"{len(cores)} core files in {d}, the newest "
                   f"{newest.name}: a process crashed; keep it for a look, then remove it",
                   {"cores": len(cores)})]
+
+
+def _free_pages(path: str) -> int | None:
+    """The freelist's page count, from LMDB's own mdb_stat (lmdb-utils; py-lmdb
+    does not show the freelist); None without it."""
+    import shutil
+    import subprocess
+    tool = shutil.which("mdb_stat")
+    if tool is None:
+        return None
+    try:
+        out = subprocess.run([tool, "-f", path], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in out.stdout.splitlines():
+        if line.strip().startswith("Free pages:"):
+            return int(line.split(":")[1])
+    return None
 
 
 STATE_FILE = "run/msprobe.state"  # what the next run compares with (JSON)
