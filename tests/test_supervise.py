@@ -138,6 +138,10 @@ def test_kill_9_restarts_the_services_once_within_the_timeout(root):
     assert "'imapd' failed again within 600 s of its restart: not restarted" in default
     code, out = msprobe(root, "--nagios")  # msprobe says so
     assert code == 2 and "the watcher gave up restarting it" in out
+    code, out = start(root, "imap")  # and start-msg, which starts it again
+    assert code == 0 and "imap server was not restarted after it failed again" in out[1]
+    assert out[2].startswith("Starting imap server .... ")
+    new["imapd"] = pid(root, "imapd")
     os.kill(new["lmtpd"], signal.SIGKILL)  # another service: restarted (imapd with it)
     assert until(lambda: pid(root, "lmtpd") != new["lmtpd"] and pid_alive(pid(root, "lmtpd"))
                  and pid_alive(pid(root, "imapd") or 0))

@@ -74,8 +74,11 @@ class Watcher:
     def start(self, names: list[str], out) -> bool:
         with self.lock:
             services = enabled(self.layout, by_name(names))
-            for s in services:
-                self.given_up.discard(s.name)  # an administrator's start clears it
+            for s in services:  # an administrator's start clears it, and says so
+                if s.name in self.given_up:
+                    self.given_up.discard(s.name)
+                    out(f"{s.label} was not restarted after it failed again within "
+                        "local.autorestart.timeout; starting it now")
             return control.start(self.layout, services, self._both(out), self._track)
 
     def stop(self, names: list[str], out) -> None:
