@@ -20,24 +20,21 @@ from store.mailbox import Store
 from store.proc import pid_alive
 
 
-def run(cmd, root):
-    r = subprocess.run([sys.executable, "-c",
-                        f"from store.cli.msgctl import {cmd}; {cmd}()", "--store-root", root],
-                       capture_output=True, text=True, cwd=ROOT, timeout=180)
-    return r.returncode, r.stdout.splitlines(), r.stderr
+def command(main: str, root: str, *args: str) -> subprocess.CompletedProcess:
+    """A console script (`module:function`) as its own process, on `root`."""
+    module, fn = main.split(":")
+    return subprocess.run([sys.executable, "-c", f"from {module} import {fn}; {fn}()",
+                           "--store-root", root, *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=180)
 
 
 def start(root, *names):
-    r = subprocess.run([sys.executable, "-c", "from store.cli.msgctl import start_main; "
-                        "start_main()", "--store-root", root, *names],
-                       capture_output=True, text=True, cwd=ROOT, timeout=180)
+    r = command("store.cli.msgctl:start_main", root, *names)
     return r.returncode, r.stdout.splitlines()
 
 
 def stop(root, *names):
-    r = subprocess.run([sys.executable, "-c", "from store.cli.msgctl import stop_main; "
-                        "stop_main()", "--store-root", root, *names],
-                       capture_output=True, text=True, cwd=ROOT, timeout=180)
+    r = command("store.cli.msgctl:stop_main", root, *names)
     return r.returncode, r.stdout.splitlines()
 
 
@@ -177,9 +174,7 @@ def test_a_utility_killed_is_logged_and_cleaned_up_without_a_restart(root):
 
 
 def msprobe(root, *args):
-    r = subprocess.run([sys.executable, "-c", "from store.cli.msprobe import main; main()",
-                        "--store-root", root, *args], capture_output=True, text=True, cwd=ROOT,
-                       timeout=120)
+    r = command("store.cli.msprobe:main", root, *args)
     return r.returncode, r.stdout
 
 
