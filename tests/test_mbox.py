@@ -49,6 +49,14 @@ def test_escaped_from_lines_lose_one_quote():
     assert second.data(raw) == b"Subject: t\n\nx\n"
 
 
+@needs_corpus
+def test_a_leading_byte_order_mark_is_skipped():
+    raw = open(os.path.join(CORPUS, "mbox", "unmunged.mbox.txt"), "rb").read()
+    assert raw.startswith(b"\xef\xbb\xbfFrom ")
+    msgs = list(split(raw))
+    assert msgs[0].marker_offset == 3 and msgs[0].data(raw).startswith(b"From: Jeffrey")
+
+
 def test_not_an_mbox():
     with pytest.raises(ValueError, match="not an mbox"):
         list(split(b"Subject: plain message\n\nbody\n"))

@@ -24,7 +24,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-_MARKER = re.compile(rb"(?:\A|(?<=\n))From ")
+_MARKER = re.compile(rb"(?:\A(?:\xef\xbb\xbf)?|(?<=\n))From ")  # a UTF-8 BOM may lead
+_BOM = b"\xef\xbb\xbf"
 _CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*([0-9]+)[ \t]*\r?$", re.I | re.M)
 _ESCAPED = re.compile(rb"^>(>*From )", re.M)
 
@@ -64,8 +65,8 @@ def _header_end(raw: bytes, begin: int, limit: int) -> int | None:
 def split(raw: bytes) -> Iterator[MboxMessage]:
     """The messages of an mbox file's bytes, in order. Bytes before the
     first `From ` line (not an mbox there) are ValueError."""
-    markers = [m.start() for m in _MARKER.finditer(raw)]
-    if not markers or markers[0] != 0:
+    markers = [m.end() - 5 for m in _MARKER.finditer(raw)]
+    if not markers or markers[0] != (len(_BOM) if raw.startswith(_BOM) else 0):
         start = raw[:64]
         raise ValueError(f"not an mbox: it does not start with a 'From ' line ({start!r})")
     i = 0
