@@ -18,8 +18,6 @@ import collections
 import contextlib
 import email
 import email.utils
-import io
-import re
 import weakref
 from collections.abc import Iterator
 
@@ -41,6 +39,7 @@ from ..mailbox import Store
 from ..message import to_crlf
 from .imapnames import DELIMITER
 from .imapsearch import Compiler
+from .imapstructure import split_header
 
 RECENT = "\\Recent"
 SYSTEM = {n.lower() for n in FLAG_NAMES.values()}
@@ -76,41 +75,12 @@ def refused(e: StoreError) -> Refused:
     return Refused("CANNOT", str(e))
 
 
-class Part:
-    """A message or one of its MIME parts, as imap4.IMessagePart wants it."""
-
-    def __init__(self, msg: email.message.Message):
-        self._msg = msg
-
-    def getHeaders(self, negate, *names):
-        want = {text(n).lower() for n in names}
-        return {k.lower(): str(v) for k, v in self._msg.items()
-                if not names or (k.lower() in want) != negate}
-
-    def getBodyFile(self):
-        payload = self._msg.get_payload(decode=False)
-        if isinstance(payload, list):
-            payload = "".join(p.as_string() for p in payload)
-        return io.BytesIO(payload.encode("utf-8", "surrogateescape"))
-
-    def getSize(self):
-        return len(self._msg.as_bytes())
-
-    def isMultipart(self):
-        return self._msg.is_multipart()
-
-    def getSubPart(self, part):
-        if not self._msg.is_multipart():
-            raise IndexError(part)
-        return Part(self._msg.get_payload()[part])
-
-
-@implementer(imap4.IMessage)
-class Message(Part):
+class Message:
     """A stored message as IMAP serves it: with CRLF line ends (RFC 3501;
     the store keeps LF, as Dovecot's maildir does), RFC822.SIZE counting
-    them. The file is read, and parsed, only when a FETCH item needs it:
-    FLAGS, UID and INTERNALDATE come from the index alone."""
+    them. The file is read, and parsed, only when a FETCH or SEARCH item
+    needs it: FLAGS, UID and INTERNALDATE come from the index alone. (Not
+    Twisted's IMessage: FETCH, SEARCH and COPY are imapd's own.)"""
 
     def __init__(self, box: Mailbox, rec: Record):
         self._box, self.rec = box, rec
@@ -131,11 +101,6 @@ class Message(Part):
             self._parsed = email.message_from_bytes(self.wire)
         return self._parsed
 
-    _msg = property(parsed)  # Part's parsed message, made on first use
-
-    def getBodyFile(self):
-        return io.BytesIO(self.body_bytes())
-
     def getSize(self):
         return len(self.wire)
 
@@ -148,24 +113,16 @@ class Message(Part):
             except FileNotFoundError:
                 head = b""
             return head if head.endswith(b"\r\n\r\n") else head + b"\r\n"
-        i = self.wire.find(b"\r\n\r\n")
-        return self.wire if i < 0 else self.wire[:i + 4]
+        return split_header(self.wire)[0]
 
     def header_fields(self) -> list[tuple[str, str]]:
-        return self._msg.items()
+        return self.parsed().items()
 
     def body_bytes(self) -> bytes:
-        m = re.search(rb"\r\n\r\n", self.wire)
-        return self.wire[m.end():] if m else b""
-
-    def getUID(self):
-        return self.rec.uid
+        return split_header(self.wire)[1]
 
     def getFlags(self):
         return self._box.flags_of(self.rec)
-
-    def getInternalDate(self):
-        return email.utils.formatdate(self.rec.internaldate)
 
 
 class Snapshot:
@@ -471,10 +428,6 @@ class Mailbox:
     def destroy(self):
         raise imap4.MailboxException("use DELETE")
 
-    def fetch(self, messages, uid):
-        # a list: Twisted's SEARCH indexes it (the messages are read lazily)
-        return [(seq, Message(self, rec)) for seq, rec in self.selected(messages, uid)]
-
     def search(self, query, uid):
         """SEARCH: sequence numbers (Twisted turns them into UIDs for UID
         SEARCH). Messages expunged by others meanwhile are left out."""
@@ -505,15 +458,12 @@ class Mailbox:
         keywords = [n for n in names if n.lower() not in SYSTEM]
         bits = names_to_flags(" ".join(n for n in names if n.lower() in SYSTEM))
         uids = [r.uid for _s, r in targets if r.uid not in self.gone]
-        try:
-            if self.own_seen:
-                header, recs = self._store.store_flags(self.name, uids, bits, keywords, how)
-            else:
-                header, recs = self._store.store_flags(self.name, uids, bits & ~FLAG_SEEN,
-                                                      keywords, how, keep=FLAG_SEEN)
-                self._store_seen(uids, bits & FLAG_SEEN, how)
-        except StoreError as e:
-            raise refused(e) from None
+        if self.own_seen:
+            header, recs = self._store.store_flags(self.name, uids, bits, keywords, how)
+        else:
+            header, recs = self._store.store_flags(self.name, uids, bits & ~FLAG_SEEN,
+                                                  keywords, how, keep=FLAG_SEEN)
+            self._store_seen(uids, bits & FLAG_SEEN, how)
         self.header = header
         now = {r.uid: r for r in recs}
         out = {}
@@ -525,10 +475,10 @@ class Mailbox:
         return out
 
     def _store_seen(self, uids: list[int], seen: int, how: str) -> None:
-        if how == "add" and seen or how == "set" and seen:
+        if seen and how in ("add", "set"):
             self._seen = self._store.set_seen(self.user, self.name, self.header.uidvalidity,
                                              add=uids)
-        elif how == "remove" and seen or how == "set":
+        elif how == "set" or (seen and how == "remove"):
             self._seen = self._store.set_seen(self.user, self.name, self.header.uidvalidity,
                                              remove=uids)
 
@@ -551,10 +501,7 @@ class Mailbox:
         if not self.rw:
             raise NoPermission("[READ-ONLY] the mailbox is selected read-only")
         self.need("e", "expunge")
-        try:
-            self._store.expunge(self.name, uids)
-        except StoreError as e:
-            raise refused(e) from None
+        self._store.expunge(self.name, uids)
         listeners, self.listeners = self.listeners, []  # the caller tells them, once
         try:
             self.refresh()
@@ -570,6 +517,8 @@ class Mailbox:
             return defer.succeed(self.append(message.read(), flags, date))
         except imap4.MailboxException as e:
             return defer.fail(e)
+        except StoreError as e:
+            return defer.fail(refused(e))
 
     def append(self, data: bytes, flags=(), date=None) -> int:
         self.need("i", "append")
@@ -581,17 +530,14 @@ class Mailbox:
         when = None
         if date:
             when = int(email.utils.parsedate_to_datetime(text(date)).timestamp())
-        try:
-            uid = self._store.append(self.name, data,
-                                    flags=bits if self.own_seen else bits & ~FLAG_SEEN,
-                                    internaldate=when)
-            if keywords:
-                self._store.store_flags(self.name, [uid], 0, keywords, "add")
-            if bits & FLAG_SEEN and not self.own_seen:
-                self._store.set_seen(self.user, self.name, self._store.header(self.name)
-                                    .uidvalidity, add=[uid])
-        except StoreError as e:
-            raise refused(e) from None
+        uid = self._store.append(self.name, data,
+                                 flags=bits if self.own_seen else bits & ~FLAG_SEEN,
+                                 internaldate=when)
+        if keywords:
+            self._store.store_flags(self.name, [uid], 0, keywords, "add")
+        if bits & FLAG_SEEN and not self.own_seen:
+            self._store.set_seen(self.user, self.name, self._store.header(self.name)
+                                 .uidvalidity, add=[uid])
         return uid
 
     def read_message(self, uid: int, limit: int = -1) -> bytes:

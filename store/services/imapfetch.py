@@ -61,12 +61,12 @@ def render(box: Mailbox, seq: int, msg: Message, query: list, uid: bool) -> byte
         elif isinstance(item, P.Envelope):
             out.append(envelope_item(msg))
         elif isinstance(item, P.BodyStructure):
-            out.append(b"BODYSTRUCTURE " + sexp(structure(msg._msg, True)))
+            out.append(b"BODYSTRUCTURE " + sexp(structure(msg.parsed(), True)))
         elif isinstance(item, P.Body):
             if item.header or item.text or item.mime or item.empty or item.part:
                 out.append(fetch_section(msg.wire, msg.parsed, item))
             else:  # BODY alone: the structure
-                out.append(b"BODY " + sexp(structure(msg._msg, False)))
+                out.append(b"BODY " + sexp(structure(msg.parsed(), False)))
         elif isinstance(item, P.RFC822):
             out.append(b"RFC822 " + _literal(msg.wire))
         elif isinstance(item, P.RFC822Header):

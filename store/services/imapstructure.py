@@ -115,7 +115,7 @@ def structure(part: email.message.Message, extended: bool) -> list:
             out += [_params(part), _disposition(part), part.get("content-language"),
                     part.get("content-location")]
         return out
-    body = _body_bytes(part) if not _is_message(part) else _split(
+    body = _body_bytes(part) if not _is_message(part) else split_header(
         to_crlf(part.as_bytes()))[1]
     lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
     main, sub = part.get_content_maintype(), part.get_content_subtype()
@@ -123,7 +123,7 @@ def structure(part: email.message.Message, extended: bool) -> list:
            (part.get("content-transfer-encoding") or "7BIT").upper(), len(body)]
     if main == "message" and sub == "rfc822":
         inner = email.message_from_bytes(body)
-        out += [envelope(_split(body)[0]), structure(inner, extended), lines]
+        out += [envelope(split_header(body)[0]), structure(inner, extended), lines]
     elif main == "text":
         out.append(lines)
     if extended:
@@ -134,7 +134,7 @@ def structure(part: email.message.Message, extended: bool) -> list:
 
 # -- BODY[section]<partial> ------------------------------------------------------------
 
-def _split(raw: bytes) -> tuple[bytes, bytes]:
+def split_header(raw: bytes) -> tuple[bytes, bytes]:
     """(header with its blank line, body) of CRLF bytes."""
     i = raw.find(b"\r\n\r\n")
     if raw.startswith(b"\r\n"):
@@ -165,7 +165,7 @@ def section_bytes(wire: bytes, msg, spec) -> bytes:
     message whose CRLF bytes are `wire`; empty for a part that is not there.
     `msg()` gives the parsed message: only a section inside a part needs it."""
     if not spec.part:  # BODY[], [HEADER...], [TEXT] of the message: no parse
-        head, body = _split(wire)
+        head, body = split_header(wire)
         if spec.header:
             return head if spec.header.fields is None else _fields(
                 head, [f.decode() if isinstance(f, bytes) else f for f in spec.header.fields],
@@ -188,8 +188,8 @@ def section_bytes(wire: bytes, msg, spec) -> bytes:
             m = m.get_payload()[0]  # n.HEADER, n.TEXT of a message/rfc822 part
         raw = to_crlf(m.as_bytes())
         if not (spec.header or spec.text) and not spec.mime:
-            return _split(raw)[1]  # BODY[n]: the part's content
-    head, body = _split(raw)
+            return split_header(raw)[1]  # BODY[n]: the part's content
+    head, body = split_header(raw)
     if spec.header:
         if spec.header.fields is None:
             return head
