@@ -168,6 +168,12 @@ def running(layout: Layout) -> dict | None:
     return None
 
 
+def is_ready(layout: Layout) -> bool:
+    """Whether a live stored has said it is ready."""
+    st = running(layout)
+    return st is not None and st["state"] == READY
+
+
 def recovering(layout: Layout) -> int | None:
     """The pid of a live stored that is still checking or recovering the
     database (before READY), or None."""

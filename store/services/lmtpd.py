@@ -400,7 +400,7 @@ def _supervise(root: str, socks: list[socket.socket], where: str, workers: int, 
                 logmsg.log("lmtpd", logmsg.LMTPD_WORKER_DIED, pid=pid,
                            status=os.waitstatus_to_exitcode(status))
                 spawn()
-        if not ready and (not wait or _stored_ready(layout)):
+        if not ready and (not wait or state.is_ready(layout)):
             ready = True
             logmsg.log("lmtpd", logmsg.LMTPD_READY, where=f"{where} ({workers} workers)")
             sd_notify("READY=1")
@@ -424,11 +424,6 @@ def _worker_process(root: str, channel: socket.socket, where: str, wait: bool) -
         signal.signal(sig, signal.SIG_DFL)
     die_with_parent()
     asyncio.run(_worker(root, [], where, wait=wait, supervised=True, channel=channel))
-
-
-def _stored_ready(layout) -> bool:
-    st = state.running(layout)
-    return st is not None and st["state"] == state.READY
 
 
 async def _worker(root: str, socks: list[socket.socket], where: str, *, wait: bool,

@@ -81,15 +81,6 @@ def _pop(s: socket.socket, f) -> None:
     s.sendall(b"QUIT\r\n")
 
 
-def _address(layout: Layout, svc: Service):
-    if svc.program == "lmtpd":
-        path = layout.config.get("local.lmtp.socket")
-        return socket.AF_UNIX, path if os.path.isabs(path) else os.path.join(layout.root, path)
-    key = "service.imap" if svc.program == "imapd" else "service.pop"
-    port = layout.config.get_int(f"{key}.port") or layout.config.get_int(f"{key}.sslport")
-    return socket.AF_INET, (layout.config.get("service.listenaddr"), port)
-
-
 TALK = {"lmtpd": _lmtp, "imapd": _imap, "popd": _pop}
 
 
@@ -99,7 +90,7 @@ def probe_service(layout: Layout, svc: Service, timeout: float) -> Check:
         return _probe_stored(layout, timeout)
     if running_pid(layout, svc) is None and not svc.ready(layout):
         return Check(name, CRITICAL, f"{svc.program} is not running")
-    family, address = _address(layout, svc)
+    family, address = svc.address(layout)
     t0 = time.monotonic()
     try:
         with socket.socket(family, socket.SOCK_STREAM) as s:

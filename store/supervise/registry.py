@@ -3,7 +3,6 @@ and the watcher go by. A new service is one more entry here."""
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 from collections.abc import Callable
@@ -23,23 +22,17 @@ def _connects(family: int, address) -> bool:
     return True
 
 
-def _stored_ready(layout: Layout) -> bool:
-    st = state.running(layout)
-    return st is not None and st["state"] == state.READY
+def _lmtp_address(layout: Layout) -> tuple[int, str]:
+    return socket.AF_UNIX, layout.config.resolve_path("local.lmtp.socket")
 
 
-def _lmtpd_ready(layout: Layout) -> bool:
-    path = layout.config.get("local.lmtp.socket")
-    return _connects(socket.AF_UNIX, path if os.path.isabs(path)
-                     else os.path.join(layout.root, path))
-
-
-def _tcp_ready(port_setting: str) -> Callable[[Layout], bool]:
-    def ready(layout: Layout) -> bool:
-        port = layout.config.get_int(port_setting) or layout.config.get_int(
-            port_setting.replace(".port", ".sslport"))
-        return _connects(socket.AF_INET, (layout.config.get("service.listenaddr"), port))
-    return ready
+def _tcp_address(service: str) -> Callable[[Layout], tuple[int, tuple[str, int]]]:
+    """service.<service>.port, else its sslport, on service.listenaddr."""
+    def address(layout: Layout) -> tuple[int, tuple[str, int]]:
+        c = layout.config
+        port = c.get_int(f"service.{service}.port") or c.get_int(f"service.{service}.sslport")
+        return socket.AF_INET, (c.get("service.listenaddr"), port)
+    return address
 
 
 @dataclass(frozen=True)
@@ -47,7 +40,14 @@ class Service:
     name: str  # start-msg's name for it
     program: str  # the command (and module store.cli.<program>)
     enable: str  # the setting that enables it
-    ready: Callable[[Layout], bool]  # whether it serves
+    # (socket family, address) it serves on; None: stored, which serves no socket
+    address: Callable[[Layout], tuple] | None
+
+    def ready(self, layout: Layout) -> bool:
+        """Whether it serves: stored ready, a service accepting connections."""
+        if self.address is None:
+            return state.is_ready(layout)
+        return _connects(*self.address(layout))
 
     @property
     def label(self) -> str:
@@ -61,10 +61,10 @@ class Service:
 
 
 SERVICES = (
-    Service("store", "stored", "store.enable", _stored_ready),
-    Service("lmtp", "lmtpd", "lmtp.enable", _lmtpd_ready),
-    Service("imap", "imapd", "imap.enable", _tcp_ready("service.imap.port")),
-    Service("pop", "popd", "pop.enable", _tcp_ready("service.pop.port")),
+    Service("store", "stored", "store.enable", None),
+    Service("lmtp", "lmtpd", "lmtp.enable", _lmtp_address),
+    Service("imap", "imapd", "imap.enable", _tcp_address("imap")),
+    Service("pop", "popd", "pop.enable", _tcp_address("pop")),
 )
 STORE = SERVICES[0]  # the others wait for it, and go down with it
 
