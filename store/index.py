@@ -548,11 +548,6 @@ def _roll_forward(f, header: Header, end: int, path: str) -> int:
     return new_end
 
 
-def update_record(mailbox_dir: str, header: Header, position: int, rec: Record) -> None:
-    """Rewrite one record in place (96 bytes: a single sector write)."""
-    update_records(mailbox_dir, header, [(position, rec)])
-
-
 def update_records(mailbox_dir: str, header: Header, changes: list[tuple[int, Record]], *,
                    durable: bool = True) -> None:
     """Rewrite records in place, (position, record) each, then the fixed

@@ -378,10 +378,7 @@ class MessageReader:
 
 def read_message(store: Store, name: str, uid: int, limit: int = -1) -> bytes:
     """The message's bytes (its first `limit` only, given one)."""
-    mdir = store.mailbox_dir(canonical(name))
-    refuse_symlinks(mdir, os.path.join(mdir, bucket_of(uid)))
-    with open_nofollow(message_path(mdir, uid)) as f:
-        return f.read(limit)
+    return MessageReader(store, name).read(uid, limit)
 
 
 def _write_message_file(mdir: str, uid: int, data: bytes, *, durable: bool) -> int:
