@@ -7,9 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import sys
-import time
 
 import click
 
@@ -17,7 +15,7 @@ from .. import logsetup
 from ..errors import EXIT_OK, EXIT_OPERATIONAL
 from ..layout import Layout
 from ..supervise import control
-from ..supervise.registry import SERVICES, by_name, enabled
+from ..supervise.registry import SERVICES, by_name, connects, enabled
 from ..supervise.watcher import Watcher, socket_path
 from .common import EXIT_CODES_HELP, entry, resolve_root, store_root_option, usage
 
@@ -48,20 +46,15 @@ def _launch_watcher(layout: Layout) -> int:
     """The watcher started in a session of its own, once it answers."""
     argv = [sys.executable, "-c", "from store.cli.msgctl import watcher_main; watcher_main()",
             "--store-root", layout.root]
-    with open(f"{layout.log_dir}/watcher.stderr", "ab") as err:
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=err, start_new_session=True, cwd=layout.root)
-    for _ in range(200):
-        if p.poll() is not None:
-            raise click.ClickException(f"the watcher exited at start (status {p.returncode}; "
-                                       f"see {layout.log_dir}/watcher.stderr)")
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.connect(socket_path(layout))
-            return p.pid
-        except OSError:
-            time.sleep(0.05)
-    raise click.ClickException("the watcher did not answer within 10 s")
+    p = control.spawn(layout, argv, "watcher")
+    answers = control.wait_for(lambda: p.poll() is not None
+                               or connects(socket.AF_UNIX, socket_path(layout)), 10)
+    if p.poll() is not None:
+        raise click.ClickException(f"the watcher exited at start (status {p.returncode}; "
+                                   f"see {layout.log_dir}/watcher.stderr)")
+    if not answers:
+        raise click.ClickException("the watcher did not answer within 10 s")
+    return p.pid
 
 
 def _names(services: tuple[str, ...]) -> list[str]:

@@ -41,20 +41,22 @@ def running_pid(layout: Layout, svc: Service) -> int | None:
     return pid if pid_alive(pid) else None
 
 
+def spawn(layout: Layout, argv: list[str], program: str) -> subprocess.Popen:
+    """A process in a session of its own (a terminal's ^C or hang-up does
+    not reach it), its standard error in log/<program>.stderr."""
+    with open(os.path.join(layout.log_dir, f"{program}.stderr"), "ab") as err:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err, start_new_session=True, cwd=layout.root)
+
+
 def launch(layout: Layout, svc: Service) -> subprocess.Popen:
     os.makedirs(os.path.join(layout.root, "run"), exist_ok=True)
-    err = open(os.path.join(layout.log_dir, f"{svc.program}.stderr"), "ab")  # noqa: SIM115
-    try:
-        p = subprocess.Popen(svc.argv(layout.root), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
-                             cwd=layout.root)
-    finally:
-        err.close()
+    p = spawn(layout, svc.argv(layout.root), svc.program)
     write_file_atomic(pid_path(layout, svc), f"{p.pid}\n".encode(), durable=False)
     return p
 
 
-def _wait(cond: Callable[[], bool], timeout: float, tick: Callable[[], None] | None = None
+def wait_for(cond: Callable[[], bool], timeout: float, tick: Callable[[], None] | None = None
           ) -> bool:
     end = time.monotonic() + timeout
     next_tick = time.monotonic() + 1
@@ -88,12 +90,12 @@ def start(layout: Layout, services: list[Service], out: Out,
             return p.poll() is not None or svc.ready(layout)
         if svc is STORE:
             dots: list[str] = []
-            ok = _wait(up, ready_timeout, lambda dots=dots: dots.append("."))
+            ok = wait_for(up, ready_timeout, lambda dots=dots: dots.append("."))
             ok = ok and p.poll() is None
             out(f"Checking store server status {'.' * (5 + len(dots))} "
                 f"{'ready' if ok else 'not ready'}")
         else:
-            ok = _wait(up, START_TIMEOUT) and p.poll() is None
+            ok = wait_for(up, START_TIMEOUT) and p.poll() is None
             if not ok:
                 out(f"{svc.label} did not start (exit status {p.poll()}; see "
                     f"log/{svc.program}.stderr and log/default)")
@@ -116,7 +118,7 @@ def stop(layout: Layout, services: list[Service], out: Out,
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
             os.kill(pid, signal.SIGCONT)  # a stopped (SIGSTOP) one takes its SIGTERM now
-        if _wait(lambda pid=pid: not pid_alive(pid), STOP_TIMEOUT):
+        if wait_for(lambda pid=pid: not pid_alive(pid), STOP_TIMEOUT):
             out(f"Stopping {svc.label} {pid} .... done")
         else:
             with contextlib.suppress(ProcessLookupError):

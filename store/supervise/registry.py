@@ -12,7 +12,7 @@ from ..daemon import state
 from ..layout import Layout
 
 
-def _connects(family: int, address) -> bool:
+def connects(family: int, address) -> bool:
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.settimeout(1.0)
         try:
@@ -47,7 +47,7 @@ class Service:
         """Whether it serves: stored ready, a service accepting connections."""
         if self.address is None:
             return state.is_ready(layout)
-        return _connects(*self.address(layout))
+        return connects(*self.address(layout))
 
     @property
     def label(self) -> str:
