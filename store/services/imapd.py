@@ -30,7 +30,7 @@ from ..mailbox import Store, pattern_to_regex
 from . import imapfetch, telemetry
 from .imapbox import Mailbox, NoPermission, refused, text
 from .imapnames import DELIMITER, NAMESPACES, Names, parents
-from .login import StoredReadiness, is_loopback, is_secure, login_portal, serve
+from .login import StoredReadiness, login_portal, plaintext_refused, serve
 
 POLL_INTERVAL = 0.5  # seconds: IDLE hears of a delivery within this
 REFUSED = object()  # what IMAPServer._run returns once it has answered NO
@@ -170,14 +170,10 @@ class IMAPServer(imap4.IMAP4Server):
     IDENT = b"msgstore IMAP4rev1 ready"
     ALWAYS = {b"CAPABILITY", b"LOGOUT", b"NOOP", b"DONE"}  # answered while stored is not ready
 
-    def plaintext_refused(self) -> bool:
-        """A password in the clear is refused off loopback (RFC 3501 6.2.3)."""
-        return not is_secure(self.transport) and not is_loopback(self.transport)
-
     def capabilities(self):
         cap = imap4.IMAP4Server.capabilities(self)
         cap.pop(b"LOGINDISABLED", None)  # Twisted's: whenever STARTTLS is offered
-        if self.plaintext_refused():
+        if plaintext_refused(self.transport):
             cap[b"LOGINDISABLED"], cap[b"AUTH"] = None, []
         cap[b"UIDPLUS"] = None
         cap[b"UNSELECT"] = None
@@ -238,7 +234,7 @@ class IMAPServer(imap4.IMAP4Server):
         return imap4.IMAP4Server.dispatchCommand(self, tag, cmd, rest, uid)
 
     def _login_when_ready(self, tag, user, passwd):
-        if self.plaintext_refused():
+        if plaintext_refused(self.transport):
             self.sendNegativeResponse(tag, PRIVACY_REQUIRED)
             return
         if not self.factory.stored_ready():
@@ -251,7 +247,7 @@ class IMAPServer(imap4.IMAP4Server):
                     imap4.IMAP4Server.arg_finalastring)
 
     def do_AUTHENTICATE(self, tag, args):
-        if self.plaintext_refused():
+        if plaintext_refused(self.transport):
             self.sendNegativeResponse(tag, PRIVACY_REQUIRED)
             return
         imap4.IMAP4Server.do_AUTHENTICATE(self, tag, args)

@@ -131,6 +131,12 @@ def is_secure(transport) -> bool:
         getattr(transport, "_transport", None))  # behind telemetry's RecordingTransport
 
 
+def plaintext_refused(transport) -> bool:
+    """A password in the clear is refused off loopback before TLS (RFC 3501
+    6.2.3, RFC 2595): the one rule imapd and popd both apply."""
+    return not is_secure(transport) and not is_loopback(transport)
+
+
 def serve(service: str, root: str, address: str, port: int, sslport: int, factory) -> None:
     """`factory(store, tls)` listening on address:port and, with a
     certificate, with TLS on address:sslport (0: no such listener), until

@@ -21,7 +21,7 @@ from ..layout import INBOX, USER_NS
 from ..mailbox import Store
 from ..message import crlf_size
 from . import telemetry
-from .login import StoredReadiness, is_loopback, is_secure, login_portal, serve
+from .login import StoredReadiness, is_secure, login_portal, plaintext_refused, serve
 
 
 @implementer(pop3.IMailbox)
@@ -78,13 +78,9 @@ class POP3Server(pop3.POP3):
     _telemetry = None
     AUTH_CMDS = pop3.POP3.AUTH_CMDS + [b"STLS"]
 
-    def plaintext_refused(self) -> bool:
-        """A password in the clear is refused off loopback (RFC 2595)."""
-        return not is_secure(self.transport) and not is_loopback(self.transport)
-
     def listCapabilities(self):
         caps = pop3.POP3.listCapabilities(self)
-        if self.plaintext_refused():
+        if plaintext_refused(self.transport):
             caps.remove(b"USER")
         if self.factory.tls is not None and not is_secure(self.transport):
             caps.append(b"STLS")
@@ -98,7 +94,7 @@ class POP3Server(pop3.POP3):
         self.transport.startTLS(self.factory.tls)
 
     def do_USER(self, user):
-        if self.plaintext_refused():
+        if plaintext_refused(self.transport):
             self.failResponse(b"[SYS/PERM] a password in the clear is accepted only on "
                               b"loopback: use STLS or the TLS port")
             return
