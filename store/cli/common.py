@@ -145,3 +145,44 @@ def usage(msg: str) -> click.UsageError:
     return click.UsageError(msg)
 
 
+
+
+class progress_bar:
+    """A rich progress bar on stderr when it is a terminal (and the output
+    is not JSON); nothing otherwise. Entered, it gives update(done, total,
+    count), count being what the rate is of (messages)."""
+
+    def __init__(self, unit: str, as_json: bool):
+        self.unit = unit
+        self.enabled = sys.stderr.isatty() and not as_json
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        import time
+
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+        # on stderr, where isatty() was asked: `reconstruct -r -n > file` keeps the file clean
+        self.bar = Progress(TextColumn(self.unit), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                            transient=True, console=Console(stderr=True))
+        self.bar.start()
+        task = self.bar.add_task(self.unit, total=None, rate="")
+        t0 = time.monotonic()
+
+        def update(done: int, total: int, count: int) -> None:
+            el = max(time.monotonic() - t0, 1e-6)
+            self.bar.update(task, completed=done, total=total, rate=f"{count / el:,.0f} msg/s")
+        return update
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from ..daemon.state import refuse_while_recovering
 from ..layout import check_userid
 from ..reconstruct import exit_code, lastcheck
 from ..reconstruct.runner import Options, reconstruct_db, reconstruct_mailboxes
-from .common import emit_json, entry, json_option, open_store, store_root_option, usage
+from .common import (
+    emit_json,
+    entry,
+    json_option,
+    open_store,
+    progress_bar,
+    store_root_option,
+    usage,
+)
 
 HELP_EPILOG = """\b
 Syntax (Sun):
@@ -100,7 +106,7 @@ def cli(store_root, check_only, force, zero_index, remove_exp, check_content, pa
                            force=force, zero_index=zero_index, remove_exp=remove_exp,
                            check_content=check_content,
                            partition=partition, jobs=jobs or os.cpu_count() or 1)
-            with _progress(as_json) as progress:
+            with progress_bar("mailboxes", as_json) as progress:
                 findings, summary = reconstruct_mailboxes(store, opts, progress)
             if check_only and recursive and not names and not partition:  # msprobe reports it
                 lastcheck.record(store.layout, exit_code(findings), summary.mailboxes_checked,
@@ -121,37 +127,6 @@ def cli(store_root, check_only, force, zero_index, remove_exp, check_content, pa
                f"{s.elapsed_seconds:.2f} s ({rate:,.0f} messages/s)",
                )
     return code
-
-
-class _progress:
-    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
-
-    def __init__(self, as_json: bool):
-        self.enabled = sys.stderr.isatty() and not as_json
-        self.bar = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-        # on stderr, where isatty() was asked: `reconstruct -r -n > file` keeps the file clean
-        self.bar = Progress(TextColumn("mailboxes"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                            transient=True, console=Console(stderr=True))
-        self.bar.start()
-        self.task = self.bar.add_task("reconstruct", total=None, rate="")
-        import time
-        self.t0 = time.monotonic()
-
-        def update(done: int, total: int, msgs: int) -> None:
-            el = max(time.monotonic() - self.t0, 1e-6)
-            self.bar.update(self.task, completed=done, total=total, rate=f"{msgs / el:,.0f} msg/s")
-        return update
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
 
 
 main = entry(cli, "reconstruct")

@@ -76,6 +76,33 @@ def create(store: Store, name: str, partition: str = "primary",
     return entry
 
 
+def adopt_uids(store: Store, name: str, *, uidvalidity: int | None = None,
+               uidnext: int | None = None) -> bool:
+    """Make a mailbox continue the one it is a copy of (an import from a
+    Dovecot Maildir, a restore), so clients need not resync: take its
+    UIDVALIDITY, which only a mailbox that never held a message may
+    (returns False, changing nothing, for any other), and raise UIDNEXT to
+    its UIDNEXT (a UID is never given twice, not even one the original
+    expunged)."""
+    name = canonical(name)
+    with store.lock(name):
+        entry = store.entry(name)
+        mdir = store.mailbox_dir(name, entry)
+        header = index.read_header(mdir, name)
+        if uidvalidity is not None and uidvalidity != header.uidvalidity:
+            if header.exists or header.uidnext != 1:
+                return False
+            header.uidvalidity = uidvalidity & 0xFFFFFFFF or 1
+            # the index first: the database follows it (reconstruct -m trusts the spool)
+            index.write_header(mdir, header)
+            store.db.write(lambda t: t.put(FOLDER, name, FolderEntry(
+                entry.partition, entry.uniqueid, header.uidvalidity, entry.acl, entry.quotaroot)))
+        if uidnext is not None and uidnext > header.uidnext:
+            header.uidnext = uidnext
+            index.write_header(mdir, header)
+    return True
+
+
 def delete(store: Store, name: str) -> None:
     """Delete a mailbox, as a journaled operation: a mark (`store.deleted`)
     first, then its index (the spool no longer has it), the database, then

@@ -115,6 +115,81 @@ class Placed:
     size: int
     parsed: ParsedHeader
     digest: bytes
+    flags: int | None = None  # None: the append's flags, internaldate
+    internaldate: int | None = None
+    keywords: int = 0
+
+
+@dataclass
+class Incoming:
+    """A message arriving with its own flags, keywords, date and perhaps
+    UID (an import or a restore)."""
+
+    data: bytes
+    flags: int = 0
+    keywords: tuple[str, ...] = ()
+    internaldate: int | None = None
+    uid: int | None = None  # kept when still free (at or above UIDNEXT), else the next
+
+
+def append_incoming(store: Store, name: str, items: Iterable[Incoming], *,
+                    check_quota: bool = True) -> list[int]:
+    """Append messages each with its own metadata, all durable with one
+    filesystem sync. Keywords new to the mailbox enter its table first (it
+    only grows, so their bits stay valid). check_quota=False stores past
+    the quota limit (an administrator's explicit override); usage still
+    counts. Returns the UIDs given, in order."""
+    name = canonical(name)
+    items = list(items)
+    if not items:
+        return []
+    names = list(dict.fromkeys(k for it in items for k in it.keywords))
+    header = ensure_keywords(store, name, names) if names else None
+
+    def place(mdir: str, uid: int) -> list[Placed]:
+        out = []
+        for it in items:
+            if it.uid is not None and it.uid > uid:
+                uid = it.uid
+            uid = _write_message_file(mdir, uid, it.data, durable=False)
+            kbits = index.keyword_bits(header, list(it.keywords))[0] if header else 0
+            out.append(Placed(uid, len(it.data), parse_header(it.data), guid(it.data),
+                              it.flags, it.internaldate, kbits))
+            uid += 1
+        return out
+    return run_steps(_append_steps(store, name, sum(len(it.data) for it in items), place,
+                                   flags=0, internaldate=None, durability=BATCH,
+                                   lock_timeout=None, check_quota=check_quota))
+
+
+def ensure_keywords(store: Store, name: str, names: list[str]) -> index.Header:
+    """The mailbox's header once its keyword table holds every one of
+    `names` (added at the end when missing: the index is rewritten)."""
+    name = canonical(name)
+    _check_keywords(names)
+    with store.lock(name):
+        mdir = store.mailbox_dir(name)
+        idx = store.read_clean(name, mdir)
+        header = idx.header
+        _bits, missing = index.keyword_bits(header, names)
+        if missing:
+            _grow_keywords(header, missing, name)
+            index.write_index(mdir, header, list(idx.records))
+        return header
+
+
+def _check_keywords(names: list[str]) -> None:
+    bad = [k for k in names if not index.valid_keyword(k)]
+    if bad:
+        raise KeywordError(f"invalid keyword {bad[0]!r}")
+
+
+def _grow_keywords(header: index.Header, missing: list[str], name: str) -> None:
+    missing = list(dict.fromkeys(missing))
+    if len(header.keywords) + len(missing) > index.MAX_KEYWORDS:
+        raise KeywordError(f"mailbox {name} holds {index.MAX_KEYWORDS} keywords, "
+                           f"no room for {' '.join(missing)}")
+    header.keywords = header.keywords + missing
 
 
 @dataclass
@@ -194,8 +269,8 @@ def append_stream(store: Store, name: str, sources: Iterable[BinaryIO], *, flags
 
 def _append_steps(store: Store, name: str, need: int,
                   place: Callable[[str, int], list[Placed]], *, flags: int,
-                  internaldate: int | None, durability: str, lock_timeout: float | None
-                  ) -> Generator[str, None, list[int]]:
+                  internaldate: int | None, durability: str, lock_timeout: float | None,
+                  check_quota: bool = True) -> Generator[str, None, list[int]]:
     """Under the mailbox lock: refuse what the quota does not allow, have
     `place` put the message files in place from UIDNEXT on, then the index
     records (after the files are durable), then the quota usage. Yields
@@ -204,7 +279,7 @@ def _append_steps(store: Store, name: str, need: int,
     with locked:
         entry = store.entry(name)
         qroot = entry.quotaroot
-        if qroot:
+        if qroot and check_quota:
             q = store.db.record(QUOTA, qroot)
             if q is not None and q.limit_bytes is not None and q.used_bytes + need > q.limit_bytes:
                 since = store.db.write(lambda t: note_over_quota(t, qroot, int(time.time())),
@@ -223,8 +298,10 @@ def _append_steps(store: Store, name: str, need: int,
             if p.size and not p.parsed.fields and p.parsed.header_size == 0:
                 logmsg.log("mailbox", logmsg.MSG_UNPARSABLE, uid=p.uid, mailbox=name)
             modseq += 1
-            rec = index.Record(p.uid, flags, when, p.parsed.sent_date, p.size,
-                               p.parsed.header_size, 0, 0, modseq, p.digest)
+            rec = index.Record(p.uid, flags if p.flags is None else p.flags,
+                               when if p.internaldate is None else p.internaldate,
+                               p.parsed.sent_date, p.size, p.parsed.header_size, 0, 0, modseq,
+                               p.digest, p.keywords)
             entries.append((rec, p.parsed.fields))
         if durability == SHARED:  # the files durable before their records, then the records
             yield mdir
@@ -259,9 +336,7 @@ def store_flags(store: Store, name: str, uids: Iterable[int], flags: int,
     the index whole. Returns the header and the records of `uids` there
     (changed or not), as they now are."""
     name = canonical(name)
-    bad = [k for k in keywords if not index.valid_keyword(k)]
-    if bad:
-        raise KeywordError(f"invalid keyword {bad[0]!r}")
+    _check_keywords(keywords)
     with store.lock(name):
         mdir = store.mailbox_dir(name)
         idx = store.read_clean(name, mdir)
@@ -269,10 +344,7 @@ def store_flags(store: Store, name: str, uids: Iterable[int], flags: int,
         kbits, missing = index.keyword_bits(header, keywords)
         grow = bool(missing) and mode != "remove"
         if grow:
-            if len(header.keywords) + len(missing) > index.MAX_KEYWORDS:
-                raise KeywordError(f"mailbox {name} holds {index.MAX_KEYWORDS} keywords, "
-                                   f"no room for {' '.join(missing)}")
-            header.keywords = header.keywords + list(dict.fromkeys(missing))
+            _grow_keywords(header, missing, name)
             kbits, _ = index.keyword_bits(header, keywords)
         want = set(uids)
         modseq = header.highest_modseq + 1

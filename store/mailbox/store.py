@@ -206,6 +206,16 @@ class Store:
                                       internaldate=internaldate, batch=batch,
                                       lock_timeout=lock_timeout)
 
+    def append_incoming(self, name: str, items: Iterable[messages.Incoming], *,
+                        check_quota: bool = True) -> list[int]:
+        """Append messages each with its own flags, keywords, date and UID
+        (imports and restores); one sync for the lot."""
+        return messages.append_incoming(self, name, items, check_quota=check_quota)
+
+    def adopt_uids(self, name: str, *, uidvalidity: int | None = None,
+                   uidnext: int | None = None) -> bool:
+        return lifecycle.adopt_uids(self, name, uidvalidity=uidvalidity, uidnext=uidnext)
+
     def set_flags(self, name: str, uid: int, flags: int, mode: str = "set") -> int:
         return messages.set_flags(self, name, uid, flags, mode)
 

@@ -66,7 +66,7 @@ def split(raw: bytes) -> Iterator[MboxMessage]:
     """The messages of an mbox file's bytes, in order. Bytes before the
     first `From ` line (not an mbox there) are ValueError."""
     markers = [m.end() - 5 for m in _MARKER.finditer(raw)]
-    if not markers or markers[0] != (len(_BOM) if raw.startswith(_BOM) else 0):
+    if not markers or markers[0] != (len(_BOM) if raw[:3] == _BOM else 0):
         start = raw[:64]
         raise ValueError(f"not an mbox: it does not start with a 'From ' line ({start!r})")
     i = 0
@@ -91,3 +91,119 @@ def split(raw: bytes) -> Iterator[MboxMessage]:
         end = _separator_before(raw, nxt) if nxt < len(raw) else len(raw)
         yield MboxMessage(marker, begin, end, from_line, trusted)
         i += 1
+
+
+# -- the metadata mail clients keep in an mbox ----------------------------------------
+#
+# A `From ` line's date is the message's arrival (INTERNALDATE), in
+# asctime form and UTC (`From joe@example.com Thu Nov 29 12:00:00 2001`,
+# sometimes with a zone or `remote from`). Flags live in headers that
+# mutt, Pine, UW IMAP and Dovecot write and hide from IMAP clients:
+# `Status:` (R read, O old), `X-Status:` (A answered, F flagged, T draft,
+# D deleted), `X-Keywords:` (keywords), `X-UID:` and `X-IMAPbase:`
+# (UIDVALIDITY and UIDNEXT, on the first message). Like Dovecot, imsimport
+# takes them off the message it stores and imsexport puts them back.
+
+_MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_FROM_DATE = re.compile(
+    rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+(" + b"|".join(m.encode() for m in _MONTHS)
+    + rb")\s+([0-9]{1,2})\s+([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?\s+"
+    rb"(?:[A-Z]{2,5}\s+|[+-][0-9]{4}\s+)?([0-9]{4})")
+STATUS_HEADERS = (b"status", b"x-status", b"x-keywords", b"x-uid", b"x-imapbase", b"x-imap")
+X_STATUS = {"A": 2, "F": 4, "D": 8, "T": 16}  # index.FLAG_ANSWERED, FLAGGED, DELETED, DRAFT
+SEEN = 1  # index.FLAG_SEEN
+
+
+def from_line_date(from_line: bytes) -> int | None:
+    """Seconds since the epoch of a `From ` line's date, or None."""
+    import calendar
+
+    m = _FROM_DATE.search(from_line)
+    if not m:
+        return None
+    mon, day, hh, mm, ss, year = m.groups()
+    try:
+        return calendar.timegm((int(year), _MONTHS[mon.decode()], int(day), int(hh), int(mm),
+                                int(ss or 0), 0, 0, 0))
+    except (ValueError, OverflowError):
+        return None
+
+
+@dataclass
+class MboxMeta:
+    flags: int = 0
+    keywords: tuple[str, ...] = ()
+    uid: int | None = None
+    uidvalidity: int | None = None
+    uidnext: int | None = None
+
+
+def take_status(data: bytes) -> tuple[bytes, MboxMeta]:
+    """The message without its mbox status headers, and what they said."""
+    meta = MboxMeta()
+    end = _header_end(data, 0, len(data))
+    head = data[:end] if end is not None else data
+    if not any(h in head.lower() for h in (b"status:", b"x-keywords:", b"x-uid:", b"x-imap")):
+        return data, meta
+    lines = head.splitlines(keepends=True)
+    kept, skipping = [], False
+    for line in lines:
+        if line[:1] in (b" ", b"\t") and line.strip():
+            if not skipping:
+                kept.append(line)
+            continue
+        name, colon, value = line.partition(b":")
+        skipping = bool(colon) and name.strip().lower() in STATUS_HEADERS
+        if not skipping:
+            kept.append(line)
+            continue
+        _apply(meta, name.strip().lower(), value.decode("latin-1").strip())
+    return b"".join(kept) + (data[end:] if end is not None else b""), meta
+
+
+def _apply(meta: MboxMeta, name: bytes, value: str) -> None:
+    if name == b"status":
+        meta.flags |= SEEN if "R" in value else 0
+    elif name == b"x-status":
+        for c, bit in X_STATUS.items():
+            meta.flags |= bit if c in value else 0
+    elif name == b"x-keywords":
+        meta.keywords += tuple(k for k in value.replace(",", " ").split() if k)
+    elif name == b"x-uid" and value.isdigit():
+        meta.uid = int(value)
+    elif name in (b"x-imapbase", b"x-imap"):
+        parts = value.split()
+        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+            meta.uidvalidity, meta.uidnext = int(parts[0]), int(parts[1])
+
+
+# -- writing (imsexport: mboxrd) -------------------------------------------------------
+
+_TO_ESCAPE = re.compile(rb"^(>*From )", re.M)
+
+
+def escape(data: bytes) -> bytes:
+    """mboxrd: every `>*From ` line gains one `>` (undone by MboxMessage.data)."""
+    return _TO_ESCAPE.sub(rb">\1", data)
+
+
+def from_line(sender: str, when: int) -> bytes:
+    import time
+
+    return f"From {sender or 'MAILER-DAEMON'} {time.asctime(time.gmtime(when))}\n".encode()
+
+
+def status_headers(data: bytes, flags: int, keywords: list[str]) -> bytes:
+    """The status headers for a message's flags and keywords (none for
+    none), in the message's own line ends, to go before its header."""
+    nl = b"\r\n" if data.split(b"\n", 1)[0].endswith(b"\r") else b"\n"
+    out = b""
+    if flags & SEEN:
+        out += b"Status: RO" + nl
+    xs = "".join(c for c, bit in X_STATUS.items() if flags & bit)
+    if xs:
+        out += b"X-Status: " + xs.encode() + nl
+    if keywords:
+        out += b"X-Keywords: " + " ".join(keywords).encode() + nl
+    return out

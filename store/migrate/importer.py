@@ -1,0 +1,151 @@
+"""imsimport's engine: a source's folders into mailboxes.
+
+Idempotent and so resumable: a message whose GUID (SHA-256 of its bytes)
+and INTERNALDATE a mailbox already holds is skipped, and messages go in
+batches each made durable before the next, so a run killed at any point is
+finished by running it again. UIDs and UIDVALIDITY of a source that has
+them (dovecot-uidlist, X-IMAPbase) are kept when the mailbox has never
+held a message, or already has that UIDVALIDITY (a resumed import)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .. import index
+from ..errors import OverQuotaError
+from ..layout import canonical
+from ..mailbox import Incoming, Store
+from ..message import guid
+from .sources import SourceFolder, detect, folders
+
+BATCH_MESSAGES = 500
+BATCH_BYTES = 32 << 20
+
+
+@dataclass
+class FolderResult:
+    source: str
+    mailbox: str
+    found: int = 0
+    imported: int = 0
+    skipped: int = 0  # already there (same GUID and INTERNALDATE)
+    bytes: int = 0
+    created: bool = False
+    uids_kept: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ImportResult:
+    source: str
+    format: str
+    dry_run: bool
+    folders: list[FolderResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def totals(self) -> dict:
+        t = {k: sum(getattr(f, k) for f in self.folders)
+             for k in ("found", "imported", "skipped", "bytes")}
+        t["messages_per_second"] = round(t["imported"] / self.seconds, 1) if self.seconds else 0
+        return t
+
+    def as_json(self) -> dict:
+        return {"source": self.source, "format": self.format, "dry_run": self.dry_run,
+                "seconds": round(self.seconds, 3), "totals": self.totals(),
+                "folders": [f.as_json() for f in self.folders]}
+
+
+Progress = Callable[[int, int], None]  # (messages done, bytes of them)
+
+
+def target_name(mailbox: str, folder: tuple[str, ...]) -> str:
+    """Where a source folder goes: the top into MAILBOX, `Lists/dev` into
+    MAILBOX/Lists/dev (a user's INBOX's children are the user's folders)."""
+    return canonical("/".join((canonical(mailbox), *folder)))
+
+
+def scan(source: str) -> tuple[str, list[SourceFolder]]:
+    """The source's format and its folders (with every message's metadata)."""
+    fmt = detect(source)
+    return fmt, list(folders(source, fmt))
+
+
+def run(store: Store, source: str, mailbox: str, *, dry_run: bool = False,
+        check_quota: bool = True, scanned: tuple[str, list[SourceFolder]] | None = None,
+        progress: Progress | None = None) -> ImportResult:
+    fmt, found = scanned or scan(source)
+    result = ImportResult(source, fmt, dry_run)
+    start = time.monotonic()
+    try:
+        for folder in found:
+            result.folders.append(_import_folder(store, folder, target_name(mailbox, folder.name),
+                                                 dry_run, check_quota, progress))
+    finally:
+        result.seconds = time.monotonic() - start
+    return result
+
+
+def _import_folder(store: Store, folder: SourceFolder, name: str, dry_run: bool,
+                   check_quota: bool, progress: Progress | None) -> FolderResult:
+    res = FolderResult(folder.where, name, found=len(folder.messages), notes=list(folder.notes))
+    exists = store.exists(name)
+    if not exists:
+        res.created = True
+        if not dry_run:
+            store.create(name)
+    have: set[tuple[bytes, int]] = set()
+    keep = False
+    if exists:
+        idx = store.read(name)
+        if idx.problems:
+            raise idx.problems[0]
+        have = {(r.guid, r.internaldate) for r in idx.records}
+        keep = folder.uidvalidity is not None and idx.header.uidvalidity == folder.uidvalidity
+    if folder.uidvalidity is not None and not keep:
+        keep = not exists if dry_run else store.adopt_uids(name, uidvalidity=folder.uidvalidity)
+    res.uids_kept = keep
+    batch: list[Incoming] = []
+    size = 0
+    bad = sorted({k for m in folder.messages for k in m.keywords if not index.valid_keyword(k)})
+    if bad:
+        res.notes.append(f"keywords that are not IMAP atoms were left out: {' '.join(bad)}")
+
+    def flush() -> None:
+        nonlocal size
+        if batch and not dry_run:
+            try:
+                store.append_incoming(name, batch, check_quota=check_quota)
+            except OverQuotaError as e:
+                raise OverQuotaError(f"{e}; {res.imported - len(batch)} messages of "
+                                     f"{folder.where} were imported before it (run again "
+                                     "with --ignore-quota to import past the limit)",
+                                     since=e.since) from None
+        if progress and batch:
+            progress(len(batch), size)
+        batch.clear()
+        size = 0
+    for m in folder.messages:
+        data = m.read()
+        key = (guid(data), m.internaldate)
+        if key in have:
+            res.skipped += 1
+            if progress:
+                progress(1, 0)
+            continue
+        have.add(key)
+        kws = tuple(k for k in m.keywords if k not in bad) if bad else m.keywords
+        batch.append(Incoming(data, m.flags, kws, m.internaldate, m.uid if keep else None))
+        size += len(data)
+        res.imported += 1
+        res.bytes += len(data)
+        if len(batch) >= BATCH_MESSAGES or size >= BATCH_BYTES:
+            flush()
+    flush()
+    if keep and folder.uidnext and not dry_run:
+        store.adopt_uids(name, uidnext=folder.uidnext)
+    return res

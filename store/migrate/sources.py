@@ -1,0 +1,138 @@
+"""What imsimport reads: an mbox file, a directory tree of mbox files, or a
+Maildir (with its folders), each seen as folders of messages with their
+metadata. The format is detected from the source itself."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from ..errors import UsageError
+from . import maildir, mbox
+
+
+@dataclass
+class SourceMessage:
+    read: Callable[[], bytes]  # the message as it is to be stored
+    flags: int
+    keywords: tuple[str, ...]
+    internaldate: int
+    uid: int | None
+    where: str  # a file, or an mbox file and offset: for reports
+
+
+@dataclass
+class SourceFolder:
+    name: tuple[str, ...]  # () is the source's top folder
+    where: str
+    messages: list[SourceMessage] = field(default_factory=list)
+    uidvalidity: int | None = None  # with every message's uid: they may be kept
+    uidnext: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+MAILDIR, MBOX, MBOX_TREE = "maildir", "mbox", "mbox-tree"
+
+
+def detect(path: str) -> str:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file or directory") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UsageError(f"{path} is a symlink: give the real path")
+    if stat.S_ISREG(st.st_mode):
+        return MBOX
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{path} is neither an mbox file nor a Maildir directory")
+    return MAILDIR if maildir.is_maildir(path) else MBOX_TREE
+
+
+def folders(path: str, fmt: str) -> Iterator[SourceFolder]:
+    if fmt == MAILDIR:
+        for f in maildir.folders(path):
+            yield _from_maildir(f)
+    elif fmt == MBOX:
+        yield read_mbox(path, ())
+        if os.path.isdir(path + ".sbd") and not os.path.islink(path + ".sbd"):
+            yield from _mbox_tree(path + ".sbd", ())  # its folders, as imsexport writes them
+    else:
+        yield from _mbox_tree(path, ())
+
+
+def _from_maildir(f: maildir.MaildirFolder) -> SourceFolder:
+    out = SourceFolder(f.name, f.path, uidvalidity=f.uidvalidity, uidnext=f.uidnext)
+    out.messages = [SourceMessage(_file_reader(m.path), m.flags, m.keywords, m.internaldate,
+                                  m.uid, m.path) for m in f.messages]
+    if f.unknown_keywords:
+        out.notes.append(f"{f.unknown_keywords} keyword letters not in dovecot-keywords "
+                         "were left out")
+    return out
+
+
+def _file_reader(path: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+    return read
+
+
+def _mbox_tree(path: str, name: tuple[str, ...]) -> Iterator[SourceFolder]:
+    """A directory of mbox files (as mutt's and Thunderbird's): each file a
+    folder, each subdirectory a level (Thunderbird's `X.sbd/` is folder X's)."""
+    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+        if entry.name.startswith(".") or entry.is_symlink():
+            continue
+        if entry.is_dir():
+            sub = entry.name[:-4] if entry.name.endswith(".sbd") else entry.name
+            yield from _mbox_tree(entry.path, (*name, sub))
+        elif entry.is_file() and not entry.name.endswith(".msf"):
+            with open(entry.path, "rb") as f:
+                head = f.read(5)
+            if head in (b"From ", b"\xef\xbb\xbfFr") or not head:
+                yield read_mbox(entry.path, (*name, entry.name))
+
+
+def read_mbox(path: str, name: tuple[str, ...]) -> SourceFolder:
+    """The messages of an mbox file (memory-mapped: a big file is never read whole)."""
+    folder = SourceFolder(name, path)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return folder
+        raw = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+    try:
+        parts = list(mbox.split(raw))
+    except ValueError as e:
+        raise UsageError(f"{path}: {e}") from None
+    mtime = int(os.stat(path).st_mtime)
+    escaped = 0
+    for i, part in enumerate(parts):
+        data, meta = mbox.take_status(part.data(raw))
+        if i == 0 and meta.uidvalidity:
+            folder.uidvalidity, folder.uidnext = meta.uidvalidity, meta.uidnext
+        escaped += not part.trusted_length
+        when = mbox.from_line_date(part.from_line) or mtime
+        folder.messages.append(SourceMessage(_mbox_reader(raw, part), meta.flags, meta.keywords,
+                                             when, meta.uid, f"{path}:{part.marker_offset}"))
+    if folder.uidvalidity is None or any(m.uid is None for m in folder.messages):
+        folder.uidvalidity = folder.uidnext = None
+        for m in folder.messages:
+            m.uid = None
+    trusted = len(parts) - escaped
+    folder.notes.append(f"{len(parts)} messages: {trusted} split by Content-Length, "
+                        f"{escaped} by From lines (>From unescaped)")
+    return folder
+
+
+def _mbox_reader(raw: mmap.mmap, part: mbox.MboxMessage) -> Callable[[], bytes]:
+    def read() -> bytes:
+        return mbox.take_status(part.data(raw))[0]
+    return read
