@@ -1,0 +1,238 @@
+"""imsrestore's engine: a backup stream (backup.py) back into mailboxes.
+
+Each mailbox of the backup (those the objects name, renamed by `to`) is
+restored as its frames arrive, in batches each made durable before the
+next. Into a mailbox that does not exist or never held a message, its
+UIDVALIDITY, UIDs and UIDNEXT are kept, with its ACL, keywords and quota
+limit. Into one with the same UIDVALIDITY (a restore run again, or an
+incremental backup over a full one), a message already there under its
+UID gets the backup's flags and keywords, and new ones keep their UIDs
+when still free. Anything else is appended under new UIDs and the
+mapping reported. A message already there (same GUID and INTERNALDATE)
+is never stored twice, and nothing is expunged: a restore never removes
+mail. Every frame is checked (CRC, and SHA-256 of each message) before
+its message is stored; at the first damage the restore stops with
+everything before it stored, and says where."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from .. import index
+from ..layout import INBOX, USER_NS, canonical, is_descendant, user_of
+from ..mailbox import Incoming, Store
+from . import backup
+
+BATCH_MESSAGES = 500
+BATCH_BYTES = 32 << 20
+
+
+@dataclass
+class RestoredMailbox:
+    name: str  # in the backup
+    target: str
+    messages: int = 0  # stored
+    updated: int = 0  # already there: flags and keywords set from the backup
+    skipped: int = 0  # already there
+    uids_kept: bool = False
+    complete: bool = False  # its MEND frame was read
+    remapped: dict[int, int] = field(default_factory=dict)  # backup UID -> UID here
+
+    def as_json(self) -> dict:
+        return {**self.__dict__, "remapped": {str(k): v for k, v in self.remapped.items()}}
+
+
+@dataclass
+class RestoreResult:
+    source: str
+    header: dict = field(default_factory=dict)
+    mailboxes: list[RestoredMailbox] = field(default_factory=list)
+    damage: str | None = None
+    damage_offset: int | None = None
+    seconds: float = 0.0
+
+    def as_json(self) -> dict:
+        n = sum(m.messages for m in self.mailboxes)
+        return {"source": self.source, "backup": self.header, "seconds": round(self.seconds, 3),
+                "messages": n, "messages_per_second": round(n / self.seconds, 1)
+                if self.seconds else 0, "damage": self.damage,
+                "damage_offset": self.damage_offset,
+                "mailboxes": [m.as_json() for m in self.mailboxes]}
+
+
+def mapper(objects: list[str], to: str | None) -> Callable[[str], str | None]:
+    """backup name -> target name, or None when the objects leave it out.
+    With `to`, the one object's name is replaced by it (`user/joe` to
+    `user/ann`: user/joe/Sent to user/ann/Sent)."""
+    wanted = [canonical(o) for o in objects]
+    if to is not None:
+        to = canonical(to)
+
+    def target(name: str) -> str | None:
+        if wanted and not any(name == w or is_descendant(name, w) for w in wanted):
+            return None
+        if to is None:
+            return name
+        w = wanted[0]
+        if name == w:
+            return to
+        base = w[:-len(INBOX)] if w.endswith("/" + INBOX) and w.startswith(USER_NS + "/") \
+            else w + "/"
+        tbase = to[:-len(INBOX)] if to.endswith("/" + INBOX) and to.startswith(USER_NS + "/") \
+            else to + "/"
+        return canonical(tbase + name[len(base):])
+    return target
+
+
+class _Target:
+    """One mailbox being restored: its batch and what is already there."""
+
+    def __init__(self, store: Store, meta: dict, target: str, check_quota: bool):
+        self.store, self.meta, self.check_quota = store, meta, check_quota
+        self.res = RestoredMailbox(meta["name"], target)
+        self.keywords = meta.get("keywords", [])
+        self.batch: list[Incoming] = []
+        self.batch_uids: list[int] = []
+        self.size = 0
+        self.updates: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+        created = False
+        if not store.exists(target):
+            partition = meta.get("partition", "primary")
+            if partition not in store.layout.config.partitions():
+                partition = "primary"
+            store.create(target, partition, acl=_acl_for(meta.get("acl") or None,
+                                                         meta["name"], target))
+            created = True
+        idx = store.read(target)
+        if idx.problems:
+            raise idx.problems[0]
+        # the same UIDVALIDITY: the mailbox restored before (a restore run
+        # again, an incremental over a full) or one that took the same
+        # second's; the first UID holding another message tells them apart
+        keep = idx.header.uidvalidity == meta["uidvalidity"]
+        if not keep:
+            keep = store.adopt_uids(target, uidvalidity=meta["uidvalidity"])
+        self.keep = keep
+        self.have = {(r.guid, r.internaldate): r for r in idx.records}
+        self.by_uid = {r.uid: r for r in idx.records}
+        self.created = created
+        self.header = idx.header
+
+    def add(self, m: backup.Message) -> None:
+        kws = tuple(k for i, k in enumerate(self.keywords) if m.keywords >> i & 1)
+        there = self.have.get((m.guid, m.internaldate))
+        held = self.by_uid.get(m.uid)
+        if held is not None and held.guid != m.guid:
+            self.keep = False
+        if there is not None:
+            if there.uid == m.uid:
+                now = (there.flags, tuple(sorted(index.keyword_names(self.header,
+                                                                      there.keywords))))
+                if now != (m.flags, tuple(sorted(kws))):
+                    self.updates.setdefault((m.flags, kws), []).append(m.uid)
+                    self.res.updated += 1
+                else:
+                    self.res.skipped += 1
+            else:
+                self.res.skipped += 1
+                if there.uid != m.uid:
+                    self.res.remapped[m.uid] = there.uid
+            return
+        self.have[(m.guid, m.internaldate)] = index.Record(m.uid, m.flags, m.internaldate, 0,
+                                                           len(m.data), 0, 0, 0, 0, m.guid)
+        self.batch.append(Incoming(m.data, m.flags, kws, m.internaldate,
+                                   m.uid if self.keep else None))
+        self.batch_uids.append(m.uid)
+        self.size += len(m.data)
+        if len(self.batch) >= BATCH_MESSAGES or self.size >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        got = self.store.append_incoming(self.res.target, self.batch,
+                                         check_quota=self.check_quota)
+        for old, new in zip(self.batch_uids, got, strict=True):
+            if old != new:
+                self.res.remapped[old] = new
+        self.res.messages += len(got)
+        self.batch, self.batch_uids, self.size = [], [], 0
+
+    def finish(self) -> None:
+        self.flush()
+        for (flags, kws), uids in self.updates.items():
+            self.store.store_flags(self.res.target, uids, flags, list(kws), "set")
+        if self.keep:
+            self.store.adopt_uids(self.res.target, uidnext=self.meta["uidnext"])
+        self.res.uids_kept = self.keep and not self.res.remapped
+        limit = self.meta.get("quota_limit")
+        if limit is not None and self.created and self.meta.get("quotaroot"):
+            root = self.store.entry(self.res.target).quotaroot
+            if root:
+                self.store.set_quota(root, limit)
+        self.res.complete = True
+
+
+def _acl_for(acl: dict[str, str] | None, name: str, target: str) -> dict[str, str] | None:
+    """The backup's ACL, the owner's entry moved to the new owner when the
+    mailbox changes users (None: the default ACL)."""
+    if acl is None:
+        return None
+    old, new = user_of(name), user_of(target)
+    if old and new and old != new and old in acl:
+        acl = dict(acl)
+        acl[new] = acl.pop(old)
+    return acl
+
+
+def restore(store: Store, f: BinaryIO, source: str, *, objects: list[str] | None = None,
+            to: str | None = None, check_quota: bool = True,
+            progress: Callable[[int], None] | None = None) -> RestoreResult:
+    res = RestoreResult(source)
+    target_of = mapper(objects or [], to)
+    start = time.monotonic()
+    current: _Target | None = None
+    skipping = False
+    try:
+        for offset, kind, value in backup.read_frames(f, source):
+            if kind == backup.MAGIC:
+                res.header = value
+            elif kind == backup.MBOX:
+                target = target_of(value["name"])
+                skipping = target is None
+                if not skipping:
+                    current = _Target(store, value, target, check_quota)
+                    res.mailboxes.append(current.res)
+            elif kind == backup.MESG and not skipping:
+                if current is None:
+                    raise backup.Damaged("a message outside any mailbox", offset, source)
+                current.add(value)
+                if progress:
+                    progress(1)
+            elif kind == backup.MEND and current is not None and not skipping:
+                current.finish()
+                current = None
+            elif kind == backup.SUBS:
+                _subscriptions(store, value, target_of, res)
+    except backup.Damaged as e:
+        res.damage, res.damage_offset = str(e), e.offset
+        if current is not None:
+            current.flush()  # every message before the damage verified: keep them
+    finally:
+        res.seconds = time.monotonic() - start
+    return res
+
+
+def _subscriptions(store: Store, value: dict, target_of, res: RestoreResult) -> None:
+    restored = {m.name: m.target for m in res.mailboxes}
+    inbox = restored.get(f"{USER_NS}/{value['user']}/{INBOX}")
+    if inbox is None:
+        return
+    user = user_of(inbox)
+    for name in value.get("mailboxes", []):
+        target = target_of(name)
+        if target is not None and name in restored:
+            store.set_subscribed(user, target, True)
