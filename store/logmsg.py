@@ -275,6 +275,20 @@ PROBE_FAILED = _m(
     "probe-failed", logging.ERROR, "msprobe: {check}: {summary}",
     "A service that is not running: `start-msg`. One that does not answer: with "
     "local.autorestart the watcher restarts the services; otherwise `stop-msg` and `start-msg`.")
+IMPORT_DONE = _m(
+    "import-done", logging.INFO,
+    "Imported {imported} messages ({skipped} already there) from {source} into {mailboxes} "
+    "mailboxes under {mailbox}", "None.")
+RESTORE_DONE = _m(
+    "restore-done", logging.INFO,
+    "Restored {messages} messages into {mailboxes} mailboxes from backup {source}", "None.")
+RESTORE_DAMAGED = _m(
+    "restore-damaged", logging.ERROR,
+    "Restore from {source} stopped at offset {offset}: {why}; {messages} messages before it "
+    "were restored",
+    "The backup is damaged or cut off there. Restore what is missing from an older backup "
+    "(imsrestore skips what is already there), and check the backup medium: imsrestore into a "
+    "scratch store verifies a backup.")
 UTILITY_EXITED = _m(
     "utility-exited", logging.WARNING,
     "Watched utility '{program}' process {pid} exited abnormally; stored cleans up after it",

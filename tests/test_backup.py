@@ -148,6 +148,8 @@ def test_a_damaged_byte_is_found_and_reported_with_its_offset(cli, root, joe, tm
     r = cli("imsrestore", "--store-root", other, "-f", str(f))
     assert r.code == 4 and f"damaged at offset {start}" in r.err and "CRC" in r.err, r
     assert "Traceback" not in r.err
+    with open(os.path.join(other, "log", "default")) as log:
+        assert f"stopped at offset {start}: MESG frame fails its CRC" in log.read()
 
 
 def test_incremental_backups_since_a_backup_and_since_a_date(cli, root, joe, tmp_path):

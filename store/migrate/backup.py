@@ -83,8 +83,8 @@ class Damaged(CorruptionError):
 
     def __init__(self, message: str, offset: int, source: str):
         super().__init__(f"backup {source} is damaged at offset {offset}: {message}",
-                         kind="backup", path=source, where=f"offset {offset}")
-        self.offset = offset
+                         kind="backup")
+        self.offset, self.why = offset, message
 
 
 def read_frames(f: BinaryIO, source: str, *, messages: bool = True

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import index
+from .. import index, logmsg
 from ..errors import OverQuotaError
 from ..layout import canonical
 from ..mailbox import Incoming, Store
@@ -87,6 +87,11 @@ def run(store: Store, source: str, mailbox: str, *, dry_run: bool = False,
                                                  dry_run, check_quota, progress))
     finally:
         result.seconds = time.monotonic() - start
+        t = result.totals()
+        if not dry_run and result.folders:
+            logmsg.log("migrate", logmsg.IMPORT_DONE, imported=t["imported"],
+                       skipped=t["skipped"], source=source, mailboxes=len(result.folders),
+                       mailbox=canonical(mailbox))
     return result
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from .. import index
+from .. import index, logmsg
 from ..layout import INBOX, USER_NS, canonical, is_descendant, user_of
 from ..mailbox import Incoming, Store
 from . import backup
@@ -52,6 +52,7 @@ class RestoreResult:
     mailboxes: list[RestoredMailbox] = field(default_factory=list)
     damage: str | None = None
     damage_offset: int | None = None
+    damage_why: str | None = None
     seconds: float = 0.0
 
     def as_json(self) -> dict:
@@ -218,11 +219,19 @@ def restore(store: Store, f: BinaryIO, source: str, *, objects: list[str] | None
             elif kind == backup.SUBS:
                 _subscriptions(store, value, target_of, res)
     except backup.Damaged as e:
-        res.damage, res.damage_offset = str(e), e.offset
+        res.damage, res.damage_offset, res.damage_why = str(e), e.offset, e.why
         if current is not None:
             current.flush()  # every message before the damage verified: keep them
     finally:
         res.seconds = time.monotonic() - start
+        n = sum(m.messages for m in res.mailboxes)
+        if res.damage:
+            logmsg.log("migrate", logmsg.RESTORE_DAMAGED, source=source,
+                       offset=res.damage_offset, why=res.damage_why,
+                       messages=n)
+        else:
+            logmsg.log("migrate", logmsg.RESTORE_DONE, messages=n,
+                       mailboxes=len(res.mailboxes), source=source)
     return res
 
 
