@@ -138,6 +138,12 @@ def name_from_relpath(rel: str) -> str | None:
         return None
 
 
+def child_prefix(name: str) -> str:
+    """What the names of a canonical mailbox's children start with: a
+    user's INBOX's children are the user's folders (`user/joe/`)."""
+    return name[:-len(INBOX)] if is_inbox(name) else name + "/"
+
+
 def parent(name: str) -> str | None:
     parts = name.split("/")
     if parts[0] == USER_NS:

@@ -13,9 +13,9 @@ from ..errors import CorruptionError, MailboxExistsError, UsageError
 from ..fsutil import TEMP_PREFIX, fsync_dir, refuse_symlinks, write_file_atomic
 from ..layout import (
     DELETING,
-    INBOX,
     USER_NS,
     canonical,
+    child_prefix,
     is_bucket,
     is_descendant,
     is_inbox,
@@ -157,7 +157,7 @@ def _mark_deleting(mdir: str) -> None:
 
 def children(store: Store, name: str) -> list[str]:
     """The names of every mailbox below `name` in the database."""
-    prefix = name[: -len(INBOX)] if is_inbox(name) else name + "/"
+    prefix = child_prefix(name)
     return [n for n, _ in store.db.items(FOLDER, prefix) if is_descendant(n, name)]
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from .. import index
 from ..errors import UsageError
-from ..layout import INBOX, canonical, is_inbox
+from ..layout import canonical, child_prefix
 from ..mailbox import Store
 from . import maildir, mbox
 
@@ -70,8 +70,7 @@ def folder_of(top: str, name: str) -> tuple[str, ...]:
     """`name`'s folder path below `top` (() for top itself)."""
     if name == top:
         return ()
-    base = top[:-len(INBOX)] if is_inbox(top) else top + "/"
-    return tuple(name[len(base):].split("/"))
+    return tuple(name[len(child_prefix(top)):].split("/"))
 
 
 def export(store: Store, mailbox: str, dest: str, fmt: str, *, recursive: bool = True,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .. import index, logmsg
-from ..layout import INBOX, USER_NS, canonical, is_descendant, user_of
+from ..layout import INBOX, USER_NS, canonical, child_prefix, is_descendant, user_of
 from ..mailbox import Incoming, Store
 from . import backup
 
@@ -80,11 +80,7 @@ def mapper(objects: list[str], to: str | None) -> Callable[[str], str | None]:
         w = wanted[0]
         if name == w:
             return to
-        base = w[:-len(INBOX)] if w.endswith("/" + INBOX) and w.startswith(USER_NS + "/") \
-            else w + "/"
-        tbase = to[:-len(INBOX)] if to.endswith("/" + INBOX) and to.startswith(USER_NS + "/") \
-            else to + "/"
-        return canonical(tbase + name[len(base):])
+        return canonical(child_prefix(to) + name[len(child_prefix(w)):])
     return target
 
 
