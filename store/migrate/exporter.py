@@ -129,7 +129,7 @@ def _to_maildir(store: Store, name: str, where: str, progress) -> ExportedMailbo
     idx = _read(store, name)
     header = idx.header
     letters = maildir.keyword_letters(header.keywords)
-    if len(header.keywords) > len(letters) + (maildir.FORWARDED in header.keywords):
+    if len(header.keywords) > len(letters):
         out.notes.append("keywords past the 26th have no Maildir letter and were left out")
     host, pid = socket.gethostname().replace("/", "\\057").replace(":", "\\072"), os.getpid()
     uidlist = []

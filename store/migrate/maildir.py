@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 
 from .. import index
 
-# the info letters of system flags; P (Passed, i.e. forwarded) has no IMAP
-# flag: it is the keyword $Forwarded, as Thunderbird and Dovecot's sieve name it
+# the info letters of system flags; P (Passed, i.e. forwarded, as mutt and
+# Courier set it) has no IMAP flag: it is read as the keyword $Forwarded
+# (Thunderbird's name), which imsexport writes as a keyword letter
 INFO_FLAGS = {"D": index.FLAG_DRAFT, "F": index.FLAG_FLAGGED, "R": index.FLAG_ANSWERED,
               "S": index.FLAG_SEEN, "T": index.FLAG_DELETED}
 FORWARDED = "$Forwarded"
@@ -243,18 +244,14 @@ def read_folder(path: str, name: tuple[str, ...]) -> MaildirFolder:
 # -- writing (imsexport) --------------------------------------------------------------
 
 def info_letters(flags: int, keywords: list[str], letters: dict[str, str]) -> str:
-    """The `:2,` info for a message: flag letters and keyword letters, sorted
-    (Maildir requires ASCII order)."""
+    """The `:2,` info for a message: flag letters and keyword letters, in
+    ASCII order as Maildir requires. $Forwarded is a keyword letter like
+    any other (Dovecot does not read P as it)."""
     out = [c for c, bit in INFO_FLAGS.items() if flags & bit]
-    for k in keywords:
-        if k == FORWARDED:
-            out.append("P")
-        elif k in letters:
-            out.append(letters[k])
+    out += [letters[k] for k in keywords if k in letters]
     return "".join(sorted(out))
 
 
 def keyword_letters(keywords: list[str]) -> dict[str, str]:
-    """keyword -> letter for the first 26 keywords (other than $Forwarded)."""
-    names = [k for k in keywords if k != FORWARDED][:MAX_DOVECOT_KEYWORDS]
-    return {k: chr(ord("a") + i) for i, k in enumerate(names)}
+    """keyword -> letter for the first 26 keywords."""
+    return {k: chr(ord("a") + i) for i, k in enumerate(keywords[:MAX_DOVECOT_KEYWORDS])}
