@@ -7,8 +7,10 @@ import os
 
 import pytest
 from conftest import ROOT
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from store.migrate.mbox import split
+from store.migrate.mbox import entry, from_line_date, separator, split, take_status
 
 CORPUS = os.path.join(ROOT, "..", "shared", "corpora", "mimekit")
 needs_corpus = pytest.mark.skipif(not os.path.isdir(CORPUS), reason="../shared/corpora absent")
@@ -60,3 +62,37 @@ def test_a_leading_byte_order_mark_is_skipped():
 def test_not_an_mbox():
     with pytest.raises(ValueError, match="not an mbox"):
         list(split(b"Subject: plain message\n\nbody\n"))
+
+
+# -- mboxrd written and read back (imsexport's entries, imsimport's reader) ----------
+
+_LINES = st.lists(st.sampled_from([b"From here", b">From x", b">>From y", b"From", b"text",
+                                   b"", b"\r", b" From z", b"Subject: s", b"\xff\x00"]),
+                  min_size=1, max_size=8)
+_ENDS = st.sampled_from([b"\n", b"\r\n", b""])
+
+
+@st.composite
+def messages(draw):
+    ends = draw(_ENDS)
+    body = b"\n".join(draw(_LINES)) + ends
+    return b"Subject: m\n\n" + body if draw(st.booleans()) else body or b"x"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(messages(), st.integers(0, 31), st.sampled_from([[], ["$Junk"],
+                                                                             ["a", "b"]]),
+                          st.integers(0, 2**31)), min_size=1, max_size=5))
+def test_mboxrd_entries_read_back_as_written(items):
+    """Any messages (From lines, >From lines, CR, CRLF, no final line end):
+    what the reader gives back is each message, its flags, keywords and date."""
+    raw = b""
+    for i, (data, flags, kws, when) in enumerate(items):
+        raw += (separator(items[i - 1][0]) if i else b"") + entry(data, "a@b", when, flags, kws)
+    got = list(split(raw))
+    assert len(got) == len(items)
+    for part, (data, flags, kws, when) in zip(got, items, strict=True):
+        back, meta = take_status(part.data(raw))
+        assert back == data
+        assert (meta.flags, list(meta.keywords)) == (flags, kws)
+        assert from_line_date(part.from_line) == when

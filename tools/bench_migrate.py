@@ -66,8 +66,8 @@ def write_mbox(path: str, msgs: list[bytes]) -> None:
     from store.migrate import mbox
     with open(path, "wb") as f:
         for i, m in enumerate(msgs):
-            f.write((b"\n" if i else b"") + mbox.from_line("bench@example.com", 1700000000 + i)
-                    + mbox.escape(m))
+            f.write((mbox.separator(msgs[i - 1]) if i else b"")
+                    + mbox.entry(m, "bench@example.com", 1700000000 + i, 0, []))
 
 
 def fresh_store(work: str) -> str:

@@ -161,16 +161,12 @@ def _to_mbox(store: Store, name: str, where: str, progress) -> ExportedMailbox:
     fd, tmp = tempfile.mkstemp(prefix=".imsexport-", dir=directory)
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-            first = True
+            sep = b""
             for rec, data, kws in _messages(store, name, _read(store, name), out):
                 m = _RETURN_PATH.search(data, 0, rec.header_size or len(data))
                 sender = m.group(1).decode("ascii", "replace") if m and m.group(1) else ""
-                if not first:
-                    f.write(b"\n")
-                first = False
-                f.write(mbox.from_line(sender, rec.internaldate))
-                f.write(mbox.status_headers(data, rec.flags, kws))
-                f.write(mbox.escape(data))
+                f.write(sep + mbox.entry(data, sender, rec.internaldate, rec.flags, kws))
+                sep = mbox.separator(data)
                 out.messages += 1
                 out.bytes += len(data)
                 if progress:

@@ -161,19 +161,15 @@ def take_status(data: bytes) -> tuple[bytes, MboxMeta]:
     head = data[:end] if end is not None else data
     if not any(h in head.lower() for h in (b"status:", b"x-keywords:", b"x-uid:", b"x-imap")):
         return data, meta
-    lines = head.splitlines(keepends=True)
-    kept, skipping = [], False
-    for line in lines:
-        if line[:1] in (b" ", b"\t") and line.strip():
-            if not skipping:
-                kept.append(line)
-            continue
+    # one line each (as imsexport, Dovecot and mutt write them): a line
+    # after one that starts with white space is the message's own, kept
+    kept = []
+    for line in head.splitlines(keepends=True):
         name, colon, value = line.partition(b":")
-        skipping = bool(colon) and name.strip().lower() in STATUS_HEADERS
-        if not skipping:
+        if colon and line[:1] not in (b" ", b"\t") and name.strip().lower() in STATUS_HEADERS:
+            _apply(meta, name.strip().lower(), value.decode("latin-1").strip())
+        else:
             kept.append(line)
-            continue
-        _apply(meta, name.strip().lower(), value.decode("latin-1").strip())
     return b"".join(kept) + (data[end:] if end is not None else b""), meta
 
 
@@ -207,6 +203,19 @@ def from_line(sender: str, when: int) -> bytes:
     import time
 
     return f"From {sender or 'MAILER-DAEMON'} {time.asctime(time.gmtime(when))}\n".encode()
+
+
+def entry(data: bytes, sender: str, when: int, flags: int, keywords: list[str]) -> bytes:
+    """One message as an mboxrd file holds it, from its `From ` line to
+    its last byte (what separates it from the next: `separator`)."""
+    return from_line(sender, when) + status_headers(data, flags, keywords) + escape(data)
+
+
+def separator(data: bytes) -> bytes:
+    """The line end between a message and the next `From ` line: the
+    reader takes one line end off, so a message ending in a lone CR gets a
+    CRLF (with an LF alone the CR would be read as half of the line end)."""
+    return b"\r\n" if data.endswith(b"\r") else b"\n"
 
 
 def status_headers(data: bytes, flags: int, keywords: list[str]) -> bytes:
