@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 
 import pytest
 from test_migrate import cmd, mailbox_state
@@ -232,3 +233,44 @@ for i in itertools.count():
             assert [g[0] for g in got] == uids[n]
             assert got == [m for m in mailbox_state(live, n) if m[0] in set(uids[n])], n
     assert os.listdir(tmp_path / "other")
+
+
+def test_a_killed_restore_finishes_when_run_again(root, joe, tmp_path):
+    """kill -9 of imsrestore at random points, then run again: the user as
+    it was backed up, UIDs included, and no message file left over."""
+    for i in range(6):  # enough mail that kills land while it restores
+        joe.append_many("user/joe/Archive", [msg(1000 * i + j, 2000) for j in range(500)])
+    before = snapshot(joe)
+    f = str(tmp_path / "joe.msb")
+    joe.close()
+    assert subprocess.run(_tool("imsbackup") + ["--store-root", root, "-f", f, "user/joe"],
+                          capture_output=True).returncode == 0
+    rng = random.Random(99)
+    landed = 0
+    start = time.monotonic()  # one whole restore, to aim the kills inside it
+    timing = str(tmp_path / "timing")
+    Store.init(timing).close()
+    subprocess.run(_tool("imsrestore") + ["--store-root", timing, "-f", f], check=True,
+                   capture_output=True)
+    whole = time.monotonic() - start
+    for trial in range(4):
+        other = str(tmp_path / f"other{trial}")
+        Store.init(other).close()
+        cmd_ = _tool("imsrestore") + ["--store-root", other, "-f", f]
+        for _kill in range(2):
+            p = subprocess.Popen(cmd_, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0.3, 0.95) * whole)
+            landed += p.poll() is None
+            p.kill()
+            p.wait()
+        r = subprocess.run(cmd_ + ["--json"], capture_output=True)
+        assert r.returncode == 0, r.stderr
+        with Store.open(other) as s:
+            assert snapshot(s) == before, trial
+            dirs = [s.mailbox_dir(n) for n in NAMES]
+        for d in dirs:
+            files = [x for x in os.listdir(d) if not x.isdigit()] + [
+                x for b in os.listdir(d) if b.isdigit() for x in os.listdir(os.path.join(d, b))]
+            assert len([x for x in files if x.endswith(".msg")]) == len(before[
+                NAMES[dirs.index(d)]][0])
+    assert landed >= 4  # most kills came while it ran

@@ -151,7 +151,8 @@ def append_incoming(store: Store, name: str, items: Iterable[Incoming], *,
         for it in items:
             if it.uid is not None and it.uid > uid:
                 uid = it.uid
-            uid = _write_message_file(mdir, uid, it.data, durable=False)
+            if not _is_copy_of(message_path(mdir, uid), it.data):
+                uid = _write_message_file(mdir, uid, it.data, durable=False)
             kbits = index.keyword_bits(header, list(it.keywords))[0] if header else 0
             out.append(Placed(uid, len(it.data), parse_header(it.data), guid(it.data),
                               it.flags, it.internaldate, kbits))
@@ -160,6 +161,19 @@ def append_incoming(store: Store, name: str, items: Iterable[Incoming], *,
     return run_steps(_append_steps(store, name, sum(len(it.data) for it in items), place,
                                    flags=0, internaldate=None, durability=BATCH,
                                    lock_timeout=None, check_quota=check_quota))
+
+
+def _is_copy_of(path: str, data: bytes) -> bool:
+    """Whether `path` is a file (no symlink) holding exactly `data`: left by
+    this same import or restore when it was killed before the message's
+    record was written, and taken as the message's file when run again
+    (else the next reconstruct would adopt it as a second copy)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as f:
+        return os.fstat(f.fileno()).st_size == len(data) and f.read() == data
 
 
 def ensure_keywords(store: Store, name: str, names: list[str]) -> index.Header:
