@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+from test_imapd import imap  # noqa: F401 - the fixture: stored and imapd running, joe's password
 from test_migrate import cmd, mailbox_state
 
 from store import index
@@ -274,3 +275,77 @@ def test_a_killed_restore_finishes_when_run_again(root, joe, tmp_path):
             assert len([x for x in files if x.endswith(".msg")]) == len(before[
                 NAMES[dirs.index(d)]][0])
     assert landed >= 4  # most kills came while it ran
+
+
+def test_hot_backups_while_lmtpd_delivers_and_imapd_writes(imap, tmp_path):  # noqa: F811
+    """imsbackup of everything, three times, while lmtpd takes deliveries
+    and an IMAP client APPENDs and STOREs flags: each backup restores with
+    every mailbox exactly as its MBOX frame lists it, every message whole."""
+    import imaplib
+    import threading
+
+    from lmtp_harness import LMTPClient, socket_path, start_lmtpd, stop
+
+    root, port, _stored = imap
+    lmtpd = start_lmtpd(root)
+    done = threading.Event()
+    errors = []
+
+    def deliver():
+        try:
+            c = LMTPClient(socket_path(root))
+            i = 0
+            while not done.is_set():
+                assert c.send("a@example.org", ["joe@example.com"],
+                              msg(i, 3000))[1][0][0] == 250
+                i += 1
+            c.close()
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+
+    def client():
+        try:
+            c = imaplib.IMAP4("127.0.0.1", port)
+            c.login("joe", "pw")
+            c.select("INBOX")
+            while not done.is_set():
+                c.append("Sent", "(\\Seen)", None, msg(7, 1000))
+                c.store("1:*", "+FLAGS", "(\\Flagged)")
+                c.store("1:*", "-FLAGS", "(\\Flagged)")
+            c.logout()
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+    workers = [threading.Thread(target=deliver), threading.Thread(target=client)]
+    for w in workers:
+        w.start()
+    backups = []
+    try:
+        for n in range(3):
+            time.sleep(0.5)
+            f = str(tmp_path / f"hot{n}.msb")
+            r = subprocess.run(_tool("imsbackup") + ["--store-root", root, "-f", f, "/"],
+                               capture_output=True)
+            assert r.returncode == 0, r.stderr
+            backups.append(f)
+    finally:
+        done.set()
+        for w in workers:
+            w.join(30)
+        stop(lmtpd)
+    assert not errors, errors
+    for n, f in enumerate(backups):
+        with open(f, "rb") as fh:
+            listed = {v["name"]: v["uids"] for _o, k, v in backup.read_frames(
+                fh, f, messages=False) if k == backup.MBOX}
+        other = str(tmp_path / f"restored{n}")
+        Store.init(other).close()
+        r = subprocess.run(_tool("imsrestore") + ["--store-root", other, "-f", f],
+                           capture_output=True)
+        assert r.returncode == 0, r.stderr
+        with Store.open(other) as s, Store.open(root, readonly=True) as live:
+            for name, uids in listed.items():
+                got = mailbox_state(s, name)
+                assert [g[0] for g in got] == uids, (n, name)
+                alive = {m[0]: m[1] for m in mailbox_state(live, name)}
+                assert all(alive[uid] == digest for uid, digest, *_ in got), (n, name)
+    assert len(listed["user/joe/INBOX"]) > 2 and len(listed["user/joe/Sent"]) > 0

@@ -219,3 +219,16 @@ def test_killed_import_finishes_when_run_again(root, store, tmp_path):
     # none is left for reconstruct to adopt as a second copy
     files = [f for _d, _s, fs in os.walk(mdir) for f in fs if f.endswith(".msg")]
     assert len(files) == len(want)
+
+
+def test_the_same_message_twice_in_a_source_is_kept_twice(cli, root, store, tmp_path):
+    """Two files with the same bytes and date are two messages (one message
+    appended twice in a second): both come in, and once only on a re-run."""
+    src = tmp_path / "Maildir"
+    for n in ("1700000000.M1P1.h:2,S", "1700000000.M2P1.h:2,S", "1700000001.M3P1.h:2,"):
+        write(str(src / "cur" / n), msg(1), mtime=1700000000)
+    os.makedirs(src / "new")
+    for _run in range(2):
+        r = cmd(cli, store, "imsimport", "--store-root", root, str(src), "user/joe")
+        assert r.code == 0, r
+        assert len(mailbox_state(store, "user/joe")) == 3

@@ -1,7 +1,8 @@
 """imsimport's engine: a source's folders into mailboxes.
 
-Idempotent and so resumable: a message whose GUID (SHA-256 of its bytes)
-and INTERNALDATE a mailbox already holds is skipped, and messages go in
+Idempotent and so resumable: a message the mailbox already holds (under
+its UID when UIDs are kept, else the same GUID, i.e. SHA-256 of its bytes,
+and INTERNALDATE: present.py) is skipped, and messages go in
 batches each made durable before the next, so a run killed at any point is
 finished by running it again. UIDs and UIDVALIDITY of a source that has
 them (dovecot-uidlist, X-IMAPbase) are kept when the mailbox has never
@@ -18,6 +19,7 @@ from ..errors import OverQuotaError
 from ..layout import canonical
 from ..mailbox import Incoming, Store
 from ..message import guid
+from .present import Present
 from .sources import SourceFolder, detect, folders
 
 BATCH_MESSAGES = 500
@@ -103,13 +105,13 @@ def _import_folder(store: Store, folder: SourceFolder, name: str, dry_run: bool,
         res.created = True
         if not dry_run:
             store.create(name)
-    have: set[tuple[bytes, int]] = set()
+    present = Present([])
     keep = False
     if exists:
         idx = store.read(name)
         if idx.problems:
             raise idx.problems[0]
-        have = {(r.guid, r.internaldate) for r in idx.records}
+        present = Present(idx.records)
         keep = folder.uidvalidity is not None and idx.header.uidvalidity == folder.uidvalidity
     if folder.uidvalidity is not None and not keep:
         keep = not exists if dry_run else store.adopt_uids(name, uidvalidity=folder.uidvalidity)
@@ -136,13 +138,11 @@ def _import_folder(store: Store, folder: SourceFolder, name: str, dry_run: bool,
         size = 0
     for m in folder.messages:
         data = m.read()
-        key = (guid(data), m.internaldate)
-        if key in have:
+        if present.match(m.uid if keep else None, guid(data), m.internaldate) is not None:
             res.skipped += 1
             if progress:
                 progress(1, 0)
             continue
-        have.add(key)
         kws = tuple(k for k in m.keywords if k not in bad) if bad else m.keywords
         batch.append(Incoming(data, m.flags, kws, m.internaldate, m.uid if keep else None))
         size += len(data)

@@ -25,6 +25,7 @@ from .. import index, logmsg
 from ..layout import INBOX, USER_NS, canonical, child_prefix, is_descendant, user_of
 from ..mailbox import Incoming, Store
 from . import backup
+from .present import Present
 
 BATCH_MESSAGES = 500
 BATCH_BYTES = 32 << 20
@@ -113,33 +114,27 @@ class _Target:
         if not keep:
             keep = store.adopt_uids(target, uidvalidity=meta["uidvalidity"])
         self.keep = keep
-        self.have = {(r.guid, r.internaldate): r for r in idx.records}
-        self.by_uid = {r.uid: r for r in idx.records}
+        self.present = Present(idx.records)
         self.created = created
         self.header = idx.header
 
     def add(self, m: backup.Message) -> None:
         kws = tuple(k for i, k in enumerate(self.keywords) if m.keywords >> i & 1)
-        there = self.have.get((m.guid, m.internaldate))
-        held = self.by_uid.get(m.uid)
-        if held is not None and held.guid != m.guid:
-            self.keep = False
+        if self.keep and self.present.holds_other(m.uid, m.guid):
+            self.keep = False  # the UIDVALIDITY was another mailbox's: new UIDs from here
+        there = self.present.match(m.uid if self.keep else None, m.guid, m.internaldate)
         if there is not None:
-            if there.uid == m.uid:
-                now = (there.flags, tuple(sorted(index.keyword_names(self.header,
-                                                                      there.keywords))))
-                if now != (m.flags, tuple(sorted(kws))):
-                    self.updates.setdefault((m.flags, kws), []).append(m.uid)
-                    self.res.updated += 1
-                else:
-                    self.res.skipped += 1
+            if there.uid != m.uid:
+                self.res.remapped[m.uid] = there.uid
+                self.res.skipped += 1
+                return
+            now = (there.flags, sorted(index.keyword_names(self.header, there.keywords)))
+            if now != (m.flags, sorted(kws)):
+                self.updates.setdefault((m.flags, kws), []).append(m.uid)
+                self.res.updated += 1
             else:
                 self.res.skipped += 1
-                if there.uid != m.uid:
-                    self.res.remapped[m.uid] = there.uid
             return
-        self.have[(m.guid, m.internaldate)] = index.Record(m.uid, m.flags, m.internaldate, 0,
-                                                           len(m.data), 0, 0, 0, 0, m.guid)
         self.batch.append(Incoming(m.data, m.flags, kws, m.internaldate,
                                    m.uid if self.keep else None))
         self.batch_uids.append(m.uid)
