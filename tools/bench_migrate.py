@@ -10,8 +10,8 @@ journal makes creating files right after deleting as many slow: see
 ../shared/peers/README.md):
 - import of a Maildir of --messages messages of the peers' synthetic
   corpus (half of them \\Seen): `imsimport` / `doveadm import`;
-- the same messages as one mbox file: `imsimport` (Dovecot's import reads
-  mbox only as a mail location, not timed);
+- the same messages as one mbox file: `imsimport` / `doveadm import
+  mbox:...:INBOX=FILE`;
 - export of that mailbox to a Maildir: `imsexport` / `doveadm backup`
   (dsync, Dovecot's backup and export tool);
 - backup to a file: `imsbackup`; restore from it into an empty store:
@@ -90,7 +90,7 @@ def main() -> None:
     total = sum(map(len, msgs))
     src = os.path.join(work, "src", "Maildir")
     write_maildir(src, msgs)
-    box = os.path.join(work, "src.mbox")
+    box = os.path.join(work, "src", "src.mbox")
     write_mbox(box, msgs)
     peer = os.geteuid() == 0 and os.path.exists(DOVEADM) and _has_mail_user()
     if peer:  # Dovecot writes its dovecot-uidlist into the source
@@ -146,6 +146,12 @@ def main() -> None:
         res["dovecot import maildir"] = timed(
             as_mail("{home}") + doveadm + ["import", f"maildir:{src}:INDEX=MEMORY", "", "ALL"],
             home_round, args.rounds)
+        mbdir = os.path.join(work, "src", "mbox-indexes")
+        os.makedirs(mbdir)
+        subprocess.run(["chown", "8:8", mbdir], check=True)
+        res["dovecot import mbox"] = timed(
+            as_mail("{home}") + doveadm + ["import", f"mbox:{mbdir}:INBOX={box}:INDEX=MEMORY",
+                                           "", "ALL"], home_round, args.rounds)
         home = home_round(0)["home"]
         subprocess.run([a.format(home=home) for a in as_mail("{home}")] + doveadm
                        + ["import", f"maildir:{src}:INDEX=MEMORY", "", "ALL"], check=True)
