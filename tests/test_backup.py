@@ -43,6 +43,9 @@ def joe(store):
         store.store_flags(n, uids[3:5], index.FLAG_DELETED, [], "add")
         store.expunge(n)  # UIDs with gaps
     store.set_acl("user/joe/Sent", "bob", "lr")
+    sent = [r.uid for r in store.read("user/joe/Sent").records]
+    store.set_seen("bob", "user/joe/Sent", store.header("user/joe/Sent").uidvalidity,
+                   add=sent[1:4] + sent[-1:])
     store.set_quota("user/joe", 50_000_000)
     store.set_subscribed("joe", "user/joe/Sent", True)
     store.set_subscribed("joe", "user/joe/Lists/dev", True)
@@ -50,8 +53,10 @@ def joe(store):
 
 
 def snapshot(store):
+    """Each mailbox: its messages, UIDVALIDITY, UIDNEXT, ACL and bob's \\Seen."""
     return {n: (mailbox_state(store, n), store.header(n).uidvalidity, store.header(n).uidnext,
-                store.get_acl(n)) for n in NAMES}
+                store.get_acl(n), store.seen("bob", n, store.header(n).uidvalidity))
+            for n in NAMES}
 
 
 def delete_user(store):
@@ -71,6 +76,7 @@ def test_backup_delete_restore_gives_the_same_user(cli, root, joe, tmp_path):
     out = json.loads(r.out)
     assert all(m["uids_kept"] and m["complete"] and not m["remapped"] for m in out["mailboxes"])
     assert snapshot(joe) == before
+    assert len(before["user/joe/Sent"][4]) == 4  # bob's \Seen came back
     assert joe.quotas("user/joe")[0]["limit_bytes"] == 50_000_000
     assert sorted(joe.subscriptions("joe")) == ["user/joe/Lists/dev", "user/joe/Sent"]
     # again: nothing doubled, nothing changed
@@ -349,3 +355,13 @@ def test_hot_backups_while_lmtpd_delivers_and_imapd_writes(imap, tmp_path):  # n
                 alive = {m[0]: m[1] for m in mailbox_state(live, name)}
                 assert all(alive[uid] == digest for uid, digest, *_ in got), (n, name)
     assert len(listed["user/joe/INBOX"]) > 2 and len(listed["user/joe/Sent"]) > 0
+
+
+def test_a_backup_whose_reader_goes_away_is_an_error(root, joe):
+    joe.close()
+    p = subprocess.Popen(_tool("imsbackup") + ["--store-root", root, "-f", "-", "/"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.read(100)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 8 and "not whole" in err and "Traceback" not in err, err

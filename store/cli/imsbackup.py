@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..errors import StoreError
 from ..migrate import taking
 from .common import (
     EXIT_CODES_HELP,
@@ -75,8 +76,8 @@ def cli(store_root, dest, since, base, as_json, objects) -> int:
                 done[0] += n
                 bar(done[0], None, done[0])
             if dest == "-":
-                result = taking.take(store, names, sys.stdout.buffer, since=since_ts,
-                                     base=base_map, progress=progress if bar else None)
+                result = _to_stdout(store, names, since_ts, base_map,
+                                    progress if bar else None)
             else:
                 result = _to_file(store, names, dest, since_ts, base_map,
                                   progress if bar else None)
@@ -88,6 +89,18 @@ def cli(store_root, dest, since, base, as_json, objects) -> int:
                    + (f", {result.vanished} expunged meanwhile" if result.vanished else "")
                    + f"; {result.seconds:.2f} s", file=report)
     return 0
+
+
+def _to_stdout(store, names, since, base, progress):
+    try:
+        return taking.take(store, names, sys.stdout.buffer, since=since, base=base,
+                           progress=progress)
+    except BrokenPipeError:
+        # (not the quiet exit 0 of a listing piped to head: this backup is not whole)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        raise StoreError("standard output was closed before the backup was complete "
+                         "(what read it stopped): the backup is not whole") from None
 
 
 def _to_file(store, names, dest, since, base, progress):

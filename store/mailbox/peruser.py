@@ -63,3 +63,13 @@ def set_seen(store: Store, user: str, name: str, uidvalidity: int, add: Iterable
             t.delete(PERUSER, key)
         return now
     return store.db.write(txn, durable=False)
+
+
+def by_mailbox(store: Store) -> dict[str, dict[str, tuple[int, list[list[int]]]]]:
+    """Every record, as mailbox -> user -> (UIDVALIDITY, seen ranges): for
+    imsbackup, which keeps them with each mailbox."""
+    out: dict[str, dict[str, tuple[int, list[list[int]]]]] = {}
+    for key, e in store.db.records(PERUSER):
+        user, _, name = key.partition("\0")
+        out.setdefault(name, {})[user] = (e.uidvalidity, e.seen)
+    return out

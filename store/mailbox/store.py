@@ -260,6 +260,10 @@ class Store:
                  remove: Iterable[int] = ()) -> set[int]:
         return peruser.set_seen(self, user, name, uidvalidity, add, remove)
 
+    def seen_by_mailbox(self) -> dict[str, dict[str, tuple[int, list[list[int]]]]]:
+        """Every per-user \\Seen record: mailbox -> user -> (UIDVALIDITY, ranges)."""
+        return peruser.by_mailbox(self)
+
     def subscriptions(self, user: str) -> list[str]:
         return subscriptions.subscriptions(self, user)
 

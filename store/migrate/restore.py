@@ -159,6 +159,11 @@ class _Target:
             self.store.store_flags(self.res.target, uids, flags, list(kws), "set")
         if self.keep:
             self.store.adopt_uids(self.res.target, uidnext=self.meta["uidnext"])
+        uidvalidity = self.store.header(self.res.target).uidvalidity
+        for user, ranges in self.meta.get("seen_by", {}).items():
+            uids = {self.res.remapped.get(u, u) for first, last in ranges
+                    for u in range(first, last + 1)}
+            self.store.set_seen(user, self.res.target, uidvalidity, add=uids)
         self.res.uids_kept = self.keep and not self.res.remapped
         limit = self.meta.get("quota_limit")
         if limit is not None and self.created and self.meta.get("quotaroot"):

@@ -93,9 +93,10 @@ def take(store: Store, names: list[str], out: BinaryIO, *, since: int | None = N
         "host": socket.gethostname(), "since": since,
         "incremental": since is not None or base is not None, "mailboxes": names}))
     users = []
+    seen = store.seen_by_mailbox()
     for name in names:
         _one_mailbox(store, name, out, since, (base or {}).get(name) if base is not None
-                     else None, res, progress)
+                     else None, seen.get(name, {}), res, progress)
         if is_inbox(name):
             users.append(user_of(name))
     for user in users:
@@ -109,7 +110,8 @@ def take(store: Store, names: list[str], out: BinaryIO, *, since: int | None = N
 
 
 def _one_mailbox(store: Store, name: str, out: BinaryIO, since: int | None,
-                 prev: tuple[int, int] | None, res: BackupResult, progress) -> None:
+                 prev: tuple[int, int] | None, seen: dict[str, tuple[int, list[list[int]]]],
+                 res: BackupResult, progress) -> None:
     with store.lock(name):  # the moment this mailbox is taken at
         entry = store.entry(name)
         idx = store.read(name)
@@ -131,7 +133,10 @@ def _one_mailbox(store: Store, name: str, out: BinaryIO, since: int | None,
         "name": name, "partition": entry.partition, "uidvalidity": h.uidvalidity,
         "uidnext": h.uidnext, "highest_modseq": h.highest_modseq, "acl": entry.acl,
         "quotaroot": entry.quotaroot, "quota_limit": limit, "keywords": h.keywords,
-        "uids": [r.uid for r in idx.records], "base_modseq": base_modseq, "since": since}))
+        "uids": [r.uid for r in idx.records], "base_modseq": base_modseq, "since": since,
+        # other users' \\Seen (peruser records of this mailbox's UIDVALIDITY), as UID ranges
+        "seen_by": {u: ranges for u, (uv, ranges) in sorted(seen.items())
+                    if uv == h.uidvalidity}}))
     reader = store.message_reader(name)
     n = size = 0
     for r in records:
