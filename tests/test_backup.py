@@ -365,3 +365,32 @@ def test_a_backup_whose_reader_goes_away_is_an_error(root, joe):
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait() == 8 and "not whole" in err and "Traceback" not in err, err
+
+
+def test_objects_name_users_mailboxes_and_partitions(cli, root, joe, tmp_path):
+    """Sun's object forms: `/`, `/<partition>`, `/<partition>/<mailbox>`, a mailbox with the
+    folders below it; restored onto the partition each mailbox was on."""
+    joe.layout.config.set("store.partition.second.path", str(tmp_path / "p2"))
+    joe.create("user/far", "second")
+    joe.append("user/far", msg(1))
+
+    def listed(*objects):
+        f = str(tmp_path / "sel.msb")
+        if os.path.exists(f):
+            os.unlink(f)
+        assert cmd(cli, joe, "imsbackup", "--store-root", root, "-f", f, *objects).code == 0
+        with open(f, "rb") as fh:
+            return sorted(v["name"] for _o, k, v in backup.read_frames(fh, f, messages=False)
+                          if k == backup.MBOX)
+    assert listed("/") == sorted(NAMES + ["user/far/INBOX"])
+    assert listed("/second") == ["user/far/INBOX"]
+    # a name that is no mailbox but holds some: the mailboxes below it
+    assert listed("/primary/user/joe/Lists") == ["user/joe/Lists/dev"]
+    assert listed("user/joe/Lists/dev", "user/far") == ["user/far/INBOX", "user/joe/Lists/dev"]
+    r = cmd(cli, joe, "imsbackup", "--store-root", root, "-f", "-", "/second/user/joe")
+    assert r.code == 8 and "on partition second" in r.err, r
+    f = str(tmp_path / "far.msb")
+    assert cmd(cli, joe, "imsbackup", "--store-root", root, "-f", f, "user/far").code == 0
+    joe.delete("user/far")
+    assert cmd(cli, joe, "imsrestore", "--store-root", root, "-f", f).code == 0
+    assert joe.entry("user/far").partition == "second"
