@@ -16,7 +16,7 @@ import pytest
 from conftest import corpus
 
 from store import index
-from store.mailbox import Store
+from store.mailbox import Incoming, Store
 
 
 def write(path, data, mtime=None):
@@ -232,3 +232,23 @@ def test_the_same_message_twice_in_a_source_is_kept_twice(cli, root, store, tmp_
         r = cmd(cli, store, "imsimport", "--store-root", root, str(src), "user/joe")
         assert r.code == 0, r
         assert len(mailbox_state(store, "user/joe")) == 3
+
+
+def test_odd_folder_names_and_too_many_keywords_are_left_out_with_a_note(cli, root, store,
+                                                                        tmp_path):
+    src = tmp_path / "Maildir"
+    os.makedirs(src / "new")
+    (src / "dovecot-keywords").write_text("".join(f"{n} k{n}\n" for n in range(26)))
+    write(str(src / "cur" / "1700000000.M1P1.h:2,abcdefghijklmnopqrstuvwxyz"), msg(1))
+    write(str(src / ".bad\x01name" / "cur" / "1700000000.M9P1.h:2,"), msg(9))
+    store.create("user/joe")  # 20 keywords already: room for 12 more
+    store.append_incoming("user/joe", [Incoming(msg(99), 0, tuple(f"x{j}" for j in range(20)))])
+    r = cmd(cli, store, "imsimport", "--store-root", root, "--json", str(src), "user/joe")
+    assert r.code == 0, r
+    notes = {f["mailbox"]: f["notes"] for f in json.loads(r.out)["folders"]}
+    assert any("invalid mailbox name" in n for n in notes["-"]), notes
+    assert any("14 more were left out" in n for n in notes["user/joe/INBOX"]), notes
+    h = store.header("user/joe")
+    assert h.keywords == [f"x{j}" for j in range(20)] + [f"k{j}" for j in range(12)]
+    assert index.keyword_names(h, store.read("user/joe").records[1].keywords) == [
+        f"k{j}" for j in range(12)]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import index, logmsg
-from ..errors import OverQuotaError
+from ..errors import InvalidNameError, OverQuotaError
 from ..layout import canonical
 from ..mailbox import Incoming, Store
 from ..message import guid
@@ -85,8 +85,14 @@ def run(store: Store, source: str, mailbox: str, *, dry_run: bool = False,
     start = time.monotonic()
     try:
         for folder in found:
-            result.folders.append(_import_folder(store, folder, target_name(mailbox, folder.name),
-                                                 dry_run, check_quota, progress))
+            try:
+                name = target_name(mailbox, folder.name)
+            except InvalidNameError as e:  # one folder's odd name does not stop the rest
+                result.folders.append(FolderResult(folder.where, "-", found=len(folder.messages),
+                                                   notes=[f"left out: {e}"]))
+                continue
+            result.folders.append(_import_folder(store, folder, name, dry_run, check_quota,
+                                                 progress))
     finally:
         result.seconds = time.monotonic() - start
         t = result.totals()
@@ -107,20 +113,20 @@ def _import_folder(store: Store, folder: SourceFolder, name: str, dry_run: bool,
             store.create(name)
     present = Present([])
     keep = False
+    table: list[str] = []
     if exists:
         idx = store.read(name)
         if idx.problems:
             raise idx.problems[0]
         present = Present(idx.records)
+        table = idx.header.keywords
         keep = folder.uidvalidity is not None and idx.header.uidvalidity == folder.uidvalidity
     if folder.uidvalidity is not None and not keep:
         keep = not exists if dry_run else store.adopt_uids(name, uidvalidity=folder.uidvalidity)
     res.uids_kept = keep
     batch: list[Incoming] = []
     size = 0
-    bad = sorted({k for m in folder.messages for k in m.keywords if not index.valid_keyword(k)})
-    if bad:
-        res.notes.append(f"keywords that are not IMAP atoms were left out: {' '.join(bad)}")
+    bad = _keywords_left_out(folder, table, res)
 
     def flush() -> None:
         nonlocal size
@@ -143,7 +149,7 @@ def _import_folder(store: Store, folder: SourceFolder, name: str, dry_run: bool,
             if progress:
                 progress(1, 0)
             continue
-        kws = tuple(k for k in m.keywords if k not in bad) if bad else m.keywords
+        kws = tuple(k for k in m.keywords if k.lower() not in bad) if bad else m.keywords
         batch.append(Incoming(data, m.flags, kws, m.internaldate, m.uid if keep else None))
         size += len(data)
         res.imported += 1
@@ -154,3 +160,19 @@ def _import_folder(store: Store, folder: SourceFolder, name: str, dry_run: bool,
     if keep and folder.uidnext and not dry_run:
         store.adopt_uids(name, uidnext=folder.uidnext)
     return res
+
+
+def _keywords_left_out(folder: SourceFolder, table: list[str], res: FolderResult) -> set[str]:
+    """The keywords (lower-cased) no message can take: not IMAP atoms, or
+    past the mailbox's index.MAX_KEYWORDS (the first used are kept)."""
+    bad = {k.lower() for m in folder.messages for k in m.keywords if not index.valid_keyword(k)}
+    if bad:
+        res.notes.append(f"keywords that are not IMAP atoms were left out: {' '.join(sorted(bad))}")
+    have = {k.lower() for k in table}
+    new = list(dict.fromkeys(k.lower() for m in folder.messages for k in m.keywords
+                             if k.lower() not in have and k.lower() not in bad))
+    over = new[max(index.MAX_KEYWORDS - len(have), 0):]
+    if over:
+        res.notes.append(f"a mailbox holds {index.MAX_KEYWORDS} keywords: "
+                         f"{len(over)} more were left out ({' '.join(over[:5])}...)")
+    return bad | set(over)
