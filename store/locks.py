@@ -32,6 +32,7 @@ MAILBOX_TIMEOUT = 60.0
 REPAIR_LOCK = "reconstruct-db.lock"
 DAEMON_LOCK = "stored.lock"
 PASSWD_LOCK = "passwd.lock"  # writers of config/passwd (accounts.py)
+UIDVALIDITY_LOCK = "uidvalidity.lock"  # the UIDVALIDITY counter, config/uidvalidity (lifecycle.py)
 _HELD_ELSEWHERE = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
 NO_LOCK = -1  # acquire() on a read-only filesystem: there is nothing to exclude
 _PID_FIELD = 11  # "%10d\n": fixed width, so a shorter pid needs no truncate

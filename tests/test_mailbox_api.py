@@ -187,3 +187,17 @@ def test_a_delivery_cut_off_by_a_full_disk_leaves_no_temp_file(store, monkeypatc
     assert e.value.filename and ".tmp-1." in e.value.filename  # the error names the file
     assert leftover_temp_files(store.layout.root) == []
     assert store.read("user/joe").records == []
+
+
+def test_uidvalidity_is_never_given_twice(store):
+    """Mailboxes made in one second differ, and one deleted and made again
+    within it does not get its old UIDVALIDITY back (RFC 3501 2.3.1.1)."""
+    names = [f"user/u{i}" for i in range(5)]
+    for n in names:
+        store.create(n)
+    given = [store.entry(n).uidvalidity for n in names]
+    store.delete(names[0])
+    store.create(names[0])
+    again = store.entry(names[0]).uidvalidity
+    assert len(set(given + [again])) == 6 and again > max(given)
+    assert store.header(names[0]).uidvalidity == again

@@ -7,10 +7,10 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from .. import index, logmsg
+from .. import index, locks, logmsg
 from ..db import FOLDER, QUOTA, FolderEntry, QuotaEntry, Txn
 from ..errors import CorruptionError, MailboxExistsError, UsageError
-from ..fsutil import TEMP_PREFIX, fsync_dir, refuse_symlinks, write_file_atomic
+from ..fsutil import TEMP_PREFIX, fsync_dir, open_nofollow, refuse_symlinks, write_file_atomic
 from ..layout import (
     DELETING,
     USER_NS,
@@ -31,6 +31,31 @@ if TYPE_CHECKING:
 
 def new_uidvalidity() -> int:
     return int(time.time()) & 0xFFFFFFFF or 1
+
+
+UIDVALIDITY_FILE = "uidvalidity"  # in config/: the last UIDVALIDITY create gave
+
+
+def next_uidvalidity(store: Store) -> int:
+    """A UIDVALIDITY create never gave before in this store: the time, or one
+    more than the last given when that is not earlier, so two mailboxes made
+    in one second differ, and a mailbox deleted and made again within it
+    does not come back with its old one (RFC 3501 2.3.1.1). Dovecot keeps
+    the same counter in dovecot-uidvalidity. Written without a sync: after a
+    crash the clock has moved past what was lost."""
+    path = os.path.join(store.layout.config_dir, UIDVALIDITY_FILE)
+    fd = locks.take(store.layout.lock_dir, locks.UIDVALIDITY_LOCK, 10.0, "the UIDVALIDITY counter")
+    try:
+        try:
+            with open_nofollow(path, "rb") as f:
+                last = int(f.read(32).strip() or 0)
+        except (FileNotFoundError, ValueError):
+            last = 0
+        value = max(new_uidvalidity(), (last + 1) & 0xFFFFFFFF) or 1
+        write_file_atomic(path, b"%d\n" % value, durable=False)
+        return value
+    finally:
+        locks.release(fd)
 
 
 def new_uniqueid() -> str:
@@ -57,7 +82,7 @@ def create(store: Store, name: str, partition: str = "primary",
             raise MailboxExistsError(f"mailbox {name} has an index on disk but no database "
                                      "entry; run reconstruct -m")
         qroot = quota_root_for(name)
-        entry = FolderEntry(partition, new_uniqueid(), new_uidvalidity(), acl, qroot)
+        entry = FolderEntry(partition, new_uniqueid(), next_uidvalidity(store), acl, qroot)
         header = index.Header(name=name, unique_id=bytes.fromhex(entry.uniqueid),
                               uidvalidity=entry.uidvalidity, quotaroot=qroot, acl=acl,
                               last_update=int(time.time()))
