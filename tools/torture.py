@@ -59,7 +59,8 @@ sys.path.insert(0, HERE)
 from build_store import build  # noqa: E402
 
 OPS = ("deliver", "rename", "delete", "rebuild", "resync-m", "quota", "lright", "snapshot",
-       "stored-recover", "expire", "create", "expunge", "stored-rebuild", "lmtpd", "imapd")
+       "stored-recover", "expire", "create", "expunge", "stored-rebuild", "lmtpd", "imapd",
+       "imsimport", "imsrestore")
 STORED_OPS = ("stored-recover", "expire", "stored-rebuild")
 TARGET = "user/user0000/INBOX"  # deliveries and expunges
 DELETED = "user/user0001/Sent"  # the delete trials' mailbox
@@ -191,6 +192,9 @@ class Trial:
                 if r.returncode not in (0, 1):
                     return [f"recovery reconstruct {' '.join(args)} exited {r.returncode}: "
                             f"{r.stderr.decode().strip()[:200]}"], landed
+        finish = getattr(self, f"finish_{self.op}", None)
+        if finish:  # the operation run again to its end, as an administrator would
+            finish()
         r = _run(self.root, "stored", "-r")
         if r.returncode != 0:
             self.problems.append(f"stored -r exited {r.returncode}: {r.stderr.decode()[:200]}")
@@ -208,6 +212,8 @@ class Trial:
             self.check_expunged_stay_gone()
         if self.op == "imapd":
             self.check_imap()
+        if self.op in ("imsimport", "imsrestore"):
+            self.check_copy()
         shutil.rmtree(self.root, ignore_errors=True)
         return self.problems, landed
 
@@ -272,6 +278,57 @@ class Trial:
         with Store.open(self.root) as s:
             s.append_many(TARGET, [b"Subject: q\n\n" + b"q" * 1000] * 50)
 
+    def setup_imsimport(self) -> None:
+        """A Dovecot Maildir with UIDs (dovecot-uidlist) to go into user/copy."""
+        src = self.root + ".src"
+        for d in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(src, d), exist_ok=True)
+        lines, self.want = [f"3 V{1234567 + self.seed} N99999\n"], {}
+        for i in range(2000):
+            uid = 3 + 2 * i
+            data = f"Subject: import {self.seed}-{i}\n\n{self.rng.random()}\n".encode()
+            base = f"{1700000000 + i}.M{i}P1.torture"
+            with open(os.path.join(src, "cur", base + ":2,S"), "wb") as f:
+                f.write(data)
+            lines.append(f"{uid} :{base}\n")
+            self.want[uid] = _sha(data)
+        with open(os.path.join(src, "dovecot-uidlist"), "w") as f:
+            f.writelines(lines)
+        self.copy_args = ("imsimport", src, "user/copy")
+        self.want_uidvalidity = 1234567 + self.seed
+
+    def setup_imsrestore(self) -> None:
+        """A backup of user/user0001 (with more mail) to restore as user/copy."""
+        from store.mailbox import Store
+        with Store.open(self.root) as s:
+            s.append_many("user/user0001", [f"Subject: r{i}\n\n{self.rng.random()}\n".encode()
+                                            for i in range(2000)])
+        path = self.root + ".msb"
+        r = _run(self.root, "imsbackup", "-f", path, "user/user0001")
+        state = store_state(self.root)["user/user0001/INBOX"]
+        self.want_uidvalidity, self.want = state
+        self.copy_args = ("imsrestore", "-f", path, "--to", "user/copy", "user/user0001")
+        if r.returncode != 0:
+            self.problems.append(f"imsbackup exited {r.returncode}: {r.stderr.decode()[:200]}")
+
+    def finish_imsimport(self) -> None:
+        r = _run(self.root, *self.copy_args)
+        if r.returncode != 0:
+            self.problems.append(f"{self.op} run again exited {r.returncode}: "
+                                 f"{r.stderr.decode().strip()[:200]}")
+
+    finish_imsrestore = finish_imsimport
+
+    def check_copy(self) -> None:
+        """user/copy holds the source exactly: its UIDs, UIDVALIDITY and bytes."""
+        uv, got = self.after.get("user/copy/INBOX", (0, {}))
+        if uv != self.want_uidvalidity:
+            self.problems.append(f"{self.op}: UIDVALIDITY {uv}, the source's {self.want_uidvalidity}")
+        if got != self.want:
+            diff = sorted(set(got.items()) ^ set(self.want.items()))[:3]
+            self.problems.append(f"{self.op}: {len(got)} messages, the source {len(self.want)}; "
+                                 f"first differences {diff}")
+
     # -- the operation, killed --------------------------------------------------------
     def kill(self) -> bool:
         root, delay = self.root, self.rng.uniform(0.0, 0.6)
@@ -284,6 +341,8 @@ class Trial:
             return self._kill_lmtpd(delay * 2)
         if op == "imapd":
             return self._kill_imapd(delay * 3)
+        if op in ("imsimport", "imsrestore"):
+            return _kill_at(_popen(root, *self.copy_args), 0.3 + delay * 2)
         argv = {"rename": ("mboxutil", "-r", "user/user0001", "user/moved"),
                 "delete": ("mboxutil", "-d", DELETED),
                 "rebuild": ("reconstruct", "-r", "-f", "-i", "-j", "2"),
@@ -460,6 +519,8 @@ class Trial:
             expect = {**{n: n for n in b - old}, **moved}
         elif op == "delete":
             expect = {n: n for n in b if n != DELETED or n in a}
+        elif op in ("imsimport", "imsrestore"):
+            expect = {n: n for n in b | {n for n in a if n.startswith("user/copy/")}}
         elif op == "create":
             extra = {n for n in a - b if n.startswith("user/new")}
             acked = set(self.created)
