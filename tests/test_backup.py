@@ -394,3 +394,18 @@ def test_objects_name_users_mailboxes_and_partitions(cli, root, joe, tmp_path):
     joe.delete("user/far")
     assert cmd(cli, joe, "imsrestore", "--store-root", root, "-f", f).code == 0
     assert joe.entry("user/far").partition == "second"
+
+
+def test_a_backup_with_well_formed_frames_but_wrong_contents_is_damage(cli, root, joe, tmp_path):
+    """A frame whose CRC holds but whose JSON is not what its kind needs is
+    reported as damage at its offset, like any other, never a traceback."""
+    f = tmp_path / "odd.msb"
+    f.write_bytes(backup.json_frame(backup.MAGIC, {"format": 1})
+                  + backup.json_frame(backup.MBOX, {"name": "user/x", "uidvalidity": "soon"}))
+    r = cmd(cli, joe, "imsrestore", "--store-root", root, "-f", str(f))
+    at = len(backup.json_frame(backup.MAGIC, {"format": 1}))
+    assert r.code == 4 and f"offset {at}: MBOX frame lacks 'uidvalidity'" in r.err, r
+    f.write_bytes(backup.json_frame(backup.MAGIC, {"format": 1}) + backup.frame(backup.SUBS,
+                                                                                b"[1, 2]"))
+    r = cmd(cli, joe, "imsrestore", "--store-root", root, "-f", str(f))
+    assert r.code == 4 and "SUBS frame is not a JSON object" in r.err, r

@@ -134,6 +134,9 @@ def read_frames(f: BinaryIO, source: str, *, messages: bool = True
                 value = json.loads(payload)
             except ValueError:
                 raise Damaged(f"{kind.decode()} frame is not JSON", offset, source) from None
+            why = _unfit(kind, value)
+            if why:
+                raise Damaged(f"{kind.decode()} frame {why}", offset, source)
             if first and value.get("format") != FORMAT_VERSION:
                 raise Damaged(f"backup format {value.get('format')!r}, this imsrestore reads "
                               f"{FORMAT_VERSION}", offset, source)
@@ -142,6 +145,23 @@ def read_frames(f: BinaryIO, source: str, *, messages: bool = True
         offset += FRAME.size + length
         if kind == TAIL:
             return
+
+
+# what restore reads of each JSON frame, and its type
+_FIELDS = {MBOX: {"name": str, "uidvalidity": int, "uidnext": int, "highest_modseq": int,
+                  "keywords": list, "uids": list},
+           MEND: {"name": str},
+           SUBS: {"user": str, "mailboxes": list}}
+
+
+def _unfit(kind: bytes, value: object) -> str | None:
+    """Why a JSON frame cannot be what its kind says, or None."""
+    if not isinstance(value, dict):
+        return "is not a JSON object"
+    for name, typ in _FIELDS.get(kind, {}).items():
+        if not isinstance(value.get(name), typ) or (typ is int and isinstance(value[name], bool)):
+            return f"lacks {name!r} ({typ.__name__})"
+    return None
 
 
 def _skip(f: BinaryIO, n: int) -> int:

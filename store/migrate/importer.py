@@ -95,11 +95,10 @@ def run(store: Store, source: str, mailbox: str, *, dry_run: bool = False,
                                                  progress))
     finally:
         result.seconds = time.monotonic() - start
-        t = result.totals()
-        if not dry_run and result.folders:
-            logmsg.log("migrate", logmsg.IMPORT_DONE, imported=t["imported"],
-                       skipped=t["skipped"], source=source, mailboxes=len(result.folders),
-                       mailbox=canonical(mailbox))
+    t = result.totals()
+    if not dry_run and result.folders:
+        logmsg.log("migrate", logmsg.IMPORT_DONE, imported=t["imported"], skipped=t["skipped"],
+                   source=source, mailboxes=len(result.folders), mailbox=canonical(mailbox))
     return result
 
 

@@ -220,14 +220,13 @@ def restore(store: Store, f: BinaryIO, source: str, *, objects: list[str] | None
             current.flush()  # every message before the damage verified: keep them
     finally:
         res.seconds = time.monotonic() - start
-        n = sum(m.messages for m in res.mailboxes)
-        if res.damage:
-            logmsg.log("migrate", logmsg.RESTORE_DAMAGED, source=source,
-                       offset=res.damage_offset, why=res.damage_why,
-                       messages=n)
-        else:
-            logmsg.log("migrate", logmsg.RESTORE_DONE, messages=n,
-                       mailboxes=len(res.mailboxes), source=source)
+    n = sum(m.messages for m in res.mailboxes)
+    if res.damage:
+        logmsg.log("migrate", logmsg.RESTORE_DAMAGED, source=source, offset=res.damage_offset,
+                   why=res.damage_why, messages=n)
+    else:
+        logmsg.log("migrate", logmsg.RESTORE_DONE, messages=n, mailboxes=len(res.mailboxes),
+                   source=source)
     return res
 
 
