@@ -64,5 +64,11 @@ kill -TERM $pid; wait $pid
 printf '\n\033[1m# What stored logged while it recovered\033[0m\n'
 cat "$MSGSTORE_ROOT/stored-2.err"
 step ls "$MSGSTORE_ROOT/mboxlist/removed"
+printf '\n\033[1m# Backup, export and restore: demo'"'"'s mail as a backup stream, as a Maildir, and back as another user\033[0m\n'
+rm -rf "$MSGSTORE_ROOT/../demo-backup"; mkdir -p "$MSGSTORE_ROOT/../demo-backup"
+step imsbackup -f "$MSGSTORE_ROOT/../demo-backup/demo.msb" user/demo
+step imsexport user/demo "$MSGSTORE_ROOT/../demo-backup/Maildir"
+step imsrestore -f "$MSGSTORE_ROOT/../demo-backup/demo.msb" --to user/restored user/demo
+step imsimport -n "$MSGSTORE_ROOT/../demo-backup/Maildir" user/restored
 step mboxutil -l
 printf '\nDemo store: %s (log: %s/log/default)\n' "$MSGSTORE_ROOT" "$MSGSTORE_ROOT"
