@@ -186,3 +186,18 @@ class progress_bar:
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.stop()
+
+
+def counting(update, total: int | None = None):
+    """For an engine's progress callback (messages done: n, and perhaps
+    more arguments): a running count shown on a progress_bar's update, or
+    None when there is no bar."""
+    if update is None:
+        return None
+    done = 0
+
+    def advance(n: int, *_more) -> None:
+        nonlocal done
+        done += n
+        update(done, total, done)
+    return advance

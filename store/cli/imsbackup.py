@@ -10,6 +10,7 @@ from ..errors import StoreError
 from ..migrate import taking
 from .common import (
     EXIT_CODES_HELP,
+    counting,
     entry,
     json_option,
     open_store,
@@ -70,17 +71,12 @@ def cli(store_root, dest, since, base, as_json, objects) -> int:
     with open_store(store_root, readonly=True) as store:
         names = taking.select(store, list(objects))
         with progress_bar("messages", as_json) as bar:
-            done = [0]
-
-            def progress(n: int) -> None:
-                done[0] += n
-                bar(done[0], None, done[0])
             if dest == "-":
                 result = _to_stdout(store, names, since_ts, base_map,
-                                    progress if bar else None)
+                                    counting(bar))
             else:
                 result = _to_file(store, names, dest, since_ts, base_map,
-                                  progress if bar else None)
+                                  counting(bar))
     if as_json:
         click.echo(_json(result.as_json()), file=report)
     else:

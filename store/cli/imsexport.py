@@ -5,6 +5,7 @@ import click
 from ..migrate import exporter
 from .common import (
     EXIT_CODES_HELP,
+    counting,
     emit_json,
     entry,
     json_option,
@@ -48,13 +49,8 @@ def cli(store_root, fmt, recursive, as_json, mailbox, dest) -> int:
             names = [canonical(mailbox)] + (store.children(canonical(mailbox)) if recursive
                                             else [])
             total = sum(i.messages or 0 for i in store.list() if i.name in set(names))
-        done = [0]
-
-        def progress(n: int) -> None:
-            done[0] += n
-            bar(done[0], total, done[0])
         result = exporter.export(store, mailbox, dest, fmt, recursive=recursive,
-                                 progress=progress if bar else None)
+                                 progress=counting(bar, total))
     if as_json:
         emit_json(result.as_json())
         return 0

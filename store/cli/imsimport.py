@@ -5,6 +5,7 @@ import click
 from ..migrate import importer
 from .common import (
     EXIT_CODES_HELP,
+    counting,
     emit_json,
     entry,
     json_option,
@@ -49,14 +50,9 @@ def cli(store_root, dry_run, ignore_quota, as_json, source, mailbox) -> int:
     total = sum(len(f.messages) for f in scanned[1])
     with open_store(store_root, readonly=dry_run) as store, \
             progress_bar("messages", as_json) as bar:
-        done = [0]
-
-        def progress(n: int, _bytes: int) -> None:
-            done[0] += n
-            bar(done[0], total, done[0])
         result = importer.run(store, source, mailbox, dry_run=dry_run,
                               check_quota=not ignore_quota, scanned=scanned,
-                              progress=progress if bar else None)
+                              progress=counting(bar, total))
     if as_json:
         emit_json(result.as_json())
         return 0

@@ -8,6 +8,7 @@ from ..errors import EXIT_UNCORRECTED
 from ..migrate import restore
 from .common import (
     EXIT_CODES_HELP,
+    counting,
     emit_json,
     entry,
     json_option,
@@ -51,20 +52,15 @@ def cli(store_root, source, to, ignore_quota, as_json, objects) -> int:
     if to and len(objects) != 1:
         raise usage("--to needs exactly one OBJECT (the mailbox or user it renames)")
     with open_store(store_root) as store, progress_bar("messages", as_json) as bar:
-        done = [0]
-
-        def progress(n: int) -> None:
-            done[0] += n
-            bar(done[0], None, done[0])
         if source == "-":
             result = restore.restore(store, sys.stdin.buffer, "<stdin>", objects=list(objects),
                                      to=to, check_quota=not ignore_quota,
-                                     progress=progress if bar else None)
+                                     progress=counting(bar))
         else:
             with open(source, "rb") as f:
                 result = restore.restore(store, f, source, objects=list(objects), to=to,
                                          check_quota=not ignore_quota,
-                                         progress=progress if bar else None)
+                                         progress=counting(bar))
     if as_json:
         emit_json(result.as_json())
     else:
