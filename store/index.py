@@ -516,6 +516,24 @@ def append(mailbox_dir: str, header: Header, entries: list[tuple[Record, dict[st
     return written
 
 
+def settle(mailbox_dir: str, mailbox: str) -> bool:
+    """Finish an append cut off between its records and its header update
+    (as the next append would: _roll_forward), so that a writer that reads
+    the whole index first does not take it for damage. The caller holds
+    the mailbox lock. True when there was one to finish."""
+    header = read_header(mailbox_dir, mailbox)
+    path = os.path.join(mailbox_dir, IDX_FILE)
+    with open_nofollow(path, "r+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end <= header.start_offset + header.exists * RECORD.size:
+            return False
+        _roll_forward(f, header, end, path)
+        f.seek(0)
+        f.write(header.pack()[:HEADER.size])
+        os.fsync(f.fileno())
+    return True
+
+
 def _roll_forward(f, header: Header, end: int, path: str) -> int:
     """An append was cut off between its records and its header update.
     Whole records that verify and continue the UID sequence are adopted

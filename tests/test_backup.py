@@ -409,3 +409,43 @@ def test_a_backup_with_well_formed_frames_but_wrong_contents_is_damage(cli, root
                                                                                 b"[1, 2]"))
     r = cmd(cli, joe, "imsrestore", "--store-root", root, "-f", str(f))
     assert r.code == 4 and "SUBS frame is not a JSON object" in r.err, r
+
+
+def cut_off_append(store, name, n):
+    """What a kill -9 between an append's records and its header update
+    leaves: the header as it was before the last n records."""
+    mdir = store.mailbox_dir(name)
+    h = store.header(name)
+    h.exists -= n
+    h.total_bytes = sum(r.size for r in store.read(name).records[:h.exists])
+    h.uidnext = store.read(name).records[h.exists].uid
+    index.write_header(mdir, h)
+    assert store.read(name).problems  # a reader sees damage until it is finished
+
+
+def test_an_append_cut_off_before_its_header_is_finished_not_refused(cli, root, joe, tmp_path):
+    """imsbackup, imsexport, imsrestore and imsimport run again, and flag
+    changes, finish an append a kill cut off (as the next append would)
+    instead of stopping at it as damage."""
+    before = snapshot(joe)
+    cut_off_append(joe, "user/joe/Sent", 3)
+    f = str(tmp_path / "joe.msb")
+    r = cmd(cli, joe, "imsbackup", "--store-root", root, "-f", f, "user/joe")
+    assert r.code == 0, r
+    assert snapshot(joe) == before
+    cut_off_append(joe, "user/joe/Archive", 2)
+    assert cmd(cli, joe, "imsexport", "--store-root", root, "user/joe/Archive",
+               str(tmp_path / "x")).code == 0
+    cut_off_append(joe, "user/joe/INBOX", 1)
+    uid = joe.read("user/joe/INBOX").records[0].uid
+    joe.store_flags("user/joe/INBOX", [uid], index.FLAG_FLAGGED, [], "add")
+    assert len(joe.read("user/joe/INBOX").records) == len(before["user/joe/INBOX"][0])
+    other = str(tmp_path / "other")
+    Store.init(other).close()
+    assert cli("imsrestore", "--store-root", other, "-f", f).code == 0
+    with Store.open(other) as s:
+        cut_off_append(s, "user/joe/Lists/dev", 4)
+    r = cli("imsrestore", "--store-root", other, "-f", f)
+    assert r.code == 0, r
+    with Store.open(other) as s:
+        assert snapshot(s) == before

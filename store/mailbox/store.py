@@ -143,11 +143,21 @@ class Store:
         return index.read_index(self.mailbox_dir(name), name)
 
     def read_clean(self, name: str, mdir: str) -> index.Index:
-        """The index, or its first problem raised: for writers that rewrite it."""
+        """The index, or its first problem raised: for writers that rewrite it
+        (under the mailbox lock). An append cut off before its header update
+        is finished first, as the next append would."""
+        index.settle(mdir, name)
         idx = index.read_index(mdir, name)
         if idx.problems:
             raise idx.problems[0]
         return idx
+
+    def read_settled(self, name: str) -> index.Index:
+        """The index after any cut-off append is finished (under the lock):
+        for a reader that goes on to write, as an import or restore run again."""
+        name = canonical(name)
+        with self.lock(name):
+            return self.read_clean(name, self.mailbox_dir(name))
 
     def list(self, pattern: str | None = None) -> list[MailboxInfo]:
         rx = pattern_to_regex(pattern) if pattern else None

@@ -104,10 +104,7 @@ def _check_dest(dest: str, fmt: str) -> None:
 
 
 def _read(store: Store, name: str) -> index.Index:
-    idx = store.read(name)
-    if idx.problems:
-        raise idx.problems[0]
-    return idx
+    return store.read_settled(name)
 
 
 def _messages(store: Store, name: str, idx: index.Index, out: ExportedMailbox):

@@ -114,9 +114,7 @@ def _import_folder(store: Store, folder: SourceFolder, name: str, dry_run: bool,
     keep = False
     table: list[str] = []
     if exists:
-        idx = store.read(name)
-        if idx.problems:
-            raise idx.problems[0]
+        idx = store.read_settled(name)
         present = Present(idx.records)
         table = idx.header.keywords
         keep = folder.uidvalidity is not None and idx.header.uidvalidity == folder.uidvalidity

@@ -104,9 +104,7 @@ class _Target:
             store.create(target, partition, acl=_acl_for(meta.get("acl") or None,
                                                          meta["name"], target))
             created = True
-        idx = store.read(target)
-        if idx.problems:
-            raise idx.problems[0]
+        idx = store.read_settled(target)
         # the same UIDVALIDITY: the mailbox restored before (a restore run
         # again, an incremental over a full) or one that took the same
         # second's; the first UID holding another message tells them apart

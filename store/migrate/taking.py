@@ -114,9 +114,7 @@ def _one_mailbox(store: Store, name: str, out: BinaryIO, since: int | None,
                  res: BackupResult, progress) -> None:
     with store.lock(name):  # the moment this mailbox is taken at
         entry = store.entry(name)
-        idx = store.read(name)
-    if idx.problems:
-        raise idx.problems[0]
+        idx = store.read_clean(name, store.mailbox_dir(name, entry))
     h = idx.header
     records = idx.records
     base_modseq = None
