@@ -154,3 +154,33 @@ def test_pop3_logins_wait_for_stored(pop):
     c.user("joe")
     with pytest.raises(poplib.error_proto, match=r"SYS/TEMP"):
         c.pass_("pw")
+
+
+def test_a_delivery_cut_off_before_its_header_update_does_not_lock_the_reader_out(imap):
+    """lmtpd killed -9 between a delivery's index records and its header
+    update: the next SELECT (and POP3 login) finishes that append, as the
+    next delivery would, instead of calling the mailbox damaged."""
+    import poplib
+
+    from lmtp_harness import start_service
+    from test_backup import cut_off_append
+    root, port, _ = imap
+    with Store.open(root) as s:
+        s.append_many("user/joe", [b"Subject: late %d\n\nx\n" % i for i in range(3)])
+        cut_off_append(s, "user/joe/INBOX", 2)
+    c = imaplib.IMAP4("127.0.0.1", port)
+    c.login("joe", "pw")
+    assert c.select("INBOX") == ("OK", [b"4"])
+    c.logout()
+    with Store.open(root) as s:
+        cut_off_append(s, "user/joe/INBOX", 1)
+    proc, pport = start_service("popd", root)
+    try:
+        p = poplib.POP3("127.0.0.1", pport)
+        p.user("joe")
+        p.pass_("pw")
+        assert p.stat()[0] == 4
+        p.quit()
+    finally:
+        proc.terminate()
+        proc.wait(30)
