@@ -252,3 +252,23 @@ def test_odd_folder_names_and_too_many_keywords_are_left_out_with_a_note(cli, ro
     assert h.keywords == [f"x{j}" for j in range(20)] + [f"k{j}" for j in range(12)]
     assert index.keyword_names(h, store.read("user/joe").records[1].keywords) == [
         f"k{j}" for j in range(12)]
+
+
+def test_a_message_that_leaves_a_live_maildir_meanwhile_is_reported(root, store, tmp_path):
+    """A file renamed (its flags changed by the old server) between the
+    listing and the reading: the rest comes in, the summary says so, and a
+    second run takes it."""
+    from store.migrate import importer
+    src = tmp_path / "Maildir"
+    os.makedirs(src / "new")
+    for i in range(3):
+        write(str(src / "cur" / f"1700000000.M{i}P1.h:2,"), msg(i))
+    store.create("user/joe")
+    scanned = importer.scan(str(src))
+    os.rename(src / "cur" / "1700000000.M1P1.h:2,", src / "cur" / "1700000000.M1P1.h:2,S")
+    res = importer.run(store, str(src), "user/joe", scanned=scanned)
+    assert res.folders[0].imported == 2 and res.folders[0].vanished == 1
+    assert "run the import again" in res.folders[0].notes[0]
+    again = importer.run(store, str(src), "user/joe")
+    assert (again.folders[0].imported, again.folders[0].skipped) == (1, 2)
+    assert mailbox_state(store, "user/joe")[2][2] == index.FLAG_SEEN

@@ -33,6 +33,7 @@ class FolderResult:
     found: int = 0
     imported: int = 0
     skipped: int = 0  # already there (same GUID and INTERNALDATE)
+    vanished: int = 0  # gone from the source between its listing and its reading
     bytes: int = 0
     created: bool = False
     uids_kept: bool = False
@@ -140,7 +141,11 @@ def _import_folder(store: Store, folder: SourceFolder, name: str, dry_run: bool,
         batch.clear()
         size = 0
     for m in folder.messages:
-        data = m.read()
+        try:
+            data = m.read()
+        except FileNotFoundError:  # a live Maildir renames a file when its flags change
+            res.vanished += 1
+            continue
         if present.match(m.uid if keep else None, guid(data), m.internaldate) is not None:
             res.skipped += 1
             if progress:
@@ -154,6 +159,9 @@ def _import_folder(store: Store, folder: SourceFolder, name: str, dry_run: bool,
         if len(batch) >= BATCH_MESSAGES or size >= BATCH_BYTES:
             flush()
     flush()
+    if res.vanished:
+        res.notes.append(f"{res.vanished} messages left the source while it was read "
+                         "(a live Maildir): run the import again to take them")
     if keep and folder.uidnext and not dry_run:
         store.adopt_uids(name, uidnext=folder.uidnext)
     return res

@@ -224,7 +224,10 @@ def read_folder(path: str, name: tuple[str, ...]) -> MaildirFolder:
             if fname.startswith("."):
                 continue
             fpath = os.path.join(d, fname)
-            st = os.lstat(fpath)
+            try:
+                st = os.lstat(fpath)
+            except FileNotFoundError:  # a live Maildir: moved to cur/ or renamed meanwhile
+                continue
             if not stat.S_ISREG(st.st_mode):
                 continue  # symlinks and the rest: never followed
             flags, kws, unknown = parse_info(fname, keywords)
