@@ -133,7 +133,8 @@ def test_kill_9_restarts_the_services_once_within_the_timeout(root):
     assert all(pid_alive(n) and n != old[p] for p, n in new.items())  # stored restarted too
     os.kill(new["imapd"], signal.SIGKILL)  # again, within local.autorestart.timeout
     # (the first restart may still be waiting for popd to listen: that can take a while under load)
-    assert until(lambda: any("failed again within 600 s" in x for x in watcher_log(root)))
+    assert until(lambda: any("failed again within 600 s" in x for x in watcher_log(root))), \
+        "\n".join(watcher_log(root))  # what the watcher did instead
     time.sleep(1)
     assert not pid_alive(new["imapd"]) and pid_alive(new["popd"])  # not restarted
     default = open(os.path.join(root, "log", "default"), encoding="utf-8").read()
