@@ -145,9 +145,11 @@ class Store:
     def read_clean(self, name: str, mdir: str) -> index.Index:
         """The index, or its first problem raised: for writers that rewrite it
         (under the mailbox lock). An append cut off before its header update
-        is finished first, as the next append would."""
-        index.settle(mdir, name)
+        is finished first, as the next append would (looked for only when
+        the index shows a problem: no extra read for every flag change)."""
         idx = index.read_index(mdir, name)
+        if idx.problems and index.settle(mdir, name):
+            idx = index.read_index(mdir, name)
         if idx.problems:
             raise idx.problems[0]
         return idx
