@@ -201,3 +201,21 @@ def test_uidvalidity_is_never_given_twice(store):
     again = store.entry(names[0]).uidvalidity
     assert len(set(given + [again])) == 6 and again > max(given)
     assert store.header(names[0]).uidvalidity == again
+
+
+def test_a_create_cut_off_before_its_database_entry_is_made_again(store):
+    """A kill between create's index and its database entry leaves an index
+    that never held mail: creating the name again finishes the job (an
+    import or restore run again does that). An index that held mail with no
+    entry is still for reconstruct -m."""
+    from store.db import FOLDER
+    from store.errors import MailboxExistsError
+    for n in ("user/cut", "user/held"):
+        store.create(n)
+    store.append("user/held", b"Subject: x\n\nx\n")
+    for n in ("user/cut", "user/held"):
+        store.db.write(lambda t, n=n: t.delete(FOLDER, n + "/INBOX"))
+    store.create("user/cut")
+    assert store.exists("user/cut") and store.header("user/cut").exists == 0
+    with pytest.raises(MailboxExistsError, match="reconstruct -m"):
+        store.create("user/held")

@@ -78,7 +78,7 @@ def create(store: Store, name: str, partition: str = "primary",
             mdir = store.layout.make_mailbox_dir(name, partition)
         if store.exists(name):
             raise MailboxExistsError(f"mailbox {name} already exists")
-        if os.path.exists(os.path.join(mdir, index.IDX_FILE)):
+        if os.path.exists(os.path.join(mdir, index.IDX_FILE)) and not _cut_off_create(mdir, name):
             raise MailboxExistsError(f"mailbox {name} has an index on disk but no database "
                                      "entry; run reconstruct -m")
         qroot = quota_root_for(name)
@@ -99,6 +99,18 @@ def create(store: Store, name: str, partition: str = "primary",
         store.db.write(txn)
     logmsg.log("mailbox", logmsg.MAILBOX_CREATED, mailbox=name, partition=partition)
     return entry
+
+
+def _cut_off_create(mdir: str, name: str) -> bool:
+    """Whether the index on disk, with no database entry, is what a create
+    killed between its two writes leaves: an index that never held a
+    message (no client can know it), made again from scratch. One that held
+    mail is the spool's knowledge: reconstruct -m brings its entry back."""
+    try:
+        header = index.read_header(mdir, name)
+    except (OSError, CorruptionError):
+        return False
+    return header.exists == 0 and header.uidnext == 1
 
 
 def adopt_uids(store: Store, name: str, *, uidvalidity: int | None = None,
