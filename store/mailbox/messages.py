@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
@@ -452,6 +452,19 @@ class MessageReader:
     def __init__(self, store: Store, name: str):
         self.mdir = store.mailbox_dir(canonical(name))
         self._checked: set[str] = set()
+        self.gone = 0  # files each() found erased
+
+    def each(self, records: Iterable[index.Record]) -> Iterator[tuple[index.Record, bytes]]:
+        """(record, bytes) of each record read earlier whose file is still
+        there: one expunged and erased since is passed over, and counted in
+        `gone` (an export or backup of a live mailbox)."""
+        for rec in records:
+            try:
+                data = self.read(rec.uid)
+            except FileNotFoundError:
+                self.gone += 1
+                continue
+            yield rec, data
 
     def read(self, uid: int, limit: int = -1) -> bytes:
         bucket = bucket_of(uid)

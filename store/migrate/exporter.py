@@ -30,7 +30,7 @@ from .. import index
 from ..errors import UsageError
 from ..layout import canonical, child_prefix
 from ..mailbox import Store
-from . import maildir, mbox
+from . import maildir, mbox, per_second
 
 MAILDIR, MBOX = "maildir", "mbox"
 _RETURN_PATH = re.compile(rb"^return-path:[ \t]*<?([^<>\s]*)>?", re.I | re.M)
@@ -62,7 +62,7 @@ class ExportResult:
         return {"mailbox": self.mailbox, "dest": self.dest, "format": self.format,
                 "seconds": round(self.seconds, 3), "messages": n,
                 "bytes": sum(m.bytes for m in self.mailboxes),
-                "messages_per_second": round(n / self.seconds, 1) if self.seconds else 0,
+                "messages_per_second": per_second(n, self.seconds),
                 "mailboxes": [m.as_json() for m in self.mailboxes]}
 
 
@@ -103,27 +103,19 @@ def _check_dest(dest: str, fmt: str) -> None:
         raise UsageError(f"{dest}.sbd exists: imsexport writes only new files")
 
 
-def _read(store: Store, name: str) -> index.Index:
-    return store.read_settled(name)
-
-
 def _messages(store: Store, name: str, idx: index.Index, out: ExportedMailbox):
     """(record, bytes, keyword names) of each message of `idx`, in UID order."""
     reader = store.message_reader(name)
-    for rec in idx.records:
-        try:
-            data = reader.read(rec.uid)
-        except FileNotFoundError:
-            out.vanished += 1
-            continue
+    for rec, data in reader.each(idx.records):
         yield rec, data, index.keyword_names(idx.header, rec.keywords)
+    out.vanished += reader.gone
 
 
 def _to_maildir(store: Store, name: str, where: str, progress) -> ExportedMailbox:
     out = ExportedMailbox(name, where)
     for sub in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(where, sub), exist_ok=True)
-    idx = _read(store, name)
+    idx = store.read_settled(name)
     header = idx.header
     letters = maildir.keyword_letters(header.keywords)
     if len(header.keywords) > len(letters):
@@ -159,7 +151,7 @@ def _to_mbox(store: Store, name: str, where: str, progress) -> ExportedMailbox:
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as f:
             sep = b""
-            for rec, data, kws in _messages(store, name, _read(store, name), out):
+            for rec, data, kws in _messages(store, name, store.read_settled(name), out):
                 m = _RETURN_PATH.search(data, 0, rec.header_size or len(data))
                 sender = m.group(1).decode("ascii", "replace") if m and m.group(1) else ""
                 f.write(sep + mbox.entry(data, sender, rec.internaldate, rec.flags, kws))

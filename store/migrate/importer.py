@@ -19,6 +19,7 @@ from ..errors import InvalidNameError, OverQuotaError
 from ..layout import canonical
 from ..mailbox import Incoming, Store
 from ..message import guid
+from . import per_second
 from .present import Present
 from .sources import SourceFolder, detect, folders
 
@@ -54,7 +55,7 @@ class ImportResult:
     def totals(self) -> dict:
         t = {k: sum(getattr(f, k) for f in self.folders)
              for k in ("found", "imported", "skipped", "bytes")}
-        t["messages_per_second"] = round(t["imported"] / self.seconds, 1) if self.seconds else 0
+        t["messages_per_second"] = per_second(t["imported"], self.seconds)
         return t
 
     def as_json(self) -> dict:

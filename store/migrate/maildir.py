@@ -69,9 +69,7 @@ def _real_dir(path: str) -> bool:
 
 def folders(top: str) -> Iterator[MaildirFolder]:
     """Every folder of the Maildir at `top`, the top first, then its
-    Maildir++ folders and fs-layout subfolders, each with its messages in
-    UID order (when it has a dovecot-uidlist) or by name. Symlinks are not
-    followed."""
+    Maildir++ folders and fs-layout subfolders. Symlinks are not followed."""
     yield read_folder(top, ())
     entries = sorted(os.listdir(top))
     for d in entries:
@@ -234,13 +232,6 @@ def read_folder(path: str, name: tuple[str, ...]) -> MaildirFolder:
             folder.unknown_keywords += unknown
             folder.messages.append(MaildirMessage(fpath, flags, kws, internaldate(fname, st),
                                                   uids.get(fname.partition(":")[0])))
-    if folder.uidvalidity is not None and all(m.uid is not None for m in folder.messages):
-        folder.messages.sort(key=lambda m: m.uid)
-    else:  # UIDs only when every message has one
-        folder.uidvalidity = folder.uidnext = None
-        for m in folder.messages:
-            m.uid = None
-        folder.messages.sort(key=lambda m: (m.internaldate, os.path.basename(m.path)))
     return folder
 
 

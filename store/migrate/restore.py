@@ -24,7 +24,7 @@ from typing import BinaryIO
 from .. import index, logmsg
 from ..layout import INBOX, USER_NS, canonical, child_prefix, is_descendant, user_of
 from ..mailbox import Incoming, Store
-from . import backup
+from . import backup, per_second
 from .present import Present
 
 BATCH_MESSAGES = 500
@@ -59,8 +59,8 @@ class RestoreResult:
     def as_json(self) -> dict:
         n = sum(m.messages for m in self.mailboxes)
         return {"source": self.source, "backup": self.header, "seconds": round(self.seconds, 3),
-                "messages": n, "messages_per_second": round(n / self.seconds, 1)
-                if self.seconds else 0, "damage": self.damage,
+                "messages": n, "messages_per_second": per_second(n, self.seconds),
+                "damage": self.damage,
                 "damage_offset": self.damage_offset,
                 "mailboxes": [m.as_json() for m in self.mailboxes]}
 

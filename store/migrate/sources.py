@@ -68,10 +68,26 @@ def _from_maildir(f: maildir.MaildirFolder) -> SourceFolder:
     out = SourceFolder(f.name, f.path, uidvalidity=f.uidvalidity, uidnext=f.uidnext)
     out.messages = [SourceMessage(_file_reader(m.path), m.flags, m.keywords, m.internaldate,
                                   m.uid, m.path) for m in f.messages]
+    if _uids_if_whole(out):
+        out.messages.sort(key=lambda m: m.uid)
+    else:
+        out.messages.sort(key=lambda m: (m.internaldate, os.path.basename(m.where)))
     if f.unknown_keywords:
         out.notes.append(f"{f.unknown_keywords} keyword letters not in dovecot-keywords "
                          "were left out")
     return out
+
+
+def _uids_if_whole(folder: SourceFolder) -> bool:
+    """A source's UIDs count only when it has a UIDVALIDITY and gives every
+    message a UID; otherwise they are all dropped (new ones are given).
+    Whether they count."""
+    if folder.uidvalidity is not None and all(m.uid is not None for m in folder.messages):
+        return True
+    folder.uidvalidity = folder.uidnext = None
+    for m in folder.messages:
+        m.uid = None
+    return False
 
 
 def _file_reader(path: str) -> Callable[[], bytes]:
@@ -123,10 +139,7 @@ def read_mbox(path: str, name: tuple[str, ...]) -> SourceFolder:
         when = mbox.from_line_date(part.from_line) or mtime
         folder.messages.append(SourceMessage(_mbox_reader(raw, part), meta.flags, meta.keywords,
                                              when, meta.uid, f"{path}:{part.marker_offset}"))
-    if folder.uidvalidity is None or any(m.uid is None for m in folder.messages):
-        folder.uidvalidity = folder.uidnext = None
-        for m in folder.messages:
-            m.uid = None
+    _uids_if_whole(folder)  # (an mbox keeps its order)
     trusted = len(parts) - escaped
     folder.notes.append(f"{len(parts)} messages: {trusted} split by Content-Length, "
                         f"{escaped} by From lines (>From unescaped)")

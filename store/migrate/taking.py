@@ -23,7 +23,7 @@ from ..errors import NoSuchMailboxError, UsageError
 from ..layout import canonical, is_descendant, is_inbox, user_of
 from ..mailbox import Store
 from ..mailbox.quota import quota_root_mailbox
-from . import backup
+from . import backup, per_second
 
 
 @dataclass
@@ -37,8 +37,7 @@ class BackupResult:
 
     def as_json(self) -> dict:
         return {**self.__dict__, "seconds": round(self.seconds, 3),
-                "messages_per_second": round(self.messages / self.seconds, 1)
-                if self.seconds else 0}
+                "messages_per_second": per_second(self.messages, self.seconds)}
 
 
 def select(store: Store, objects: list[str]) -> list[str]:
@@ -137,12 +136,7 @@ def _one_mailbox(store: Store, name: str, out: BinaryIO, since: int | None,
                     if uv == h.uidvalidity}}))
     reader = store.message_reader(name)
     n = size = 0
-    for r in records:
-        try:
-            data = reader.read(r.uid)
-        except FileNotFoundError:
-            res.vanished += 1
-            continue
+    for r, data in reader.each(records):
         # the SHA-256 of the bytes read, not the record's: a file damaged
         # on disk is still backed up, as it is, in a backup that verifies
         digest = hashlib.sha256(data).digest()
@@ -153,6 +147,7 @@ def _one_mailbox(store: Store, name: str, out: BinaryIO, since: int | None,
         if progress:
             progress(1)
     out.write(backup.json_frame(backup.MEND, {"name": name, "messages": n, "bytes": size}))
+    res.vanished += reader.gone
     res.mailboxes += 1
     res.messages += n
     res.bytes += size
