@@ -520,8 +520,12 @@ def settle(mailbox_dir: str, mailbox: str) -> bool:
     """Finish an append cut off between its records and its header update
     (as the next append would: _roll_forward), so that a writer that reads
     the whole index first does not take it for damage. The caller holds
-    the mailbox lock. True when there was one to finish."""
-    header = read_header(mailbox_dir, mailbox)
+    the mailbox lock. True when there was one to finish (never when the
+    header itself is damaged: that is reconstruct's)."""
+    try:
+        header = read_header(mailbox_dir, mailbox)
+    except CorruptionError:
+        return False
     path = os.path.join(mailbox_dir, IDX_FILE)
     with open_nofollow(path, "r+b") as f:
         end = f.seek(0, os.SEEK_END)

@@ -181,6 +181,18 @@ def test_a_delivery_cut_off_before_its_header_update_does_not_lock_the_reader_ou
         p.pass_("pw")
         assert p.stat()[0] == 4
         p.quit()
+        with Store.open(root) as s:  # damage of another kind keeps popd's own answer
+            path = os.path.join(s.mailbox_dir("user/joe"), "store.idx")
+            start = s.header("user/joe").start_offset
+        with open(path, "r+b") as f:
+            f.seek(start + 10)
+            b = f.read(1)
+            f.seek(start + 10)
+            f.write(bytes([b[0] ^ 0xFF]))
+        p = poplib.POP3("127.0.0.1", pport)
+        p.user("joe")
+        with pytest.raises(poplib.error_proto, match="run reconstruct"):
+            p.pass_("pw")
     finally:
         proc.terminate()
         proc.wait(30)

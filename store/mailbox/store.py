@@ -154,6 +154,13 @@ class Store:
             raise idx.problems[0]
         return idx
 
+    def settle(self, name: str) -> bool:
+        """Finish an append a kill cut off before its header update (under
+        the lock), as the next append would; True when there was one."""
+        name = canonical(name)
+        with self.lock(name):
+            return index.settle(self.mailbox_dir(name), name)
+
     def read_settled(self, name: str) -> index.Index:
         """The index after any cut-off append is finished (under the lock):
         for a reader that goes on to write, as an import or restore run again."""

@@ -198,8 +198,8 @@ class Snapshots:
         snap = self.latest.get(name)
         if snap is None or snap.mark != mark_of(header):
             idx = self.store.read(name)
-            if idx.problems:  # an append a kill cut off is finished, as its next would
-                idx = self.store.read_settled(name)
+            if idx.problems and self.store.settle(name):  # an append a kill cut off
+                idx = self.store.read(name)
             if idx.problems:
                 raise Refused("SERVERBUG", f"{name} is damaged; the administrator must run "
                                            "reconstruct")

@@ -33,8 +33,8 @@ class Maildrop:
         self._store = store
         self.name = f"{USER_NS}/{user}/{INBOX}"
         idx = store.read(self.name)
-        if idx.problems:  # an append a kill cut off is finished, as its next would
-            idx = store.read_settled(self.name)
+        if idx.problems and store.settle(self.name):  # an append a kill cut off
+            idx = store.read(self.name)
         if idx.problems:
             raise pop3.POP3Error(f"{self.name} is damaged: run reconstruct")
         self.uidvalidity = idx.header.uidvalidity
