@@ -16,6 +16,7 @@ import re
 import stat
 from collections.abc import Iterator
 
+from .crash import crashpoint
 from .errors import StoreError, symlink_error
 
 TEMP_PREFIX = ".tmp-"
@@ -181,9 +182,11 @@ class Batch:
         dirs = {os.path.dirname(t) or "." for _tmp, t in self._pending}
         try:
             _sync_devices(dirs)  # the new contents, and anything linked before them
+            crashpoint("batch:before-replace")
             for i, (tmp, target) in enumerate(self._pending):
                 os.replace(tmp, target)
                 self._pending[i] = ("", target)
+                crashpoint("batch:after-replace")
         except BaseException:
             self.abort()
             raise

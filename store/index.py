@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import logmsg
+from .crash import ARMED as _CRASH_ARMED
+from .crash import crashpoint
 from .errors import CorruptionError
 from .fsutil import Batch, atomic_write, open_nofollow, put_file
 from .message import CACHE_FIELDS, GUID_BYTES
@@ -505,6 +507,9 @@ def append(mailbox_dir: str, header: Header, entries: list[tuple[Record, dict[st
             end = _roll_forward(f, header, end, ipath)
         f.seek(end)
         f.write(b"".join(r.pack() for r in written))
+        if _CRASH_ARMED:
+            f.flush()  # what a kill leaves: the records in the file, the header not
+            crashpoint("append:after-records")
         header.exists += len(written)
         header.total_bytes += sum(r.size for r in written)
         header.uidnext = max(header.uidnext, max(r.uid for r in written) + 1)

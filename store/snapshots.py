@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 from . import logmsg
+from .crash import crashpoint
 from .db import lmdbfiles
 from .db import verify as dbverify
 from .errors import StoreError
@@ -135,6 +136,7 @@ def take(layout: Layout, db, *, now: float | None = None) -> Snapshot:
         db.copy_to(tmp)  # a consistent copy through one read transaction
         data = lmdbfiles.data_path(tmp)
         lmdbfiles.fsync_data(tmp)
+        crashpoint("snapshot:after-copy")
         verdict = dbverify.verify(tmp)
         st = os.stat(data)
         manifest = {"time": now, "bytes": st.st_size, "sha256": _sha256(data),
@@ -148,6 +150,7 @@ def take(layout: Layout, db, *, now: float | None = None) -> Snapshot:
             n += 1
         os.rename(tmp, final)
         fsync_dir(d)
+        crashpoint("snapshot:after-rename")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -75,3 +75,17 @@ def corpus(*parts):
     if not os.path.isdir(path):
         pytest.skip(f"corpus {path} not present")
     return path
+
+
+def crash_at(point, argv, *, env=None, **kw):
+    """Run argv with the named crash point armed (store/crash.py); it must
+    stop there, as a kill -9 at that step would leave it."""
+    import subprocess
+
+    from store.crash import CRASH_EXIT, ENV
+    r = subprocess.run(argv, env={**(env or os.environ), ENV: point}, capture_output=True,
+                       cwd=ROOT, **kw)
+    err = r.stderr.decode(errors="replace") if isinstance(r.stderr, bytes) else r.stderr
+    assert r.returncode == CRASH_EXIT, (point, r.returncode, err[-2000:])
+    assert f"crashpoint {point.partition('@')[0]}" in err, err[-2000:]
+    return r

@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+from conftest import crash_at
 from test_imapd import imap  # noqa: F401 - the fixture: stored and imapd running, joe's password
 from test_migrate import cmd, mailbox_state
 
@@ -242,49 +243,36 @@ for i in itertools.count():
     assert os.listdir(tmp_path / "other")
 
 
-def test_a_killed_restore_finishes_when_run_again(root, joe, tmp_path):
-    """kill -9 of imsrestore at random points, then run again: the user as
-    it was backed up, UIDs included, and no message file left over."""
-    for i in range(6):  # enough mail that kills land while it restores
-        joe.append_many("user/joe/Archive", [msg(1000 * i + j, 2000) for j in range(500)])
+@pytest.mark.parametrize("points", [["append:after-file-sync@2"],
+                                    ["append:after-records@3", "append:after-header@1"],
+                                    ["restore:before-finish@2"],
+                                    ["restore:before-finish@3", "restore:before-finish@1"],
+                                    ["append:after-header@3"]])
+def test_a_killed_restore_finishes_when_run_again(root, joe, tmp_path, points):
+    """imsrestore stopped at a named step (store/crash.py: as a kill -9 there),
+    once or twice, then run again: the user as it was backed up, UIDs
+    included, and no message file left over."""
+    joe.append_many("user/joe/Archive", [msg(1000 + j, 200) for j in range(1100)])  # 3 batches
     before = snapshot(joe)
     f = str(tmp_path / "joe.msb")
     joe.close()
     assert subprocess.run(_tool("imsbackup") + ["--store-root", root, "-f", f, "user/joe"],
                           capture_output=True).returncode == 0
-    rng = random.Random(99)
-    landed = 0
-    start = time.monotonic()  # one whole restore, to aim the kills inside it
-    timing = str(tmp_path / "timing")
-    Store.init(timing).close()
-    subprocess.run(_tool("imsrestore") + ["--store-root", timing, "-f", f], check=True,
-                   capture_output=True)
-    whole = time.monotonic() - start
-    for trial in range(4):
-        other = str(tmp_path / f"other{trial}")
-        Store.init(other).close()
-        cmd_ = _tool("imsrestore") + ["--store-root", other, "-f", f]
-        for kill in range(2):
-            p = subprocess.Popen(cmd_, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            # the second run has only what the first left to do: aimed earlier
-            time.sleep(rng.uniform(0.3, 0.95 if kill == 0 else 0.6) * whole)
-            alive = p.poll() is None
-            landed += alive
-            if not alive:  # the timing run was slow (this disk, after many deletes): aim earlier
-                whole *= 0.7
-            p.kill()
-            p.wait()
-        r = subprocess.run(cmd_ + ["--json"], capture_output=True)
-        assert r.returncode == 0, r.stderr
-        with Store.open(other) as s:
-            assert snapshot(s) == before, trial
-            dirs = [s.mailbox_dir(n) for n in NAMES]
-        for d in dirs:
-            files = [x for x in os.listdir(d) if not x.isdigit()] + [
-                x for b in os.listdir(d) if b.isdigit() for x in os.listdir(os.path.join(d, b))]
-            assert len([x for x in files if x.endswith(".msg")]) == len(before[
-                NAMES[dirs.index(d)]][0])
-    assert landed >= 4  # most kills came while it ran
+    other = str(tmp_path / "other")
+    Store.init(other).close()
+    cmd_ = _tool("imsrestore") + ["--store-root", other, "-f", f]
+    for point in points:
+        crash_at(point, cmd_)
+    r = subprocess.run(cmd_ + ["--json"], capture_output=True)
+    assert r.returncode == 0, r.stderr
+    with Store.open(other) as s:
+        assert snapshot(s) == before
+        dirs = [s.mailbox_dir(n) for n in NAMES]
+    for d in dirs:
+        files = [x for x in os.listdir(d) if not x.isdigit()] + [
+            x for b in os.listdir(d) if b.isdigit() for x in os.listdir(os.path.join(d, b))]
+        assert len([x for x in files if x.endswith(".msg")]) == len(before[
+            NAMES[dirs.index(d)]][0])
 
 
 def test_hot_backups_while_lmtpd_delivers_and_imapd_writes(imap, tmp_path):  # noqa: F811

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from .. import index, logmsg
+from ..crash import crashpoint
 from ..db import QUOTA
 from ..errors import (
     EmptyMessageError,
@@ -319,12 +320,15 @@ def _append_steps(store: Store, name: str, need: int,
             entries.append((rec, p.parsed.fields))
         if durability == SHARED:  # the files durable before their records, then the records
             yield mdir
+            crashpoint("append:after-file-sync")
             written = index.append(mdir, header, entries, durable=False)
             yield mdir
         else:
             if durability == BATCH:
                 sync_filesystem(mdir)
+            crashpoint("append:after-file-sync")
             written = index.append(mdir, header, entries)
+        crashpoint("append:after-header")
         if qroot:
             store.db.write(lambda t: quota_add_delivered(t, qroot, need, len(written)),
                            durable=False)

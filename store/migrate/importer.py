@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import index, logmsg
+from ..crash import crashpoint
 from ..errors import InvalidNameError, OverQuotaError
 from ..layout import canonical
 from ..mailbox import Incoming, Store
@@ -163,6 +164,7 @@ def _import_folder(store: Store, folder: SourceFolder, name: str, dry_run: bool,
     if res.vanished:
         res.notes.append(f"{res.vanished} messages left the source while it was read "
                          "(a live Maildir): run the import again to take them")
+    crashpoint("import:before-uidnext")
     if keep and folder.uidnext and not dry_run:
         store.adopt_uids(name, uidnext=folder.uidnext)
     return res

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .. import index, logmsg
+from ..crash import crashpoint
 from ..layout import INBOX, USER_NS, canonical, child_prefix, is_descendant, user_of
 from ..mailbox import Incoming, Store
 from . import backup, per_second
@@ -153,6 +154,7 @@ class _Target:
 
     def finish(self) -> None:
         self.flush()
+        crashpoint("restore:before-finish")
         for (flags, kws), uids in self.updates.items():
             self.store.store_flags(self.res.target, uids, flags, list(kws), "set")
         if self.keep:

@@ -270,6 +270,9 @@ def reconstruct_mailboxes(store: Store, opts: Options, progress: Progress | None
                 collected.add(fut)
         except KeyboardInterrupt:
             interrupted = True
+        except cf.BrokenExecutor:  # a worker killed (OOM killer, kill -9)
+            raise StoreError(f"a worker process died after {len(results)} of {total} mailboxes; "
+                             "each is either as it was or rebuilt: run reconstruct again") from None
         finally:
             ex.shutdown(wait=True, cancel_futures=True)  # chunks under way run to their end
         if interrupted:  # what finished while the pool wound down counts too
