@@ -38,7 +38,8 @@ class Setting:
                 raise SettingError(f"{self.name}: {raw!r} is not a whole number "
                                    f"(valid: {self.minimum}-{self.maximum})")
             n = int(value)
-            if not (self.minimum <= n <= self.maximum):
+            if (self.minimum is not None and n < self.minimum) or \
+                    (self.maximum is not None and n > self.maximum):
                 raise SettingError(f"{self.name}: {n} is out of range "
                                    f"(valid: {self.minimum}-{self.maximum})")
             return str(n)

@@ -370,7 +370,7 @@ def sync_filesystem(path: str) -> None:
 
 def leftover_temp_files(top: str) -> list[str]:
     """Temp files a crashed writer left behind (used by checks and tests)."""
-    found = []
+    found: list[str] = []
     for dirpath, _dirs, files in os.walk(top):
         found.extend(os.path.join(dirpath, f) for f in files if f.startswith(TEMP_PREFIX))
     return found

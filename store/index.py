@@ -619,10 +619,17 @@ def upgrade_header(mailbox_dir: str, mailbox: str) -> bool:
     return True
 
 
-def read_expunged(mailbox_dir: str, mailbox: str, *, tolerant: bool = False
-                  ) -> list[Record] | tuple[list[Record], list[CorruptionError]]:
-    """Records of store.exp. Strict by default (raises on damage); with
-    tolerant=True returns (records that verify, problems)."""
+def read_expunged(mailbox_dir: str, mailbox: str) -> list[Record]:
+    """Records of store.exp; damage raises its CorruptionError."""
+    out, problems = read_expunged_tolerant(mailbox_dir, mailbox)
+    if problems:
+        raise problems[0]
+    return out
+
+
+def read_expunged_tolerant(mailbox_dir: str, mailbox: str
+                           ) -> tuple[list[Record], list[CorruptionError]]:
+    """Records of store.exp that verify, and the problems of the others."""
     path = os.path.join(mailbox_dir, EXP_FILE)
     out: list[Record] = []
     problems: list[CorruptionError] = []
@@ -630,7 +637,7 @@ def read_expunged(mailbox_dir: str, mailbox: str, *, tolerant: bool = False
         with open_nofollow(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        return (out, problems) if tolerant else out
+        return out, problems
     if len(data) < EXP_HEADER.size or data[:8] != EXP_MAGIC:
         problems.append(_corrupt(logmsg.EXP_CORRUPT, mailbox, path, "file header",
                                  detail="missing file header"))
@@ -649,11 +656,7 @@ def read_expunged(mailbox_dir: str, mailbox: str, *, tolerant: bool = False
                                             f"found {found:08x}"))
             continue
         out.append(rec)
-    if tolerant:
-        return out, problems
-    if problems:
-        raise problems[0]
-    return out
+    return out, problems
 
 
 def write_expunged(mailbox_dir: str, records: list[Record], *,

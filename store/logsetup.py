@@ -31,7 +31,7 @@ def attach(log_dir: str, level: int = logging.INFO) -> logging.Handler:
         return _attached[path]
     try:
         os.makedirs(log_dir, exist_ok=True)
-        handler = ReopeningFileHandler(path)
+        handler: logging.Handler = ReopeningFileHandler(path)
     except OSError as e:  # a read-only or full filesystem must not stop a check or a listing
         handler = attach_stderr(level)
         logmsg.log("log", logmsg.LOG_UNWRITABLE, path=path, error=e.strerror or e)

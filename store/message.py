@@ -63,7 +63,7 @@ def header_end(data: bytes) -> int:
             start = m.end()
     if data[start:start + 1] in (b" ", b"\t"):  # a continuation needs a field before it
         return start
-    end = _HEADER_LINES.match(data, start).end()
+    end = _HEADER_LINES.match(data, start).end()  # type: ignore[union-attr]  # matches empty
     if data[end:end + 1] == b"\n":  # the blank separator line
         return end + 1
     if data[end:end + 2] == b"\r\n":

@@ -69,6 +69,7 @@ def run_isolated(fn: Callable[..., T], *args: Any, timeout: float | None = None,
             import faulthandler
             faulthandler.disable()  # its death is reported by the parent, in one line
             os.close(rfd)
+            out: tuple[str, object]
             try:
                 out = ("ok", fn(*args))
             except StoreError as e:
@@ -96,7 +97,7 @@ def run_isolated(fn: Callable[..., T], *args: Any, timeout: float | None = None,
                     if left is not None and left <= wait:
                         os.kill(pid, signal.SIGKILL)
                         os.waitpid(pid, 0)
-                        raise ChildTimeout(timeout)
+                        raise ChildTimeout(timeout or 0.0)
                     if tick is not None and tick():
                         os.kill(pid, signal.SIGKILL)
                         os.waitpid(pid, 0)

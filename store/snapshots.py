@@ -139,7 +139,8 @@ def take(layout: Layout, db, *, now: float | None = None) -> Snapshot:
         crashpoint("snapshot:after-copy")
         verdict = dbverify.verify(tmp)
         st = os.stat(data)
-        manifest = {"time": now, "bytes": st.st_size, "sha256": _sha256(data),
+        digest = _sha256(data)
+        manifest = {"time": now, "bytes": st.st_size, "sha256": digest,
                     "entries": verdict.entries, "verified": verdict.ok, "suspect": not verdict.ok,
                     "verdict": verdict.reason, "data_mtime_ns": st.st_mtime_ns}
         write_file_atomic(os.path.join(tmp, MANIFEST), json.dumps(manifest, indent=1).encode())
@@ -155,7 +156,7 @@ def take(layout: Layout, db, *, now: float | None = None) -> Snapshot:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     snap = Snapshot(os.path.basename(final), final, now, verdict.ok, not verdict.ok,
-                    manifest["bytes"], manifest["sha256"], verdict.entries, st.st_mtime_ns)
+                    st.st_size, digest, verdict.entries, st.st_mtime_ns)
     if verdict.ok:
         logmsg.log("snapshots", logmsg.SNAPSHOT_TAKEN, name=snap.name, bytes=snap.bytes)
     else:

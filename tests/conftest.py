@@ -89,3 +89,52 @@ def crash_at(point, argv, *, env=None, **kw):
     assert r.returncode == CRASH_EXIT, (point, r.returncode, err[-2000:])
     assert f"crashpoint {point.partition('@')[0]}" in err, err[-2000:]
     return r
+
+
+# -- every process a test started is gone at the end ------------------------------------
+# Each pytest process (the run, or each xdist worker) marks its environment with its
+# pid; every process started under it inherits the mark, even one that daemonizes.
+OWNER_ENV = "MSGSTORE_TEST_OWNER"
+os.environ[OWNER_ENV] = str(os.getpid())
+
+
+def processes_marked(name, value):
+    """pid -> command line of every live process whose environment has name=value."""
+    mark = f"{name}={value}".encode()
+    found = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if mark not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue  # exited, its parent not yet told: gone
+        except OSError:  # exited meanwhile, or not ours to read
+            continue
+        found[int(pid)] = cmd
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_suite():
+    """Fails the run when a process a test started is still alive at its end
+    (and kills it, so that nothing is left behind)."""
+    yield
+    import signal
+    import time
+    left = processes_marked(OWNER_ENV, os.getpid())
+    deadline = time.monotonic() + 10  # a process told to stop may still be on its way out
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = processes_marked(OWNER_ENV, os.getpid())
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not left, f"processes the tests started are still running: {left}"

@@ -170,7 +170,7 @@ def test_the_quota_warning_can_be_tried_again_while_its_inbox_is_locked(tmp_path
     0) and be made afresh for the next try, as a delivery's are."""
     from dataclasses import replace
 
-    from store.db import QUOTA
+    from store.db import QUOTA, QuotaEntry
     from store.delivery.agent import Agent, Policy
     from store.mailbox import Store
     from store.mailbox.messages import run_steps
@@ -182,7 +182,7 @@ def test_the_quota_warning_can_be_tried_again_while_its_inbox_is_locked(tmp_path
         out = agent.deliver(b"Subject: big\n\n" + b"x" * 9000, "a@b", [agent.resolve("joe")])[0]
         assert out.ok  # past 90 %: the warning went out; re-arm it for this test
         s.db.write(lambda t: t.put(QUOTA, "user/joe",
-                                   replace(t.record(QUOTA, "user/joe"), warned=False)))
+                                   replace(t.record(QuotaEntry, "user/joe"), warned=False)))
         inbox, make_steps = agent.quota_warning(out)
         with Store.open(root) as other, other.lock(inbox):  # another holder of the lock
             t0 = time.monotonic()

@@ -145,7 +145,7 @@ def test_the_erase_job_skips_a_bad_mailbox_and_waits_for_its_next_hour(root):
         assert not d.run_job("expire", now)
         assert d.schedule.due["expire"] > now + 3600
     finally:
-        d.store = Store.open(root)
+        d._store = Store.open(root)
         d.shutdown()
 
 

@@ -106,8 +106,8 @@ def test_over_quota_is_deferred_within_the_grace_period_then_refused(lmtp):
     assert data[0][0] == 250, data
     assert len(messages(root, "user/joe")) == 1
     with Store.open(root) as s:
-        from store.db import QUOTA
-        assert s.db.record(QUOTA, "user/joe").over_since is None
+        from store.db import QuotaEntry
+        assert s.db.record(QuotaEntry, "user/joe").over_since is None
     assert any(ln.endswith("reason=over-quota") and "WARNING" in ln for ln in log_lines(root))
 
 

@@ -219,3 +219,18 @@ def test_a_create_cut_off_before_its_database_entry_is_made_again(store):
     assert store.exists("user/cut") and store.header("user/cut").exists == 0
     with pytest.raises(MailboxExistsError, match="reconstruct -m"):
         store.create("user/held")
+
+
+def test_a_flag_mode_typo_is_refused_not_taken_for_remove(store):
+    """set_flags(..., "ad") once removed the flags it was given."""
+    from store.errors import ProgrammingError
+    from store.index import FLAG_FLAGGED, FLAG_SEEN
+    from store.mailbox import FlagMode
+    store.create("user/joe")
+    uid = store.append("user/joe", b"Subject: x\n\nx\n")
+    assert store.set_flags("user/joe", uid, FLAG_SEEN | FLAG_FLAGGED, FlagMode.ADD) \
+        == FLAG_SEEN | FLAG_FLAGGED
+    with pytest.raises(ProgrammingError, match="flag mode 'ad'"):
+        store.set_flags("user/joe", uid, FLAG_SEEN, "ad")
+    assert store.read("user/joe").records[0].flags == FLAG_SEEN | FLAG_FLAGGED
+    assert store.set_flags("user/joe", uid, FLAG_SEEN, FlagMode.REMOVE) == FLAG_FLAGGED

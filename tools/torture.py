@@ -58,10 +58,24 @@ sys.path.insert(0, HERE)
 
 from build_store import build  # noqa: E402
 
+from store.crash import CRASH_EXIT  # noqa: E402
+from store.crash import ENV as CRASH_ENV  # noqa: E402
+
 OPS = ("deliver", "rename", "delete", "rebuild", "resync-m", "quota", "lright", "snapshot",
        "stored-recover", "expire", "create", "expunge", "stored-rebuild", "lmtpd", "imapd",
        "imsimport", "imsrestore")
 STORED_OPS = ("stored-recover", "expire", "stored-rebuild")
+# --crashpoints: the operations with named steps (store/crash.py), each stopped at each
+CRASH_POINTS = {
+    "deliver": ("append:after-file-sync@3", "append:after-records@2", "append:after-header@5"),
+    "create": ("create:after-index@2",),
+    "rename": ("rename:after-journal", "rename:after-move"),
+    "delete": ("delete:after-mark", "delete:after-index"),
+    "rebuild": ("batch:before-replace", "batch:after-replace@2"),
+    "snapshot": ("snapshot:after-copy", "snapshot:after-rename"),
+    "imsimport": ("append:after-records@1", "import:before-uidnext"),
+    "imsrestore": ("append:after-header@1", "restore:before-finish@2"),
+}
 TARGET = "user/user0000/INBOX"  # deliveries and expunges
 DELETED = "user/user0001/Sent"  # the delete trials' mailbox
 
@@ -75,9 +89,29 @@ def _run(root: str, name: str, *args: str, input: bytes | None = None) -> subpro
                           input=input, capture_output=True, timeout=120, cwd=ROOT)
 
 
-def _popen(root: str, name: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(_cmd(name) + list(args), env={**os.environ, "MSGSTORE_ROOT": root},
+def _popen(root: str, name: str, *args: str, point: str | None = None) -> subprocess.Popen:
+    return subprocess.Popen(_cmd(name) + list(args), env=_armed({**os.environ, "MSGSTORE_ROOT": root},
+                                                              point),
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _armed(env: dict[str, str], point: str | None) -> dict[str, str]:
+    """env with the named crash point armed (store/crash.py), or as it is."""
+    return {**env, CRASH_ENV: point} if point else env
+
+
+def _stop(proc: subprocess.Popen, delay: float, point: str | None) -> bool:
+    """The operation's end: with a crash point, its own stop there (True when it
+    reached the point); else a SIGKILL after `delay` s (True when it was still
+    running then)."""
+    if point:
+        proc.wait(timeout=120)
+        return proc.returncode == CRASH_EXIT or proc.returncode == 8  # 8: a -j worker's stop
+    time.sleep(delay)
+    alive = proc.poll() is None
+    if alive:
+        proc.kill()
+    return alive
 
 
 def _sha(data: bytes) -> str:
@@ -98,14 +132,11 @@ def store_state(root: str) -> dict[str, tuple[int, dict[int, str]]]:
     return out
 
 
-def _kill_at(proc: subprocess.Popen, delay: float) -> bool:
-    """SIGKILL after `delay` s; True when the process was still running then."""
-    time.sleep(delay)
-    alive = proc.poll() is None
-    if alive:
-        proc.kill()
+def _kill_at(proc: subprocess.Popen, delay: float, point: str | None = None) -> bool:
+    """SIGKILL after `delay` s, or its stop at a crash point; True when either landed."""
+    landed = _stop(proc, delay, point)
     proc.communicate()
-    return alive
+    return landed
 
 
 def _stored_until_settled(root: str, timeout: float = 60) -> str | None:
@@ -163,8 +194,8 @@ def _snapshot_problems(root: str) -> list[str]:
 class Trial:
     """One kill trial: set-up, the operation killed, recovery, oracle."""
 
-    def __init__(self, op: str, seed: int, base: str):
-        self.op, self.seed = op, seed
+    def __init__(self, op: str, seed: int, base: str, point: str | None = None):
+        self.op, self.seed, self.point = op, seed, point
         self.rng = random.Random(seed)
         self.root = os.path.join(base, f"t{seed}")
         self.acked: list[tuple[str, int, str]] = []  # (mailbox, uid, sha256)
@@ -342,7 +373,8 @@ class Trial:
         if op == "imapd":
             return self._kill_imapd(delay * 3)
         if op in ("imsimport", "imsrestore"):
-            return _kill_at(_popen(root, *self.copy_args), 0.3 + delay * 2)
+            return _kill_at(_popen(root, *self.copy_args, point=self.point), 0.3 + delay * 2,
+                            self.point)
         argv = {"rename": ("mboxutil", "-r", "user/user0001", "user/moved"),
                 "delete": ("mboxutil", "-d", DELETED),
                 "rebuild": ("reconstruct", "-r", "-f", "-i", "-j", "2"),
@@ -359,7 +391,7 @@ class Trial:
                  "stored-rebuild": 0.5}[op]
         if op == "resync-m":
             os.unlink(os.path.join(root, "mboxlist", "data.mdb"))
-        return _kill_at(_popen(root, *argv), delay / scale)
+        return _kill_at(_popen(root, *argv, point=self.point), delay / scale, self.point)
 
     def _kill_deliveries(self, delay: float) -> bool:
         msgs = [f"Subject: torture {self.seed}-{i}\n\n{self.rng.random()}\n" for i in range(200)]
@@ -368,10 +400,8 @@ class Trial:
                   "    uid = s.append('user/user0000', m.encode())\n"
                   "    print(uid, i, flush=True)\n")
         p = subprocess.Popen([sys.executable, "-c", script, self.root, *msgs],
-                             stdout=subprocess.PIPE, cwd=ROOT)
-        time.sleep(delay)
-        landed = p.poll() is None
-        p.kill()
+                             stdout=subprocess.PIPE, cwd=ROOT, env=_armed(dict(os.environ), self.point))
+        landed = _stop(p, delay, self.point)
         out, _ = p.communicate()
         for line in out.decode().splitlines():
             uid, i = map(int, line.split())
@@ -494,10 +524,8 @@ class Trial:
                   "    s.create(f'user/new{i:03d}')\n"
                   "    print(i, flush=True)\n")
         p = subprocess.Popen([sys.executable, "-c", script, self.root], stdout=subprocess.PIPE,
-                             cwd=ROOT)
-        time.sleep(delay)
-        landed = p.poll() is None
-        p.kill()
+                             cwd=ROOT, env=_armed(dict(os.environ), self.point))
+        landed = _stop(p, delay, self.point)
         out, _ = p.communicate()
         self.created = [f"user/new{int(i):03d}/INBOX" for i in out.decode().split()]
         return landed
@@ -691,21 +719,28 @@ def main() -> None:
     ap.add_argument("--races", type=int, default=0, help="race trials")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--ops", default=",".join(OPS))
+    ap.add_argument("--crashpoints", action="store_true",
+                    help="instead of timed kills: each operation of CRASH_POINTS stopped once at "
+                         "each of its named steps (--trials and --ops are not used)")
     a = ap.parse_args()
     ops = a.ops.split(",")
+    plan: list[tuple[str, str | None]] = [(ops[i % len(ops)], None) for i in range(a.trials)]
+    if a.crashpoints:
+        ops = list(CRASH_POINTS)
+        plan = [(op, p) for op in ops for p in CRASH_POINTS[op]]
     counts = {op: [0, 0, 0] for op in ops}  # trials, failed, kills that landed mid-run
     t0 = time.monotonic()
     races_failed = 0
     with tempfile.TemporaryDirectory(prefix="torture-") as base:
-        for i in range(a.trials):
-            op, seed = ops[i % len(ops)], a.seed * 100_000 + i
-            problems, landed = Trial(op, seed, base).run()
+        for i, (op, point) in enumerate(plan):
+            seed = a.seed * 100_000 + i
+            problems, landed = Trial(op, seed, base, point).run()
             counts[op][0] += 1
             counts[op][2] += landed
             if problems:
                 counts[op][1] += 1
                 for p in problems:
-                    print(f"FAIL seed {seed} {op}: {p}", flush=True)
+                    print(f"FAIL seed {seed} {op}{' at ' + point if point else ''}: {p}", flush=True)
         for i in range(a.races):
             seed = a.seed * 100_000 + i
             problems = race_trial(seed, base)
@@ -718,7 +753,7 @@ def main() -> None:
                   f"{bad} failed")
     if a.races:
         print(f"race: {a.races} race trials, {races_failed} failed")
-    print(f"{a.trials} trials, {a.races} race trials in {time.monotonic() - t0:.0f} s")
+    print(f"{len(plan)} trials, {a.races} race trials in {time.monotonic() - t0:.0f} s")
     sys.exit(1 if races_failed or any(bad for _n, bad, _l in counts.values()) else 0)
 
 

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import click
 
@@ -155,7 +156,7 @@ class progress_bar:
     def __init__(self, unit: str, as_json: bool):
         self.unit = unit
         self.enabled = sys.stderr.isatty() and not as_json
-        self.bar = None
+        self.bar: Any = None  # a rich Progress once entered (rich loads only then)
 
     def __enter__(self):
         if not self.enabled:

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import os
+from typing import Any
 
 import click
 
@@ -85,7 +86,7 @@ def _mailbox(idx: index.Index, as_json: bool) -> int:
               "uidnext": h.uidnext, "exists": h.exists, "bytes": h.total_bytes,
               "highestmodseq": h.highest_modseq, "quotaroot": h.quotaroot, "acl": h.acl,
               "last_update": h.last_update}
-    records = [{"uid": r.uid, "size": r.size, "flags": index.flags_to_names(r.flags),
+    records: list[dict[str, Any]] = [{"uid": r.uid, "size": r.size, "flags": index.flags_to_names(r.flags),
                 "internaldate": r.internaldate, "sentdate": r.sentdate,
                 "header_size": r.header_size, "modseq": r.modseq, "guid": r.guid.hex()}
                for r in idx.records]

@@ -96,8 +96,9 @@ def start_cli(store_root, units_dir, user, group, services) -> int:
         os.makedirs(units_dir, exist_ok=True)
         # the console scripts beside this interpreter (a venv), else where PATH has them
         bindir = os.path.dirname(sys.executable)
-        if not os.path.exists(os.path.join(bindir, "stored")) and shutil.which("stored"):
-            bindir = os.path.dirname(shutil.which("stored"))
+        found = shutil.which("stored")
+        if not os.path.exists(os.path.join(bindir, "stored")) and found:
+            bindir = os.path.dirname(found)
         for fname, text in units(layout, bindir, user, group).items():
             with open(os.path.join(units_dir, fname), "w", encoding="utf-8") as f:
                 f.write(text)

@@ -7,7 +7,7 @@ import click
 from ..daemon.state import refuse_while_recovering
 from ..layout import check_userid
 from ..reconstruct import exit_code, lastcheck
-from ..reconstruct.runner import Options, reconstruct_db, reconstruct_mailboxes
+from ..reconstruct.runner import DbMode, Options, reconstruct_db, reconstruct_mailboxes
 from .common import (
     emit_json,
     entry,
@@ -94,8 +94,8 @@ def cli(store_root, check_only, force, zero_index, remove_exp, check_content, pa
         if user:
             check_userid(user)  # a user id, not a mailbox name
         if db_mode or quota_mode or lright_mode:
-            mode = "m" if db_mode else "q" if quota_mode else "l"
-            if mode == "m":
+            mode = DbMode.MAILBOXES if db_mode else DbMode.QUOTA if quota_mode else DbMode.LRIGHT
+            if mode is DbMode.MAILBOXES:
                 refuse_while_recovering(store.layout)
             findings, summary = reconstruct_db(store, partition=partition, user=user,
                                                apply=not check_only, mode=mode)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from typing import Any
 
 import click
 
@@ -55,7 +56,7 @@ def _test(layout: Layout, verbose: bool, as_json: bool) -> int:
     if verbose or as_json:
         now = time.time()
         snaps = [s for s in snapshots.list_snapshots(layout) if not s.suspect]
-        info = {"state": now_state, "pid": st["pid"] if st else None,
+        info: dict[str, Any] = {"state": now_state, "pid": st["pid"] if st else None,
                 "stamps": {k: None if v is None else round(v, 1)
                            for k, v in state.stamp_ages(layout, now).items()},
                 "newest_snapshot": snaps[-1].as_json() if snaps else None,

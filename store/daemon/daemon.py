@@ -14,11 +14,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from .. import index, logmsg, snapshots
 from ..config import Config
 from ..db import lmdbfiles
-from ..errors import SettingError, StoreError
+from ..errors import ProgrammingError, SettingError, StoreError
 from ..layout import Layout
 from ..mailbox import Store
 from ..mailbox.lifecycle import finish_renames
@@ -26,7 +27,7 @@ from ..mailbox.upgrade import upgrade_indexes
 from ..proc import ChildStopped, die_with_parent, run_isolated, sd_notify, watchdog_interval
 from . import state
 from .recovery import Recovery, check_and_recover, rebuild_from_spool, resync_from_spool
-from .schedule import Schedule
+from .schedule import Job, Schedule
 
 log = logging.getLogger("store.stored")
 
@@ -36,6 +37,8 @@ class StopRequested(StoreError):
     finished by the next start."""
 
     exit_code = 0
+
+T = TypeVar("T")
 
 
 class Daemon:
@@ -47,14 +50,26 @@ class Daemon:
         self.clock = clock
         self.status = status
         self.lock: int | None = None  # the descriptor holding stored.lock
-        self.store: Store | None = None
-        self.schedule: Schedule | None = None
+        self._store: Store | None = None  # both set by start()
+        self._schedule: Schedule | None = None
         self.last_db_size = 0
         self._beating = threading.Event()  # set: the heartbeat thread stops
         self._stop: threading.Event | None = None  # run()'s: set by SIGTERM
         self._wd_interval = watchdog_interval()
         self._last_wd = 0.0
         self._heart: threading.Thread | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise ProgrammingError("stored's store used before start()")
+        return self._store
+
+    @property
+    def schedule(self) -> Schedule:
+        if self._schedule is None:
+            raise ProgrammingError("stored's schedule used before start()")
+        return self._schedule
 
     def acquire(self) -> None:
         """Take stored.lock: a second instance stops here, touching nothing."""
@@ -78,21 +93,21 @@ class Daemon:
         except ChildStopped:
             raise StopRequested("stopped during the rebuild of the database from the spool; "
                                 "the next start finishes it") from None
-        self.store = Store(self.layout)
+        self._store = Store(self.layout)
         finish_renames(self.store)  # before READY: no mailbox listed under neither name
         cleared = self.store.db.clear_stale_readers()
         if cleared:
             log.info("cleared %d stale reader slots", cleared)
         self.last_db_size = lmdbfiles.data_size(self.layout.mboxlist_dir)
-        self.schedule = Schedule(self.layout, self.clock())
+        self._schedule = Schedule(self.layout, self.clock())
         if rec.recovered and rec.resync is None:  # restored from a snapshot
-            state.mark_resync_pending(self.layout, rec.snapshot)  # before READY: a kill keeps it
+            state.mark_resync_pending(self.layout, rec.snapshot or "")  # before READY: a kill keeps it
         if state.resync_pending(self.layout):
             if not rec.recovered:
                 logmsg.log("stored", logmsg.STORED_RESYNC_PENDING)
-            self.schedule.due["resync"] = self.clock()  # first thing after readiness
+            self.schedule.due[Job.RESYNC] = self.clock()  # first thing after readiness
         if state.upgraded_version(self.layout) < index.IDX_VERSION:
-            self.schedule.due["upgrade"] = self.clock()  # after readiness: v1 reads meanwhile
+            self.schedule.due[Job.UPGRADE] = self.clock()  # after readiness: v1 reads meanwhile
         state.write_state(self.layout, state.READY)
         self._heart = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         self._heart.start()
@@ -123,11 +138,12 @@ class Daemon:
         log.info("settings reloaded")
         return True
 
-    def run_job(self, job: str, now: float) -> bool:
+    def run_job(self, job: Job | str, now: float) -> bool:
         """Run one job; a failure is logged and the job is due again at its
         next interval. Returns whether it succeeded."""
+        job = Job(job)  # a name ("expire") too; a typo is a ValueError, not a job never run
         try:
-            getattr(self, f"job_{job}")(now)
+            getattr(self, f"job_{job.value}")(now)
         except Exception as e:  # noqa: BLE001 - one failed job must not stop the daemon
             logmsg.log("stored", logmsg.STORED_JOB_FAILED, job=job, error=e)
             self.schedule.failed(job, self.clock())
@@ -135,14 +151,14 @@ class Daemon:
         self.schedule.done(job, self.clock())
         return True
 
-    def tick(self) -> list[str]:
+    def tick(self) -> list[Job]:
         """Run the jobs due now (the schedule puts a due resync first; no
         snapshot is taken while one is pending); returns their names."""
         now = self.clock()
         jobs = self.schedule.pop_due(now)
-        ran = []
+        ran: list[Job] = []
         for job in jobs:
-            if job == "snapshot" and state.resync_pending(self.layout):
+            if job is Job.SNAPSHOT and state.resync_pending(self.layout):
                 continue  # stays due: taken once the resync has completed
             self.run_job(job, now)
             ran.append(job)
@@ -153,14 +169,14 @@ class Daemon:
             sd_notify("WATCHDOG=1")
             self._last_wd = time.monotonic()
 
-    def _isolated(self, fn: Callable[..., object], *args: object) -> object:
+    def _isolated(self, fn: Callable[..., T], *args: object) -> T:
         """A long job in a forked child (its own database handle): this
         process pings the watchdog meanwhile, and a SIGTERM kills the child
         at once, whatever the store's size. Every write of these jobs is an
         LMDB transaction or an atomic file swap, so a kill at any point
         leaves the store as a kill -9 of `reconstruct -m` would: whole."""
-        if self.store is not None:
-            self.store.close()  # no LMDB handle crosses a fork; reopened at the next use
+        if self._store is not None:
+            self._store.close()  # no LMDB handle crosses a fork; reopened at the next use
         return run_isolated(fn, *args, tick=self._child_tick)
 
     def _rebuild(self) -> list[str]:
@@ -251,10 +267,10 @@ class Daemon:
         self._beating.set()
         if self._heart is not None:
             self._heart.join(5)
-        if self.store is not None:
+        if self._store is not None:
             with contextlib.suppress(Exception):
-                self.store.db.sync()
-            self.store.close()
+                self._store.db.sync()
+            self._store.close()
         state.clear_state(self.layout)
         if self.lock is not None:
             state.release_daemon_lock(self.lock)

@@ -17,7 +17,7 @@ from ..db import verify as dbverify
 from ..fsutil import fsync_dir, write_file_atomic
 from ..layout import Layout
 from ..mailbox import Store
-from ..reconstruct.runner import reconstruct_db
+from ..reconstruct.runner import DbMode, reconstruct_db
 from . import state
 
 REMOVED = "removed"
@@ -113,7 +113,7 @@ def resync_from_spool(layout: Layout, store: Store | None = None,
     with contextlib.ExitStack() as stack:
         if store is None:
             store = stack.enter_context(Store(layout))
-        findings, s = reconstruct_db(store, partition=None, user=None, apply=True, mode="m",
+        findings, s = reconstruct_db(store, partition=None, user=None, apply=True, mode=DbMode.MAILBOXES,
                                      verify_first=False, checkpoint=checkpoint)
     changes = sum(1 for f in findings if f.applied)
     logmsg.log("stored", logmsg.DB_RESYNC,

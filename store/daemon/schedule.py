@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import os
 import time
+from enum import StrEnum
 
 from .. import snapshots
 from ..layout import Layout
 from .state import expire_record_path
 
 RESYNC_RETRY = 60  # seconds before a failed resync is tried again
+
+
+class Job(StrEnum):
+    """stored's housekeeping jobs; each runs as Daemon.job_<value>."""
+
+    CHECKPOINT = "checkpoint"  # local.store.checkpointinterval
+    CLEANUP = "cleanup"  # local.store.cleanupinterval: stale LMDB readers
+    PERUSER = "peruser"  # local.store.peruserinterval
+    SNAPSHOT = "snapshot"  # local.store.snapshotinterval, from the newest on disk
+    EXPIRE = "expire"  # once a day at local.store.expirestart: erase expunged files
+    RESYNC = "resync"  # once, after a recovery from a snapshot
+    UPGRADE = "upgrade"  # once, after a format change of the indexes
+
 
 
 class Schedule:
@@ -23,12 +37,12 @@ class Schedule:
 
     def reload(self, now: float) -> None:
         c = self.layout.config
-        self.intervals = {"checkpoint": c.get_int("local.store.checkpointinterval"),
-                          "cleanup": c.get_int("local.store.cleanupinterval"),
-                          "peruser": c.get_int("local.store.peruserinterval")}
-        self.due = {k: now + v for k, v in self.intervals.items()}
-        self.due["snapshot"] = self.snapshot_due(now)
-        self.due["expire"] = self.expire_due(now)
+        self.intervals = {Job.CHECKPOINT: c.get_int("local.store.checkpointinterval"),
+                          Job.CLEANUP: c.get_int("local.store.cleanupinterval"),
+                          Job.PERUSER: c.get_int("local.store.peruserinterval")}
+        self.due: dict[Job, float] = {k: now + v for k, v in self.intervals.items()}
+        self.due[Job.SNAPSHOT] = self.snapshot_due(now)
+        self.due[Job.EXPIRE] = self.expire_due(now)
 
     def snapshot_due(self, now: float) -> float:
         """Counted from the newest snapshot on disk: a restart does not reset
@@ -63,31 +77,31 @@ class Schedule:
         except OSError:
             return None
 
-    def pop_due(self, now: float) -> list[str]:
+    def pop_due(self, now: float) -> list[Job]:
         """The jobs due at `now`, the earliest first; a due resync before all
         (a restored database is brought up to date before anything else)."""
-        return [k for k, t in sorted(self.due.items(), key=lambda kv: (kv[0] != "resync", kv[1]))
+        return [k for k, t in sorted(self.due.items(), key=lambda kv: (kv[0] is not Job.RESYNC, kv[1]))
                 if t <= now]
 
-    def done(self, job: str, now: float) -> None:
+    def done(self, job: Job, now: float) -> None:
         """Set when `job` is next due, after it ran at `now`."""
         if job in self.intervals:
             self.due[job] = now + self.intervals[job]
-        elif job == "snapshot":
+        elif job is Job.SNAPSHOT:
             self.due[job] = self.snapshot_due(now)
             if self.due[job] <= now:  # the snapshot failed: try again in an interval
                 self.due[job] = now + self.layout.config.get_int("local.store.snapshotinterval") * 60
-        elif job == "expire":
+        elif job is Job.EXPIRE:
             self.due[job] = self.expire_due(now + 1)
-        elif job in ("resync", "upgrade"):  # once: after a recovery, after a format change
+        elif job in (Job.RESYNC, Job.UPGRADE):  # once: after a recovery, after a format change
             del self.due[job]
 
-    def failed(self, job: str, now: float) -> None:
+    def failed(self, job: Job, now: float) -> None:
         """A job that failed at `now` is due again at its next interval (the
         erase of expunged files: at its hour tomorrow; the resync: in a minute)."""
-        if job == "expire":
+        if job is Job.EXPIRE:
             self.due[job] = self._next_expire_hour(now)
-        elif job in ("resync", "upgrade"):
+        elif job in (Job.RESYNC, Job.UPGRADE):
             self.due[job] = now + RESYNC_RETRY
         else:
             self.done(job, now)

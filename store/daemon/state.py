@@ -135,7 +135,7 @@ def touch(path: str, now: float) -> None:
 
 
 def stamp_ages(layout: Layout, now: float) -> dict[str, float | None]:
-    out = {}
+    out: dict[str, float | None] = {}
     for f in STAMPS.values():
         try:
             out[f] = now - os.path.getmtime(os.path.join(layout.config_dir, f))

@@ -12,5 +12,8 @@ from .records import (  # noqa: F401
     SUBSCR,
     FolderEntry,
     LrightEntry,
+    PeruserEntry,
     QuotaEntry,
+    Record,
+    SubscrEntry,
 )

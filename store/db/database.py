@@ -19,7 +19,7 @@ from ..errors import CorruptionError, StoreError
 from ..proc import pid_alive
 from . import lmdbfiles
 from .envelope import corrupt_value, decode_value, encode_value
-from .records import DATABASES, SCHEMA, Record
+from .records import DATABASES, Record
 
 INITIAL_MAP_SIZE = 64 << 20
 MAX_DBS = 8
@@ -173,16 +173,16 @@ class Database:
     def items(self, db: str, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
         return self.read(lambda t: list(t.items(db, prefix)))
 
-    # -- typed records ----------------------------------------------------------
-    def record(self, db: str, key: str) -> Record | None:
-        return self.read(lambda t: t.record(db, key))
+    # -- typed records: the kind is the record class (db.record(FolderEntry, name)) --
+    def record(self, kind: type[R], key: str) -> R | None:
+        return self.read(lambda t: t.record(kind, key))
 
-    def records(self, db: str, prefix: str = "") -> list[tuple[str, Any]]:
-        return self.read(lambda t: list(t.records(db, prefix)))
+    def records(self, kind: type[R], prefix: str = "") -> list[tuple[str, R]]:
+        return self.read(lambda t: list(t.records(kind, prefix)))
 
-    def good_records(self, db: str, prefix: str = "") -> list[tuple[str, Any]]:
+    def good_records(self, kind: type[R], prefix: str = "") -> list[tuple[str, R]]:
         """The entries whose value verifies; the others are reconstruct -m's business."""
-        return self.read(lambda t: list(t.good_records(db, prefix)))
+        return self.read(lambda t: list(t.good_records(kind, prefix)))
 
     def stat(self) -> dict[str, Any]:
         return self._env_call(self._stat)
@@ -292,26 +292,24 @@ class Txn:
         for k, v in self.txn.cursor(db=self._handle(db)):
             yield bytes(k), bytes(v)
 
-    # -- typed records ----------------------------------------------------------
-    def record(self, db: str, key: str) -> Any:
-        """The record under `key` (FolderEntry, QuotaEntry, ...), or None."""
-        v = self.get(db, key)
-        return None if v is None else SCHEMA[db].from_value(v)
+    # -- typed records: the kind is the record class (t.record(QuotaEntry, root)) --
+    def record(self, kind: type[R], key: str) -> R | None:
+        """The record under `key`, or None."""
+        v = self.get(kind.db, key)
+        return None if v is None else kind.from_value(v)
 
-    def records(self, db: str, prefix: str = "") -> Iterator[tuple[str, Any]]:
-        cls = SCHEMA[db]
-        for k, v in self.items(db, prefix):
-            yield k, cls.from_value(v)
+    def records(self, kind: type[R], prefix: str = "") -> Iterator[tuple[str, R]]:
+        for k, v in self.items(kind.db, prefix):
+            yield k, kind.from_value(v)
 
-    def records_tolerant(self, db: str, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    def records_tolerant(self, kind: type[R], prefix: str = ""
+                         ) -> Iterator[tuple[str, R | CorruptionError]]:
         """Records, with a value that does not verify as its CorruptionError."""
-        cls = SCHEMA[db]
-        for k, v in self.items_tolerant(db, prefix):
-            yield k, v if isinstance(v, CorruptionError) else cls.from_value(v)
+        for k, v in self.items_tolerant(kind.db, prefix):
+            yield k, v if isinstance(v, CorruptionError) else kind.from_value(v)
 
-    def good_records(self, db: str, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    def good_records(self, kind: type[R], prefix: str = "") -> Iterator[tuple[str, R]]:
         """The records whose value verifies; the others are skipped."""
-        cls = SCHEMA[db]
-        for k, v in self.items_tolerant(db, prefix):
+        for k, v in self.items_tolerant(kind.db, prefix):
             if not isinstance(v, CorruptionError):
-                yield k, cls.from_value(v)
+                yield k, kind.from_value(v)

@@ -15,7 +15,7 @@ Each value is stored as compact JSON inside the checksummed envelope
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 FOLDER, QUOTA, LRIGHT, SUBSCR, PERUSER = "folder", "quota", "lright", "subscr", "peruser"
 DATABASES = (FOLDER, QUOTA, LRIGHT, SUBSCR, PERUSER)
@@ -30,7 +30,7 @@ class Record:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
     @classmethod
-    def from_value(cls, value: dict[str, Any]):
+    def from_value(cls, value: dict[str, Any]) -> Self:
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in value.items() if k in names})
 

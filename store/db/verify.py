@@ -9,6 +9,7 @@ decodes every value and verifies its checksum.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -16,7 +17,7 @@ from typing import TypeVar
 from .. import logmsg, proc
 from ..errors import StoreError
 from . import lmdbfiles
-from .database import Database, open_env, unusable
+from .database import Database, Txn, open_env, unusable
 from .envelope import value_problem
 from .records import DATABASES
 
@@ -116,8 +117,9 @@ def read_every_page(db: Database) -> int:
     child (read_in_child) before a command opens the database itself: a
     damaged page can make LMDB abort (an assertion: SIGABRT) where a
     checked error is impossible. Returns the number of entries."""
-    return sum(db.read(lambda t, n=n: sum(1 for _ in t.raw_items(n)))
-               for n in DATABASES if db.dbs.get(n) is not None)
+    def count(t: Txn, n: str) -> int:
+        return sum(1 for _ in t.raw_items(n))
+    return sum(db.read(functools.partial(count, n=n)) for n in DATABASES if db.dbs.get(n) is not None)
 
 
 def check_readable(path: str) -> None:

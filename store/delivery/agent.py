@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .. import logmsg
 from ..config import Config
-from ..db import FOLDER, QUOTA
+from ..db import FolderEntry, QuotaEntry
 from ..db.duplicates import Duplicates
 from ..errors import EmptyMessageError, LockedError, NoSuchMailboxError
 from ..layout import is_inbox
@@ -104,16 +104,16 @@ class Agent:
         """The folder a detail names: spelled exactly, else the one folder of
         the user whose name matches it without regard to case (an MTA may
         have folded the address to lower case; Cyrus's fuzzy match)."""
-        box = address.folder_of(rcpt, rcpt.detail)
+        box = address.folder_of(rcpt, rcpt.detail or "")
         if box is None or self.store.exists(box):
             return box
         want = box.lower()
-        found = [n for n, _ in self.store.db.records(FOLDER, prefix=f"user/{rcpt.user}/")
+        found = [n for n, _ in self.store.db.records(FolderEntry, prefix=f"user/{rcpt.user}/")
                  if n.lower() == want]
         return found[0] if len(found) == 1 else None
 
     def _anyone_may_post(self, box: str) -> bool:
-        e = self.store.db.record(FOLDER, box)
+        e = self.store.db.record(FolderEntry, box)
         return e is not None and "p" in e.acl.get("anyone", "")
 
     # -- delivery --------------------------------------------------------------------
@@ -197,13 +197,13 @@ class Agent:
         making the steps that deliver the warning there (called again for a
         retry, with lock_timeout= as steps() takes it); else None. Claimed in
         the database, so concurrent deliveries send one."""
-        if not self.policy.warn_percent or not out.ok or out.uid == 0:
+        if not self.policy.warn_percent or not out.ok or out.uid == 0 or out.mailbox is None:
             return None
         try:
             root = self.store.entry(out.mailbox).quotaroot
             if not root:
                 return None
-            if not warning_due(self.store.db.record(QUOTA, root), self.policy.warn_percent):
+            if not warning_due(self.store.db.record(QuotaEntry, root), self.policy.warn_percent):
                 return None  # nothing to claim: no write transaction for most deliveries
             q = self.store.db.write(lambda t: claim_warning(t, root, self.policy.warn_percent),
                                     durable=False)

@@ -53,8 +53,9 @@ class GroupSync:
     def _done(self, dev: int, path: str, fut: asyncio.Future, work: asyncio.Future) -> None:
         del self._running[dev]
         self.rounds += 1
-        if work.exception() is not None:  # every waiter it covered hears of it
-            fut.set_exception(work.exception())
+        failed = work.exception()
+        if failed is not None:  # every waiter it covered hears of it
+            fut.set_exception(failed)
         else:
             fut.set_result(None)
         if dev in self._next:

@@ -4,7 +4,7 @@ expunge, erase), acl.py (ACLs and lright) and quota.py (roots, usage, the
 one recount, limits)."""
 
 from .acl import ALL_RIGHTS  # noqa: F401
-from .messages import Incoming, bucket_of, message_path  # noqa: F401
+from .messages import FlagMode, Incoming, bucket_of, message_path  # noqa: F401
 from .quota import (  # noqa: F401
     mailbox_usage,
     quota_add,

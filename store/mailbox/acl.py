@@ -47,7 +47,7 @@ def shared_with(store: Store, user: str) -> list[str]:
     own aside: what other users and shared folders they may see."""
     out: set[str] = set()
     for ident in (user, ANYONE):
-        e = store.db.record(LRIGHT, ident)
+        e = store.db.record(LrightEntry, ident)
         if e is not None:
             out.update(n for n in e.mailboxes if user_of(n) != user)
     return sorted(out)
@@ -55,7 +55,7 @@ def shared_with(store: Store, user: str) -> list[str]:
 
 def lright_add(t: Txn, name: str, acl: dict[str, str]) -> None:
     for ident in acl:
-        e = t.record(LRIGHT, ident) or LrightEntry()
+        e = t.record(LrightEntry, ident) or LrightEntry()
         if name not in e.mailboxes:
             e.mailboxes = sorted(e.mailboxes + [name])
             t.put(LRIGHT, ident, e)
@@ -63,7 +63,7 @@ def lright_add(t: Txn, name: str, acl: dict[str, str]) -> None:
 
 def lright_remove(t: Txn, name: str, acl: dict[str, str]) -> None:
     for ident in acl:
-        e = t.record(LRIGHT, ident)
+        e = t.record(LrightEntry, ident)
         if e and name in e.mailboxes:
             e.mailboxes = [m for m in e.mailboxes if m != name]
             if e.mailboxes:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from typing import TYPE_CHECKING
 
 from .. import index, locks, logmsg
+from ..crash import crashpoint
 from ..db import FOLDER, QUOTA, FolderEntry, QuotaEntry, Txn
 from ..errors import CorruptionError, MailboxExistsError, UsageError
 from ..fsutil import TEMP_PREFIX, fsync_dir, open_nofollow, refuse_symlinks, write_file_atomic
@@ -87,9 +89,10 @@ def create(store: Store, name: str, partition: str = "primary",
                               uidvalidity=entry.uidvalidity, quotaroot=qroot, acl=acl,
                               last_update=int(time.time()))
         if qroot and name == quota_root_mailbox(qroot):  # the txn below makes the entry
-            quota = store.db.record(QUOTA, qroot) or QuotaEntry()
+            quota = store.db.record(QuotaEntry, qroot) or QuotaEntry()
             header.carries_limit, header.quota_limit = True, quota.limit_bytes
         index.create_index(mdir, header)
+        crashpoint("create:after-index")
 
         def txn(t: Txn) -> None:
             t.put(FOLDER, name, entry)
@@ -156,6 +159,7 @@ def delete(store: Store, name: str) -> None:
         except (OSError, CorruptionError):
             used = None
         _mark_deleting(mdir)
+        crashpoint("delete:after-mark")
         finish_delete(store, name, mdir, used)
     logmsg.log("mailbox", logmsg.MAILBOX_DELETED, mailbox=name)
 
@@ -173,9 +177,10 @@ def finish_delete(store: Store, name: str, mdir: str, used: tuple[int, int] | No
     for f in index.INDEX_FILES:  # store.idx first: the spool no longer has the mailbox
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(mdir, f))
+    crashpoint("delete:after-index")
 
     def txn(t: Txn) -> None:
-        entry = t.record(FOLDER, name)
+        entry = t.record(FolderEntry, name)
         if entry is None:
             return
         t.delete(FOLDER, name)
@@ -219,9 +224,10 @@ def rename(store: Store, old: str, new: str, partition: str | None = None
               else f"{USER_NS}/{user_of(new)}/" + n.split("/", 2)[2]) for n in moved]
     # the quota roots it touches are recounted: every mailbox they hold is
     # locked too, so that no delivery's usage is counted twice or missed
-    roots = ({store.db.record(FOLDER, o).quotaroot for o, _n in pairs}
+    roots = ({e.quotaroot for o, _n in pairs if (e := store.db.record(FolderEntry, o))}
              | {quota_root_for(n) for _o, n in pairs}) - {"", None}
-    sharers = [m for r in roots for m, _e in store.db.read(lambda t, r=r: root_mailboxes(t, r))]
+    sharers = [m for r in roots if r
+               for m, _e in store.db.read(functools.partial(root_mailboxes, root=r))]
     with store.lock(*[n for pair in pairs for n in pair], *sharers):
         for _o, n in pairs:
             if (n != _o) and store.exists(n):
@@ -239,6 +245,7 @@ def rename(store: Store, old: str, new: str, partition: str | None = None
         if os.path.lexists(dst) and src != dst:
             raise MailboxExistsError(f"{dst} already exists on disk; run reconstruct -m")
         journal = _write_journal(store, old, new, pairs, src_part, dst_part)
+        crashpoint("rename:after-journal")
         if src != dst:
             if dst_part == src_part:
                 os.rename(src, dst)
@@ -246,6 +253,7 @@ def rename(store: Store, old: str, new: str, partition: str | None = None
             else:
                 _copy_tree_durable(src, dst)
             fsync_dir(dst_parent)
+        crashpoint("rename:after-move")
         _complete_rename(store, pairs, src_part, dst_part)
         if src != dst and dst_part != src_part:
             _remove_tree(src)
@@ -263,14 +271,15 @@ def _complete_rename(store: Store, pairs: list[tuple[str, str]], src_part: str,
     (finish_renames). The caller holds the locks."""
     entries = {}
     for o, n in pairs:
-        e = store.db.record(FOLDER, o) or store.db.record(FOLDER, n)
+        e = store.db.record(FolderEntry, o) or store.db.record(FolderEntry, n)
         if e is None:
             continue
         e.partition = dst_part
         if quota_root_for(n) != quota_root_for(o):
             e.quotaroot = quota_root_for(n)
-        if user_of(n) != user_of(o) and user_of(o) in e.acl:
-            e.acl[user_of(n)] = e.acl.pop(user_of(o))
+        old_user, new_user = user_of(o), user_of(n)
+        if old_user and new_user and old_user != new_user and old_user in e.acl:
+            e.acl[new_user] = e.acl.pop(old_user)
         entries[o] = e
     headers = {}
     for o, n in pairs:
@@ -293,7 +302,7 @@ def _complete_rename(store: Store, pairs: list[tuple[str, str]], src_part: str,
         for o, n in pairs:
             if o not in entries:
                 continue
-            old_e = t.record(FOLDER, o)
+            old_e = t.record(FolderEntry, o)
             if old_e is not None:
                 lright_remove(t, o, old_e.acl)
                 t.delete(FOLDER, o)
@@ -303,7 +312,7 @@ def _complete_rename(store: Store, pairs: list[tuple[str, str]], src_part: str,
             roots.add(entries[o].quotaroot)
             h = headers[o]
             if h.carries_limit:
-                q = t.record(QUOTA, h.quotaroot) or QuotaEntry()
+                q = t.record(QuotaEntry, h.quotaroot) or QuotaEntry()
                 q.limit_bytes = h.quota_limit
                 t.put(QUOTA, h.quotaroot, q)
         for r in roots - {""}:
@@ -341,7 +350,7 @@ def finish_renames(store: Store) -> list[tuple[str, str]]:
     finished. Called by reconstruct and by stored when they start."""
     import json
 
-    done = []
+    done: list[tuple[str, str]] = []
     try:
         names = sorted(n for n in os.listdir(store.layout.config_dir)
                        if n.startswith(JOURNAL_PREFIX) and n.endswith(".json"))

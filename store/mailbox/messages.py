@@ -14,15 +14,17 @@ import os
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from .. import index, logmsg
 from ..crash import crashpoint
-from ..db import QUOTA
+from ..db import QuotaEntry
 from ..errors import (
     EmptyMessageError,
     KeywordError,
     OverQuotaError,
+    ProgrammingError,
     StoreError,
     symlink_error,
 )
@@ -295,7 +297,7 @@ def _append_steps(store: Store, name: str, need: int,
         entry = store.entry(name)
         qroot = entry.quotaroot
         if qroot and check_quota:
-            q = store.db.record(QUOTA, qroot)
+            q = store.db.record(QuotaEntry, qroot)
             if q is not None and q.limit_bytes is not None and q.used_bytes + need > q.limit_bytes:
                 since = store.db.write(lambda t: note_over_quota(t, qroot, int(time.time())),
                                        durable=False)
@@ -335,8 +337,16 @@ def _append_steps(store: Store, name: str, need: int,
     return [r.uid for r in written]
 
 
-def set_flags(store: Store, name: str, uid: int, flags: int, mode: str = "set") -> int:
-    """mode: set, add or remove. Returns the new flags."""
+class FlagMode(StrEnum):
+    """How store_flags changes the flags it is given (IMAP STORE FLAGS, +FLAGS, -FLAGS)."""
+
+    SET = "set"
+    ADD = "add"
+    REMOVE = "remove"
+
+
+def set_flags(store: Store, name: str, uid: int, flags: int, mode: FlagMode = FlagMode.SET) -> int:
+    """Returns the new flags."""
     _header, matched = store_flags(store, name, [uid], flags, [], mode)
     if not matched:
         raise StoreError(f"no message with UID {uid} in {canonical(name)}")
@@ -344,7 +354,7 @@ def set_flags(store: Store, name: str, uid: int, flags: int, mode: str = "set") 
 
 
 def store_flags(store: Store, name: str, uids: Iterable[int], flags: int,
-                keywords: list[str], mode: str = "set", *, keep: int = 0
+                keywords: list[str], mode: FlagMode = FlagMode.SET, *, keep: int = 0
                 ) -> tuple[index.Header, list[index.Record]]:
     """Set, add or remove (mode) system flags and keywords on the messages
     of `uids` that are there; "set" leaves the flags of `keep` as they are
@@ -354,13 +364,17 @@ def store_flags(store: Store, name: str, uids: Iterable[int], flags: int,
     the index whole. Returns the header and the records of `uids` there
     (changed or not), as they now are."""
     name = canonical(name)
+    try:
+        mode = FlagMode(mode)
+    except ValueError:  # a typo ("ad") would otherwise have removed flags
+        raise ProgrammingError(f"flag mode {mode!r}: not one of {', '.join(FlagMode)}") from None
     _check_keywords(keywords)
     with store.lock(name):
         mdir = store.mailbox_dir(name)
         idx = store.read_clean(name, mdir)
         header = idx.header
         kbits, missing = index.keyword_bits(header, keywords)
-        grow = bool(missing) and mode != "remove"
+        grow = bool(missing) and mode is not FlagMode.REMOVE
         if grow:
             _grow_keywords(header, missing, name)
             kbits, _ = index.keyword_bits(header, keywords)
@@ -371,11 +385,11 @@ def store_flags(store: Store, name: str, uids: Iterable[int], flags: int,
             if rec.uid not in want:
                 continue
             matched.append(pos)
-            if mode == "set":
+            if mode is FlagMode.SET:
                 new_f, new_k = (rec.flags & keep) | (flags & ~keep), kbits
-            elif mode == "add":
+            elif mode is FlagMode.ADD:
                 new_f, new_k = rec.flags | flags, rec.keywords | kbits
-            else:
+            else:  # FlagMode.REMOVE
                 new_f, new_k = rec.flags & ~flags, rec.keywords & ~kbits
             if (new_f, new_k) != (rec.flags, rec.keywords):
                 changes.append((pos, rec.with_flags(new_f, modseq, new_k)))

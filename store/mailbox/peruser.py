@@ -41,7 +41,7 @@ def from_ranges(ranges: list[list[int]]) -> set[int]:
 def seen(store: Store, user: str, name: str, uidvalidity: int) -> set[int]:
     """The UIDs `user` has seen in `name`; none when the record is of an
     earlier mailbox of that name (another UIDVALIDITY)."""
-    e = store.db.record(PERUSER, _key(user, name))
+    e = store.db.record(PeruserEntry, _key(user, name))
     if e is None or e.uidvalidity != uidvalidity:
         return set()
     return from_ranges(e.seen)
@@ -54,7 +54,7 @@ def set_seen(store: Store, user: str, name: str, uidvalidity: int, add: Iterable
     add, remove = set(add), set(remove)
 
     def txn(t):
-        e = t.record(PERUSER, key)
+        e = t.record(PeruserEntry, key)
         now = from_ranges(e.seen) if e is not None and e.uidvalidity == uidvalidity else set()
         now = (now | add) - remove
         if now:
@@ -69,7 +69,7 @@ def by_mailbox(store: Store) -> dict[str, dict[str, tuple[int, list[list[int]]]]
     """Every record, as mailbox -> user -> (UIDVALIDITY, seen ranges): for
     imsbackup, which keeps them with each mailbox."""
     out: dict[str, dict[str, tuple[int, list[list[int]]]]] = {}
-    for key, e in store.db.records(PERUSER):
+    for key, e in store.db.records(PeruserEntry):
         user, _, name = key.partition("\0")
         out.setdefault(name, {})[user] = (e.uidvalidity, e.seen)
     return out

@@ -51,20 +51,20 @@ def quota_add(t: Txn, root: str, nbytes: int, nmsgs: int) -> None:
     """Move a root's usage by a delta (a root without an entry gets one)."""
     if not root:
         return
-    t.put(QUOTA, root, (t.record(QUOTA, root) or QuotaEntry()).added(nbytes, nmsgs))
+    t.put(QUOTA, root, (t.record(QuotaEntry, root) or QuotaEntry()).added(nbytes, nmsgs))
 
 
 def quota_add_delivered(t: Txn, root: str, nbytes: int, nmsgs: int) -> None:
     """A delivery's usage; mail fits again, so the grace period of an
     earlier refusal is over (it starts afresh at the next one)."""
-    q = (t.record(QUOTA, root) or QuotaEntry()).added(nbytes, nmsgs)
+    q = (t.record(QuotaEntry, root) or QuotaEntry()).added(nbytes, nmsgs)
     t.put(QUOTA, root, replace(q, over_since=None))
 
 
 def note_over_quota(t: Txn, root: str, now: int) -> int:
     """Record the first refusal of a run of them for want of space; returns
     when that run began (the start of the grace period)."""
-    q = t.record(QUOTA, root) or QuotaEntry()
+    q = t.record(QuotaEntry, root) or QuotaEntry()
     if q.over_since is None:
         t.put(QUOTA, root, replace(q, over_since=now))
         return now
@@ -84,8 +84,8 @@ def claim_warning(t: Txn, root: str, percent: int) -> QuotaEntry | None:
     limit and no warning went out for this crossing (it is marked sent in
     the same transaction, so concurrent deliveries send one); None
     otherwise. Usage back below the threshold re-arms the warning."""
-    q = t.record(QUOTA, root)
-    if not warning_due(q, percent):
+    q = t.record(QuotaEntry, root)
+    if q is None or not warning_due(q, percent):
         return None
     t.put(QUOTA, root, replace(q, warned=not q.warned))
     return None if q.warned else q
@@ -109,7 +109,7 @@ def root_mailboxes(t: Txn, root: str) -> list[tuple[str, FolderEntry]]:
     """The folder entries whose quota root is `root`. A root contains its
     mailboxes (`user/<id>` its user's, a shared root itself and what is
     below it), so a prefix scan finds them all."""
-    return [(n, e) for n, e in t.records(FOLDER, prefix=root) if e.quotaroot == root]
+    return [(n, e) for n, e in t.records(FolderEntry, prefix=root) if e.quotaroot == root]
 
 
 @dataclass
@@ -151,7 +151,7 @@ def recount_in(store: Store, t: Txn, root: str) -> QuotaEntry:
     u = count_usage(store, root_mailboxes(t, root))
     for name, err in u.unreadable:
         logmsg.log("mailbox", logmsg.QUOTA_UNCOUNTED, root=root, mailbox=name, error=err)
-    q = t.record(QUOTA, root) or QuotaEntry()
+    q = t.record(QuotaEntry, root) or QuotaEntry()
     q.used_bytes, q.used_messages = u.bytes, u.messages
     t.put(QUOTA, root, q)
     return q
@@ -159,7 +159,7 @@ def recount_in(store: Store, t: Txn, root: str) -> QuotaEntry:
 
 def quotas(store: Store, root: str | None = None) -> list[dict]:
     """Every quota root (or one) with its usage and limit, as JSON objects."""
-    return [q.as_json(r) for r, q in store.db.records(QUOTA) if root is None or r == root]
+    return [q.as_json(r) for r, q in store.db.records(QuotaEntry) if root is None or r == root]
 
 
 def set_quota(store: Store, root: str, limit_bytes: int | None) -> dict:
@@ -168,12 +168,12 @@ def set_quota(store: Store, root: str, limit_bytes: int | None) -> dict:
     root = check_quota_root(root)
     if limit_bytes is not None and not 0 <= limit_bytes <= MAX_LIMIT:
         raise UsageError(f"quota limit must be 0 to {MAX_LIMIT} bytes, or 'none'")
-    under = [n for n, e in store.db.records(FOLDER, prefix=root)
+    under = [n for n, e in store.db.records(FolderEntry, prefix=root)
              if n == root or n.startswith(root + "/") or quota_root_for(n) == root]
     with store.lock(*under):
         for n in under:
-            e = store.db.record(FOLDER, n)
-            if len(e.quotaroot) > len(root):
+            e = store.db.record(FolderEntry, n)
+            if e is None or len(e.quotaroot) > len(root):  # deleted meanwhile, or its own root
                 continue
             if e.quotaroot != root:
                 mdir = store.layout.mailbox_dir(n, e.partition)
@@ -181,18 +181,21 @@ def set_quota(store: Store, root: str, limit_bytes: int | None) -> dict:
                 idx.header.quotaroot = root
                 index.write_index(mdir, idx.header, idx.records)
                 e.quotaroot = root
-                store.db.write(lambda t, n=n, e=e: t.put(FOLDER, n, e))
+
+                def moved(t: Txn, n: str = n, e: FolderEntry = e) -> None:
+                    t.put(FOLDER, n, e)
+                store.db.write(moved)
 
         holder = quota_root_mailbox(root)
-        if holder in under:  # the spool's copy of the limit, written first
-            e = store.db.record(FOLDER, holder)
+        e = store.db.record(FolderEntry, holder) if holder in under else None
+        if e is not None:  # the spool's copy of the limit, written first
             mdir = store.layout.mailbox_dir(holder, e.partition)
             idx = store.read_clean(holder, mdir)
             idx.header.carries_limit, idx.header.quota_limit = True, limit_bytes
             index.write_index(mdir, idx.header, idx.records)
 
         def txn(t: Txn) -> dict:
-            q = t.record(QUOTA, root) or QuotaEntry()
+            q = t.record(QuotaEntry, root) or QuotaEntry()
             q.limit_bytes = limit_bytes
             t.put(QUOTA, root, q)
             new = recount_in(store, t, root)

@@ -5,10 +5,11 @@ handle, the per-mailbox locks and the folder lookups."""
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .. import index, locks
 from ..db import FOLDER, Database, FolderEntry
@@ -52,7 +53,7 @@ class Store:
         self.layout = layout
         self.readonly = readonly
         self._db: Database | None = None
-        self._empty_db_dir = None  # a tempfile.TemporaryDirectory while one is open
+        self._empty_db_dir: Any = None  # a tempfile.TemporaryDirectory while one is open
 
     @classmethod
     def open(cls, root: str, *, readonly: bool = False) -> Store:
@@ -117,7 +118,7 @@ class Store:
     # -- lookup -----------------------------------------------------------------
     def entry(self, name: str) -> FolderEntry:
         name = canonical(name)
-        e = self.db.record(FOLDER, name)
+        e = self.db.record(FolderEntry, name)
         if e is None:
             raise NoSuchMailboxError(f"mailbox {name} does not exist")
         return e
@@ -171,7 +172,7 @@ class Store:
     def list(self, pattern: str | None = None) -> list[MailboxInfo]:
         rx = pattern_to_regex(pattern) if pattern else None
         out = []
-        for name, e in self.db.records(FOLDER):
+        for name, e in self.db.records(FolderEntry):
             if rx and not rx.match(name):
                 continue
             info = MailboxInfo(name, e.partition, e.uidvalidity, e.acl, e.quotaroot, None, None)
@@ -191,10 +192,10 @@ class Store:
     def delete(self, name: str) -> None:
         lifecycle.delete(self, name)
 
-    def children(self, name: str) -> list[str]:
+    def children(self, name: str) -> builtins.list[str]:
         return lifecycle.children(self, name)
 
-    def rename(self, old: str, new: str, partition: str | None = None) -> list[tuple[str, str]]:
+    def rename(self, old: str, new: str, partition: str | None = None) -> builtins.list[tuple[str, str]]:
         return lifecycle.rename(self, old, new, partition)
 
     def append(self, name: str, data: bytes, *, flags: int = 0,
@@ -205,12 +206,12 @@ class Store:
 
     def append_many(self, name: str, datas: Iterable[bytes], *, flags: int = 0,
                     internaldate: int | None = None, batch: bool = True,
-                    lock_timeout: float | None = None) -> list[int]:
+                    lock_timeout: float | None = None) -> builtins.list[int]:
         return messages.append_many(self, name, datas, flags=flags, internaldate=internaldate,
                                     batch=batch, lock_timeout=lock_timeout)
 
     def append_steps(self, name: str, datas: Iterable[bytes], *, internaldate: int | None = None,
-                     lock_timeout: float | None = None) -> Generator[str, None, list[int]]:
+                     lock_timeout: float | None = None) -> Generator[str, None, builtins.list[int]]:
         """An append whose caller makes it durable (group commit): see
         messages.append_steps."""
         return messages.append_steps(self, name, datas, internaldate=internaldate,
@@ -218,7 +219,7 @@ class Store:
 
     def append_stream(self, name: str, sources: Iterable[BinaryIO], *, flags: int = 0,
                       internaldate: int | None = None, batch: bool = False,
-                      lock_timeout: float | None = None) -> list[int]:
+                      lock_timeout: float | None = None) -> builtins.list[int]:
         """Deliver messages read from file objects, streamed (never whole in
         memory); durable one by one, or with batch=True all with one sync."""
         return messages.append_stream(self, name, sources, flags=flags,
@@ -226,7 +227,7 @@ class Store:
                                       lock_timeout=lock_timeout)
 
     def append_incoming(self, name: str, items: Iterable[messages.Incoming], *,
-                        check_quota: bool = True) -> list[int]:
+                        check_quota: bool = True) -> builtins.list[int]:
         """Append messages each with its own flags, keywords, date and UID
         (imports and restores); one sync for the lot."""
         return messages.append_incoming(self, name, items, check_quota=check_quota)
@@ -235,18 +236,19 @@ class Store:
                    uidnext: int | None = None) -> bool:
         return lifecycle.adopt_uids(self, name, uidvalidity=uidvalidity, uidnext=uidnext)
 
-    def set_flags(self, name: str, uid: int, flags: int, mode: str = "set") -> int:
+    def set_flags(self, name: str, uid: int, flags: int,
+                  mode: messages.FlagMode = messages.FlagMode.SET) -> int:
         return messages.set_flags(self, name, uid, flags, mode)
 
-    def store_flags(self, name: str, uids: Iterable[int], flags: int, keywords: list[str],
-                    mode: str = "set", *, keep: int = 0
-                    ) -> tuple[index.Header, list[index.Record]]:
+    def store_flags(self, name: str, uids: Iterable[int], flags: int, keywords: builtins.list[str],
+                    mode: messages.FlagMode = messages.FlagMode.SET, *, keep: int = 0
+                    ) -> tuple[index.Header, builtins.list[index.Record]]:
         return messages.store_flags(self, name, uids, flags, keywords, mode, keep=keep)
 
     def claim_recent(self, name: str) -> tuple[index.Header, int]:
         return messages.claim_recent(self, name)
 
-    def expunge(self, name: str, uids: Iterable[int] | None = None) -> list[int]:
+    def expunge(self, name: str, uids: Iterable[int] | None = None) -> builtins.list[int]:
         return messages.expunge(self, name, uids)
 
     def erase_expunged(self, name: str) -> int:
@@ -269,7 +271,7 @@ class Store:
         name = canonical(name)
         return acl.rights(self.entry(name).acl, user, name)
 
-    def shared_with(self, user: str) -> list[str]:
+    def shared_with(self, user: str) -> builtins.list[str]:
         return acl.shared_with(self, user)
 
     def seen(self, user: str, name: str, uidvalidity: int) -> set[int]:
@@ -279,17 +281,17 @@ class Store:
                  remove: Iterable[int] = ()) -> set[int]:
         return peruser.set_seen(self, user, name, uidvalidity, add, remove)
 
-    def seen_by_mailbox(self) -> dict[str, dict[str, tuple[int, list[list[int]]]]]:
+    def seen_by_mailbox(self) -> dict[str, dict[str, tuple[int, builtins.list[builtins.list[int]]]]]:
         """Every per-user \\Seen record: mailbox -> user -> (UIDVALIDITY, ranges)."""
         return peruser.by_mailbox(self)
 
-    def subscriptions(self, user: str) -> list[str]:
+    def subscriptions(self, user: str) -> builtins.list[str]:
         return subscriptions.subscriptions(self, user)
 
     def set_subscribed(self, user: str, name: str, on: bool) -> None:
         subscriptions.set_subscribed(self, user, name, on)
 
-    def quotas(self, root: str | None = None) -> list[dict]:
+    def quotas(self, root: str | None = None) -> builtins.list[dict]:
         return quota.quotas(self, root)
 
     def set_quota(self, root: str, limit_bytes: int | None) -> dict:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def subscriptions(store: Store, user: str) -> list[str]:
-    e = store.db.record(SUBSCR, check_userid(user))
+    e = store.db.record(SubscrEntry, check_userid(user))
     return list(e.mailboxes) if e else []
 
 
@@ -24,7 +24,7 @@ def set_subscribed(store: Store, user: str, name: str, on: bool) -> None:
     name = canonical(name)
 
     def txn(t):
-        e = t.record(SUBSCR, user) or SubscrEntry()
+        e = t.record(SubscrEntry, user) or SubscrEntry()
         names = set(e.mailboxes)
         names.add(name) if on else names.discard(name)
         if names:

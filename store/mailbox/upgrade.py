@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import index
-from ..db import FOLDER
+from ..db import FolderEntry
 from ..errors import StoreError
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def upgrade_indexes(store: Store, stop=None) -> Upgrade:
     locked) is named and skipped; readers take either version meanwhile.
     `stop()` true ends the pass early."""
     out = Upgrade()
-    for name in [n for n, _e in store.db.records(FOLDER)]:  # no read txn held meanwhile
+    for name in [n for n, _e in store.db.records(FolderEntry)]:  # no read txn held meanwhile
         if stop is not None and stop():
             break
         try:

@@ -23,7 +23,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import CorruptionError
 
@@ -88,7 +88,7 @@ class Damaged(CorruptionError):
 
 
 def read_frames(f: BinaryIO, source: str, *, messages: bool = True
-                ) -> Iterator[tuple[int, bytes, object]]:
+                ) -> Iterator[tuple[int, bytes, Any]]:
     """(offset, kind, value) of each frame: a dict for JSON frames, a
     Message for MESG (None with messages=False: their bytes are passed
     over unchecked). Raises Damaged at the first frame that is cut off,
@@ -128,15 +128,15 @@ def read_frames(f: BinaryIO, source: str, *, messages: bool = True
             data = payload[META.size:]
             if hashlib.sha256(data).digest() != digest:
                 raise Damaged(f"message UID {uid} fails its SHA-256", offset, source)
-            value: object = Message(uid, flags, idate, modseq, kws, digest, data)
+            value: Any = Message(uid, flags, idate, modseq, kws, digest, data)
         else:
             try:
                 value = json.loads(payload)
             except ValueError:
                 raise Damaged(f"{kind.decode()} frame is not JSON", offset, source) from None
-            why = _unfit(kind, value)
-            if why:
-                raise Damaged(f"{kind.decode()} frame {why}", offset, source)
+            unfit = _unfit(kind, value)
+            if unfit:
+                raise Damaged(f"{kind.decode()} frame {unfit}", offset, source)
             if first and value.get("format") != FORMAT_VERSION:
                 raise Damaged(f"backup format {value.get('format')!r}, this imsrestore reads "
                               f"{FORMAT_VERSION}", offset, source)
@@ -148,17 +148,19 @@ def read_frames(f: BinaryIO, source: str, *, messages: bool = True
 
 
 # what restore reads of each JSON frame, and its type
-_FIELDS = {MBOX: {"name": str, "uidvalidity": int, "uidnext": int, "highest_modseq": int,
-                  "keywords": list, "uids": list},
+_FIELDS: dict[bytes, dict[str, type]] = {
+    MBOX: {"name": str, "uidvalidity": int, "uidnext": int, "highest_modseq": int,
+           "keywords": list, "uids": list},
            MEND: {"name": str},
            SUBS: {"user": str, "mailboxes": list}}
 
 
-def _unfit(kind: bytes, value: object) -> str | None:
+def _unfit(kind: bytes, value: Any) -> str | None:
     """Why a JSON frame cannot be what its kind says, or None."""
     if not isinstance(value, dict):
         return "is not a JSON object"
-    for name, typ in _FIELDS.get(kind, {}).items():
+    fields = _FIELDS.get(kind, {})
+    for name, typ in fields.items():
         if not isinstance(value.get(name), typ) or (typ is int and isinstance(value[name], bool)):
             return f"lacks {name!r} ({typ.__name__})"
     return None

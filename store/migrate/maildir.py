@@ -114,7 +114,8 @@ def encode_name(part: str) -> str:
     """The inverse of decode_name, for imsexport's Maildir++ names."""
     import base64
 
-    out, run = [], []
+    out: list[str] = []
+    run: list[str] = []
 
     def flush() -> None:
         if run:

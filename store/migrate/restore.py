@@ -24,7 +24,7 @@ from typing import BinaryIO
 from .. import index, logmsg
 from ..crash import crashpoint
 from ..layout import INBOX, USER_NS, canonical, child_prefix, is_descendant, user_of
-from ..mailbox import Incoming, Store
+from ..mailbox import FlagMode, Incoming, Store
 from . import backup, per_second
 from .present import Present
 
@@ -156,14 +156,14 @@ class _Target:
         self.flush()
         crashpoint("restore:before-finish")
         for (flags, kws), uids in self.updates.items():
-            self.store.store_flags(self.res.target, uids, flags, list(kws), "set")
+            self.store.store_flags(self.res.target, uids, flags, list(kws), FlagMode.SET)
         if self.keep:
             self.store.adopt_uids(self.res.target, uidnext=self.meta["uidnext"])
         uidvalidity = self.store.header(self.res.target).uidvalidity
         for user, ranges in self.meta.get("seen_by", {}).items():
-            uids = {self.res.remapped.get(u, u) for first, last in ranges
+            seen = {self.res.remapped.get(u, u) for first, last in ranges
                     for u in range(first, last + 1)}
-            self.store.set_seen(user, self.res.target, uidvalidity, add=uids)
+            self.store.set_seen(user, self.res.target, uidvalidity, add=seen)
         self.res.uids_kept = self.keep and not self.res.remapped
         limit = self.meta.get("quota_limit")
         if limit is not None and self.created and self.meta.get("quotaroot"):
@@ -200,7 +200,7 @@ def restore(store: Store, f: BinaryIO, source: str, *, objects: list[str] | None
             elif kind == backup.MBOX:
                 target = target_of(value["name"])
                 skipping = target is None
-                if not skipping:
+                if target is not None:
                     current = _Target(store, value, target, check_quota)
                     res.mailboxes.append(current.res)
             elif kind == backup.MESG and not skipping:
@@ -236,6 +236,8 @@ def _subscriptions(store: Store, value: dict, target_of, res: RestoreResult) -> 
     if inbox is None:
         return
     user = user_of(inbox)
+    if user is None:
+        return
     for name in value.get("mailboxes", []):
         target = target_of(name)
         if target is not None and name in restored:

@@ -69,7 +69,7 @@ def _from_maildir(f: maildir.MaildirFolder) -> SourceFolder:
     out.messages = [SourceMessage(_file_reader(m.path), m.flags, m.keywords, m.internaldate,
                                   m.uid, m.path) for m in f.messages]
     if _uids_if_whole(out):
-        out.messages.sort(key=lambda m: m.uid)
+        out.messages.sort(key=lambda m: m.uid or 0)  # every one has a UID here
     else:
         out.messages.sort(key=lambda m: (m.internaldate, os.path.basename(m.where)))
     if f.unknown_keywords:

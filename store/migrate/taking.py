@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from ..db import FOLDER, QUOTA
+from ..db import FolderEntry, QuotaEntry
 from ..errors import NoSuchMailboxError, UsageError
 from ..layout import canonical, is_descendant, is_inbox, user_of
 from ..mailbox import Store
@@ -45,7 +45,7 @@ def select(store: Store, objects: list[str]) -> list[str]:
     `/<partition>` those on a partition, `/<partition>/<mailbox>` or
     `<mailbox>` a mailbox with the folders below it (`user/joe`: all of
     joe's mailboxes)."""
-    every = dict(store.db.records(FOLDER))
+    every = dict(store.db.records(FolderEntry))
     partitions = store.layout.config.partitions()
     out: set[str] = set()
     for obj in objects:
@@ -91,13 +91,14 @@ def take(store: Store, names: list[str], out: BinaryIO, *, since: int | None = N
         "format": backup.FORMAT_VERSION, "created": int(time.time()),
         "host": socket.gethostname(), "since": since,
         "incremental": since is not None or base is not None, "mailboxes": names}))
-    users = []
+    users: list[str] = []
     seen = store.seen_by_mailbox()
     for name in names:
         _one_mailbox(store, name, out, since, (base or {}).get(name) if base is not None
                      else None, seen.get(name, {}), res, progress)
-        if is_inbox(name):
-            users.append(user_of(name))
+        user = user_of(name)
+        if is_inbox(name) and user is not None:
+            users.append(user)
     for user in users:
         out.write(backup.json_frame(backup.SUBS, {"user": user,
                                                   "mailboxes": store.subscriptions(user)}))
@@ -124,7 +125,7 @@ def _one_mailbox(store: Store, name: str, out: BinaryIO, since: int | None,
         records = [r for r in records if r.internaldate >= since]
     limit = None
     if entry.quotaroot and quota_root_mailbox(entry.quotaroot) == name:
-        q = store.db.record(QUOTA, entry.quotaroot)
+        q = store.db.record(QuotaEntry, entry.quotaroot)
         limit = q.limit_bytes if q else None
     out.write(backup.json_frame(backup.MBOX, {
         "name": name, "partition": entry.partition, "uidvalidity": h.uidvalidity,

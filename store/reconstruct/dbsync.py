@@ -7,6 +7,7 @@ apply=False, for -n) announced.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ RECOUNT_TRIES = 5  # counts of one quota root whose mailboxes keep changing
 def read_spool(store: Store, partition: str | None = None, user: str | None = None, *,
                checkpoint: Callable[[], None] | None = None) -> list[SpoolBox]:
     """Every mailbox of the spool with what its index header says."""
-    out = []
+    out: list[SpoolBox] = []
     for part, ppath in store.layout.config.partitions().items():
         if partition and part != partition:
             continue
@@ -83,7 +84,7 @@ class Scope:
 
 def roots_in_scope(store: Store, scope: Scope) -> set[str]:
     """The quota roots of the mailboxes in scope (the usage a scoped -m recounts)."""
-    return {e.quotaroot for n, e in store.db.good_records(FOLDER)
+    return {e.quotaroot for n, e in store.db.good_records(FolderEntry)
             if e.quotaroot and scope.holds(n, e)}
 
 
@@ -127,7 +128,7 @@ def sync_folder(t: Txn, spool: list[SpoolBox], partition: str | None, user: str 
     scope = Scope(partition, user)
     seen: dict[str, SpoolBox] = {}
     db: dict[str, FolderEntry] = {}
-    for key, value in t.records_tolerant(FOLDER):
+    for key, value in t.records_tolerant(FolderEntry):
         if isinstance(value, CorruptionError):  # rewritten from the spool, or removed
             out.append(_finding(printable_key(key), "db-value-corrupt", str(value),
                                 Act("remove it (the spool's copy is added back)",
@@ -207,7 +208,7 @@ def sync_quota_limits(t: Txn, spool: list[SpoolBox], apply: bool,
     set from the header. A limit the header does not keep yet is copied
     into it."""
     out: list[Finding] = []
-    quotas: dict[str, QuotaEntry] = dict(t.good_records(QUOTA))
+    quotas: dict[str, QuotaEntry] = dict(t.good_records(QuotaEntry))
     for box in spool:
         root = box.fields.quotaroot if box.fields else ""
         if not root or box.name != quota_root_mailbox(root):
@@ -249,8 +250,8 @@ def sync_quota_roots(t: Txn, apply: bool, header_writes: HeaderWrites,
                      scope: Scope = Scope()) -> list[Finding]:
     """Every mailbox (in scope) has the right quota root, and every quota root exists."""
     out: list[Finding] = []
-    roots = {r for r, _ in t.good_records(QUOTA)}
-    for n, e in list(t.good_records(FOLDER)):
+    roots = {r for r, _ in t.good_records(QuotaEntry)}
+    for n, e in list(t.good_records(FolderEntry)):
         if not scope.holds(n, e):
             continue
         want = expected_quotaroot(n, roots)
@@ -283,8 +284,8 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
     instead of their present index."""
     out: list[Finding] = []
     by_root: dict[str, list[tuple[str, FolderEntry]]] = {
-        r: [] for r, _ in store.db.good_records(QUOTA)}
-    for n, e in store.db.good_records(FOLDER):
+        r: [] for r, _ in store.db.good_records(QuotaEntry)}
+    for n, e in store.db.good_records(FolderEntry):
         if e.quotaroot:
             by_root.setdefault(e.quotaroot, []).append((n, e))
     for root, boxes in sorted(by_root.items()):
@@ -298,7 +299,7 @@ def sync_usage(store: Store, apply: bool, *, from_records: bool,
                 break
             # a mailbox of the root was created, deleted or renamed since the
             # list was read: count again over the root's mailboxes as they are now
-            boxes = store.db.read(lambda t, root=root: root_mailboxes(t, root))
+            boxes = store.db.read(functools.partial(root_mailboxes, root=root))
         else:
             out.append(Finding(root, "quota-busy", f"usage not recounted: its mailboxes changed "
                                                    f"during {RECOUNT_TRIES} counts"))
@@ -334,8 +335,8 @@ def _recount_root(store: Store, root: str, boxes: list[tuple[str, FolderEntry]],
             if sorted(n for n, _ in root_mailboxes(t, root)) != names:
                 return None
             try:
-                q = t.record(QUOTA, root) or QuotaEntry()
-                was = (q.used_bytes, q.used_messages)
+                q = t.record(QuotaEntry, root) or QuotaEntry()
+                was: tuple[int | None, int | None] = (q.used_bytes, q.used_messages)
             except CorruptionError:  # the limit is lost with the value; usage is recounted
                 q, was = QuotaEntry(), (None, None)
             b, m = u.bytes, u.messages
@@ -363,7 +364,7 @@ def add_usage(store: Store, deltas: dict[str, tuple[int, int]], *, apply: bool =
         out, unreadable = [], set()
         for root, (b, m) in sorted(deltas.items()):
             try:
-                q = t.record(QUOTA, root) or QuotaEntry()
+                q = t.record(QuotaEntry, root) or QuotaEntry()
             except CorruptionError:
                 unreadable.add(root)
                 continue
@@ -400,11 +401,11 @@ def apply_header_writes(store: Store, header_writes: HeaderWrites) -> None:
 def sync_lright(t: Txn, apply: bool) -> list[Finding]:
     """lright from the ACLs of the folder entries."""
     want: dict[str, set[str]] = {}
-    for n, e in t.good_records(FOLDER):
+    for n, e in t.good_records(FolderEntry):
         for ident in e.acl:
             want.setdefault(ident, set()).add(n)
     # a value that does not verify counts as missing, and is rewritten
-    have = {k: set(v.mailboxes) for k, v in t.good_records(LRIGHT)}
+    have = {k: set(v.mailboxes) for k, v in t.good_records(LrightEntry)}
     out = []
     for ident in sorted(set(want) | set(have)):
         w, h = want.get(ident, set()), have.get(ident)

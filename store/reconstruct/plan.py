@@ -284,6 +284,7 @@ def _exp_record(f: FileInfo, uid: int) -> index.Record:
 def _db_entry(scan: Scan, entry: FolderEntry | None, p: Plan) -> None:
     """The folder entry against what the index says (or will say, rebuilt)."""
     n = scan.name
+    want: FolderEntry | None
     if p.rebuild:
         want = FolderEntry(p.partition, p.unique_id.hex(), p.uidvalidity, p.acl, p.quotaroot)
     else:

@@ -9,9 +9,11 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
 from .. import index, locks, logmsg
-from ..db import FOLDER, QUOTA, Database, FolderEntry, QuotaEntry
+from ..db import FOLDER, Database, FolderEntry, QuotaEntry
 from ..errors import EXIT_INTERRUPTED, CorruptionError, LockedError, StoreError, UsageError
 from ..fsutil import Batch, refuse_symlinks
 from ..mailbox import Store, quota_root_for, quota_root_mailbox
@@ -142,7 +144,7 @@ def _root_quota(store: Store, name: str, header: index.Header | None,
     if not root or name != quota_root_mailbox(root):
         return None
     try:
-        return store.db.record(QUOTA, root)
+        return store.db.record(QuotaEntry, root)
     except CorruptionError:
         return None
 
@@ -205,7 +207,7 @@ class _CtrlC:
 
     def __init__(self) -> None:
         self.seen = False
-        self._old = None
+        self._old: Any = None  # the SIGINT handler before ours
 
     def __enter__(self) -> _CtrlC:
         with contextlib.suppress(ValueError):
@@ -353,11 +355,18 @@ def _repair_lock(store: Store) -> int:
     return fd
 
 
+class DbMode(StrEnum):
+    """What reconstruct_db brings back from the spool (the CLI's -m, -q, -l)."""
+
+    MAILBOXES = "m"  # folder entries and quota (and lright, without -p)
+    QUOTA = "q"  # quota roots and usage
+    LRIGHT = "l"  # the lright index of the ACLs
+
+
 def reconstruct_db(store: Store, *, partition: str | None, user: str | None, apply: bool = True,
-                   mode: str = "m", verify_first: bool = True,
+                   mode: DbMode = DbMode.MAILBOXES, verify_first: bool = True,
                    checkpoint: Callable[[], None] | None = None) -> tuple[list[Finding], Summary]:
-    """The database from the spool. mode "m": folder + quota (+ lright
-    without -p); "q": quota; "l": lright. `verify_first`: read every page
+    """The database from the spool, as `mode` says. `verify_first`: read every page
     in a child before opening the database here (stored has verified it
     already when it calls this). apply=False runs the very same repair on
     a scratch copy of the database and reports its findings unapplied, so
@@ -366,6 +375,7 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
     mailboxes read, every quota root counted): stored pings its watchdog
     there, and stops the run by raising Interrupted from it (every step is
     idempotent: the next run does the whole job again)."""
+    mode = DbMode(mode)  # a caller's "m" too; anything else is a ValueError, not a silent no-op
     t0 = time.monotonic()
     lock = _repair_lock(store)
     try:
@@ -393,12 +403,12 @@ def reconstruct_db(store: Store, *, partition: str | None, user: str | None, app
         locks.release(lock)
 
 
-def _sync_db(store: Store, partition: str | None, user: str | None, mode: str, *,
+def _sync_db(store: Store, partition: str | None, user: str | None, mode: DbMode, *,
              header_writes: bool, checkpoint: Callable[[], None] | None = None
              ) -> tuple[list[Finding], Summary]:
     s = Summary()
     findings: list[Finding] = []
-    if mode == "m":
+    if mode is DbMode.MAILBOXES:
         spool = dbsync.read_spool(store, partition, user, checkpoint=checkpoint)
         s.mailboxes_checked = len(spool)
         s.messages_checked = sum(b.exists for b in spool)
@@ -406,15 +416,15 @@ def _sync_db(store: Store, partition: str | None, user: str | None, mode: str, *
                                                                  store.layout))
     writes: dbsync.HeaderWrites = []
     scope = dbsync.Scope(partition, user)
-    if mode == "m":
+    if mode is DbMode.MAILBOXES:
         findings += store.db.write(lambda t: dbsync.sync_quota_limits(t, spool, True, writes))
-    if mode in ("m", "q"):
+    if mode in (DbMode.MAILBOXES, DbMode.QUOTA):
         findings += store.db.write(lambda t: dbsync.sync_quota_roots(t, True, writes, scope))
         if header_writes:
             dbsync.apply_header_writes(store, writes)
         roots = None if scope.everything else dbsync.roots_in_scope(store, scope)
-        findings += dbsync.sync_usage(store, True, from_records=(mode == "q"), only=roots,
-                                      summary=s if mode == "q" else None, checkpoint=checkpoint)
-    if mode == "l" or (mode == "m" and not partition):
+        findings += dbsync.sync_usage(store, True, from_records=(mode is DbMode.QUOTA), only=roots,
+                                      summary=s if mode is DbMode.QUOTA else None, checkpoint=checkpoint)
+    if mode is DbMode.LRIGHT or (mode is DbMode.MAILBOXES and not partition):
         findings += store.db.write(lambda t: dbsync.sync_lright(t, True))
     return findings, s

@@ -142,7 +142,7 @@ def scan_mailbox(name: str, mdir: str, *, read_index: bool = True,
                             index.read_cache_entry(scan.cache, r, name, cpath)
                         except CorruptionError as e:
                             scan.cache_bad[r.uid] = e
-    scan.exp, scan.exp_problems = index.read_expunged(mdir, name, tolerant=True)
+    scan.exp, scan.exp_problems = index.read_expunged_tolerant(mdir, name)
     scan_files(mdir, scan)
     if check_content:
         for r in scan.records:

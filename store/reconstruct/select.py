@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from ..db import FOLDER, FolderEntry
+from ..db import FolderEntry
 from ..errors import NoSuchMailboxError
 from ..layout import canonical, walk_spool
 from ..mailbox import Store
@@ -33,7 +33,7 @@ def select_mailboxes(store: Store, names: list[str], *, recursive: bool = False,
         store.layout.partition_path(partition)
         parts = {partition: every[partition]}
     elsewhere: list[tuple[str, str]] = []
-    db = dict(store.db.good_records(FOLDER))
+    db = dict(store.db.good_records(FolderEntry))
     found: dict[str, Task] = {}
 
     def add(name: str, mdir: str, part: str) -> None:
@@ -43,9 +43,9 @@ def select_mailboxes(store: Store, names: list[str], *, recursive: bool = False,
         for part, ppath in parts.items():
             for name, mdir in walk_spool(ppath, deleting=True):
                 add(name, mdir, part)
-        for name, e in db.items():
-            if e.partition in parts and name not in found:
-                add(name, store.layout.mailbox_dir(name, e.partition), e.partition)
+        for name, listed in db.items():
+            if listed.partition in parts and name not in found:
+                add(name, store.layout.mailbox_dir(name, listed.partition), listed.partition)
     def places(name: str, e: FolderEntry | None, among: dict[str, str]) -> list[str]:
         """The partitions of `among` a named mailbox is on: its entry's, else its directory's."""
         return ([e.partition] if e and e.partition in among

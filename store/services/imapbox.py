@@ -35,7 +35,7 @@ from ..index import (
     names_to_flags,
 )
 from ..layout import user_of
-from ..mailbox import Store
+from ..mailbox import FlagMode, Store
 from ..message import to_crlf
 from .imapnames import DELIMITER
 from .imapsearch import Compiler
@@ -451,9 +451,9 @@ class Mailbox:
         for n in names:
             self.need(_RIGHT_OF_FLAG.get(n.lower(), "w"), f"store {n}")
         return self._apply(self.selected(messages, uid), names,
-                           {-1: "remove", 0: "set", 1: "add"}[mode])
+                           {-1: FlagMode.REMOVE, 0: FlagMode.SET, 1: FlagMode.ADD}[mode])
 
-    def _apply(self, targets: list[tuple[int, Record]], names: list[str], how: str
+    def _apply(self, targets: list[tuple[int, Record]], names: list[str], how: FlagMode
                ) -> dict[int, list[str]]:
         """Flags and keywords `names` set, added or removed on `targets`;
         their flags after, by sequence number."""
@@ -476,11 +476,11 @@ class Mailbox:
             out[seq] = self.flags_of(view[seq - 1])
         return out
 
-    def _store_seen(self, uids: list[int], seen: int, how: str) -> None:
-        if seen and how in ("add", "set"):
+    def _store_seen(self, uids: list[int], seen: int, how: FlagMode) -> None:
+        if seen and how in (FlagMode.ADD, FlagMode.SET):
             self._seen = self._store.set_seen(self.user, self.name, self.header.uidvalidity,
                                              add=uids)
-        elif how == "set" or (seen and how == "remove"):
+        elif how is FlagMode.SET or (seen and how is FlagMode.REMOVE):
             self._seen = self._store.set_seen(self.user, self.name, self.header.uidvalidity,
                                              remove=uids)
 
@@ -493,7 +493,7 @@ class Mailbox:
                    if "\\Seen" not in self.flags_of(r) and r.uid not in self.gone]
         if not targets:
             return
-        done = self._apply(targets, ["\\Seen"], "add")
+        done = self._apply(targets, ["\\Seen"], FlagMode.ADD)
         for listener in self.listeners:
             listener.flagsChanged(done)
 
@@ -536,7 +536,7 @@ class Mailbox:
                                  flags=bits if self.own_seen else bits & ~FLAG_SEEN,
                                  internaldate=when)
         if keywords:
-            self._store.store_flags(self.name, [uid], 0, keywords, "add")
+            self._store.store_flags(self.name, [uid], 0, keywords, FlagMode.ADD)
         if bits & FLAG_SEEN and not self.own_seen:
             self._store.set_seen(self.user, self.name, self._store.header(self.name)
                                  .uidvalidity, add=[uid])

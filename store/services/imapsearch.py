@@ -17,6 +17,7 @@ import calendar
 import email.utils
 import time
 from collections.abc import Callable
+from typing import Any
 
 from twisted.mail import imap4
 
@@ -55,7 +56,7 @@ def _fold(value) -> bytes:
     return (value if isinstance(value, bytes) else str(value).encode("utf-8")).lower()
 
 
-Test = Callable[[int, object], bool]  # (sequence number, Message) -> matches
+Test = Callable[[int, Any], bool]  # (sequence number, imapbox.Message) -> matches
 
 
 class Compiler:
@@ -142,18 +143,18 @@ class Compiler:
         if key in _HEADER_KEYS or key == "HEADER":
             field = key.lower() if key != "HEADER" else \
                 self._arg(tokens).decode("ascii", "replace").lower()
-            want = _fold(self._arg(tokens))
+            text = _fold(self._arg(tokens))
 
-            def in_header(seq, m, field=field, want=want):
+            def in_header(seq, m, field=field, text=text):
                 values = [_fold(v) for k, v in m.header_fields() if k.lower() == field]
-                return bool(values) and (not want or any(want in v for v in values))
+                return bool(values) and (not text or any(text in v for v in values))
             return in_header
         if key == "BODY":
-            want = _fold(self._arg(tokens))
-            return lambda seq, m: want in m.body_bytes().lower()
+            text = _fold(self._arg(tokens))
+            return lambda seq, m: text in m.body_bytes().lower()
         if key == "TEXT":
-            want = _fold(self._arg(tokens))
-            return lambda seq, m: want in m.wire.lower()
+            text = _fold(self._arg(tokens))
+            return lambda seq, m: text in m.wire.lower()
         if tok[:1].isdigit() or tok[:1] == b"*":
             ids = self._set(tok, self.last_seq)
             return lambda seq, m: seq in ids

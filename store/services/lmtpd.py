@@ -72,7 +72,8 @@ class _LMTP(LMTP):
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
-        if not self.envelope.rcpt_tos:
+        envelope = self.envelope
+        if envelope is None or not envelope.rcpt_tos:
             await self.push("503 5.5.1 Error: need RCPT command")
             return
         if arg:
@@ -82,9 +83,9 @@ class _LMTP(LMTP):
         content = await read_dot_terminated(self._reader, self.max_size)
         if content is None:
             status = "\r\n".join(["552 5.3.4 message exceeds the maximum size of "
-                                   f"{self.max_size} bytes"] * len(self.envelope.rcpt_tos))
+                                   f"{self.max_size} bytes"] * len(envelope.rcpt_tos))
         else:
-            self.envelope.content = self.envelope.original_content = content
+            envelope.content = envelope.original_content = content
             status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push(status)
@@ -169,9 +170,9 @@ class Service:
         may have been replaced: reopen it once nothing uses it."""
         st = state.running(self.layout)
         ready = st is not None and st["state"] == state.READY
-        if ready and self.stored_pid is not None and st["pid"] != self.stored_pid:
-            self._reopen = True
-        if ready:
+        if st is not None and ready:
+            if self.stored_pid is not None and st["pid"] != self.stored_pid:
+                self._reopen = True
             self.stored_pid = st["pid"]
         if self._reopen and self.stats.inflight == 0:
             self.store.close()
@@ -379,7 +380,7 @@ def _supervise(root: str, socks: list[socket.socket], where: str, workers: int, 
     while not stopping:
         for key, _ in sel.select(READY_POLL / 5):
             try:
-                conn, _addr = key.fileobj.accept()
+                conn, _addr = key.fileobj.accept()  # type: ignore[union-attr]  # our listeners
             except (BlockingIOError, InterruptedError):
                 continue
             with conn:
@@ -435,9 +436,12 @@ async def _worker(root: str, socks: list[socket.socket], where: str, *, wait: bo
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     why = ["stopped"]
+
+    def on_signal(sig: int) -> None:
+        why[0] = signal.Signals(sig).name
+        stop.set()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: (why.__setitem__(0, signal.Signals(s).name),
-                                                    stop.set()))
+        loop.add_signal_handler(sig, on_signal, sig)
     _LMTP.line_length_limit = max(1 << 20, svc.policy.max_size + 4096)
 
     hostname = socket.gethostname()

@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from ..index import FLAG_DELETED
 from ..layout import INBOX, USER_NS
-from ..mailbox import Store
+from ..mailbox import FlagMode, Store
 from ..message import crlf_size
 from . import telemetry
 from .login import StoredReadiness, is_secure, login_portal, plaintext_refused, serve
@@ -71,7 +71,7 @@ class Maildrop:
         if not self.deleted:
             return
         for i in sorted(self.deleted):
-            self._store.set_flags(self.name, self.records[i].uid, FLAG_DELETED, "add")
+            self._store.set_flags(self.name, self.records[i].uid, FLAG_DELETED, FlagMode.ADD)
         self._store.expunge(self.name)
         self.deleted.clear()
 

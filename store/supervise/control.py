@@ -10,6 +10,7 @@ is there; the default log has the rest)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -90,7 +91,7 @@ def start(layout: Layout, services: list[Service], out: Out,
             return p.poll() is not None or svc.ready(layout)
         if svc is STORE:
             dots: list[str] = []
-            ok = wait_for(up, ready_timeout, lambda dots=dots: dots.append("."))
+            ok = wait_for(up, ready_timeout, functools.partial(dots.append, "."))
             ok = ok and p.poll() is None
             out(f"Checking store server status {'.' * (5 + len(dots))} "
                 f"{'ready' if ok else 'not ready'}")
@@ -118,7 +119,7 @@ def stop(layout: Layout, services: list[Service], out: Out,
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
             os.kill(pid, signal.SIGCONT)  # a stopped (SIGSTOP) one takes its SIGTERM now
-        if wait_for(lambda pid=pid: not pid_alive(pid), STOP_TIMEOUT):
+        if wait_for(functools.partial(_gone, pid), STOP_TIMEOUT):
             out(f"Stopping {svc.label} {pid} .... done")
         else:
             with contextlib.suppress(ProcessLookupError):
@@ -126,3 +127,7 @@ def stop(layout: Layout, services: list[Service], out: Out,
             out(f"Stopping {svc.label} {pid} .... killed after {STOP_TIMEOUT:.0f} s")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(pid_path(layout, svc))
+
+
+def _gone(pid: int) -> bool:
+    return not pid_alive(pid)

@@ -5,6 +5,7 @@ checks with a status. Every check returns a Check; the CLI renders them
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -50,6 +51,10 @@ def _expect(f, prefix: bytes) -> bytes:
     return line
 
 
+def _tagged(line: bytes, tag: bytes) -> bool:
+    return line.startswith(tag + b" ")
+
+
 def _until(f, stop: Callable[[bytes], bool]) -> None:
     while True:
         line = f.readline()
@@ -70,7 +75,7 @@ def _imap(s: socket.socket, f) -> None:
     _expect(f, b"* OK")
     for tag, cmd in ((b"p1", b"CAPABILITY"), (b"p2", b"NOOP"), (b"p3", b"LOGOUT")):
         s.sendall(tag + b" " + cmd + b"\r\n")
-        _until(f, lambda x, tag=tag: x.startswith(tag + b" "))
+        _until(f, functools.partial(_tagged, tag=tag))
 
 
 def _pop(s: socket.socket, f) -> None:
