@@ -16,6 +16,7 @@ import hashlib
 import os
 import stat
 
+from . import settings
 from .config import CONFIG_DIR, CONFIG_FILE, Config
 from .errors import InvalidNameError, NotAStoreError, StoreError
 from .fsutil import is_real_dir, tighten_umask
@@ -172,7 +173,7 @@ class Layout:
         self.config = config or Config.load(self.root)
         # every file and directory this process creates gets at most 0640/0750
         # (or 0600/0700), whatever umask it was started with
-        tighten_umask(GROUP_ACCESS_UMASK if self.config.get_int("local.store.groupaccess")
+        tighten_umask(GROUP_ACCESS_UMASK if self.config.get_bool(settings.GROUP_ACCESS)
                       else PRIVATE_UMASK)
 
     @classmethod

@@ -21,7 +21,7 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from . import logmsg
+from . import logmsg, settings
 from .crash import crashpoint
 from .db import lmdbfiles
 from .db import verify as dbverify
@@ -57,7 +57,7 @@ class Snapshot:
 
 
 def snapshot_dir(layout: Layout) -> str:
-    return layout.config.resolve_path("local.store.snapshotpath")
+    return layout.config.resolve_path(settings.SNAPSHOT_PATH)
 
 
 def _sha256(path: str) -> str:
@@ -161,7 +161,7 @@ def take(layout: Layout, db, *, now: float | None = None) -> Snapshot:
         logmsg.log("snapshots", logmsg.SNAPSHOT_TAKEN, name=snap.name, bytes=snap.bytes)
     else:
         logmsg.log("snapshots", logmsg.SNAPSHOT_SUSPECT, name=snap.name, reason=verdict.reason)
-    prune(layout, layout.config.get_int("local.store.snapshotdirs"))
+    prune(layout, layout.config.get_int(settings.SNAPSHOT_DIRS))
     check_free_space(layout, snap.bytes)
     return snap
 

@@ -75,3 +75,62 @@ def test_a_bad_settings_line_names_file_and_line_and_configutil_l_still_lists(cl
     rows = json.loads(cli("configutil", "--store-root", root, "-l", "--json").out)
     assert [e["error"].split(": ")[0] for e in rows if "error" in e] == [f"{conf}:{n - 1}",
                                                                         f"{conf}:{n}"]
+
+
+def test_every_kind_validates_as_documented():
+    import pytest
+
+    from store import settings
+    from store.errors import SettingError
+    good = {settings.AUTORESTART: [("yes", "1"), ("Off", "0"), (" 1 ", "1")],
+            settings.QUOTA_WARN: [("85%", "85"), ("0", "0")],
+            settings.IMAP_PORT: [("993", "993"), ("0", "0")],
+            settings.LISTEN_ADDRESS: [("::1", "::1"), ("0.0.0.0", "0.0.0.0"),
+                                      ("Mail.Example.com", "mail.example.com")],
+            settings.SNAPSHOT_INTERVAL: [("60", "60")],
+            settings.LMTP_DOMAINS: [("Example.com, b.org", "example.com,b.org"), ("", "")],
+            settings.TLS_CERT_FILE: [("", ""), ("/etc/ssl/x.pem", "/etc/ssl/x.pem")]}
+    for s, pairs in good.items():
+        for raw, stored in pairs:
+            assert s.validate(raw) == stored, (s.name, raw)
+    bad = {settings.AUTORESTART: ["2", "maybe"], settings.QUOTA_WARN: ["101", "-1", "9.5"],
+           settings.IMAP_PORT: ["65536", "http"], settings.LISTEN_ADDRESS: ["300.1.1.1/8", "a b"],
+           settings.SNAPSHOT_INTERVAL: ["0", "1h"], settings.SNAPSHOT_PATH: [""],
+           settings.MSPROBE_SCHEDULE: ["61 * * * *"]}
+    for s, raws in bad.items():
+        for raw in raws:
+            with pytest.raises(SettingError):
+                s.validate(raw)
+
+
+def test_every_default_is_valid_and_every_constant_is_in_the_table():
+    from store import settings
+    for s in settings.SETTINGS.values():
+        assert s.validate(s.default) == s.default, s.name
+    constants = {v.name for v in vars(settings).values() if isinstance(v, settings.Setting)}
+    assert constants == set(settings.SETTINGS)
+
+
+def test_the_admin_guides_settings_table_is_the_generated_one():
+    from gen_settings_reference import PATH, render
+    page = open(PATH, encoding="utf-8").read()
+    assert render(page) == page, "run: python tools/gen_settings_reference.py"
+
+
+def test_no_code_reads_a_setting_by_its_name():
+    """settings.X, not "local.x": a misspelt name is caught by mypy, not at run time."""
+    import re
+
+    from conftest import ROOT
+
+    from store.settings import SETTINGS
+    names = "|".join(re.escape(n) for n in SETTINGS)
+    found = []
+    for d, _s, fs in os.walk(os.path.join(ROOT, "store")):
+        for f in fs:
+            if f.endswith(".py") and f != "settings.py":
+                for i, line in enumerate(open(os.path.join(d, f), encoding="utf-8"), 1):
+                    if re.search(rf"""\b(get|get_int|get_bool|resolve_path)\(\s*["']({names})""",
+                                 line):
+                        found.append(f"{f}:{i}")
+    assert found == []

@@ -7,14 +7,15 @@ import importlib
 
 import click
 
-from .. import logsetup
+from .. import logsetup, settings
 from ..layout import Layout
 from .common import EXIT_CODES_HELP, resolve_root, store_root_option
 
 
-def service_command(name: str, protocol: str, port_setting: str, example_port: int,
+def service_command(name: str, protocol: str, service: str, example_port: int,
                     what: str) -> click.Command:
-    ssl_setting = port_setting.replace(".port", ".sslport")
+    plain, tls = settings.PORTS[service]
+    port_setting, ssl_setting = plain.name, tls.name
     epilog = (f"Examples:\n\n\b\n  {name:<22} listen on service.listenaddr (127.0.0.1), "
               f"port {port_setting}\n  {name + ' --port ' + str(example_port):<22} another "
               "port for this run\n\nUsers log in with the password set by "
@@ -32,10 +33,10 @@ def service_command(name: str, protocol: str, port_setting: str, example_port: i
     def cli(store_root, address, port, sslport) -> int:
         layout = Layout.open(resolve_root(store_root))
         logsetup.attach(layout.log_dir)
-        address = address or layout.config.get("service.listenaddr")
-        port = layout.config.get_int(port_setting) if port is None else port
-        sslport = layout.config.get_int(ssl_setting) if sslport is None else sslport
-        if not layout.config.get("local.service.tls.certfile"):
+        address = address or layout.config.get(settings.LISTEN_ADDRESS)
+        port = layout.config.get_int(plain) if port is None else port
+        sslport = layout.config.get_int(tls) if sslport is None else sslport
+        if not layout.config.get(settings.TLS_CERT_FILE):
             sslport = 0
         if port == 0 and sslport == 0:
             raise click.UsageError(f"{port_setting} is 0 and there is no TLS listener "

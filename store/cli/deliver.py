@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from .. import settings
 from ..delivery.sysexits import EX_DATAERR, EX_TEMPFAIL, EX_USAGE
 from ..errors import EXIT_INTERRUPTED, EXIT_OPERATIONAL, EXIT_UNCORRECTED, EXIT_USAGE
 from .common import entry, one_line, open_store, store_root_option
@@ -177,7 +178,7 @@ def _refused(e: Exception, store_root):
     from ..delivery.outcome import refused
     from ..errors import StoreError
     try:
-        grace = Config.load(store_root or default_root()).get_int("store.quotagraceperiod")
+        grace = Config.load(store_root or default_root()).get_int(settings.QUOTA_GRACE_PERIOD)
     except (StoreError, OSError):
         grace = 0
     return refused(e, grace_hours=grace, now=int(time.time()))

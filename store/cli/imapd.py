@@ -3,6 +3,6 @@
 from ._netservice import service_command
 from .common import entry
 
-cli = service_command("imapd", "IMAP", "service.imap.port", 1143,
+cli = service_command("imapd", "IMAP", "imap", 1143,
                       "Serve the store's mailboxes over IMAP4rev1")
 main = entry(cli, "imapd")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import logsetup
+from .. import logsetup, settings
 from ..config import Config
 from ..layout import Layout
 from .common import EXIT_CODES_HELP, entry, resolve_root, store_root_option
@@ -38,9 +38,9 @@ def cli(store_root, socket_path, port, workers, no_wait) -> int:
     layout = Layout.open(resolve_root(store_root))
     logsetup.attach(layout.log_dir)
     config: Config = layout.config
-    path = socket_path or config.resolve_path("local.lmtp.socket")
-    port = config.get_int("local.lmtp.port") if port is None else port
-    workers = config.get_int("local.lmtp.workers") if workers is None else workers
+    path = socket_path or config.resolve_path(settings.LMTP_SOCKET)
+    port = config.get_int(settings.LMTP_PORT) if port is None else port
+    workers = config.get_int(settings.LMTP_WORKERS) if workers is None else workers
     run(layout.root, path, port, workers=workers, wait=not no_wait)
     return 0
 

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .. import logsetup
+from .. import logsetup, settings
 from ..errors import EXIT_OK, EXIT_OPERATIONAL
 from ..layout import Layout
 from ..supervise import control
@@ -104,7 +104,7 @@ def start_cli(store_root, units_dir, user, group, services) -> int:
                 f.write(text)
             click.echo(os.path.join(units_dir, fname))
         return EXIT_OK
-    if not layout.config.get_int("local.watcher.enable"):
+    if not layout.config.get_bool(settings.WATCHER_ENABLE):
         ok = control.start(layout, enabled(layout, by_name(names)), click.echo)
         return EXIT_OK if ok else EXIT_OPERATIONAL
     click.echo("Connecting to watcher ...")

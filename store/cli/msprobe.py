@@ -8,7 +8,7 @@ import re
 
 import click
 
-from .. import logmsg, logsetup
+from .. import logmsg, logsetup, settings
 from ..layout import Layout
 from ..supervise import probe
 from .common import emit_json, entry, render_table, resolve_root, store_root_option
@@ -63,7 +63,7 @@ def cli(store_root, as_json, nagios, prom, timeout) -> int:
     space, stored's stamp files, snapshots and the default log."""
     layout = Layout.open(resolve_root(store_root))
     logsetup.attach(layout.log_dir)
-    timeout = timeout or layout.config.get_int("local.msprobe.timeout")
+    timeout = timeout or layout.config.get_int(settings.MSPROBE_TIMEOUT)
     checks = probe.run_all(layout, timeout)
     watcher: list[str] = []
     _ask(layout, "status", watcher.append)
@@ -75,7 +75,7 @@ def cli(store_root, as_json, nagios, prom, timeout) -> int:
     for c in checks:
         if c.name.startswith("service ") and c.status == probe.CRITICAL:
             logmsg.log("msprobe", logmsg.PROBE_FAILED, check=c.name, summary=c.summary)
-            if "not responding" in c.summary and layout.config.get_int("local.autorestart"):
+            if "not responding" in c.summary and layout.config.get_bool(settings.AUTORESTART):
                 _ask(layout, f"restart {c.name.split()[1]}")
     if prom:
         write_prometheus(os.path.abspath(prom), checks)

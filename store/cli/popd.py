@@ -3,6 +3,6 @@
 from ._netservice import service_command
 from .common import entry
 
-cli = service_command("popd", "POP3", "service.pop.port", 1110,
+cli = service_command("popd", "POP3", "pop", 1110,
                       "Serve users' INBOXes over POP3")
 main = entry(cli, "popd")

@@ -7,7 +7,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from .. import snapshots
+from .. import settings, snapshots
 from ..fsutil import TEMP_PREFIX, temp_owner
 from ..layout import Layout
 from ..mailbox import Store
@@ -47,7 +47,7 @@ def remove_temp_files(layout: Layout, now: float) -> list[str]:
                         and _abandoned(e.name, e.stat(follow_symlinks=False).st_mtime, now):
                     os.unlink(e.path)
                     removed.append(e.path)
-    snapshots.prune(layout, layout.config.get_int("local.store.snapshotdirs"))
+    snapshots.prune(layout, layout.config.get_int(settings.SNAPSHOT_DIRS))
     return removed
 
 

@@ -6,7 +6,7 @@ import os
 import time
 from enum import StrEnum
 
-from .. import snapshots
+from .. import settings, snapshots
 from ..layout import Layout
 from .state import expire_record_path
 
@@ -37,9 +37,9 @@ class Schedule:
 
     def reload(self, now: float) -> None:
         c = self.layout.config
-        self.intervals = {Job.CHECKPOINT: c.get_int("local.store.checkpointinterval"),
-                          Job.CLEANUP: c.get_int("local.store.cleanupinterval"),
-                          Job.PERUSER: c.get_int("local.store.peruserinterval")}
+        self.intervals = {Job.CHECKPOINT: c.get_int(settings.CHECKPOINT_INTERVAL),
+                          Job.CLEANUP: c.get_int(settings.CLEANUP_INTERVAL),
+                          Job.PERUSER: c.get_int(settings.PERUSER_INTERVAL)}
         self.due: dict[Job, float] = {k: now + v for k, v in self.intervals.items()}
         self.due[Job.SNAPSHOT] = self.snapshot_due(now)
         self.due[Job.EXPIRE] = self.expire_due(now)
@@ -47,12 +47,12 @@ class Schedule:
     def snapshot_due(self, now: float) -> float:
         """Counted from the newest snapshot on disk: a restart does not reset
         the clock, and an overdue snapshot is taken soon after startup."""
-        interval = self.layout.config.get_int("local.store.snapshotinterval") * 60
+        interval = self.layout.config.get_int(settings.SNAPSHOT_INTERVAL) * 60
         newest = snapshots.newest_time(self.layout)
         return now if newest is None else max(now, newest + interval)
 
     def expire_due(self, now: float) -> float:
-        hour = self.layout.config.get_int("local.store.expirestart")
+        hour = self.layout.config.get_int(settings.EXPIRE_START)
         lt = time.localtime(now)
         today = time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, hour, 0, 0, 0, 0, -1))
         last = self._last_expire()
@@ -64,7 +64,7 @@ class Schedule:
 
     def _next_expire_hour(self, now: float) -> float:
         """The first start of the erase hour strictly after `now`."""
-        hour = self.layout.config.get_int("local.store.expirestart")
+        hour = self.layout.config.get_int(settings.EXPIRE_START)
         lt = time.localtime(now)
         today = time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, hour, 0, 0, 0, 0, -1))
         if today > now:
@@ -90,7 +90,7 @@ class Schedule:
         elif job is Job.SNAPSHOT:
             self.due[job] = self.snapshot_due(now)
             if self.due[job] <= now:  # the snapshot failed: try again in an interval
-                self.due[job] = now + self.layout.config.get_int("local.store.snapshotinterval") * 60
+                self.due[job] = now + self.layout.config.get_int(settings.SNAPSHOT_INTERVAL) * 60
         elif job is Job.EXPIRE:
             self.due[job] = self.expire_due(now + 1)
         elif job in (Job.RESYNC, Job.UPGRADE):  # once: after a recovery, after a format change

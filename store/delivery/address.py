@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .. import settings
 from ..config import Config
 from ..errors import InvalidNameError, StoreError
 from ..layout import USER_NS, canonical, check_userid
@@ -44,10 +45,10 @@ class AddressRules:
 
     @classmethod
     def from_config(cls, config: Config) -> AddressRules:
-        domains = config.get("local.lmtp.domains")
+        domains = config.get(settings.LMTP_DOMAINS)
         return cls(frozenset(d for d in domains.split(",") if d),
-                   config.get_int("local.lmtp.foldcase") == 1,
-                   config.get_int("local.lmtp.autocreate") == 1)
+                   config.get_bool(settings.LMTP_FOLDCASE),
+                   config.get_bool(settings.LMTP_AUTOCREATE))
 
 
 def parse(address: str, rules: AddressRules) -> Recipient:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
-from .. import logmsg
+from .. import logmsg, settings
 from ..config import Config
 from ..db import FolderEntry, QuotaEntry
 from ..db.duplicates import Duplicates
@@ -51,10 +51,10 @@ class Policy:
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
-        return cls(AddressRules.from_config(config), config.get_int("store.quotagraceperiod"),
-                   config.get_int("store.quotawarn"), config.get_int("local.lmtp.lockwait"),
-                   config.get_int("local.lmtp.maxmessagesize"),
-                   config.get_int("local.lmtp.duplicatewindow"))
+        return cls(AddressRules.from_config(config), config.get_int(settings.QUOTA_GRACE_PERIOD),
+                   config.get_int(settings.QUOTA_WARN), config.get_int(settings.LMTP_LOCKWAIT),
+                   config.get_int(settings.LMTP_MAX_MESSAGE_SIZE),
+                   config.get_int(settings.LMTP_DUPLICATE_WINDOW))
 
 
 class Agent:

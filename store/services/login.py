@@ -11,7 +11,7 @@ from twisted.cred import checkers, credentials, error, portal
 from twisted.internet import defer, threads
 from zope.interface import implementer
 
-from .. import accounts, logmsg
+from .. import accounts, logmsg, settings
 from ..daemon import state
 from ..errors import SettingError
 from ..layout import Layout
@@ -102,10 +102,10 @@ def tls_context(layout: Layout):
     """The TLS context of local.service.tls.certfile/keyfile, or None when
     no certificate is set. A file that cannot be loaded is a SettingError
     (the service does not start half-secure)."""
-    cert = layout.config.get("local.service.tls.certfile")
+    cert = layout.config.get(settings.TLS_CERT_FILE)
     if not cert:
         return None
-    key = layout.config.get("local.service.tls.keyfile") or cert
+    key = layout.config.get(settings.TLS_KEY_FILE) or cert
     cert, key = (p if os.path.isabs(p) else os.path.join(layout.root, p) for p in (cert, key))
     for path in {cert, key}:
         if not os.path.isfile(path):

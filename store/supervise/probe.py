@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import snapshots
+from .. import settings, snapshots
 from ..daemon import state
 from ..errors import StoreError
 from ..fsutil import write_file_atomic
@@ -153,8 +153,8 @@ def _disk(name: str, path: str, warn: int, crit: int) -> Check:
 
 
 def check_space(layout: Layout) -> list[Check]:
-    warn = layout.config.get_int("local.msprobe.diskwarn")
-    crit = layout.config.get_int("local.msprobe.diskcrit")
+    warn = layout.config.get_int(settings.MSPROBE_DISKWARN)
+    crit = layout.config.get_int(settings.MSPROBE_DISKCRIT)
     places = {f"partition {p}": path for p, path in layout.config.partitions().items()}
     places.update({"mboxlist": layout.mboxlist_dir, "log": layout.log_dir,
                    "snapshots": snapshots.snapshot_dir(layout)})
@@ -167,9 +167,9 @@ def check_stamps(layout: Layout) -> list[Check]:
     if state.running(layout) is None:
         return []  # the store probe says it
     c = layout.config
-    intervals = {"stored.ckp": c.get_int("local.store.checkpointinterval"),
-                 "stored.lcu": c.get_int("local.store.cleanupinterval"),
-                 "stored.per": c.get_int("local.store.peruserinterval")}
+    intervals = {"stored.ckp": c.get_int(settings.CHECKPOINT_INTERVAL),
+                 "stored.lcu": c.get_int(settings.CLEANUP_INTERVAL),
+                 "stored.per": c.get_int(settings.PERUSER_INTERVAL)}
     out = []
     for f, age in state.stamp_ages(layout, time.time()).items():
         limit = intervals[f] * STAMP_SLACK
@@ -189,7 +189,7 @@ def check_snapshot(layout: Layout) -> Check:
                      f"verification and are kept for a look: {', '.join(suspect[:3])}); "
                      "imdbverify -s lists them", {"suspect": len(suspect)})
     newest = snapshots.newest_time(layout)
-    interval = layout.config.get_int("local.store.snapshotinterval") * 60
+    interval = layout.config.get_int(settings.SNAPSHOT_INTERVAL) * 60
     if newest is None:
         return Check("snapshot", WARNING, "no snapshot of the database yet "
                      "(stored takes one every local.store.snapshotinterval minutes)")
@@ -283,7 +283,7 @@ def check_reconstruct(layout: Layout) -> Check:
 
 def check_cores(layout: Layout) -> list[Check]:
     """Core files in local.msprobe.coredir (none configured: no check)."""
-    d = layout.config.get("local.msprobe.coredir")
+    d = layout.config.get(settings.MSPROBE_COREDIR)
     if not d:
         return []
     try:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .. import settings
 from ..daemon import state
 from ..layout import Layout
 
@@ -23,15 +24,16 @@ def connects(family: int, address) -> bool:
 
 
 def _lmtp_address(layout: Layout) -> tuple[int, str]:
-    return socket.AF_UNIX, layout.config.resolve_path("local.lmtp.socket")
+    return socket.AF_UNIX, layout.config.resolve_path(settings.LMTP_SOCKET)
 
 
 def _tcp_address(service: str) -> Callable[[Layout], tuple[int, tuple[str, int]]]:
     """service.<service>.port, else its sslport, on service.listenaddr."""
     def address(layout: Layout) -> tuple[int, tuple[str, int]]:
         c = layout.config
-        port = c.get_int(f"service.{service}.port") or c.get_int(f"service.{service}.sslport")
-        return socket.AF_INET, (c.get("service.listenaddr"), port)
+        plain, tls = settings.PORTS[service]
+        port = c.get_int(plain) or c.get_int(tls)
+        return socket.AF_INET, (c.get(settings.LISTEN_ADDRESS), port)
     return address
 
 
@@ -39,7 +41,7 @@ def _tcp_address(service: str) -> Callable[[Layout], tuple[int, tuple[str, int]]
 class Service:
     name: str  # start-msg's name for it
     program: str  # the command (and module store.cli.<program>)
-    enable: str  # the setting that enables it
+    enable: settings.Setting  # the setting that enables it
     # (socket family, address) it serves on; None: stored, which serves no socket
     address: Callable[[Layout], tuple] | None
 
@@ -61,10 +63,10 @@ class Service:
 
 
 SERVICES = (
-    Service("store", "stored", "store.enable", None),
-    Service("lmtp", "lmtpd", "lmtp.enable", _lmtp_address),
-    Service("imap", "imapd", "imap.enable", _tcp_address("imap")),
-    Service("pop", "popd", "pop.enable", _tcp_address("pop")),
+    Service("store", "stored", settings.STORE_ENABLE, None),
+    Service("lmtp", "lmtpd", settings.LMTP_ENABLE, _lmtp_address),
+    Service("imap", "imapd", settings.IMAP_ENABLE, _tcp_address("imap")),
+    Service("pop", "popd", settings.POP_ENABLE, _tcp_address("pop")),
 )
 STORE = SERVICES[0]  # the others wait for it, and go down with it
 
@@ -82,4 +84,4 @@ def by_name(names: list[str] | None) -> list[Service]:
 
 
 def enabled(layout: Layout, services: list[Service]) -> list[Service]:
-    return [s for s in services if layout.config.get_int(s.enable)]
+    return [s for s in services if layout.config.get_bool(s.enable)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from .. import settings
 from ..layout import Layout
 from .registry import SERVICES, STORE, Service
 
@@ -28,7 +29,7 @@ def unit_name(svc: Service) -> str:
 
 def _service(layout: Layout, svc: Service, bindir: str, user: str, group: str) -> str:
     c = layout.config
-    restart = "on-failure" if c.get_int("local.autorestart") else "no"
+    restart = "on-failure" if c.get_bool(settings.AUTORESTART) else "no"
     after = "After=local-fs.target\n" if svc is STORE else (
         f"Requires={unit_name(STORE)}\nAfter={unit_name(STORE)}\nPartOf={unit_name(STORE)}\n")
     # a recovery from a snapshot on 1,000,000 mailboxes took under 3 s here: room to spare
@@ -40,7 +41,7 @@ def _service(layout: Layout, svc: Service, bindir: str, user: str, group: str) -
     if svc.program == "lmtpd":
         extra += "NotifyAccess=main\nWatchdogSec=30\n"
     return (f"[Unit]\nDescription={DESCRIPTIONS.get(svc.program, svc.program)}\n{after}"
-            f"StartLimitIntervalSec={c.get_int('local.autorestart.timeout')}\n"
+            f"StartLimitIntervalSec={c.get_int(settings.AUTORESTART_TIMEOUT)}\n"
             "StartLimitBurst=2\n\n"
             f"[Service]\nType=notify\nUser={user}\nGroup={group}\n"
             f"Environment=MSGSTORE_ROOT={layout.root}\n"
@@ -52,7 +53,7 @@ def _service(layout: Layout, svc: Service, bindir: str, user: str, group: str) -
 def units(layout: Layout, bindir: str, user: str, group: str) -> dict[str, str]:
     """File name -> text, for every enabled service and msprobe's timer."""
     out = {unit_name(s): _service(layout, s, bindir, user, group) for s in SERVICES
-           if layout.config.get_int(s.enable)}
+           if layout.config.get_bool(s.enable)}
     out[f"{PREFIX}msprobe.service"] = (
         "[Unit]\nDescription=Message store probe (msprobe)\n"
         f"After={unit_name(STORE)}\n\n"

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-from .. import cron, logmsg
+from .. import cron, logmsg, settings
 from ..layout import Layout
 from . import control
 from .registry import SERVICES, STORE, Service, by_name, enabled
@@ -124,9 +124,9 @@ class Watcher:
     def _restart_for(self, svc: Service) -> None:
         """Restart every watched service because of `svc`, unless it failed
         again within local.autorestart.timeout of its last restart."""
-        if not self.layout.config.get_int("local.autorestart") or svc.name in self.given_up:
+        if not self.layout.config.get_bool(settings.AUTORESTART) or svc.name in self.given_up:
             return
-        timeout = self.layout.config.get_int("local.autorestart.timeout")
+        timeout = self.layout.config.get_int(settings.AUTORESTART_TIMEOUT)
         last = self.restarted_at.get(svc.name)
         now = time.monotonic()
         if last is not None and now - last < timeout:
@@ -209,8 +209,8 @@ class Watcher:
     def scheduled(self, now: time.struct_time) -> None:
         """msprobe on local.schedule.msprobe (the seeds' imsched runs it)."""
         c = self.layout.config
-        if not c.get_int("local.schedule.msprobe.enable") or \
-                not cron.matches(cron.parse(c.get("local.schedule.msprobe")), now):
+        if not c.get_bool(settings.MSPROBE_SCHEDULE_ENABLE) or \
+                not cron.matches(cron.parse(c.get(settings.MSPROBE_SCHEDULE)), now):
             return
         if self._probe is not None and self._probe.poll() is None:
             return  # the last one still runs
