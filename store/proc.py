@@ -157,7 +157,9 @@ def pid_alive(pid: int) -> bool:
 
 
 def sd_notify(message: str) -> bool:
-    """sd_notify(3): a datagram to $NOTIFY_SOCKET. False when not under systemd."""
+    """sd_notify(3): a datagram to $NOTIFY_SOCKET. False when not under systemd,
+    or when the manager's queue is full: never waits (a manager that stopped
+    reading must not stall the daemon; systemd reads at once)."""
     addr = os.environ.get("NOTIFY_SOCKET")
     if not addr:
         return False
@@ -168,7 +170,7 @@ def sd_notify(message: str) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         try:
             s.connect(addr)
-            s.sendall(message.encode())
+            s.send(message.encode(), socket.MSG_DONTWAIT)
         except OSError:
             return False
     return True

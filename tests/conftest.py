@@ -138,3 +138,18 @@ def no_process_outlives_the_suite():
         except OSError:
             pass
     assert not left, f"processes the tests started are still running: {left}"
+
+
+def wait_for(condition, timeout=30.0, what="the condition", every=0.05):
+    """Wait until condition() is true (polled every `every` s); fail naming
+    `what` after `timeout` s. Tests wait on conditions with a deadline, never
+    on a fixed sleep: a loaded machine is slower, not wrong."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)

@@ -7,6 +7,7 @@ import os
 import time
 
 import pytest
+from conftest import wait_for
 from lmtp_harness import start_service, start_stored, stop
 
 from store import accounts
@@ -84,19 +85,23 @@ def test_logins_are_refused_while_stored_is_not_ready(imap):
     old.login("joe", "pw")
     old.select("INBOX")
     stop(stored)
-    time.sleep(0.6)
-    c = imaplib.IMAP4("127.0.0.1", port)
-    with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\]"):
-        c.login("joe", "pw")
+
+    def refused() -> bool:  # once imapd has seen stored go (it looks twice a second)
+        c = imaplib.IMAP4("127.0.0.1", port)
+        try:
+            c.login("joe", "pw")
+        except imaplib.IMAP4.error as e:
+            assert "[UNAVAILABLE]" in str(e), e
+            return True
+        c.logout()
+        return False
+    wait_for(refused, 30, "logins refused while stored is stopped")
     typ, data = old.fetch("1", "(FLAGS)")  # a session already there is refused too
     assert typ == "NO" and b"[UNAVAILABLE]" in data[0]
     assert old.noop()[0] == "OK"  # NOOP and LOGOUT still answered
     again = start_stored(root)
     try:
-        time.sleep(0.6)
-        c = imaplib.IMAP4("127.0.0.1", port)
-        assert c.login("joe", "pw")[0] == "OK"  # no restart of imapd needed
-        c.logout()
+        wait_for(lambda: not refused(), 30, "a login once stored is back")  # imapd not restarted
         assert old.fetch("1", "(UID)")[0] == "OK"  # and the old session goes on
     finally:
         stop(again)
@@ -140,7 +145,7 @@ def test_pop3_lists_retrieves_and_deletes_at_quit(pop):
     c.pass_("pw")
     c.dele(1)
     c.close()  # cut off before QUIT: nothing deleted
-    time.sleep(0.3)
+    time.sleep(0.3)  # not a wait: popd must not delete in the meantime either
     with Store.open(root) as s:
         assert [r.uid for r in s.read("user/joe").records] == [1]
 
@@ -149,7 +154,18 @@ def test_pop3_logins_wait_for_stored(pop):
     import poplib
     root, port, stored = pop
     stop(stored)
-    time.sleep(0.6)
+
+    def refused() -> bool:
+        c = poplib.POP3("127.0.0.1", port)
+        c.user("joe")
+        try:
+            c.pass_("pw")
+        except poplib.error_proto as e:
+            c.close()
+            return b"SYS/TEMP" in e.args[0]
+        c.quit()
+        return False
+    wait_for(refused, 30, "POP3 logins refused while stored is stopped")
     c = poplib.POP3("127.0.0.1", port)
     c.user("joe")
     with pytest.raises(poplib.error_proto, match=r"SYS/TEMP"):

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from conftest import wait_for
 from lmtp_harness import LMTPClient, socket_path, start_lmtpd, start_stored, stop
 
 from store.config import Config
@@ -140,16 +141,24 @@ def test_deliveries_are_deferred_while_stored_is_not_ready(lmtp):
     root, run, procs = lmtp
     c = run()
     stop(procs["stored"])
-    time.sleep(1.2)  # lmtpd looks at stored's state twice a second
-    rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG)
+    accepted = []
+
+    def deferred():  # lmtpd looks at stored's state twice a second: deferred once it has seen
+        r = c.send("alice@example.org", ["joe@example.com"], MSG)
+        if r[0][0][0] == 451:
+            return r
+        accepted.append(r)  # taken before lmtpd saw stored go: still delivered, whole
+        return None
+    rcpt, data = wait_for(deferred, 30, "a deferral while stored is stopped")
     assert rcpt[0][0] == 451 and rcpt[0][1].startswith("4.3.0"), rcpt
     assert any("lmtpd-waiting" in ln or "stored is not ready" in ln for ln in log_lines(root))
     procs["stored"] = start_stored(root)
-    time.sleep(1.2)
-    rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG)
+    rcpt, data = wait_for(lambda: (r := c.send("alice@example.org", ["joe@example.com"], MSG))
+                          [1] and r[1][0][0] == 250 and r, 30, "a delivery once stored is back")
     c.close()
     assert data and data[0][0] == 250, (rcpt, data)
-    assert len(messages(root, "user/joe")) == 1
+    assert all(r[1][0][0] == 250 for r in accepted)
+    assert len(messages(root, "user/joe")) == 1 + len(accepted)
 
 
 def test_too_big_and_empty_messages_are_refused(lmtp):

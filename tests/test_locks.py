@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from conftest import wait_for
 from filelock import FileLock
 
 from store.errors import LockedError
@@ -138,11 +139,14 @@ def test_a_zombie_is_not_alive():
     """An exited child not yet reaped (what an orphan stays where PID 1 does
     not reap): its temp files and snapshot directories are a dead writer's."""
     import subprocess
-    import time
 
     from store.proc import pid_alive
     p = subprocess.Popen(["true"])
-    time.sleep(0.3)  # exited, not reaped: a zombie
+
+    def zombie() -> bool:  # exited, not reaped
+        with open(f"/proc/{p.pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    wait_for(zombie, 30, "the child to exit")
     assert not pid_alive(p.pid)
     p.wait()
     assert not pid_alive(p.pid)

@@ -7,10 +7,9 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 WORK = """
 import os, sys
@@ -57,7 +56,9 @@ def test_every_file_and_directory_has_the_documented_mode_whatever_the_umask(tmp
     p = subprocess.Popen([sys.executable, "-c", f"import os; os.umask(0o{umask}); "
                           "from store.cli.stored import main; main()"], cwd=ROOT, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(2)
+    snaps = os.path.join(root, "dbdata", "snapshots")
+    wait_for(lambda: os.path.isdir(snaps) and any(n.startswith("snap-") for n in os.listdir(snaps)),
+             60, "stored's first snapshot")  # taken soon after it is ready
     p.send_signal(signal.SIGTERM)
     p.wait(30)
     file_max, dir_max = (0o640, 0o750) if group == "1" else (0o600, 0o700)

@@ -49,6 +49,9 @@ def watcher_log(root):
     return open(os.path.join(root, "log", "watcher"), encoding="utf-8").read().splitlines()
 
 
+STORED_T = [sys.executable, "-c", "from store.cli.stored import main; main()", "-t"]
+
+
 def until(cond, timeout=60):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -228,7 +231,10 @@ def test_msprobe_finds_a_stopped_stored_and_the_watcher_restarts_it(root):
     old = pid(root, "stored")
     os.kill(old, signal.SIGSTOP)
     try:
-        time.sleep(16)  # stored's heartbeat goes stale after 15 s
+        def stale() -> bool:  # stored's heartbeat goes stale after 15 s
+            return subprocess.run(STORED_T + ["--store-root", root], cwd=ROOT,
+                                  capture_output=True).returncode == 2
+        assert until(stale, 90)
         code, out = msprobe(root, "--nagios", "--timeout", "5")
     finally:
         with contextlib.suppress(ProcessLookupError):  # restarted: gone already

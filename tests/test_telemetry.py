@@ -6,8 +6,8 @@ import imaplib
 import os
 import poplib
 import re
-import time
 
+from conftest import wait_for
 from test_imapd import imap, pop  # noqa: F401 - the fixtures
 
 
@@ -26,8 +26,7 @@ def test_an_imap_session_is_captured_in_the_seed_format(imap):  # noqa: F811
     c.send(b"x1 LOGIN joe pw-again\r\n")  # BAD once logged in; never in the file
     assert c.readline().startswith(b"x1 BAD")
     c.logout()
-    time.sleep(0.3)
-    [f] = _files(d)
+    [f] = wait_for(lambda: _written(d, "LOGOUT"), 30, "the session's telemetry, to its LOGOUT")
     assert oct(os.stat(f).st_mode & 0o777) == "0o600"
     text = open(f, encoding="utf-8").read()
     lines = text.splitlines()
@@ -58,8 +57,7 @@ def test_a_pop_session_is_captured(pop):  # noqa: F811
     c.pass_("pw")
     c.retr(1)
     c.quit()
-    time.sleep(0.3)
-    [f] = _files(d)
+    [f] = wait_for(lambda: _written(d, "QUIT"), 30, "the session's telemetry, to its QUIT")
     lines = open(f, encoding="utf-8").read().splitlines()
     assert lines[0].startswith("LOGIN joe ")
     assert re.fullmatch(r">\d+\.\d{3}>\+OK.*", lines[1])
@@ -77,6 +75,15 @@ def test_a_symlinked_telemetry_directory_is_refused(imap, tmp_path):  # noqa: F8
     c.login("joe", "pw")
     c.logout()
     assert list(elsewhere.iterdir()) == []
-    time.sleep(0.2)
-    log = open(os.path.join(root, "log", "default"), encoding="utf-8").read()
+    def logged():
+        text = open(os.path.join(root, "log", "default"), encoding="utf-8").read()
+        return text if "not captured" in text else None
+    log = wait_for(logged, 30, "the log line")
     assert "Telemetry of a session of joe not captured" in log and "is a symlink" in log
+
+
+def _written(d, last):
+    """The telemetry files of d once the one there holds `last` (the server
+    writes it as the session goes)."""
+    files = _files(d)
+    return files if files and last in open(files[0], encoding="utf-8").read() else None
