@@ -153,3 +153,20 @@ def wait_for(condition, timeout=30.0, what="the condition", every=0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(every)
+
+
+# -- tests over 20 s are marked slow (listed in the README); this names any that is not --
+SLOW_SECONDS = 20
+_unmarked_slow: list[tuple[str, float]] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.duration > SLOW_SECONDS and "slow" not in report.keywords:
+        _unmarked_slow.append((report.nodeid, report.duration))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _unmarked_slow:  # a note, not a failure: a loaded machine is slower, not wrong
+        terminalreporter.write_line(
+            f"tests over {SLOW_SECONDS} s not marked slow (mark them, list them in the README): "
+            + ", ".join(f"{n} ({d:.0f} s)" for n, d in _unmarked_slow))

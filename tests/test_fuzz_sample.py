@@ -6,9 +6,11 @@ clean after the repair."""
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 
+@pytest.mark.slow
 def test_a_sample_of_control_file_mutations_finds_nothing_wrong():
     r = subprocess.run([sys.executable, "tools/fuzz_control.py", "--rounds", "70", "--seed", "5"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)

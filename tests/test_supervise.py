@@ -226,6 +226,7 @@ def test_msprobe_all_ok_json_nagios_and_prometheus(root, tmp_path):
     assert code == 2 and "service pop: popd is not running" in out
 
 
+@pytest.mark.slow  # stored's heartbeat takes 15 s to go stale
 def test_msprobe_finds_a_stopped_stored_and_the_watcher_restarts_it(root):
     assert start(root)[0] == 0
     old = pid(root, "stored")
