@@ -4,6 +4,16 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, settings
+
+# The suite's property tests draw the same examples every run (a failure is the code's, and
+# shows again the next run); a loaded machine makes an example slower, never a failure.
+# HYPOTHESIS_PROFILE=explore draws new random examples (and more of them).
+settings.register_profile("suite", derandomize=True, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", deadline=None, max_examples=2000,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, "..", "shared")
@@ -120,23 +130,51 @@ def processes_marked(name, value):
     return found
 
 
+def _stop_all(pids):
+    import signal
+    for pid in pids:
+        for kill in (lambda p: os.killpg(p, signal.SIGKILL), lambda p: os.kill(p, signal.SIGKILL)):
+            try:
+                kill(pid)  # its process group, when it leads one (lmtpd's workers with it)
+            except OSError:
+                pass
+
+
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_test():
+    """Fails the test (at teardown, after its own fixtures stopped what they
+    started) when a process it started is still running, and kills it. What
+    module or session fixtures keep running was started before the test."""
+    mark = os.environ[OWNER_ENV]
+    before = set(processes_marked(OWNER_ENV, mark))
+    yield
+    left = {}
+    deadline = None
+    import time
+    while True:
+        left = {p: c for p, c in processes_marked(OWNER_ENV, mark).items() if p not in before}
+        if not left:
+            return
+        deadline = deadline or time.monotonic() + 10  # one told to stop may be on its way out
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    _stop_all(left)
+    pytest.fail(f"processes this test started are still running (killed now): {left}")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_process_outlives_the_suite():
     """Fails the run when a process a test started is still alive at its end
     (and kills it, so that nothing is left behind)."""
     yield
-    import signal
     import time
     left = processes_marked(OWNER_ENV, os.getpid())
     deadline = time.monotonic() + 10  # a process told to stop may still be on its way out
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
         left = processes_marked(OWNER_ENV, os.getpid())
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    _stop_all(left)
     assert not left, f"processes the tests started are still running: {left}"
 
 

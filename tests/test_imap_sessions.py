@@ -28,7 +28,7 @@ class Raw:
     """A bare IMAP connection, for what imaplib cannot say (IDLE)."""
 
     def __init__(self, port, user="joe"):
-        self.s = socket.create_connection(("127.0.0.1", port), 10)
+        self.s = socket.create_connection(("127.0.0.1", port), 60)
         self.f = self.s.makefile("rb")
         self.f.readline()
         self.cmd(f"a LOGIN {user} pw")
@@ -46,14 +46,17 @@ class Raw:
 
     def idle_until(self, pattern: bytes, timeout: float) -> tuple[bytes, float]:
         self.s.sendall(b"i IDLE\r\n")
-        assert self.f.readline().startswith(b"+")
+        early = []  # the poll may tell a change before IDLE's continuation: heard all the same
+        while not (line := self.f.readline()).startswith(b"+"):
+            assert line.startswith(b"* "), line
+            early.append(line)
         t0 = time.monotonic()
         self.s.settimeout(timeout)
         while True:
-            line = self.f.readline()
+            line = early.pop(0) if early else self.f.readline()
             if re.search(pattern, line):
                 took = time.monotonic() - t0
-                self.s.settimeout(10)
+                self.s.settimeout(60)
                 self.s.sendall(b"DONE\r\n")
                 while not self.f.readline().startswith(b"i OK"):
                     pass

@@ -123,7 +123,7 @@ def test_a_locked_mailbox_is_deferred_after_the_wait(lmtp):
             release.wait(30)
     t = threading.Thread(target=hold)
     t.start()
-    held.wait(10)
+    held.wait(60)
     t0 = time.monotonic()
     rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG)
     waited = time.monotonic() - t0

@@ -45,7 +45,7 @@ def wait_ready(root, proc, timeout=60.0):
 def stop(proc):
     proc.send_signal(signal.SIGTERM)
     try:
-        out, err = proc.communicate(timeout=10)
+        out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise

@@ -103,8 +103,8 @@ def test_start_and_stop_in_order(root):
     code, out = stop(root)
     assert [x.split(" ")[1] for x in out[:4]] == ["pop", "imap", "lmtp", "store"]
     assert out[4].startswith("Stopping watcher process") and code == 0
-    assert until(lambda: not any(pid_alive(pid(root, p) or pids[p]) for p in PROGRAMS), 10)
-    assert until(lambda: " stopped at " in watcher_log(root)[-1], 10)
+    assert until(lambda: not any(pid_alive(pid(root, p) or pids[p]) for p in PROGRAMS), 60)
+    assert until(lambda: " stopped at " in watcher_log(root)[-1], 60)
     assert watcher_log(root)[0].startswith("watcher process ") and " started at " in \
         watcher_log(root)[0]
 

@@ -23,7 +23,7 @@ def _env(root: str) -> dict:
     return {**os.environ, "MSGSTORE_ROOT": root}
 
 
-def start_stored(root: str, timeout: float = 60.0) -> subprocess.Popen:
+def start_stored(root: str, timeout: float = 120.0) -> subprocess.Popen:
     proc = subprocess.Popen(STORED, cwd=REPO, env=_env(root), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     t0 = time.monotonic()
@@ -42,7 +42,7 @@ def socket_path(root: str) -> str:
     return os.path.join(root, "run", "lmtp")
 
 
-def start_lmtpd(root: str, *args: str, wait: bool = True, timeout: float = 30.0,
+def start_lmtpd(root: str, *args: str, wait: bool = True, timeout: float = 120.0,
                 new_session: bool = False) -> subprocess.Popen:
     """lmtpd on <root>/run/lmtp; with wait, returned once it answers.
     new_session: in a process group of its own (os.killpg kills it all)."""
@@ -74,19 +74,28 @@ def free_port() -> int:
 def start_service(prog: str, root: str, sslport: int | None = None
                   ) -> tuple[subprocess.Popen, int]:
     """imapd or popd on a free loopback port (and, given, with TLS on
-    `sslport`), returned once it accepts connections."""
-    port = free_port()
-    extra = ["--sslport", str(sslport)] if sslport else []
-    proc = subprocess.Popen([sys.executable, "-c", f"from store.cli.{prog} import main; main()",
-                             "--store-root", root, "--port", str(port), *extra], cwd=REPO,
-                            stderr=subprocess.PIPE)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", sslport or port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    return proc, port
+    `sslport`), returned once it accepts connections. A port taken by another
+    process between our choice and the service's bind: another port (three tries)."""
+    for _attempt in range(3):
+        port = free_port()
+        extra = ["--sslport", str(sslport)] if sslport else []
+        proc = subprocess.Popen([sys.executable, "-c",
+                                 f"from store.cli.{prog} import main; main()",
+                                 "--store-root", root, "--port", str(port), *extra], cwd=REPO,
+                                stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120  # a loaded machine starts it slowly, never fails it
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", sslport or port), 0.5).close()
+                return proc, port
+            except OSError:
+                time.sleep(0.1)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"{prog} did not accept connections within 120 s")
+        proc.wait()
+    raise RuntimeError(f"{prog} exited at start three times: {proc.stderr.read().decode()[-500:]}")
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
