@@ -111,8 +111,8 @@ _k("content-changed", "reconstruct -G: a message file's bytes no longer match th
                       "expunged, so a client never sees two contents under one UID. Compare "
                       "with a backup if the change was not intended.")
 _k("other-partition", "A mailbox named with -p PARTITION is on another partition; it was left "
-                      "out, as the seeds say. Run reconstruct without -p (or with its "
-                      "partition) to check it.", problem=False)
+                      "out, as Sun's Administration Guide says. Run reconstruct without -p (or "
+                      "with its partition) to check it.", problem=False)
 _k("quota-busy", "A quota root's mailboxes were created, deleted or renamed during every one of "
                  "several counts; its usage was left as deliveries keep it. Run reconstruct -q "
                  "again when the store is quieter.", problem=False)

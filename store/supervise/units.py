@@ -62,7 +62,7 @@ def units(layout: Layout, bindir: str, user: str, group: str) -> dict[str, str]:
         f"ExecStart={os.path.join(bindir, 'msprobe')} --nagios\n"
         "SuccessExitStatus=1 2 3\n")  # its statuses are Nagios': the result, not a failure
     out[f"{PREFIX}msprobe.timer"] = (
-        "[Unit]\nDescription=Run msprobe on the seeds' schedule\n\n"
+        "[Unit]\nDescription=Run msprobe at 5, 15, ..., 55 past each hour (Sun's schedule)\n\n"
         f"[Timer]\nOnCalendar={MSPROBE_CALENDAR}\nPersistent=false\n\n"
         "[Install]\nWantedBy=timers.target\n")
     return out
