@@ -12,7 +12,6 @@ administrator can act on), read it through the constant, regenerate the table.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -85,6 +84,7 @@ class Setting:
                                        "(valid: comma-separated names such as example.com)")
             return ",".join(names)
         if kind is Kind.ADDRESS:
+            import ipaddress  # here: only configutil and a settings file with the address pay for it
             try:
                 return str(ipaddress.ip_address(value))
             except ValueError:

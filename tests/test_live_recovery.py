@@ -70,7 +70,7 @@ def test_no_snapshot_is_taken_of_a_restored_database_before_its_resync(root):
     _snapshot_then_late_mailbox(root)
     with Store.open(root) as s:  # the snapshot is overdue at the next start
         s.layout.config.set("local.store.snapshotinterval", "1")
-    time.sleep(1.1)
+    time.sleep(1.1)  # not a wait on the store: the next snapshot gets a later second
     d = _start(root)
     d.schedule.due["snapshot"] = d.clock() - 3600  # due before the resync
     d.tick()

@@ -20,7 +20,7 @@ import tempfile
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, wait_for
 from lmtp_harness import start_lmtpd, start_stored, stop
 
 from store.mailbox import Store
@@ -192,6 +192,12 @@ class World:
             return [s.message(box, r.uid) for r in s.read(box).records]
 
 
+def _lmtpd_waiting(root):
+    """How many times an lmtpd worker logged that stored is not ready."""
+    with open(os.path.join(root, "log", "default"), encoding="utf-8", errors="replace") as f:
+        return f.read().count("lmtpd: stored is not ready on")
+
+
 def test_postfix_delivers_through_lmtpd_and_the_pipe_transport(world):
     world.send("joe@example.com", MSG.replace(b"{n}", b"1"))
     world.wait_log(r"to=<joe@example\.com>.*relay=.*status=sent")
@@ -224,15 +230,16 @@ def test_postfix_defers_what_can_clear_and_delivers_it_later(world):
     assert len(world.messages()) == 2
 
     # the store stopped: deferred, delivered once stored is back
+    waiting = _lmtpd_waiting(world.root)
     stop(world.procs["stored"])
-    time.sleep(1.2)
+    # each of lmtpd's 2 workers logs once that it saw stored go: deliveries are deferred from then
+    wait_for(lambda: _lmtpd_waiting(world.root) >= waiting + 2, 60, "lmtpd to see stored stop")
     world.send("joe@example.com", MSG.replace(b"{n}", b"s"))
     world.wait_log(r"to=<joe@example\.com>.*status=deferred .*4\.3\.0")
     world.procs["stored"] = start_stored(world.root)
-    time.sleep(1.2)
     world.flush()
     t0 = time.monotonic()
-    while len(world.messages()) < 3 and time.monotonic() - t0 < 60:
+    while len(world.messages()) < 3 and time.monotonic() - t0 < 120:
         world.flush()
         time.sleep(0.5)
     assert len(world.messages()) == 3
@@ -250,7 +257,7 @@ def test_postfix_defers_what_can_clear_and_delivers_it_later(world):
     holder.stdin.close()
     holder.wait(30)
     t0 = time.monotonic()
-    while len(world.messages()) < 4 and time.monotonic() - t0 < 60:
+    while len(world.messages()) < 4 and time.monotonic() - t0 < 120:
         world.flush()
         time.sleep(0.5)
     got = world.messages()

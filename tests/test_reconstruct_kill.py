@@ -1,6 +1,7 @@
-"""SIGKILL `reconstruct -r -f` at random points over a few thousand messages;
-run it again: no message lost, the store ends clean. The oracle is the set
-of message hashes taken before any reconstruct ran."""
+"""`reconstruct -r -f` over a few thousand messages stopped at its named
+crash points (store/crash.py: as a kill -9 there), and Ctrl-C; run again:
+no message lost, the store ends clean. The oracle is the set of message
+hashes taken before any reconstruct ran."""
 
 import contextlib
 import hashlib

@@ -223,7 +223,7 @@ def test_sighup_reloads_the_settings(root):
         before = os.path.getmtime(ckp) if os.path.exists(ckp) else 0.0
         assert time.time() - before > 1.2  # the running stored has not seen the new interval
         p.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if os.path.exists(ckp) and os.path.getmtime(ckp) > before:
                 break
@@ -247,7 +247,7 @@ def test_stored_t_reports_a_stored_that_does_not_respond(root):
         r = cmd(["-t", "-v"], root)
         assert r.returncode == 2 and "state: not responding" in r.stdout, r
         p.send_signal(signal.SIGCONT)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while cmd(["-t"], root).returncode != 0:
             assert time.monotonic() < deadline, "heartbeat not renewed after SIGCONT"
             time.sleep(0.2)

@@ -168,8 +168,9 @@ def test_a_utility_killed_is_logged_and_cleaned_up_without_a_restart(root):
         p = subprocess.Popen([sys.executable, "-c", "from store.cli.reconstruct import main; "
                               "main()", "--store-root", root, "-r", "-f", "-j", "1"], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.5)
-        assert p.poll() is None
+        # registered with the watcher (its socket open) and waiting for the lock: killed there
+        assert until(lambda: p.poll() is None and _registered_and_waiting(p.pid), 120), \
+            "reconstruct never registered and waited for the mailbox lock"
         p.kill()
         p.wait()
     assert until(lambda: any(x.startswith("Cleanup after 'reconstruct'")
@@ -180,6 +181,22 @@ def test_a_utility_killed_is_logged_and_cleaned_up_without_a_restart(root):
     assert f"Cleanup after 'reconstruct' process {p.pid} (stored -r): exit status 0" in log
     assert {q: pid(root, q) for q in PROGRAMS} == before  # no service restarted
     assert not any("Received request to restart" in x for x in log)
+
+
+def _open_files(pid):
+    try:
+        return [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return []
+
+
+def _registered_and_waiting(pid):
+    """pid has a socket open (its registration with the watcher) and a mailbox
+    lock file (the lock it is trying to take: the wait polls, so /proc/locks has
+    no blocked entry)."""
+    files = _open_files(pid)
+    return (any(f.startswith("socket:") for f in files)
+            and any("/lock/mbox-" in f for f in files))
 
 
 def msprobe(root, *args):
