@@ -21,7 +21,11 @@ def test_new_errors_fail_and_moved_ones_do_not():
     assert compare(moved, found) == ([], 0)  # the same error on another line
     twice = errors(OUT + OUT.splitlines()[2] + "\n")
     new, _gone = compare(twice, found)
-    assert new == ['store/b.py: [union-attr] Item "None" of "X | None" has no attribute "y"']
+    assert new == ['store/b.py: [union-attr] Item "None" of "X | None" has no attribute "y"'] * 2
+    reworded = errors(OUT.replace("has no attribute", "lacks attribute"))
+    assert compare(reworded, found) == ([], 0)  # another mypy's wording: not new
+    other_code = errors(OUT.replace("[union-attr]", "[attr-defined]"))
+    assert compare(other_code, found)[0] != []
     fewer = errors(OUT.splitlines()[0])
     assert compare(fewer, found) == ([], 1)
     assert compare(collections.Counter(), found) == ([], 2)
