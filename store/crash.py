@@ -29,6 +29,11 @@ POINTS: dict[str, str] = {
     "delete:after-index": "a deleted mailbox's index removed, its database entry not yet",
     "rename:after-journal": "a rename's journal written, the directory not yet moved",
     "rename:after-move": "a renamed mailbox's directory moved, its index and entry not yet",
+    "expunge:after-exp": "expunged records added to store.exp, still in the index too",
+    "expunge:after-index": "the index rewritten without them, quota usage not yet lowered",
+    "resync:after-folders": "reconstruct -m: folder entries written, quota roots and usage not yet",
+    "resync:after-quota-roots": "reconstruct -m/-q: quota roots and index copies written, usage "
+                                "not yet recounted",
     "batch:before-replace": "a batch of replacements (reconstruct) written and synced, none swapped in",
     "batch:after-replace": "one file of a batch swapped in (@N: the Nth), the rest not yet",
     "snapshot:after-copy": "database copied into the snapshot's temp folder, not yet renamed",

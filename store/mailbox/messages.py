@@ -435,8 +435,10 @@ def expunge(store: Store, name: str, uids: Iterable[int] | None = None) -> list[
         out = {r.uid for r in gone}
         keep = [r for r in idx.records if r.uid not in out]
         index.write_expunged(mdir, index.read_expunged(mdir, name) + gone)
+        crashpoint("expunge:after-exp")
         idx.header.highest_modseq += 1
         index.write_index(mdir, idx.header, keep)
+        crashpoint("expunge:after-index")
         qroot = entry.quotaroot
         if qroot:
             store.db.write(lambda t: quota_add(t, qroot, -sum(r.size for r in gone), -len(gone)))

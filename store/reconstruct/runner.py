@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from .. import index, locks, logmsg
+from ..crash import crashpoint
 from ..db import FOLDER, Database, FolderEntry, QuotaEntry
 from ..errors import EXIT_INTERRUPTED, CorruptionError, LockedError, StoreError, UsageError
 from ..fsutil import Batch, refuse_symlinks
@@ -414,6 +415,7 @@ def _sync_db(store: Store, partition: str | None, user: str | None, mode: DbMode
         s.messages_checked = sum(b.exists for b in spool)
         findings += store.db.write(lambda t: dbsync.sync_folder(t, spool, partition, user, True,
                                                                  store.layout))
+        crashpoint("resync:after-folders")
     writes: dbsync.HeaderWrites = []
     scope = dbsync.Scope(partition, user)
     if mode is DbMode.MAILBOXES:
@@ -422,6 +424,7 @@ def _sync_db(store: Store, partition: str | None, user: str | None, mode: DbMode
         findings += store.db.write(lambda t: dbsync.sync_quota_roots(t, True, writes, scope))
         if header_writes:
             dbsync.apply_header_writes(store, writes)
+        crashpoint("resync:after-quota-roots")
         roots = None if scope.everything else dbsync.roots_in_scope(store, scope)
         findings += dbsync.sync_usage(store, True, from_records=(mode is DbMode.QUOTA), only=roots,
                                       summary=s if mode is DbMode.QUOTA else None, checkpoint=checkpoint)
