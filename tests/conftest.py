@@ -198,6 +198,12 @@ SLOW_SECONDS = 20
 _unmarked_slow: list[tuple[str, float]] = []
 
 
+def pytest_collection_modifyitems(items):
+    """Slow tests first: each starts at once on a worker of its own instead of last, when it
+    would keep the run going alone (the order is the same in every xdist worker)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_runtest_logreport(report):
     if report.when == "call" and report.duration > SLOW_SECONDS and "slow" not in report.keywords:
         _unmarked_slow.append((report.nodeid, report.duration))

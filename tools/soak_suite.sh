@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Run the whole suite (tools/test.sh) N times in a row beside a CPU load, to show it does not
-# flake: prints one line per run (passed / FAILED and its time) and the failures' names.
+# Run the whole test suite (pytest, as tools/test.sh runs it; ruff, the import contract and
+# mypy are static and run once, not N times) N times in a row beside a CPU load, to show it does
+# not flake: prints one line per run (passed / FAILED and its time) and the failures' names.
 #   bash tools/soak_suite.sh 20                 # with stress-ng --cpu 4 beside it (Debian stress-ng)
 #   LOAD=0 bash tools/soak_suite.sh 5           # no load
 # Logs: $SOAK_DIR (default /tmp/soak-<pid>)/run-<i>.log. Exit 1 when any run failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source tools/venv.sh
+set +e
 n=${1:-20}
 dir=${SOAK_DIR:-/tmp/soak-$$}
 mkdir -p "$dir"
@@ -19,11 +22,12 @@ fi
 failed=0
 for i in $(seq 1 "$n"); do
   t0=$(date +%s)
-  if bash tools/test.sh --basetemp="$dir/tmp" > "$dir/run-$i.log" 2>&1; then
+  if python -m pytest -q -n "${TEST_WORKERS:-4}" -p no:cacheprovider --durations=10 \
+      --basetemp="$dir/tmp" > "$dir/run-$i.log" 2>&1; then
     echo "run $i: passed in $(( $(date +%s) - t0 )) s"
   else
     failed=$((failed + 1))
-    echo "run $i: FAILED in $(( $(date +%s) - t0 )) s: $(grep -E '^(FAILED|ERROR) |tools/test.sh: FAILED' "$dir/run-$i.log" | tr '\n' ' ')"
+    echo "run $i: FAILED in $(( $(date +%s) - t0 )) s: $(grep -E '^(FAILED|ERROR) ' "$dir/run-$i.log" | tr '\n' ' ')"
   fi
 done
 echo "$n runs, $failed failed (logs in $dir)"
