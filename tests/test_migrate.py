@@ -270,3 +270,16 @@ def test_a_message_that_leaves_a_live_maildir_meanwhile_is_reported(root, store,
     again = importer.run(store, str(src), "user/joe")
     assert (again.folders[0].imported, again.folders[0].skipped) == (1, 2)
     assert mailbox_state(store, "user/joe")[2][2] == index.FLAG_SEEN
+
+
+def test_internaldate_is_dovecots_mtime_unless_the_file_was_copied_without_its_times():
+    """A delivery that named its file in one second and set the mtime in the next has the
+    mtime in Dovecot (a loaded run showed it); a copy that lost its times, the name's."""
+    import types
+
+    from store.migrate.maildir import internaldate
+    st = types.SimpleNamespace
+    assert internaldate("1700000000.M1P1.host:2,S", st(st_mtime=1700000001.5)) == 1700000001
+    assert internaldate("1700000000.M1P1.host:2,S", st(st_mtime=1800000000)) == 1700000000
+    assert internaldate("1700000000.M1P1.host:2,S", st(st_mtime=1600000000)) == 1600000000
+    assert internaldate("odd-name:2,S", st(st_mtime=1600000000)) == 1600000000

@@ -13,7 +13,10 @@ a Maildir, as notmuch's and Dovecot's `LAYOUT=fs`). Dovecot's
 INTERNALDATE: Dovecot keeps it as the file's mtime, a copy made without
 keeping times has the copy's time there, and the name's leading number is
 the time of delivery (or of the APPEND: later than the date an APPEND
-gave). The earlier of the two is right in each case."""
+gave). So the mtime, unless the name's time is more than a minute earlier
+(a copy that did not keep times); not merely the earlier of the two: a
+delivery that began in one second and set the mtime in the next has the
+later one in Dovecot (found on a loaded machine)."""
 
 from __future__ import annotations
 
@@ -205,10 +208,14 @@ def parse_info(fname: str, keywords: dict[str, str]) -> tuple[int, tuple[str, ..
     return flags, tuple(kws), unknown
 
 
+SAME_DELIVERY = 60  # seconds between a file's name time and its mtime within one delivery
+
+
 def internaldate(fname: str, st: os.stat_result) -> int:
     mtime = int(st.st_mtime)
     m = _LEADING_TIME.match(fname)
-    return min(mtime, int(m.group(1))) if m else mtime
+    named = int(m.group(1)) if m else mtime
+    return named if named < mtime - SAME_DELIVERY else mtime
 
 
 def read_folder(path: str, name: tuple[str, ...]) -> MaildirFolder:
