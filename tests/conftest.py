@@ -140,6 +140,17 @@ def _stop_all(pids):
                 pass
 
 
+def _outlived(started, what):
+    """Waits (a process told to stop may be on its way out) until none of the
+    processes started() lists is running; else kills them and fails naming them."""
+    try:
+        wait_for(lambda: not started(), 10, what)
+    except AssertionError:
+        left = started()
+        _stop_all(left)
+        pytest.fail(f"processes {what} are still running (killed now): {left}")
+
+
 @pytest.fixture(autouse=True)
 def no_process_outlives_its_test():
     """Fails the test (at teardown, after its own fixtures stopped what they
@@ -148,19 +159,8 @@ def no_process_outlives_its_test():
     mark = os.environ[OWNER_ENV]
     before = set(processes_marked(OWNER_ENV, mark))
     yield
-    left = {}
-    deadline = None
-    import time
-    while True:
-        left = {p: c for p, c in processes_marked(OWNER_ENV, mark).items() if p not in before}
-        if not left:
-            return
-        deadline = deadline or time.monotonic() + 10  # one told to stop may be on its way out
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    _stop_all(left)
-    pytest.fail(f"processes this test started are still running (killed now): {left}")
+    _outlived(lambda: {p: c for p, c in processes_marked(OWNER_ENV, mark).items()
+                       if p not in before}, "this test started")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -168,14 +168,7 @@ def no_process_outlives_the_suite():
     """Fails the run when a process a test started is still alive at its end
     (and kills it, so that nothing is left behind)."""
     yield
-    import time
-    left = processes_marked(OWNER_ENV, os.getpid())
-    deadline = time.monotonic() + 10  # a process told to stop may still be on its way out
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = processes_marked(OWNER_ENV, os.getpid())
-    _stop_all(left)
-    assert not left, f"processes the tests started are still running: {left}"
+    _outlived(lambda: processes_marked(OWNER_ENV, os.getpid()), "the tests started")
 
 
 def wait_for(condition, timeout=30.0, what="the condition", every=0.05):

@@ -70,7 +70,8 @@ def test_no_snapshot_is_taken_of_a_restored_database_before_its_resync(root):
     _snapshot_then_late_mailbox(root)
     with Store.open(root) as s:  # the snapshot is overdue at the next start
         s.layout.config.set("local.store.snapshotinterval", "1")
-    time.sleep(1.1)  # not a wait on the store: the next snapshot gets a later second
+    newest = snapshots.list_snapshots(Store.open(root).layout)[-1].time
+    wait_for(lambda: time.time() >= newest + 1.1, 30, "a second past the first snapshot")
     d = _start(root)
     d.schedule.due["snapshot"] = d.clock() - 3600  # due before the resync
     d.tick()
