@@ -39,6 +39,15 @@ class NoSuchMailboxError(StoreError):
     pass
 
 
+class PermissionDeniedError(StoreError):
+    """The acting user lacks an ACL right the operation needs (IMAP NO [NOPERM])."""
+
+
+class LimitError(StoreError):
+    """A per-user limit (local.user.maxmailboxes, local.user.maxsubscriptions)
+    would be passed (IMAP NO [LIMIT])."""
+
+
 class OverQuotaError(StoreError):
     """`since`: when the current run of over-quota refusals began (the
     grace period of store.quotagraceperiod runs from there)."""

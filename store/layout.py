@@ -69,6 +69,7 @@ def canonical(name: str) -> str:
     if parts[0] == USER_NS:
         if len(parts) < 2:
             raise InvalidNameError(f"invalid mailbox name {name!r}: 'user' needs a user id")
+        _check_not_reserved(parts[1])
         if len(parts) == 2:
             parts.append(INBOX)
         elif parts[2].upper() == INBOX:
@@ -96,10 +97,23 @@ def is_inbox(name: str) -> bool:
     return len(parts) == 3 and parts[0] == USER_NS and parts[2] == INBOX
 
 
+# Identifiers an ACL gives a meaning of its own (RFC 4314 2: `anyone`, a leading `-` for
+# negative rights; Cyrus's `anonymous` and `group:`; Dovecot's `owner`, `authenticated`,
+# `group=`, `$` names): a user with one of these ids would get, or give, every user's rights.
+RESERVED_USERIDS = frozenset({"anyone", "anonymous", "owner", "authenticated"})
+RESERVED_PREFIXES = ("-", "$", "group:", "group=", "group-override=", "user=")
+
+
+def _check_not_reserved(user: str) -> None:
+    if user.lower() in RESERVED_USERIDS or user.lower().startswith(RESERVED_PREFIXES):
+        raise InvalidNameError(f"invalid user id {user!r}: reserved for ACL identifiers")
+
+
 def check_userid(user: str) -> str:
     if "/" in user:
         raise InvalidNameError(f"invalid user id {user!r}: '/' not allowed")
     _check_component(f"user/{user}", user)
+    _check_not_reserved(user)
     return user
 
 
@@ -129,7 +143,10 @@ def name_from_relpath(rel: str) -> str | None:
             return None
         user = parts[3][1:]
         name = "/".join([USER_NS, user, INBOX] + [p[1:] for p in parts[4:]])
-        if hashdir(user) != f"{parts[1]}/{parts[2]}/":
+        try:
+            if hashdir(user) != f"{parts[1]}/{parts[2]}/":
+                return None
+        except InvalidNameError:
             return None
     else:
         name = "/".join(p[1:] for p in parts)

@@ -36,6 +36,7 @@ class Kind(StrEnum):
     PATH = "path"  # a file or directory, absolute or relative to the store root
     DOMAINS = "domains"  # comma-separated domain names (may be empty)
     CRON = "cron"  # a crontab schedule: minute hour day month weekday
+    CHOICE = "choice"  # one of the words in `choices`
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Setting:
     minimum: int | None = None
     maximum: int | None = None
     unit: str = ""  # of a NUMBER or DURATION: "seconds", "minutes", "hours", "bytes"
+    choices: tuple[str, ...] = ()  # of a CHOICE
 
     def validate(self, raw: str) -> str:
         """The value as stored, or SettingError saying why `raw` is not one."""
@@ -69,6 +71,10 @@ class Setting:
             if (low is not None and n < low) or (high is not None and n > high):
                 raise SettingError(f"{self.name}: {n} is out of range (valid: {self.valid()})")
             return str(n)
+        if kind is Kind.CHOICE:
+            if value.lower() not in self.choices:
+                raise SettingError(f"{self.name}: {raw!r} is not one of {self.valid()}")
+            return value.lower()
         if kind is Kind.CRON:
             from .cron import parse
             try:
@@ -107,6 +113,8 @@ class Setting:
         if self.kind in (Kind.NUMBER, Kind.DURATION, Kind.PERCENT):
             unit = "%" if self.kind is Kind.PERCENT else f" {self.unit}" if self.unit else ""
             return f"{self.minimum}-{self.maximum}{unit}"
+        if self.kind is Kind.CHOICE:
+            return ", ".join(self.choices)
         return {Kind.BOOLEAN: "1 or 0", Kind.ADDRESS: "IP address or host name",
                 Kind.PATH: "path", Kind.DOMAINS: "domain names, comma-separated",
                 Kind.CRON: "crontab: minute hour day month weekday"}[self.kind]
@@ -126,8 +134,8 @@ SETTINGS: dict[str, Setting] = {}
 
 
 def _s(name: str, default: str, kind: Kind, description: str, minimum: int | None = None,
-       maximum: int | None = None, unit: str = "") -> Setting:
-    s = Setting(name, default, kind, description, minimum, maximum, unit)
+       maximum: int | None = None, unit: str = "", choices: tuple[str, ...] = ()) -> Setting:
+    s = Setting(name, default, kind, description, minimum, maximum, unit, choices)
     if name in SETTINGS:
         raise ValueError(f"setting {name} declared twice")
     SETTINGS[name] = s
@@ -181,6 +189,18 @@ TLS_CERT_FILE = _s("local.service.tls.certfile", "", Kind.PATH,
                    "root. Empty: no TLS (no STARTTLS, no SSL ports), and logins only from loopback.")
 TLS_KEY_FILE = _s("local.service.tls.keyfile", "", Kind.PATH,
                   "PEM private key of that certificate (empty: in the certificate file).")
+TLS_PROFILE = _s("local.service.tls.profile", "intermediate", Kind.CHOICE,
+                 "TLS versions and ciphers of imapd and popd, as Mozilla's server profiles: "
+                 "intermediate (TLS 1.2 with forward-secret AEAD suites only, and TLS 1.3); "
+                 "modern (TLS 1.3 only).", choices=("intermediate", "modern"))
+MAX_MAILBOXES = _s("local.user.maxmailboxes", "1000", N,
+                   "Mailboxes one user may have (the INBOX and every folder, as Cyrus's "
+                   "X-NUM-FOLDERS); a CREATE past it is refused (IMAP NO [LIMIT]). "
+                   "0: no limit. Administrators' commands (mboxutil) are not limited.",
+                   0, 10000000)
+MAX_SUBSCRIPTIONS = _s("local.user.maxsubscriptions", "1000", N,
+                       "Subscriptions one user may hold; a SUBSCRIBE past it is refused (IMAP NO "
+                       "[LIMIT]). 0: no limit.", 0, 10000000)
 WATCHER_ENABLE = _s("local.watcher.enable", "1", B,
                     "1: start-msg launches the watcher, which starts the services and watches "
                     "them (local.autorestart); 0: start-msg starts the services alone.")

@@ -60,6 +60,10 @@ def parse(address: str, rules: AddressRules) -> Recipient:
     if not m:
         raise AddressError(f"malformed address <{addr}>", reason="bad-address")
     local, domain = m.group("local"), m.group("domain")
+    if domain is None and rules.domains:
+        # the MTA decides which domains are ours; an address without one is not its
+        raise AddressError(f"<{addr}>: no domain (this store takes "
+                           f"{', '.join(sorted(rules.domains))})", reason="not-local")
     if domain is not None:
         domain = domain.lower().rstrip(".")
         if rules.domains and domain not in rules.domains:

@@ -8,10 +8,10 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from .. import index, locks, logmsg
+from .. import index, locks, logmsg, settings
 from ..crash import crashpoint
 from ..db import FOLDER, QUOTA, FolderEntry, QuotaEntry, Txn
-from ..errors import CorruptionError, MailboxExistsError, UsageError
+from ..errors import CorruptionError, LimitError, MailboxExistsError, PermissionDeniedError, UsageError
 from ..fsutil import TEMP_PREFIX, fsync_dir, open_nofollow, refuse_symlinks, write_file_atomic
 from ..layout import (
     DELETING,
@@ -66,10 +66,35 @@ def new_uniqueid() -> str:
     return uuid.uuid4().hex
 
 
+def owned_count(store: Store, user: str) -> int:
+    """How many mailboxes `user` has: the INBOX and its folders."""
+    return len(store.db.items(FOLDER, f"{USER_NS}/{user}/"))
+
+
+def check_create(store: Store, name: str, actor: str) -> None:
+    """Whether `actor` (a user, not an administrator) may create `name`: in
+    their own namespace always, elsewhere with the k right on the parent
+    (RFC 4314 4); and never past local.user.maxmailboxes for the owner."""
+    owner = user_of(name)
+    if owner != actor:
+        up = parent(name)
+        if up is None or not store.exists(up) or "k" not in store.rights(up, actor):
+            raise PermissionDeniedError(f"{actor} may not create {name} "
+                                        "(no k right on its parent)")
+    limit = store.layout.config.get_int(settings.MAX_MAILBOXES)
+    if owner and limit and owned_count(store, owner) >= limit:
+        raise LimitError(f"{owner} has {limit} mailboxes, the most local.user.maxmailboxes "
+                         "allows")
+
+
 def create(store: Store, name: str, partition: str = "primary",
-           acl: dict[str, str] | None = None) -> FolderEntry:
-    """Create a mailbox: its directory and empty index, then its folder entry (and quota root)."""
+           acl: dict[str, str] | None = None, *, actor: str | None = None) -> FolderEntry:
+    """Create a mailbox: its directory and empty index, then its folder entry
+    (and quota root). `actor`: the user asking (check_create); None for an
+    administrator or the delivery agent."""
     name = canonical(name)
+    if actor is not None:
+        check_create(store, name, actor)
     store.layout.partition_path(partition)  # validates the partition
     if acl is None:
         acl = default_acl(name)
@@ -203,11 +228,32 @@ def children(store: Store, name: str) -> list[str]:
     return [n for n, _ in store.db.items(FOLDER, prefix) if is_descendant(n, name)]
 
 
-def rename(store: Store, old: str, new: str, partition: str | None = None
-           ) -> list[tuple[str, str]]:
+def check_rename(store: Store, old: str, new: str, actor: str) -> None:
+    """Whether `actor` (a user, not an administrator) may rename `old` to
+    `new`: the x right on the source and the k right on the new parent
+    (RFC 4314 4), their own namespace's implicit rights counting; and never
+    to another owner (Cyrus's rule: only an administrator moves a folder
+    between users), or the rename would hand the folder, and the old owner's
+    rights on it, to the renamer."""
+    if "x" not in store.rights(old, actor):
+        raise PermissionDeniedError(f"{actor} may not rename {old} (no x right)")
+    if user_of(new) != user_of(old):
+        raise PermissionDeniedError(f"{actor} may not move {old} to another owner ({new})")
+    up = parent(new)
+    if user_of(new) == actor:
+        return
+    if up is None or not store.exists(up) or "k" not in store.rights(up, actor):
+        raise PermissionDeniedError(f"{actor} may not create {new} (no k right on its parent)")
+
+
+def rename(store: Store, old: str, new: str, partition: str | None = None, *,
+           actor: str | None = None) -> list[tuple[str, str]]:
     """Rename (and/or move to another partition) a mailbox with its children.
-    Returns the (old, new) name pairs moved."""
+    `actor`: the user asking (their rights are checked: check_rename); None
+    for an administrator. Returns the (old, new) name pairs moved."""
     old, new = canonical(old), canonical(new)
+    if actor is not None:
+        check_rename(store, old, new, actor)
     if old == new and partition is None:
         raise UsageError(f"{old}: old and new names are the same")
     if is_inbox(old) != is_inbox(new):

@@ -186,8 +186,8 @@ class Store:
 
     # -- the work, in its modules -----------------------------------------------
     def create(self, name: str, partition: str = "primary",
-               acl: dict[str, str] | None = None) -> FolderEntry:
-        return lifecycle.create(self, name, partition, acl)
+               acl: dict[str, str] | None = None, *, actor: str | None = None) -> FolderEntry:
+        return lifecycle.create(self, name, partition, acl, actor=actor)
 
     def delete(self, name: str) -> None:
         lifecycle.delete(self, name)
@@ -195,8 +195,9 @@ class Store:
     def children(self, name: str) -> builtins.list[str]:
         return lifecycle.children(self, name)
 
-    def rename(self, old: str, new: str, partition: str | None = None) -> builtins.list[tuple[str, str]]:
-        return lifecycle.rename(self, old, new, partition)
+    def rename(self, old: str, new: str, partition: str | None = None, *,
+               actor: str | None = None) -> builtins.list[tuple[str, str]]:
+        return lifecycle.rename(self, old, new, partition, actor=actor)
 
     def append(self, name: str, data: bytes, *, flags: int = 0,
                internaldate: int | None = None) -> int:

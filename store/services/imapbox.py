@@ -24,7 +24,14 @@ from collections.abc import Iterator
 from twisted.mail import imap4
 from zope.interface import implementer
 
-from ..errors import CorruptionError, KeywordError, OverQuotaError, StoreError
+from ..errors import (
+    CorruptionError,
+    KeywordError,
+    LimitError,
+    OverQuotaError,
+    PermissionDeniedError,
+    StoreError,
+)
 from ..index import (
     FLAG_NAMES,
     FLAG_SEEN,
@@ -68,6 +75,10 @@ def refused(e: StoreError) -> Refused:
     """The IMAP response code of a store error (RFC 5530)."""
     if isinstance(e, OverQuotaError):
         return Refused("OVERQUOTA", str(e))
+    if isinstance(e, PermissionDeniedError):
+        return Refused("NOPERM", str(e))
+    if isinstance(e, LimitError):
+        return Refused("LIMIT", str(e))
     if isinstance(e, KeywordError):
         return Refused("LIMIT" if "no room" in str(e) else "CANNOT", str(e))
     if isinstance(e, CorruptionError):

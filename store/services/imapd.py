@@ -30,7 +30,7 @@ from ..mailbox import Store, pattern_to_regex
 from . import imapfetch, telemetry
 from .imapbox import Mailbox, NoPermission, refused, text
 from .imapnames import DELIMITER, NAMESPACES, Names, parents
-from .login import StoredReadiness, login_portal, plaintext_refused, serve
+from .login import PlainCredentials, StoredReadiness, login_portal, plaintext_refused, serve
 
 POLL_INTERVAL = 0.5  # seconds: IDLE hears of a delivery within this
 REFUSED = object()  # what IMAPServer._run returns once it has answered NO
@@ -124,11 +124,9 @@ class Account:
         box = self.store_name(text(pathspec).rstrip(DELIMITER))
         if self.store.exists(box):
             return False
-        if user_of(box) != self.user:  # elsewhere: the k right on the parent
-            up = parent(box)
-            if up is None or "k" not in self.rights(up):
-                raise NoPermission(f"[NOPERM] you may not create {text(pathspec)}")
-        self.store.create(box)  # a StoreError: IMAPServer._run answers NO with its code
+        # rights and limits are the mailbox layer's (a StoreError: IMAPServer._run answers
+        # NO with its code)
+        self.store.create(box, actor=self.user)
         return True
 
     def addMailbox(self, name, mbox=None):
@@ -145,11 +143,9 @@ class Account:
 
     def rename(self, oldname, newname):
         old, new = self.store_name(oldname), self.store_name(newname)
-        if "x" not in self.rights(old):
-            raise NoPermission(f"[NOPERM] you may not rename {text(oldname)}")
-        if user_of(new) != self.user:
-            raise NoPermission(f"[NOPERM] you may not rename to {text(newname)}")
-        self.store.rename(old, new)  # a StoreError: IMAPServer._run answers NO with its code
+        if not self.rights(old):  # RFC 4314 6: not there for them
+            raise imap4.MailboxException(f"no such mailbox {text(oldname)}")
+        self.store.rename(old, new, actor=self.user)  # rights checked by the mailbox layer
         return True
 
     def isSubscribed(self, name):
@@ -457,6 +453,12 @@ class IMAPServer(imap4.IMAP4Server):
     auth_RENAME = select_RENAME = (do_RENAME, imap4.IMAP4Server.arg_astring,
                                    imap4.IMAP4Server.arg_astring)
 
+    def do_SUBSCRIBE(self, tag, name):  # Twisted's answers a refusal BAD Server error
+        if self._run(tag, self.account.subscribe, imap4._parseMbox(name)) is not REFUSED:
+            self.sendPositiveResponse(tag, b"SUBSCRIBE completed")
+
+    auth_SUBSCRIBE = select_SUBSCRIBE = (do_SUBSCRIBE, imap4.IMAP4Server.arg_astring)
+
 
 def _sets_seen(part) -> bool:
     """Whether a FETCH item sets \\Seen: BODY[...] without PEEK, RFC822,
@@ -515,7 +517,7 @@ class IMAPFactory(protocol.Factory):
         p = IMAPServer(contextFactory=self.tls)
         p.portal = self.portal
         p.factory = self
-        p.challengers = {b"PLAIN": imap4.PLAINCredentials}
+        p.challengers = {b"PLAIN": PlainCredentials}
         return p
 
 

@@ -50,6 +50,33 @@ class PasswordChecker:
         return d.addCallback(checked)
 
 
+class PlainCredentials(credentials.UsernamePassword):
+    """SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`. Twisted's
+    own drops the authorization identity, so that `bob NUL alice NUL pw`
+    logs alice in while the client believes it acts as bob; no one here may
+    act as another user (there are no proxy administrators), so an authzid
+    other than the authcid is refused."""
+
+    def __init__(self):
+        super().__init__(None, None)
+
+    def getChallenge(self):
+        return b""
+
+    def setResponse(self, response):
+        from twisted.mail.imap4 import IllegalClientResponse
+        parts = response.split(b"\0")
+        if len(parts) != 3:
+            raise IllegalClientResponse("Malformed Response - wrong number of parts")
+        authzid, self.username, self.password = parts
+        if authzid and authzid != self.username:
+            raise IllegalClientResponse("authorization identity differs from the "
+                                        "authentication identity: not permitted")
+
+    def moreChallenges(self):
+        return False
+
+
 @implementer(portal.IRealm)
 class Realm:
     """A logged-in user's avatar for one service: what `make(store, user)`
