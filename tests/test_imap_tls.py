@@ -4,6 +4,7 @@ and passwords in the clear refused off loopback (LOGINDISABLED)."""
 
 import imaplib
 import poplib
+import re
 import shutil
 import ssl
 import subprocess
@@ -125,3 +126,33 @@ def test_passwords_in_the_clear_are_refused_off_loopback(tmp_path):
         t.clear()
         p.dataReceived(b"USER joe\r\n")
         assert t.value().startswith(b"-ERR [SYS/PERM]")
+
+
+def _handshake(port: int, *args: str) -> str | None:
+    """The cipher `openssl s_client` agreed on with these options, or None."""
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *args],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    m = re.search(r"Cipher is (\S+)", r.stdout)
+    return m.group(1) if m and m.group(1) != "(NONE)" and r.returncode == 0 else None
+
+
+def test_tls_offers_forward_secret_aead_suites_only(tls_store):
+    proc, _port, sslport = _start_tls_service("imapd", tls_store)
+    try:
+        for weak in ("AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA",
+                     "DHE-RSA-AES256-SHA256", "ECDHE-RSA-AES256-SHA384"):
+            assert _handshake(sslport, "-tls1_2", "-cipher", weak) is None, weak
+        assert _handshake(sslport, "-tls1_2", "-cipher",
+                          "ECDHE-RSA-AES128-GCM-SHA256") == "ECDHE-RSA-AES128-GCM-SHA256"
+        assert _handshake(sslport, "-tls1_3") is not None
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0, proc.stderr.read()
+    Layout.open(tls_store).config.set("local.service.tls.profile", "modern")
+    proc, _port, sslport = _start_tls_service("imapd", tls_store)
+    try:
+        assert _handshake(sslport, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256") is None
+        assert _handshake(sslport, "-tls1_3") is not None
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0, proc.stderr.read()

@@ -140,10 +140,29 @@ def tls_context(layout: Layout):
     from OpenSSL import SSL
     from twisted.internet import ssl
     try:
-        return ssl.DefaultOpenSSLContextFactory(key, cert)
+        factory = ssl.DefaultOpenSSLContextFactory(key, cert, sslmethod=SSL.TLS_METHOD)
     except (OSError, SSL.Error) as e:
         raise SettingError(f"local.service.tls.certfile/keyfile: {cert} with key {key} is not "
                            f"a PEM certificate and its key ({e.__class__.__name__})") from None
+    ctx = factory.getContext()
+    if layout.config.get(settings.TLS_PROFILE) == "modern":
+        ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+    else:
+        ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+        ctx.set_cipher_list(INTERMEDIATE_CIPHERS.encode())
+    ctx.set_options(SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_COMPRESSION
+                    | SSL.OP_NO_RENEGOTIATION)
+    return factory
+
+
+# Mozilla's "intermediate" server profile (ssl-config.mozilla.org, version 5.7): for TLS 1.2
+# only forward-secret key exchange (ECDHE, DHE) with AEAD ciphers; TLS 1.3's suites are all
+# of that kind and are OpenSSL's defaults.
+INTERMEDIATE_CIPHERS = ":".join((
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305"))
 
 
 def is_loopback(transport) -> bool:
