@@ -194,3 +194,11 @@ def test_the_quota_warning_can_be_tried_again_while_its_inbox_is_locked(tmp_path
         run_steps(make_steps(lock_timeout=0))
         warnings = [r for r in s.read(inbox).records if b"Your mailbox is" in s.message(inbox, r.uid)]
         assert len(warnings) == 2  # the first delivery's, and this one once the lock was free
+
+
+def test_only_crlf_dot_crlf_ends_the_data():
+    wire = b"a\n.\r\nMAIL FROM:<x@y>\r\n.\r\n"  # a bare LF before the dot is no end
+    got, rest = asyncio.run(_read(wire, 1000))
+    assert got == b"a\n.\r\nMAIL FROM:<x@y>\r\n" and rest == b"QUIT\r\n"
+    got, rest = asyncio.run(_read(b"..x\r\n.\r\n", 1000))
+    assert got == b".x\r\n" and rest == b"QUIT\r\n"

@@ -260,3 +260,31 @@ def test_a_full_disk_is_deferred_and_nothing_is_half_stored(tmp_path):
         for p in procs.values():
             stop(p)
         subprocess.run(["umount", str(part)], capture_output=True)
+
+
+def test_a_bare_lf_before_the_dot_smuggles_no_second_message(lmtp):
+    """SMTP smuggling: `<LF>.<CR><LF>` ended DATA on 293311a, so what followed
+    was a second, forged transaction. Only `<CR><LF>.<CR><LF>` ends a message,
+    and a message with a bare LF is refused (as Postfix's
+    smtpd_forbid_bare_newline); a command line is limited to what RFC 5321
+    allows, not a message's worth."""
+    root, run, _ = lmtp
+    c = run()
+    conn = c.conn
+    assert conn.mail("alice@example.org")[0] == 250
+    assert conn.rcpt("joe@example.com")[0] == 250
+    conn.putcmd("data")
+    assert conn.getreply()[0] == 354
+    conn.send(b"Subject: real\r\n\r\nhello\n.\r\nMAIL FROM:<ceo@example.com>\r\n"
+              b"RCPT TO:<joe@example.com>\r\nDATA\r\nSubject: forged\r\n\r\npay now\r\n.\r\n")
+    code, text = conn.getreply()
+    assert code == 554 and b"bare LF" in text, (code, text)
+    assert conn.noop()[0] == 250  # the next command is ours again: no forged transaction ran
+    conn.send(b"NOOP " + b"x" * 100_000 + b"\r\n")
+    code, text = conn.getreply()
+    assert code == 500 and b"too long" in text, (code, text)
+    rcpt, data = c.send("alice@example.org", ["joe@example.com"], MSG)
+    assert data[0][0] == 250, data
+    c.close()
+    got = messages(root, "user/joe")
+    assert len(got) == 1 and b"Hello Joe." in got[0] and b"forged" not in got[0]

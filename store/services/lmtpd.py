@@ -51,9 +51,11 @@ class _LMTP(LMTP):
     (RFC 2033 4.2; aiosmtpd answers once), and never reads past the
     terminating dot (a pipelining client's next command stays unread)."""
 
-    # the reader's limit is how much it buffers looking for the end of the
-    # message: the largest message, not a line (set from the settings in _worker)
-    line_length_limit = 1 << 20
+    # the reader's limit: how much a command line may hold (RFC 5321 4.5.3.1: 512 octets, more
+    # with extensions; aiosmtpd's 1001 is the text line's). Raised to the largest message only
+    # while DATA reads, so that no connection makes its worker buffer a message's worth of
+    # command line.
+    line_length_limit = 1001
 
     def __init__(self, handler, *, max_size: int, **kw):
         super().__init__(handler, data_size_limit=max_size, **kw)
@@ -80,10 +82,19 @@ class _LMTP(LMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        content = await read_dot_terminated(self._reader, self.max_size)
+        self._reader._limit = self.max_size + 4096  # type: ignore[attr-defined]
+        try:
+            content = await read_dot_terminated(self._reader, self.max_size)
+        finally:
+            self._reader._limit = self.line_length_limit  # type: ignore[attr-defined]
         if content is None:
             status = "\r\n".join(["552 5.3.4 message exceeds the maximum size of "
                                    f"{self.max_size} bytes"] * len(envelope.rcpt_tos))
+        elif content.count(b"\n") != content.count(b"\r\n"):
+            # a bare LF is how SMTP smuggling hides a second message in one (Postfix's
+            # smtpd_forbid_bare_newline refuses it too); an MTA always sends CRLF
+            status = "\r\n".join(["554 5.6.0 message refused: a line ends in a bare LF "
+                                   "(RFC 5321 2.3.8: CRLF only)"] * len(envelope.rcpt_tos))
         else:
             envelope.content = envelope.original_content = content
             status = await self._call_handler_hook("DATA")
@@ -94,7 +105,7 @@ class _LMTP(LMTP):
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(rf"\s*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)",
                             re.S)
-_END = b"\n.\r\n"  # the line holding only "." (its CR before it ends the last line)
+_END = b"\r\n.\r\n"  # the line holding only ".": after a CRLF only, never after a bare LF
 
 
 async def read_dot_terminated(reader: asyncio.StreamReader, limit: int) -> bytes | None:
@@ -102,23 +113,23 @@ async def read_dot_terminated(reader: asyncio.StreamReader, limit: int) -> bytes
     (RFC 5321 4.5.2); None when it exceeds `limit` bytes (then read to its
     end and dropped, so that the session can go on). One readuntil for the
     whole message; only its first bytes are looked at one by one, until no
-    part of the end marker can straddle what was read and what was not."""
+    part of the end marker can straddle what was read and what was not. The
+    DATA command's CRLF counts as the start of the first line (an empty
+    message is ".\r\n" alone)."""
     try:
-        head = bytearray(await reader.readexactly(3))
-        if head == b".\r\n":
-            return b""
-        while not head.endswith(_END) and any(head.endswith(_END[:k]) for k in (3, 2, 1)):
+        head = bytearray(b"\r\n" + await reader.readexactly(3))
+        while not head.endswith(_END) and any(head.endswith(_END[:k]) for k in (4, 3, 2, 1)):
             head += await reader.readexactly(1)
         if head.endswith(_END):
-            body, too_big = bytes(head), len(head) > limit + 3
+            body, too_big = bytes(head), len(head) > limit + 5
         else:
             body, too_big = await _read_rest(reader, head, limit)
     except asyncio.IncompleteReadError:
         raise ConnectionResetError("connection closed during DATA") from None
     if too_big:
         return None
-    body = body[:-3]  # ".\r\n"
-    return (body[1:] if body.startswith(b".") else body).replace(b"\n.", b"\n")
+    body = body[:-3]  # ".\r\n": the CRLF before it ends the last line
+    return body.replace(b"\r\n.", b"\r\n")[2:]
 
 
 async def _read_rest(reader: asyncio.StreamReader, head: bytearray, limit: int
@@ -128,7 +139,7 @@ async def _read_rest(reader: asyncio.StreamReader, head: bytearray, limit: int
     last bytes that could start a marker in the buffer, so none is missed."""
     try:
         body = bytes(head) + await reader.readuntil(_END)
-        return body, len(body) > limit + 3
+        return body, len(body) > limit + 5
     except asyncio.LimitOverrunError as e:
         await reader.readexactly(e.consumed)
     while True:
@@ -442,7 +453,6 @@ async def _worker(root: str, socks: list[socket.socket], where: str, *, wait: bo
         stop.set()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    _LMTP.line_length_limit = max(1 << 20, svc.policy.max_size + 4096)
 
     hostname = socket.gethostname()
 
