@@ -93,3 +93,31 @@ def test_a_permission_problem_is_named_as_one(base):
     assert r.returncode == 8
     assert "permission denied reading the store root" in r.stderr and "uid 0" in r.stderr
     assert len(r.stderr.splitlines()) == 1
+
+
+def _as_nobody(root, prog, *args, input=None):
+    return subprocess.run([sys.executable, "-c", "import os; os.setgroups([]); "
+                           f"os.setgid({NOBODY}); os.setuid({NOBODY}); "
+                           f"from store.cli.{prog} import main; main()", *args],
+                          cwd=ROOT, capture_output=True, text=True, input=input,
+                          env={**os.environ, "MSGSTORE_ROOT": root})
+
+
+@pytest.mark.parametrize("groupaccess,mode", [("1", 0o750), ("0", 0o700)])
+def test_a_lost_mboxlist_is_made_again_as_a_directory_its_owner_can_enter(base, groupaccess,
+                                                                            mode):
+    """Issue 23 item 15: LMDB made a missing mboxlist/ with its files' mode
+    0640, which the non-root owner cannot enter: every command failed after."""
+    root = os.path.join(base, "store")
+    build(root, users=1, folders=1, messages=2, seed=1)
+    from store.layout import Layout
+    Layout.open(root).config.set("local.store.groupaccess", groupaccess)
+    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", root], check=True)
+    shutil.rmtree(os.path.join(root, "mboxlist"))
+    r = _as_nobody(root, "reconstruct", "-m")
+    assert r.returncode in (0, 1), r.stderr
+    assert os.stat(os.path.join(root, "mboxlist")).st_mode & 0o777 == mode
+    r = _as_nobody(root, "deliver", "user/user0000", input="Subject: after\n\nx\n")
+    assert r.returncode == 0, r.stderr
+    r = _as_nobody(root, "mboxutil", "-l")
+    assert r.returncode == 0 and "user/user0000" in r.stdout, r.stderr

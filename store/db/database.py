@@ -50,6 +50,10 @@ def open_env(path: str, *, readonly: bool, create: bool = False, lock: bool = Tr
     opener). Errors come back as store errors."""
     if readonly and lock and _on_readonly_fs(path):
         lock = False  # lock.mdb cannot be written there, and no writer can exist
+    if create and not os.path.isdir(path):
+        # LMDB makes a missing directory with the files' mode (0640): one its non-root owner
+        # cannot enter. 0750, narrowed by the store's umask (0700 without group access).
+        os.makedirs(path, 0o750, exist_ok=True)
     try:
         return lmdb.open(path, map_size=INITIAL_MAP_SIZE, max_dbs=MAX_DBS, subdir=True,
                          readonly=readonly, create=create, lock=lock, sync=False,
