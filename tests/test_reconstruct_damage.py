@@ -155,7 +155,15 @@ def test_rebuild_keeps_flags_uidvalidity_and_never_reuses_uids(cli, built):
         assert [(x.uid, x.flags, x.internaldate, x.guid) for x in after.records] == \
                [(x.uid, x.flags, x.internaldate, x.guid) for x in before.records]
         assert [x.uid for x in index.read_expunged(s.mailbox_dir("user/user0000"), "x")] == [5]
-    # -e: the expunged message comes back, under a new UID
+    # -e alone on a healthy mailbox: no rebuild, so nothing comes back (seed 003; on
+    # 293311a it rebuilt and brought the expunged message back)
+    code, out, r = recon(cli, built, "-e", "user/user0000")
+    assert code == 0, r
+    with Store.open(built) as s:
+        assert [x.uid for x in s.read("user/user0000").records] == \
+               [x.uid for x in before.records]
+        assert [x.uid for x in index.read_expunged(s.mailbox_dir("user/user0000"), "x")] == [5]
+    # -f -e: the expunged message comes back, under a new UID
     code, out, r = recon(cli, built, "-f", "-e", "user/user0000")
     with Store.open(built) as s:
         idx = s.read("user/user0000")

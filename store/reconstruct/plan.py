@@ -103,7 +103,7 @@ def plan_mailbox(scan: Scan, entry: FolderEntry | None, partition: str, *, force
         return p
     _index_problems(scan, p)
     p.rebuild = force or any(f.problem and f.act is REBUILD_INDEX for f in p.findings) \
-        or _files_disagree(scan, remove_exp)
+        or _files_disagree(scan)
     if p.rebuild:
         _decide_rebuild(scan, entry, p, remove_exp, uidnext_floor, zeroed, root_quota)
     for path in scan.unknown:
@@ -133,9 +133,11 @@ def _index_problems(scan: Scan, p: Plan) -> None:
         p.add(e.kind, str(e), REBUILD_INDEX)
 
 
-def _files_disagree(scan: Scan, remove_exp: bool) -> bool:
-    """Whether records, store.exp and the files disagree (a rebuild mends it)."""
-    if scan.cache_bad or scan.content_changed or (remove_exp and scan.exp):
+def _files_disagree(scan: Scan) -> bool:
+    """Whether records, store.exp and the files disagree (a rebuild mends it).
+    -e is no reason to rebuild: it acts only on a rebuild (the seed: "-e will
+    not recover removed messages if reconstruct does not detect damage")."""
+    if scan.cache_bad or scan.content_changed:
         return True
     files = scan.files
     for r in scan.records:  # the hot loop of a check: one lookup a record
