@@ -70,9 +70,12 @@ class Maildrop:
     def sync(self):
         if not self.deleted:
             return
-        for i in sorted(self.deleted):
-            self._store.set_flags(self.name, self.records[i].uid, FLAG_DELETED, FlagMode.ADD)
-        self._store.expunge(self.name)
+        uids = [self.records[i].uid for i in sorted(self.deleted)]
+        for uid in uids:
+            self._store.set_flags(self.name, uid, FLAG_DELETED, FlagMode.ADD)
+        # only what this session deleted: a message an IMAP client flagged \Deleted and
+        # never expunged is not POP's to remove (as Dovecot's pop3)
+        self._store.expunge(self.name, uids)
         self.deleted.clear()
 
 
