@@ -147,6 +147,12 @@ STORED_REBUILD_UNFINISHED = _m(
 STORED_STOPPED_STARTING = _m(
     "stored-stopped-starting", logging.WARNING, "stored {why}",
     "None: start stored again when you want it; it finishes what was cut off before READY.")
+INTERNAL_ERROR = _m(
+    "internal-error", logging.CRITICAL,
+    "{program}: internal error {error_type}: {error}; traceback: {traceback}",
+    "A bug: the operation stopped where the traceback shows, and what it had not finished was "
+    "not committed. Report this line. Then run `reconstruct -r -n` to see whether anything "
+    "needs repair.")
 LOG_UNWRITABLE = _m(
     "log-unwritable", logging.WARNING,
     "log {path} cannot be written ({error}): logging to standard error",
@@ -337,6 +343,17 @@ LMTPD_WORKER_DIED = _m(
 
 def catalogue() -> dict[str, Msg]:
     return dict(_ALL)
+
+
+def log_internal(component: str, program: str, exc: BaseException,
+                 trace: str | None = None) -> str:
+    """INTERNAL_ERROR for `exc`, its traceback (or `trace`) on the same line
+    (the formatter escapes its line ends)."""
+    import traceback
+    if trace is None:
+        trace = "".join(traceback.format_exception(exc))
+    return log(component, INTERNAL_ERROR, program=program, error_type=type(exc).__name__,
+               error=exc, traceback=trace)
 
 
 def log(component: str, msg: Msg, **kw) -> str:

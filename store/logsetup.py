@@ -16,6 +16,35 @@ import sys
 from . import logmsg
 
 LOG_FILE = "default"
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape(text: str) -> str:
+    """`text` as one line of printable text: control characters (C0, DEL, C1 such
+    as U+0085), line and paragraph separators (U+2028, U+2029), other invisible
+    characters and undecodable bytes (surrogate escapes) written as \\n, \\xNN,
+    \\uNNNN. A user name, mailbox name or address sent by a client can then
+    neither forge a log line nor make the log a binary file."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _NAMED.get(c) or (
+        f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)
+
+
+class OneLineFormatter(logging.Formatter):
+    """Every record is one line: its message escaped (escape), an exception's
+    traceback too, on the same line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = escape(record.getMessage())
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        if record.exc_info:
+            line += " " + escape(self.formatException(record.exc_info))
+        return line
+
+
 FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
 STDERR_FORMAT = "%(name)s %(levelname)s: %(message)s"
 _LOGGER = "store"
@@ -36,7 +65,7 @@ def attach(log_dir: str, level: int = logging.INFO) -> logging.Handler:
         handler = attach_stderr(level)
         logmsg.log("log", logmsg.LOG_UNWRITABLE, path=path, error=e.strerror or e)
         return handler
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(OneLineFormatter(FORMAT))
     return _add(path, handler, level)
 
 
@@ -45,7 +74,7 @@ def attach_stderr(level: int = logging.INFO) -> logging.Handler:
     if "<stderr>" in _attached:
         return _attached["<stderr>"]
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(STDERR_FORMAT))
+    handler.setFormatter(OneLineFormatter(STDERR_FORMAT))
     return _add("<stderr>", handler, level)
 
 
@@ -55,6 +84,10 @@ def _add(key: str, handler: logging.Handler, level: int) -> logging.Handler:
     logger.setLevel(level)
     _attached[key] = handler
     return handler
+
+
+def attached() -> bool:
+    return bool(_attached)
 
 
 def detach_all() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .. import logsetup
+from .. import logmsg, logsetup
 from ..config import default_root
 from ..errors import (
     EXIT_INTERRUPTED,
@@ -136,6 +136,22 @@ def _run(command: click.Command, prog: str, argv: list[str] | None) -> int:
         where = f" {e.filename}" if e.filename else ""
         click.echo(f"{prog}: I/O error{where}: {e.strerror or e}", err=True)
         return EXIT_OPERATIONAL
+    except Exception as e:  # noqa: BLE001 - the one catch-all of every command
+        return internal_error(command, prog, e)
+
+
+def internal_error(command: click.Command, prog: str, e: Exception) -> int:
+    """An exception no code expected (a bug): its traceback to the default
+    log (or standard error, when no log is open yet) as one catalogued line,
+    one line on standard error, and the exit status of an operational error
+    (8; `deliver`: 70, EX_SOFTWARE), never 1, which means "corrected"."""
+    where = "the default log" if logsetup.attached() else "standard error"
+    if not logsetup.attached():
+        logsetup.attach_stderr()
+    logmsg.log_internal(prog, prog, e)
+    click.echo(f"{prog}: internal error {type(e).__name__}: {one_line(str(e))} (a bug; the "
+               f"traceback is in {where}: please report it)", err=True)
+    return getattr(command, "internal_exit", EXIT_OPERATIONAL)
 
 
 def one_line(text: str) -> str:

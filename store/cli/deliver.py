@@ -11,7 +11,7 @@ import sys
 import click
 
 from .. import settings
-from ..delivery.sysexits import EX_DATAERR, EX_TEMPFAIL, EX_USAGE
+from ..delivery.sysexits import EX_DATAERR, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE
 from ..errors import EXIT_INTERRUPTED, EXIT_OPERATIONAL, EXIT_UNCORRECTED, EXIT_USAGE
 from .common import entry, one_line, open_store, store_root_option
 
@@ -181,7 +181,11 @@ def _refused(e: Exception, store_root):
         grace = Config.load(store_root or default_root()).get_int(settings.QUOTA_GRACE_PERIOD)
     except (StoreError, OSError):
         grace = 0
-    return refused(e, grace_hours=grace, now=int(time.time()))
+    out = refused(e, grace_hours=grace, now=int(time.time()))
+    if out.reason == "internal":
+        from .. import logmsg
+        logmsg.log_internal("deliver", "deliver", e)
+    return out
 
 
 def _report(out) -> int:
@@ -190,4 +194,5 @@ def _report(out) -> int:
 
 
 cli.exit_map = _SYSEXITS
+cli.internal_exit = EX_SOFTWARE  # type: ignore[attr-defined]
 main = entry(cli, "deliver")

@@ -145,6 +145,8 @@ class Daemon:
         try:
             getattr(self, f"job_{job.value}")(now)
         except Exception as e:  # noqa: BLE001 - one failed job must not stop the daemon
+            if not isinstance(e, StoreError | OSError):  # a bug: its traceback is the report
+                logmsg.log_internal("stored", f"stored {job.value}", e)
             logmsg.log("stored", logmsg.STORED_JOB_FAILED, job=job, error=e)
             self.schedule.failed(job, self.clock())
             return False

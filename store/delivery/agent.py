@@ -152,6 +152,8 @@ class Agent:
     def refuse(self, exc: BaseException, sender: str, rcpt: str) -> Outcome:
         """The outcome of an error, logged."""
         out = refused(exc, grace_hours=self.policy.grace_hours, now=int(time.time()))
+        if out.reason == "internal":
+            logmsg.log_internal("delivery", self.via, exc)
         self._log(out, sender, rcpt)
         return out
 

@@ -25,7 +25,6 @@ from twisted.python import log
 from zope.interface import implementer
 
 from ..errors import InvalidNameError, NoSuchMailboxError, StoreError
-from ..layout import parent, user_of
 from ..mailbox import Store, pattern_to_regex
 from . import imapfetch, telemetry
 from .imapbox import Mailbox, NoPermission, refused, text
@@ -457,7 +456,8 @@ class IMAPServer(imap4.IMAP4Server):
         if self._run(tag, self.account.subscribe, imap4._parseMbox(name)) is not REFUSED:
             self.sendPositiveResponse(tag, b"SUBSCRIBE completed")
 
-    auth_SUBSCRIBE = select_SUBSCRIBE = (do_SUBSCRIBE, imap4.IMAP4Server.arg_astring)
+    auth_SUBSCRIBE = select_SUBSCRIBE = (do_SUBSCRIBE,  # type: ignore[assignment]
+                                         imap4.IMAP4Server.arg_astring)
 
 
 def _sets_seen(part) -> bool:

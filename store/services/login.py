@@ -189,8 +189,17 @@ def serve(service: str, root: str, address: str, port: int, sslport: int, factor
     SIGTERM (Twisted's reactor stops on it); READY for systemd once
     listening."""
     from twisted.internet import reactor
+    from twisted.logger import globalLogPublisher
 
     from ..proc import sd_notify
+
+    def failures(event) -> None:
+        """What Twisted catches in a session (a command's unexpected error,
+        answered BAD Server error) goes to the default log with its traceback."""
+        f = event.get("log_failure")
+        if f is not None:
+            logmsg.log_internal(service, service, f.value, f.getTraceback())
+    globalLogPublisher.addObserver(failures)  # type: ignore[arg-type]
     store = Store.open(root)
     tls = tls_context(store.layout)
     f = factory(store, tls)

@@ -26,6 +26,7 @@ from .. import logmsg
 from ..errors import StoreError
 from ..fsutil import is_real_dir, refuse_symlinks
 from ..layout import Layout
+from ..logsetup import escape
 
 _COUNTER = itertools.count(1)
 # a client line whose arguments after the command are secret
@@ -59,7 +60,7 @@ class Recorder:
             logmsg.log(f"{service}d", logmsg.TELEMETRY_FAILED, user=user, error=e)
             return None
         rec = cls(fd)
-        rec._write(f"LOGIN {user} {time.strftime('%Y/%m/%d %H:%M:%S')}\n".encode())
+        rec._write(f"LOGIN {escape(user)} {time.strftime('%Y/%m/%d %H:%M:%S')}\n".encode())
         return rec
 
     def _stamp(self, side: str) -> bytes:
