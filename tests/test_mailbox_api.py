@@ -159,7 +159,8 @@ def test_database_values_keep_their_schema_byte_for_byte(store):
     store.set_acl("user/joe", "bob", "lr")
     store.set_quota("user/joe", 5000)
     folder = store.db.get(FOLDER, "user/joe/INBOX")
-    assert set(folder) == {"partition", "uniqueid", "uidvalidity", "acl", "quotaroot"}
+    assert set(folder) == {"partition", "uniqueid", "uidvalidity", "acl", "quotaroot",
+                           "modseq_reserved"}
     assert store.db.get(QUOTA, "user/joe") == {"limit_bytes": 5000, "used_bytes": 0,
                                                "used_messages": 0}
     assert store.db.get(LRIGHT, "bob") == {"mailboxes": ["user/joe/INBOX"]}

@@ -18,3 +18,46 @@ def test_pop_quit_expunges_only_what_the_pop_session_deleted(store):
     recs = store.read("user/joe").records
     assert [r.uid for r in recs] == [1, 3]
     assert recs[0].flags & index.FLAG_DELETED  # still there, still flagged
+
+
+def _modseq(root, name):
+    from store.mailbox import Store
+    with Store.open(root) as s:
+        return s.header(name).highest_modseq
+
+
+def test_highestmodseq_never_goes_backwards_when_the_index_is_rebuilt(cli, root):
+    """Seed 003's own procedure (rm store.idx; reconstruct) and -f -i lowered
+    HIGHESTMODSEQ (6 -> 2 on 293311a): imsbackup --since-backup and CONDSTORE
+    clients then missed later changes."""
+    import os
+
+    from store.mailbox import Store
+    with Store.init(root) as s:
+        s.create("user/joe")
+        for i in range(2):
+            s.append("user/joe", b"Subject: m%d\n\nx\n" % i)
+        for _ in range(4):
+            s.store_flags("user/joe", [1], index.FLAG_FLAGGED, [], FlagMode.ADD)
+            s.store_flags("user/joe", [1], index.FLAG_FLAGGED, [], FlagMode.REMOVE)
+        mdir = s.mailbox_dir("user/joe")
+    seen = _modseq(root, "user/joe")
+    assert seen >= 6
+    os.unlink(os.path.join(mdir, index.IDX_FILE))
+    assert cli("reconstruct", "--store-root", root, "user/joe").code in (0, 1)
+    after = _modseq(root, "user/joe")
+    assert after > seen
+    assert cli("reconstruct", "--store-root", root, "-f", "-i", "user/joe").code in (0, 1)
+    assert _modseq(root, "user/joe") > after
+    # and a change after the rebuild is above every modseq given before
+    with Store.open(root) as s:
+        s.store_flags("user/joe", [1], index.FLAG_SEEN, [], FlagMode.ADD)
+        assert s.read("user/joe").records[0].modseq > after
+    # the database lost too (reconstruct -m makes the entries again from the headers)
+    import shutil
+    last = _modseq(root, "user/joe")
+    shutil.rmtree(os.path.join(root, "mboxlist"))
+    assert cli("reconstruct", "--store-root", root, "-m").code in (0, 1)
+    os.unlink(os.path.join(mdir, index.IDX_FILE))
+    assert cli("reconstruct", "--store-root", root, "user/joe").code in (0, 1)
+    assert _modseq(root, "user/joe") > last

@@ -47,10 +47,22 @@ class FolderEntry(Record):
     uidvalidity: int
     acl: dict[str, str] = field(default_factory=dict)
     quotaroot: str = ""
+    # a high-water mark, not a copy of the header (so not in FIELDS): no modseq above it was
+    # given out; the mailbox layer raises it a block ahead of the header, and a rebuilt index
+    # starts above it, so that HIGHESTMODSEQ never goes backwards (absent in records written
+    # before it: 0)
+    modseq_reserved: int = 0
 
     def differences(self, other: FolderEntry) -> list[str]:
         """The fields in which `other` differs from this entry."""
         return [k for k in self.FIELDS if getattr(self, k) != getattr(other, k)]
+
+    def keeping_reserved(self, old: FolderEntry | None) -> FolderEntry:
+        """This entry, its modseq mark never below `old`'s (an entry made again
+        from an index header must not lower it)."""
+        if old is not None and old.modseq_reserved > self.modseq_reserved:
+            return replace(self, modseq_reserved=old.modseq_reserved)
+        return self
 
 
 @dataclass

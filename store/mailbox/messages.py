@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from .. import index, logmsg
 from ..crash import crashpoint
-from ..db import QuotaEntry
+from ..db import FOLDER, FolderEntry, QuotaEntry, Txn
 from ..errors import (
     EmptyMessageError,
     KeywordError,
@@ -311,7 +311,9 @@ def _append_steps(store: Store, name: str, need: int,
         when = int(time.time()) if internaldate is None else internaldate
         modseq = header.highest_modseq
         entries = []
-        for p in place(mdir, header.uidnext):
+        placed = list(place(mdir, header.uidnext))
+        reserve_modseq(store, name, entry, modseq + len(placed))
+        for p in placed:
             if p.size and not p.parsed.fields and p.parsed.header_size == 0:
                 logmsg.log("mailbox", logmsg.MSG_UNPARSABLE, uid=p.uid, mailbox=name)
             modseq += 1
@@ -380,6 +382,7 @@ def store_flags(store: Store, name: str, uids: Iterable[int], flags: int,
             kbits, _ = index.keyword_bits(header, keywords)
         want = set(uids)
         modseq = header.highest_modseq + 1
+        reserve_modseq(store, name, None, modseq)
         changes, matched = [], []
         for pos, rec in enumerate(idx.records):
             if rec.uid not in want:
@@ -402,6 +405,28 @@ def store_flags(store: Store, name: str, uids: Iterable[int], flags: int,
         elif changes:
             index.update_records(mdir, header, changes)
         return header, [records[pos] for pos in matched]
+
+
+MODSEQ_BLOCK = 1000  # modseqs reserved in the folder entry at a time: one database write
+
+
+def reserve_modseq(store: Store, name: str, entry: FolderEntry | None, upto: int) -> None:
+    """Before an index gives out modseqs up to `upto`: the folder entry's
+    mark (modseq_reserved) is raised past it, a block at a time, so that an
+    index rebuilt from scratch starts above every modseq a client saw. The
+    caller holds the mailbox lock."""
+    if entry is None:
+        entry = store.entry(name)
+    if upto <= entry.modseq_reserved:
+        return
+
+    def txn(t: Txn) -> None:
+        e = t.record(FolderEntry, name)
+        if e is not None and e.modseq_reserved < upto:
+            e.modseq_reserved = upto + MODSEQ_BLOCK
+            t.put(FOLDER, name, e)
+    store.db.write(txn)
+    entry.modseq_reserved = upto + MODSEQ_BLOCK
 
 
 def claim_recent(store: Store, name: str) -> tuple[index.Header, int]:
@@ -434,6 +459,7 @@ def expunge(store: Store, name: str, uids: Iterable[int] | None = None) -> list[
             return []
         out = {r.uid for r in gone}
         keep = [r for r in idx.records if r.uid not in out]
+        reserve_modseq(store, name, entry, idx.header.highest_modseq + 1)
         index.write_expunged(mdir, index.read_expunged(mdir, name) + gone)
         crashpoint("expunge:after-exp")
         idx.header.highest_modseq += 1

@@ -165,7 +165,7 @@ def sync_folder(t: Txn, spool: list[SpoolBox], partition: str | None, user: str 
         diffs = entry.differences(box.fields)
         if diffs:
             if apply:
-                t.put(FOLDER, n, box.fields)
+                t.put(FOLDER, n, box.fields.keeping_reserved(entry))
             out.append(_finding(n, "db-changed", "; ".join(
                 f"{k} {getattr(entry, k)!r} -> {getattr(box.fields, k)!r}" for k in diffs),
                 Act("change it to match the index header", "changed"), apply))

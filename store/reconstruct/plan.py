@@ -82,7 +82,8 @@ def header_db_fields(h: index.Header | None, partition: str) -> FolderEntry | No
     """The folder entry an index header's redundant copy describes."""
     if h is None:
         return None
-    return FolderEntry(partition, h.unique_id.hex(), h.uidvalidity, h.acl, h.quotaroot)
+    return FolderEntry(partition, h.unique_id.hex(), h.uidvalidity, h.acl, h.quotaroot,
+                       modseq_reserved=h.highest_modseq)
 
 
 def plan_mailbox(scan: Scan, entry: FolderEntry | None, partition: str, *, force: bool = False,
@@ -189,9 +190,13 @@ def _decide_rebuild(scan: Scan, entry: FolderEntry | None, p: Plan, remove_exp: 
                                       "is lost", Act("copy it from the database into the rebuilt "
                                                      "header", "copied from the database"))
     base_next = old_h.uidnext if old_h is not None else 0
-    # salvaged records keep their modseqs: new ones must come after them
-    p.modseq = max([old_h.highest_modseq if old_h is not None else 0]
-                   + [r.modseq for r in scan.records])
+    # salvaged records keep their modseqs: new ones come after them, and after every modseq
+    # the mailbox ever gave out (the folder entry's mark, expunged records, a zeroed header):
+    # HIGHESTMODSEQ never goes backwards, or CONDSTORE clients and imsbackup --since-backup
+    # would miss the changes after it
+    p.modseq = max([h.highest_modseq for h in (old_h, zeroed) if h is not None]
+                   + [entry.modseq_reserved if entry is not None else 0]
+                   + [r.modseq for r in scan.records] + [r.modseq for r in scan.exp])
     if scan.salvaged:
         p.add("records-salvaged", f"index header unreadable; {len(scan.records)} records that "
                                   "verify found after it",
@@ -288,7 +293,9 @@ def _db_entry(scan: Scan, entry: FolderEntry | None, p: Plan) -> None:
     n = scan.name
     want: FolderEntry | None
     if p.rebuild:
-        want = FolderEntry(p.partition, p.unique_id.hex(), p.uidvalidity, p.acl, p.quotaroot)
+        want = FolderEntry(p.partition, p.unique_id.hex(), p.uidvalidity, p.acl, p.quotaroot,
+                           modseq_reserved=max(p.modseq + len(p.in_place) + len(p.relinks),
+                                               entry.modseq_reserved if entry else 0))
     else:
         want = header_db_fields(scan.header, p.partition)
     if want is None:

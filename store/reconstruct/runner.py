@@ -325,7 +325,7 @@ def _apply_db(store: Store, results: list[BoxResult], opts: Options
     if updates:
         def txn(t):
             for name, fields in updates.items():
-                t.put(FOLDER, name, fields)
+                t.put(FOLDER, name, fields.keeping_reserved(t.record(FolderEntry, name)))
         store.db.write(txn)
     # a delta commutes with deliveries' own usage updates, so it needs no
     # lock; a mailbox whose old counts were unknown has its root recounted.
