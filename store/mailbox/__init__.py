@@ -13,3 +13,4 @@ from .quota import (  # noqa: F401
     root_mailboxes,
 )
 from .store import MailboxInfo, Store, pattern_to_regex  # noqa: F401
+from .uidranges import MAX_UID, UidRanges  # noqa: F401

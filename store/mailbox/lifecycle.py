@@ -26,6 +26,7 @@ from ..layout import (
 )
 from .acl import default_acl, lright_add, lright_remove
 from .quota import quota_add, quota_root_for, quota_root_mailbox, recount_in, root_mailboxes
+from .uidranges import MAX_UID
 
 if TYPE_CHECKING:
     from .store import Store
@@ -150,6 +151,10 @@ def adopt_uids(store: Store, name: str, *, uidvalidity: int | None = None,
     its UIDNEXT (a UID is never given twice, not even one the original
     expunged)."""
     name = canonical(name)
+    if uidvalidity is not None and not 1 <= uidvalidity <= 0xFFFFFFFF:
+        raise UsageError(f"UIDVALIDITY {uidvalidity} is not within 1-{0xFFFFFFFF}")
+    if uidnext is not None and not 1 <= uidnext <= MAX_UID + 1:
+        raise UsageError(f"UIDNEXT {uidnext} is not within 1-{MAX_UID + 1}")
     with store.lock(name):
         entry = store.entry(name)
         mdir = store.mailbox_dir(name, entry)
@@ -157,11 +162,11 @@ def adopt_uids(store: Store, name: str, *, uidvalidity: int | None = None,
         if uidvalidity is not None and uidvalidity != header.uidvalidity:
             if header.exists or header.uidnext != 1:
                 return False
-            header.uidvalidity = uidvalidity & 0xFFFFFFFF or 1
+            header.uidvalidity = uidvalidity
             # the index first: the database follows it (reconstruct -m trusts the spool)
             index.write_header(mdir, header)
-            store.db.write(lambda t: t.put(FOLDER, name, FolderEntry(
-                entry.partition, entry.uniqueid, header.uidvalidity, entry.acl, entry.quotaroot)))
+            entry.uidvalidity = header.uidvalidity
+            store.db.write(lambda t: t.put(FOLDER, name, entry))
         if uidnext is not None and uidnext > header.uidnext:
             header.uidnext = uidnext
             index.write_header(mdir, header)

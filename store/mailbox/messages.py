@@ -40,6 +40,7 @@ from ..fsutil import (
 from ..layout import canonical
 from ..message import ParsedHeader, guid, parse_header
 from .quota import note_over_quota, quota_add, quota_add_delivered
+from .uidranges import MAX_UID
 
 if TYPE_CHECKING:
     from .store import Store
@@ -150,9 +151,19 @@ def append_incoming(store: Store, name: str, items: Iterable[Incoming], *,
     header = ensure_keywords(store, name, names) if names else None
 
     def place(mdir: str, uid: int) -> list[Placed]:
+        uids = []
+        for it in items:  # every UID first: none is written unless all fit
+            if it.uid is not None and uid < it.uid <= MAX_UID:
+                uid = it.uid
+            uids.append(uid)
+            uid += 1
+        if uids and uids[-1] > MAX_UID:
+            raise StoreError(f"mailbox {name} has no UIDs left for {len(items)} messages "
+                             f"(UIDs end at {MAX_UID}): restore or import into a new mailbox")
+        uid = uids[0] if uids else uid
         out = []
         for it in items:
-            if it.uid is not None and it.uid > uid:
+            if it.uid is not None and uid < it.uid <= MAX_UID:
                 uid = it.uid
             if not _is_copy_of(message_path(mdir, uid), it.data):
                 uid = _write_message_file(mdir, uid, it.data, durable=False)

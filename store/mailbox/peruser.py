@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..db import PERUSER
 from ..db.records import PeruserEntry
 from ..layout import canonical, check_userid
+from .uidranges import UidRanges
 
 if TYPE_CHECKING:
     from .store import Store
@@ -24,41 +25,35 @@ def _key(user: str, name: str) -> str:
     return f"{check_userid(user)}\0{canonical(name)}"
 
 
-def to_ranges(uids: Iterable[int]) -> list[list[int]]:
-    out: list[list[int]] = []
-    for u in sorted(set(uids)):
-        if out and u == out[-1][1] + 1:
-            out[-1][1] = u
-        else:
-            out.append([u, u])
-    return out
-
-
-def from_ranges(ranges: list[list[int]]) -> set[int]:
-    return {u for first, last in ranges for u in range(first, last + 1)}
-
-
-def seen(store: Store, user: str, name: str, uidvalidity: int) -> set[int]:
+def seen(store: Store, user: str, name: str, uidvalidity: int) -> UidRanges:
     """The UIDs `user` has seen in `name`; none when the record is of an
     earlier mailbox of that name (another UIDVALIDITY)."""
     e = store.db.record(PeruserEntry, _key(user, name))
     if e is None or e.uidvalidity != uidvalidity:
-        return set()
-    return from_ranges(e.seen)
+        return UidRanges()
+    return _ranges(e)
 
 
-def set_seen(store: Store, user: str, name: str, uidvalidity: int, add: Iterable[int] = (),
-             remove: Iterable[int] = ()) -> set[int]:
-    """Mark UIDs seen or unseen for `user`. Returns the new seen set."""
+def _ranges(e: PeruserEntry) -> UidRanges:
+    try:
+        return UidRanges(e.seen)
+    except (TypeError, ValueError):  # a record no code of ours wrote: as if never read
+        return UidRanges()
+
+
+def set_seen(store: Store, user: str, name: str, uidvalidity: int,
+             add: Iterable[int] | UidRanges = (),
+             remove: Iterable[int] | UidRanges = ()) -> UidRanges:
+    """Mark UIDs seen or unseen for `user`. Returns the new seen ranges."""
     key = _key(user, name)
-    add, remove = set(add), set(remove)
+    add, remove = UidRanges.of(add), UidRanges.of(remove)
 
     def txn(t):
         e = t.record(PeruserEntry, key)
-        now = from_ranges(e.seen) if e is not None and e.uidvalidity == uidvalidity else set()
-        now = (now | add) - remove
+        now = _ranges(e) if e is not None and e.uidvalidity == uidvalidity else UidRanges()
+        now = now.union(add).minus(remove)
         if now:
-            t.put(PERUSER, key, PeruserEntry(to_ranges(now), uidvalidity))
+            t.put(PERUSER, key, PeruserEntry(now.as_list(), uidvalidity))
         elif e is not None:
             t.delete(PERUSER, key)
         return now

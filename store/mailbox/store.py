@@ -19,6 +19,7 @@ from ..errors import NoSuchMailboxError, StoreError
 from ..fsutil import refuse_symlinks
 from ..layout import Layout, canonical
 from . import acl, lifecycle, messages, peruser, quota, subscriptions
+from .uidranges import UidRanges
 
 LOCK_TIMEOUT = locks.MAILBOX_TIMEOUT
 
@@ -275,11 +276,12 @@ class Store:
     def shared_with(self, user: str) -> builtins.list[str]:
         return acl.shared_with(self, user)
 
-    def seen(self, user: str, name: str, uidvalidity: int) -> set[int]:
+    def seen(self, user: str, name: str, uidvalidity: int) -> UidRanges:
         return peruser.seen(self, user, name, uidvalidity)
 
-    def set_seen(self, user: str, name: str, uidvalidity: int, add: Iterable[int] = (),
-                 remove: Iterable[int] = ()) -> set[int]:
+    def set_seen(self, user: str, name: str, uidvalidity: int,
+                 add: Iterable[int] | UidRanges = (),
+                 remove: Iterable[int] | UidRanges = ()) -> UidRanges:
         return peruser.set_seen(self, user, name, uidvalidity, add, remove)
 
     def seen_by_mailbox(self) -> dict[str, dict[str, tuple[int, builtins.list[builtins.list[int]]]]]:

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ..errors import CorruptionError
+from ..errors import CorruptionError, InvalidNameError
+from ..index import FLAG_NAMES, MAX_KEYWORDS, valid_keyword
+from ..layout import canonical, check_userid
+from ..mailbox import ALL_RIGHTS, MAX_UID, UidRanges
 
 FORMAT_VERSION = 1
 MAGIC = b"MSTB"
@@ -51,6 +55,10 @@ META = struct.Struct("<IIqQI32s")
 assert META.size == 60
 
 MAX_JSON = 64 << 20  # a JSON frame longer than this is damage, not data
+MAX_MESSAGE = (1 << 31) - 1  # bytes: no message a mailbox holds is larger
+MAX_MODSEQ = (1 << 63) - 1  # RFC 7162's mod-sequence-value
+MAX_DATE = 253402300799  # 9999-12-31 23:59:59 UTC
+ALL_FLAGS = sum(FLAG_NAMES)
 
 
 @dataclass
@@ -110,6 +118,9 @@ def read_frames(f: BinaryIO, source: str, *, messages: bool = True
             raise Damaged(why, offset, source)
         if kind != MESG and length > MAX_JSON:
             raise Damaged(f"a {kind.decode()} frame of {length} bytes", offset, source)
+        if kind == MESG and length > MAX_MESSAGE + META.size:
+            raise Damaged(f"a message of {length} bytes (a mailbox holds up to {MAX_MESSAGE})",
+                          offset, source)
         if kind == MESG and not messages:
             if _skip(f, length) < length:
                 raise Damaged("cut off inside a MESG frame", offset, source)
@@ -128,12 +139,18 @@ def read_frames(f: BinaryIO, source: str, *, messages: bool = True
             data = payload[META.size:]
             if hashlib.sha256(data).digest() != digest:
                 raise Damaged(f"message UID {uid} fails its SHA-256", offset, source)
-            value: Any = Message(uid, flags, idate, modseq, kws, digest, data)
+            # values a mailbox cannot hold are not kept: a UID outside 1-MAX_UID is given
+            # a new one (the restore reports it remapped), an INTERNALDATE outside years
+            # 1970-9999 the restore's time, flags other than the system flags dropped
+            value: Any = Message(uid if 1 <= uid <= MAX_UID else 0, flags & ALL_FLAGS,
+                                 idate if 0 <= idate <= MAX_DATE else int(time.time()),
+                                 modseq, kws, digest, data)
         else:
             try:
                 value = json.loads(payload)
-            except ValueError:
-                raise Damaged(f"{kind.decode()} frame is not JSON", offset, source) from None
+            except (ValueError, RecursionError):
+                raise Damaged(f"{kind.decode()} frame is not JSON (or nested too deep)",
+                              offset, source) from None
             unfit = _unfit(kind, value)
             if unfit:
                 raise Damaged(f"{kind.decode()} frame {unfit}", offset, source)
@@ -156,14 +173,77 @@ _FIELDS: dict[bytes, dict[str, type]] = {
 
 
 def _unfit(kind: bytes, value: Any) -> str | None:
-    """Why a JSON frame cannot be what its kind says, or None."""
+    """Why a JSON frame cannot be what its kind says, or None: every value
+    restore uses is checked here, before anything is written."""
     if not isinstance(value, dict):
         return "is not a JSON object"
     fields = _FIELDS.get(kind, {})
     for name, typ in fields.items():
         if not isinstance(value.get(name), typ) or (typ is int and isinstance(value[name], bool)):
             return f"lacks {name!r} ({typ.__name__})"
+    if kind == MBOX:
+        return _mbox_unfit(value)
+    if kind == SUBS:
+        if _bad_user(value["user"]) or not all(isinstance(n, str) for n in value["mailboxes"]):
+            return "holds a user id or mailbox names that are not ones"
     return None
+
+
+def _bad_user(user: Any) -> bool:
+    try:
+        check_userid(user)
+    except (InvalidNameError, TypeError):
+        return True
+    return False
+
+
+def _int_in(v: Any, low: int, high: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _mbox_unfit(v: dict) -> str | None:
+    try:
+        canonical(v["name"])
+    except InvalidNameError as e:
+        return f"names no mailbox ({e})"
+    if not _int_in(v["uidvalidity"], 1, 0xFFFFFFFF):
+        return f"has UIDVALIDITY {v['uidvalidity']}, not within 1-{0xFFFFFFFF}"
+    if not _int_in(v["uidnext"], 1, MAX_UID + 1):
+        return f"has UIDNEXT {v['uidnext']}, not within 1-{MAX_UID + 1}"
+    if not _int_in(v["highest_modseq"], 0, MAX_MODSEQ):
+        return f"has HIGHESTMODSEQ {v['highest_modseq']}, not within 0-{MAX_MODSEQ}"
+    kws = v["keywords"]
+    if len(kws) > MAX_KEYWORDS or not all(isinstance(k, str) and valid_keyword(k) for k in kws):
+        return f"has keywords that are not IMAP atoms, or more than {MAX_KEYWORDS}"
+    if not all(_int_in(u, 1, MAX_UID) for u in v["uids"]):
+        return f"lists UIDs outside 1-{MAX_UID}"
+    acl = v.get("acl")
+    if acl is not None and not (isinstance(acl, dict) and all(
+            isinstance(i, str) and isinstance(r, str) and _acl_entry_ok(i, r)
+            for i, r in acl.items())):
+        return f"has an ACL that is not identifiers with rights of {ALL_RIGHTS}"
+    for name in ("partition", "quotaroot"):
+        if name in v and not isinstance(v[name], str):
+            return f"has a {name} that is not text"
+    limit = v.get("quota_limit")
+    if limit is not None and not _int_in(limit, 0, MAX_MODSEQ):
+        return f"has quota limit {limit!r}"
+    seen = v.get("seen_by", {})
+    if not isinstance(seen, dict):
+        return "has seen_by that is not an object"
+    for user, ranges in seen.items():
+        if _bad_user(user) or not isinstance(ranges, list):
+            return f"has seen_by of {user!r}, not a user id with UID ranges"
+        try:
+            UidRanges(ranges)
+        except (ValueError, TypeError):
+            return f"has seen_by ranges of {user!r} that are not UID ranges within 1-{MAX_UID}"
+    return None
+
+
+def _acl_entry_ok(identifier: str, rights: str) -> bool:
+    return (bool(identifier) and identifier.isprintable() and not set(identifier) & set("\t\n/")
+            and set(rights) <= set(ALL_RIGHTS))
 
 
 def _skip(f: BinaryIO, n: int) -> int:

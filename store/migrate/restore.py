@@ -24,7 +24,7 @@ from typing import BinaryIO
 from .. import index, logmsg
 from ..crash import crashpoint
 from ..layout import INBOX, USER_NS, canonical, child_prefix, is_descendant, user_of
-from ..mailbox import FlagMode, Incoming, Store
+from ..mailbox import FlagMode, Incoming, Store, UidRanges
 from . import backup, per_second
 from .present import Present
 
@@ -135,7 +135,7 @@ class _Target:
                 self.res.skipped += 1
             return
         self.batch.append(Incoming(m.data, m.flags, kws, m.internaldate,
-                                   m.uid if self.keep else None))
+                                   m.uid if self.keep and m.uid else None))
         self.batch_uids.append(m.uid)
         self.size += len(m.data)
         if len(self.batch) >= BATCH_MESSAGES or self.size >= BATCH_BYTES:
@@ -147,7 +147,7 @@ class _Target:
         got = self.store.append_incoming(self.res.target, self.batch,
                                          check_quota=self.check_quota)
         for old, new in zip(self.batch_uids, got, strict=True):
-            if old != new:
+            if old and old != new:  # (0: a UID the stream gave that no mailbox can hold)
                 self.res.remapped[old] = new
         self.res.messages += len(got)
         self.batch, self.batch_uids, self.size = [], [], 0
@@ -160,9 +160,12 @@ class _Target:
         if self.keep:
             self.store.adopt_uids(self.res.target, uidnext=self.meta["uidnext"])
         uidvalidity = self.store.header(self.res.target).uidvalidity
+        remapped = self.res.remapped
         for user, ranges in self.meta.get("seen_by", {}).items():
-            seen = {self.res.remapped.get(u, u) for first, last in ranges
-                    for u in range(first, last + 1)}
+            # ranges stay ranges: only the few UIDs that moved are looked at one by one
+            seen = UidRanges(ranges)
+            moved = [u for u in remapped if u in seen]
+            seen = seen.minus(moved).union(remapped[u] for u in moved)
             self.store.set_seen(user, self.res.target, uidvalidity, add=seen)
         self.res.uids_kept = self.keep and not self.res.remapped
         limit = self.meta.get("quota_limit")

@@ -7,11 +7,18 @@ from __future__ import annotations
 import mmap
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
+from ..index import FLAG_NAMES
+from ..mailbox import MAX_UID
 from . import maildir, mbox
+
+U32 = 0xFFFFFFFF
+ALL_FLAGS = sum(FLAG_NAMES)  # the system flags; other bits mean nothing here
+MAX_DATE = 253402300799  # 9999-12-31 23:59:59 UTC: IMAP's date-time has four-digit years
 
 
 @dataclass
@@ -80,14 +87,45 @@ def _from_maildir(f: maildir.MaildirFolder) -> SourceFolder:
 
 def _uids_if_whole(folder: SourceFolder) -> bool:
     """A source's UIDs count only when it has a UIDVALIDITY and gives every
-    message a UID; otherwise they are all dropped (new ones are given).
-    Whether they count."""
+    message a UID, each within what a mailbox can hold; otherwise they are
+    all dropped (new ones are given, and the note says why). Every other
+    value is checked here too, before anything is written: flags outside
+    the system flags are dropped, an INTERNALDATE outside years 1970-9999
+    becomes the import's time. Whether the UIDs count."""
+    _check_values(folder)
     if folder.uidvalidity is not None and all(m.uid is not None for m in folder.messages):
         return True
     folder.uidvalidity = folder.uidnext = None
     for m in folder.messages:
         m.uid = None
     return False
+
+
+def _check_values(folder: SourceFolder) -> None:
+    if folder.uidvalidity is not None and not 1 <= folder.uidvalidity <= U32:
+        folder.notes.append(f"UIDVALIDITY {folder.uidvalidity} is no 32-bit value: new UIDs "
+                            "are given")
+        folder.uidvalidity = None
+    bad = [m for m in folder.messages if m.uid is not None and not 1 <= m.uid <= MAX_UID]
+    if bad and folder.uidvalidity is not None:
+        folder.notes.append(f"UID {bad[0].uid} of {bad[0].where} (and {len(bad) - 1} more) "
+                            f"is outside 1-{MAX_UID}: new UIDs are given")
+        folder.uidvalidity = None
+    top = max((m.uid or 0 for m in folder.messages), default=0)
+    if folder.uidnext is not None and not top < folder.uidnext <= MAX_UID + 1:
+        folder.notes.append(f"UIDNEXT {folder.uidnext} is not above the highest UID {top} "
+                            f"and at most {MAX_UID + 1}: left out")
+        folder.uidnext = None
+    now = int(time.time())
+    dated = 0
+    for m in folder.messages:
+        m.flags &= ALL_FLAGS
+        if not 0 <= m.internaldate <= MAX_DATE:
+            m.internaldate = now
+            dated += 1
+    if dated:
+        folder.notes.append(f"{dated} messages had an arrival date outside years 1970-9999: "
+                            "given the import's time")
 
 
 def _file_reader(path: str) -> Callable[[], bytes]:

@@ -42,7 +42,7 @@ from ..index import (
     names_to_flags,
 )
 from ..layout import user_of
-from ..mailbox import FlagMode, Store
+from ..mailbox import FlagMode, Store, UidRanges
 from ..message import to_crlf
 from .imapnames import DELIMITER
 from .imapsearch import Compiler
@@ -251,7 +251,7 @@ class Mailbox:
         self.snap = Snapshots.of(self._store).get(self.name)
         self.header: Header = self.snap.header
         self.records: tuple | list = self.snap.records
-        self._seen = set() if self.own_seen else self._store.seen(
+        self._seen = UidRanges() if self.own_seen else self._store.seen(
             self.user, self.name, self.header.uidvalidity)
         self.mark = self.snap.mark
 
