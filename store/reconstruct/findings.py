@@ -52,6 +52,14 @@ _k("file-size", "A message file's size differs from its record. The record is re
                 "the file; find out what rewrote the file (message files are never rewritten).")
 _k("unindexed-file", "A message file no record knows (a delivery cut off, or restored from a "
                      "backup). It is indexed; below UIDNEXT it gets a new UID by a hard link.")
+_k("uid-out-of-range", "A message file or store.exp record has a UID above 4294967294 (a "
+                       "hostile or damaged source): UIDNEXT could not follow it. The file is "
+                       "indexed under a new UID (its old name stays beside: remove it by hand); "
+                       "the store.exp record is dropped.")
+_k("uids-exhausted", "The mailbox has given every UID: a file below UIDNEXT cannot be indexed. "
+                     "Copy the messages into a new mailbox, which starts its UIDs again.")
+_k("modseq-out-of-range", "HIGHESTMODSEQ is past RFC 7162's limit (2^63-1, less room for the "
+                          "records): new modseqs start from that limit.")
 _k("exp-missing-file", "store.exp lists a message whose file is already erased. Dropped from "
                        "store.exp; nothing to do.")
 _k("exp-also-indexed", "A UID is both indexed and expunged. The rebuild keeps it expunged "

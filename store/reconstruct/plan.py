@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from .. import index
 from ..db import FolderEntry, QuotaEntry
 from ..fsutil import TEMP_PREFIX
-from ..mailbox import quota_root_for, quota_root_mailbox
+from ..mailbox import MAX_UID, quota_root_for, quota_root_mailbox
 from ..mailbox.acl import default_acl
 from ..mailbox.lifecycle import new_uidvalidity, new_uniqueid
 from .findings import Act, Finding, advice
@@ -147,7 +147,11 @@ def _files_disagree(scan: Scan) -> bool:
             return True
     if scan.header is not None and len(files) > len(scan.records):
         indexed = {r.uid for r in scan.records}
-        if set(files) - indexed - {r.uid for r in scan.exp}:
+        extra = set(files) - indexed - {r.uid for r in scan.exp}
+        if extra and any(u > MAX_UID for u in extra):  # left beside its link by a rebuild
+            inodes = {files[u].ino for u in indexed if u in files}
+            extra = {u for u in extra if u <= MAX_UID or files[u].ino not in inodes}
+        if extra:
             return True
     if scan.exp:
         indexed = {r.uid for r in scan.records}
@@ -197,6 +201,10 @@ def _decide_rebuild(scan: Scan, entry: FolderEntry | None, p: Plan, remove_exp: 
     p.modseq = max([h.highest_modseq for h in (old_h, zeroed) if h is not None]
                    + [entry.modseq_reserved if entry is not None else 0]
                    + [r.modseq for r in scan.records] + [r.modseq for r in scan.exp])
+    if p.modseq > MODSEQ_LIMIT:  # RFC 7162's modseqs end at 2^63-1: room for every record
+        p.add("modseq-out-of-range", f"HIGHESTMODSEQ {p.modseq} is past {MODSEQ_LIMIT}",
+              Act(f"start from {MODSEQ_LIMIT}", f"started from {MODSEQ_LIMIT}"))
+        p.modseq = MODSEQ_LIMIT
     if scan.salvaged:
         p.add("records-salvaged", f"index header unreadable; {len(scan.records)} records that "
                                   "verify found after it",
@@ -211,7 +219,18 @@ def _decide_rebuild(scan: Scan, entry: FolderEntry | None, p: Plan, remove_exp: 
     # (pending: a new UID); expunged ones stay expunged
     new_exp: dict[int, index.Record] = {}
     pending: list[int] = []
+    # a file named with a UID no mailbox can hold (above MAX_UID: UIDNEXT must still fit
+    # in 32 bits) is indexed under a new UID, as a file below UIDNEXT is; its old name
+    # cannot go into store.exp (32-bit UIDs), so it stays beside, reported
+    too_big = sorted(u for u in scan.files if u > MAX_UID)
+    for uid in sorted(exp):
+        if uid > MAX_UID:
+            del exp[uid]
+            p.add("uid-out-of-range", f"store.exp lists uid {uid}, above {MAX_UID}",
+                  Act(f"drop uid {uid} from store.exp", "dropped from store.exp"))
     for uid in sorted(scan.files):
+        if uid > MAX_UID:
+            continue
         r = old.get(uid)
         f = scan.files[uid]
         if uid in exp:
@@ -243,10 +262,28 @@ def _decide_rebuild(scan: Scan, entry: FolderEntry | None, p: Plan, remove_exp: 
                       Act(f"index {uid}.msg as uid {uid}", f"indexed as uid {uid}"))
         else:
             pending.append(uid)
-    next_uid = max([base_next] + [u + 1 for u in scan.files] + [u + 1 for u in exp] + [1])
+    next_uid = min(max([base_next] + [u + 1 for u in scan.files if u <= MAX_UID]
+                       + [u + 1 for u in exp] + [1]), MAX_UID + 1)
     kept_inodes = {scan.files[u].ino for u in p.in_place}
-    for uid in pending:  # below UIDNEXT and unknown, or changed: never reuse the UID
+    for uid in pending + too_big:  # below UIDNEXT and unknown, or changed: never reuse the UID
         f = scan.files[uid]
+        if uid > MAX_UID and f.ino in kept_inodes:
+            continue  # linked under a UID that fits by an earlier run: nothing to do
+        if next_uid > MAX_UID:
+            p.add("uids-exhausted", f"message file {f.path} (uid {uid}) cannot be indexed: the "
+                                    f"mailbox has given every UID up to {MAX_UID}",
+                  advice("copy its messages into a new mailbox (mboxutil -r to a new name, "
+                         "then imsimport the old directory), which starts its UIDs again"))
+            continue
+        if uid > MAX_UID:
+            p.relinks.append((uid, next_uid))
+            kept_inodes.add(f.ino)
+            p.add("uid-out-of-range", f"message file {f.path} is named uid {uid}, above "
+                                      f"{MAX_UID}", Act(f"index it as uid {next_uid} (the old "
+                                                        "name stays beside it)",
+                                                        f"indexed as uid {next_uid}"))
+            next_uid += 1
+            continue
         if uid in scan.content_changed:
             new_exp[uid] = old[uid]._replace(flags=old[uid].flags | index.FLAG_DELETED)
             p.relinks.append((uid, next_uid))
@@ -277,11 +314,14 @@ def _decide_rebuild(scan: Scan, entry: FolderEntry | None, p: Plan, remove_exp: 
         if uid not in scan.files:
             p.add("exp-missing-file", f"store.exp lists uid {uid} whose file is already erased",
                   Act(f"drop uid {uid} from store.exp", "dropped from store.exp"))
-    p.uidnext = max(next_uid, base_next, uidnext_floor)
+    p.uidnext = min(max(next_uid, base_next, uidnext_floor), MAX_UID + 1)
     p.expunged = sorted(new_exp.values(), key=lambda r: r.uid)
     p.exp_changed = ([r.pack() for r in p.expunged] != [r.pack() for r in scan.exp]
                      or bool(scan.exp_problems)
                      or not os.path.exists(os.path.join(scan.mdir, index.EXP_FILE)))
+
+
+MODSEQ_LIMIT = (1 << 63) - 1 - (1 << 32)
 
 
 def _exp_record(f: FileInfo, uid: int) -> index.Record:
