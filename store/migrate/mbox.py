@@ -82,11 +82,14 @@ def _markers(raw: Buffer) -> list[int]:
 
 def split(raw: Buffer) -> Iterator[MboxMessage]:
     """The messages of an mbox file's bytes, in order. Bytes before the
-    first `From ` line (not an mbox there) are ValueError."""
+    first `From ` line (not an mbox there) are ValueError. Linear: a
+    message's header is looked for only up to the next marker, and where a
+    Content-Length lands is a dictionary lookup."""
     markers = _markers(raw)
     if not markers or markers[0] != (len(_BOM) if raw[:3] == _BOM else 0):
         start = raw[:64]
         raise ValueError(f"not an mbox: it does not start with a 'From ' line ({start!r})")
+    at_marker = {m: j for j, m in enumerate(markers)}
     i = 0
     while i < len(markers):
         marker = markers[i]
@@ -94,21 +97,28 @@ def split(raw: Buffer) -> Iterator[MboxMessage]:
         from_line = raw[marker:begin].rstrip(b"\r\n")
         nxt = markers[i + 1] if i + 1 < len(markers) else len(raw)
         trusted = False
-        head_end = _header_end(raw, begin, len(raw))
+        head_end = _header_end(raw, begin, nxt)
         if head_end is not None:
             m = _CONTENT_LENGTH.search(raw, begin, head_end)
             if m:
                 stop = head_end + int(m.group(1))
                 # the length may count the line end before the next marker, or not
-                after = [j for j in range(i + 1, len(markers))
-                         if stop in (markers[j], _separator_before(raw, markers[j]))]
-                if stop == len(raw) or after:
+                j = _marker_at(raw, at_marker, stop, i)
+                if stop == len(raw) or j is not None:
                     trusted = True
-                    i = after[0] - 1 if after else len(markers) - 1
-                    nxt = markers[after[0]] if after else len(raw)
+                    i = j - 1 if j is not None else len(markers) - 1
+                    nxt = markers[j] if j is not None else len(raw)
         end = _separator_before(raw, nxt) if nxt < len(raw) else len(raw)
         yield MboxMessage(marker, begin, end, from_line, trusted)
         i += 1
+
+
+def _marker_at(raw: Buffer, at_marker: dict[int, int], stop: int, after: int) -> int | None:
+    """The index of the first marker after marker `after` that `stop` is, or
+    that `stop` is the line end before (LF or CRLF)."""
+    found = [j for m in (stop, stop + 1, stop + 2) if (j := at_marker.get(m)) is not None
+             and j > after and stop in (m, _separator_before(raw, m))]
+    return min(found) if found else None
 
 
 # -- the metadata mail clients keep in an mbox ----------------------------------------

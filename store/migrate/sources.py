@@ -152,15 +152,22 @@ def _mbox_tree(path: str, name: tuple[str, ...]) -> Iterator[SourceFolder]:
                 yield read_mbox(entry.path, (*name, entry.name))
 
 
+IN_MEMORY_MAX = 256 << 20  # an mbox up to this is read into memory; a bigger one is copied
+
+
 def read_mbox(path: str, name: tuple[str, ...]) -> SourceFolder:
-    """The messages of an mbox file (memory-mapped: a big file is never read whole)."""
+    """The messages of an mbox file. Never mapped where it lies: a source
+    truncated while mapped kills the reader with SIGBUS; it is read into
+    memory, or (past IN_MEMORY_MAX) copied to an unlinked temporary file
+    (in $TMPDIR) that is mapped, so a big file is never in memory whole. A
+    file that shrinks while it is read is a one-line error."""
     folder = SourceFolder(name, path)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         size = os.fstat(fd).st_size
         if size == 0:
             return folder
-        raw = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        raw = _private_copy(fd, size, path)
     finally:
         os.close(fd)
     try:
@@ -184,7 +191,34 @@ def read_mbox(path: str, name: tuple[str, ...]) -> SourceFolder:
     return folder
 
 
-def _mbox_reader(raw: mmap.mmap, part: mbox.MboxMessage) -> Callable[[], bytes]:
+def _private_copy(fd: int, size: int, path: str) -> bytes | mmap.mmap:
+    """The first `size` bytes of `fd`, in memory or in a mapped copy that is
+    ours alone."""
+    def shrank(got: int) -> UsageError:
+        return UsageError(f"{path}: the file shrank from {size} to {got} bytes while it was "
+                          "read (something else is writing it): import it again when it is "
+                          "left alone")
+    if size <= IN_MEMORY_MAX:
+        chunks, got = [], 0
+        while got < size:
+            b = os.read(fd, min(size - got, 1 << 24))
+            if not b:
+                raise shrank(got)
+            chunks.append(b)
+            got += len(b)
+        return b"".join(chunks)
+    import tempfile
+    with tempfile.TemporaryFile() as tmp:
+        got = 0
+        while got < size:
+            n = os.sendfile(tmp.fileno(), fd, got, min(size - got, 1 << 30))
+            if n == 0:
+                raise shrank(got)
+            got += n
+        return mmap.mmap(tmp.fileno(), size, access=mmap.ACCESS_READ)
+
+
+def _mbox_reader(raw: bytes | mmap.mmap, part: mbox.MboxMessage) -> Callable[[], bytes]:
     def read() -> bytes:
         return mbox.take_status(part.data(raw))[0]
     return read
