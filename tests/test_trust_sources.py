@@ -374,3 +374,40 @@ def test_an_mbox_truncated_while_imported_is_an_error_not_a_crash(tmp_path):
             os.close(fd)
     finally:
         sources.IN_MEMORY_MAX = monkeypatch_big
+
+
+def test_a_directory_swapped_for_a_symlink_after_the_scan_is_not_read_through(root, tmp_path):
+    """Item 7: O_NOFOLLOW covered the last component only. Renaming `.Z/new`
+    away after the scan and putting a symlink there made imsimport read any
+    file the importing account can read (as root: /etc/shadow) into the
+    importing user's mailbox on 293311a."""
+    import pytest
+
+    from store.migrate import importer
+    from store.migrate.verified import SourceChanged
+    src = tmp_path / "Maildir"
+    for d in ("cur", "new", "tmp", ".Z/cur", ".Z/new", ".Z/tmp"):
+        os.makedirs(src / d)
+    (src / "cur" / "1.M1P1.host:2,S").write_bytes(MSG)
+    (src / ".Z" / "new" / "secret").write_bytes(MSG + b"public\n")
+    secrets = tmp_path / "elsewhere"
+    os.makedirs(secrets)
+    (secrets / "secret").write_bytes(b"root:$6$hash:19000:0:99999:7:::\n")
+    with Store.init(root) as s:
+        s.create("user/joe")
+        scanned = importer.scan(str(src))
+        os.rename(src / ".Z" / "new", src / ".Z" / "new.away")
+        os.symlink(secrets, src / ".Z" / "new")
+        with pytest.raises(SourceChanged, match="no longer the directory"):
+            importer.run(s, str(src), "user/joe", scanned=scanned)
+        # the same with the file itself swapped for another (a hard link elsewhere)
+        os.unlink(src / ".Z" / "new")
+        os.rename(src / ".Z" / "new.away", src / ".Z" / "new")
+        os.unlink(src / ".Z" / "new" / "secret")
+        os.link(secrets / "secret", src / ".Z" / "new" / "secret")
+        with pytest.raises(SourceChanged, match="no longer the file"):
+            importer.run(s, str(src), "user/joe", scanned=scanned)
+        for name in ("user/joe", "user/joe/Z"):
+            if s.exists(name):
+                assert all(b"root:" not in s.message(name, r.uid)
+                           for r in s.read(name).records)

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .. import index
+from .verified import Tree
 
 # the info letters of system flags; P (Passed, i.e. forwarded, as mutt and
 # Courier set it) has no IMAP flag: it is read as the keyword $Forwarded
@@ -47,6 +48,7 @@ class MaildirMessage:
     keywords: tuple[str, ...]
     internaldate: int
     uid: int | None = None
+    file_id: tuple[int, int] = (0, 0)  # (device, inode) as the scan saw it
 
 
 @dataclass
@@ -70,26 +72,27 @@ def _real_dir(path: str) -> bool:
         return False
 
 
-def folders(top: str) -> Iterator[MaildirFolder]:
+def folders(top: str, tree: Tree) -> Iterator[MaildirFolder]:
     """Every folder of the Maildir at `top`, the top first, then its
-    Maildir++ folders and fs-layout subfolders. Symlinks are not followed."""
-    yield read_folder(top, ())
+    Maildir++ folders and fs-layout subfolders. Symlinks are not followed;
+    every directory listed is noted in `tree` (read through it only)."""
+    yield read_folder(top, (), tree)
     entries = sorted(os.listdir(top))
     for d in entries:
         path = os.path.join(top, d)
         if d.startswith(".") and d not in (".", "..") and _real_dir(path) and is_maildir(path):
-            yield read_folder(path, tuple(decode_name(p) for p in d[1:].split(".")))
-    yield from _fs_folders(top, ())
+            yield read_folder(path, tuple(decode_name(p) for p in d[1:].split(".")), tree)
+    yield from _fs_folders(top, (), tree)
 
 
-def _fs_folders(path: str, name: tuple[str, ...]) -> Iterator[MaildirFolder]:
+def _fs_folders(path: str, name: tuple[str, ...], tree: Tree) -> Iterator[MaildirFolder]:
     for d in sorted(os.listdir(path)):
         sub = os.path.join(path, d)
-        if d in ("cur", "new", "tmp") or d.startswith(".") or not _real_dir(sub):
+        if d in ("cur", "new", "tmp") or d.startswith(".") or not tree.note_dir(sub):
             continue
         if is_maildir(sub):
-            yield read_folder(sub, (*name, d))
-        yield from _fs_folders(sub, (*name, d))
+            yield read_folder(sub, (*name, d), tree)
+        yield from _fs_folders(sub, (*name, d), tree)
 
 
 def decode_name(part: str) -> str:
@@ -218,13 +221,14 @@ def internaldate(fname: str, st: os.stat_result) -> int:
     return named if named < mtime - SAME_DELIVERY else mtime
 
 
-def read_folder(path: str, name: tuple[str, ...]) -> MaildirFolder:
+def read_folder(path: str, name: tuple[str, ...], tree: Tree) -> MaildirFolder:
     folder = MaildirFolder(path, name)
     keywords = read_keywords(path)
     folder.uidvalidity, folder.uidnext, uids = read_uidlist(path)
+    tree.note_dir(path)
     for sub in ("new", "cur"):
         d = os.path.join(path, sub)
-        if not _real_dir(d):
+        if not tree.note_dir(d):
             continue
         for fname in os.listdir(d):
             if fname.startswith("."):
@@ -239,7 +243,8 @@ def read_folder(path: str, name: tuple[str, ...]) -> MaildirFolder:
             flags, kws, unknown = parse_info(fname, keywords)
             folder.unknown_keywords += unknown
             folder.messages.append(MaildirMessage(fpath, flags, kws, internaldate(fname, st),
-                                                  uids.get(fname.partition(":")[0])))
+                                                  uids.get(fname.partition(":")[0]),
+                                                  (st.st_dev, st.st_ino)))
     return folder
 
 

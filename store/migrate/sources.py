@@ -15,6 +15,7 @@ from ..errors import UsageError
 from ..index import FLAG_NAMES
 from ..mailbox import MAX_UID
 from . import maildir, mbox
+from .verified import Tree
 
 U32 = 0xFFFFFFFF
 ALL_FLAGS = sum(FLAG_NAMES)  # the system flags; other bits mean nothing here
@@ -60,21 +61,27 @@ def detect(path: str) -> str:
 
 
 def folders(path: str, fmt: str) -> Iterator[SourceFolder]:
+    """The folders of a source; every file is read later through the scan's
+    Tree (verified.py), so that a directory swapped for a symlink after the
+    scan is refused, not followed."""
     if fmt == MAILDIR:
-        for f in maildir.folders(path):
-            yield _from_maildir(f)
+        tree = Tree(path)
+        for f in maildir.folders(path, tree):
+            yield _from_maildir(f, tree)
     elif fmt == MBOX:
-        yield read_mbox(path, ())
-        if os.path.isdir(path + ".sbd") and not os.path.islink(path + ".sbd"):
-            yield from _mbox_tree(path + ".sbd", ())  # its folders, as imsexport writes them
+        tree = Tree(os.path.dirname(os.path.abspath(path)))
+        yield read_mbox(path, (), tree)
+        if tree.note_dir(path + ".sbd"):
+            yield from _mbox_tree(path + ".sbd", (), tree)  # its folders, as imsexport writes
     else:
-        yield from _mbox_tree(path, ())
+        tree = Tree(path)
+        yield from _mbox_tree(path, (), tree)
 
 
-def _from_maildir(f: maildir.MaildirFolder) -> SourceFolder:
+def _from_maildir(f: maildir.MaildirFolder, tree: Tree) -> SourceFolder:
     out = SourceFolder(f.name, f.path, uidvalidity=f.uidvalidity, uidnext=f.uidnext)
-    out.messages = [SourceMessage(_file_reader(m.path), m.flags, m.keywords, m.internaldate,
-                                  m.uid, m.path) for m in f.messages]
+    out.messages = [SourceMessage(_file_reader(tree, m.path, m.file_id), m.flags, m.keywords,
+                                  m.internaldate, m.uid, m.path) for m in f.messages]
     if _uids_if_whole(out):
         out.messages.sort(key=lambda m: m.uid or 0)  # every one has a UID here
     else:
@@ -128,41 +135,45 @@ def _check_values(folder: SourceFolder) -> None:
                             "given the import's time")
 
 
-def _file_reader(path: str) -> Callable[[], bytes]:
+def _file_reader(tree: Tree, path: str, file_id: tuple[int, int]) -> Callable[[], bytes]:
     def read() -> bytes:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f:
+        with os.fdopen(tree.open(path, file_id), "rb") as f:
             return f.read()
     return read
 
 
-def _mbox_tree(path: str, name: tuple[str, ...]) -> Iterator[SourceFolder]:
+def _mbox_tree(path: str, name: tuple[str, ...], tree: Tree) -> Iterator[SourceFolder]:
     """A directory of mbox files (as mutt's and Thunderbird's): each file a
     folder, each subdirectory a level (Thunderbird's `X.sbd/` is folder X's)."""
+    tree.note_dir(path)
     for entry in sorted(os.scandir(path), key=lambda e: e.name):
         if entry.name.startswith(".") or entry.is_symlink():
             continue
-        if entry.is_dir():
+        if entry.is_dir(follow_symlinks=False):
             sub = entry.name[:-4] if entry.name.endswith(".sbd") else entry.name
-            yield from _mbox_tree(entry.path, (*name, sub))
-        elif entry.is_file() and not entry.name.endswith(".msf"):
-            with open(entry.path, "rb") as f:
+            yield from _mbox_tree(entry.path, (*name, sub), tree)
+        elif entry.is_file(follow_symlinks=False) and not entry.name.endswith(".msf"):
+            st = entry.stat(follow_symlinks=False)
+            with os.fdopen(tree.open(entry.path, (st.st_dev, st.st_ino)), "rb") as f:
                 head = f.read(5)
             if head in (b"From ", b"\xef\xbb\xbfFr") or not head:
-                yield read_mbox(entry.path, (*name, entry.name))
+                yield read_mbox(entry.path, (*name, entry.name), tree)
 
 
 IN_MEMORY_MAX = 256 << 20  # an mbox up to this is read into memory; a bigger one is copied
 
 
-def read_mbox(path: str, name: tuple[str, ...]) -> SourceFolder:
+def read_mbox(path: str, name: tuple[str, ...], tree: Tree | None = None) -> SourceFolder:
     """The messages of an mbox file. Never mapped where it lies: a source
     truncated while mapped kills the reader with SIGBUS; it is read into
     memory, or (past IN_MEMORY_MAX) copied to an unlinked temporary file
     (in $TMPDIR) that is mapped, so a big file is never in memory whole. A
     file that shrinks while it is read is a one-line error."""
     folder = SourceFolder(name, path)
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if tree is None:
+        tree = Tree(os.path.dirname(os.path.abspath(path)))
+    st = os.lstat(path)
+    fd = tree.open(path, (st.st_dev, st.st_ino))
     try:
         size = os.fstat(fd).st_size
         if size == 0:
