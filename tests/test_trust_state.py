@@ -61,3 +61,53 @@ def test_highestmodseq_never_goes_backwards_when_the_index_is_rebuilt(cli, root)
     os.unlink(os.path.join(mdir, index.IDX_FILE))
     assert cli("reconstruct", "--store-root", root, "user/joe").code in (0, 1)
     assert _modseq(root, "user/joe") > last
+
+
+def _deliver(root, address):
+    """deliver in its own process (the daemon holds the database open in this one)."""
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-c", "from store.cli.deliver import main; main()",
+                           "--store-root", root, "-a", address], input=b"Subject: x\n\nx\n",
+                          capture_output=True)
+
+
+def test_mail_to_a_user_made_after_the_snapshot_is_deferred_while_the_resync_is_pending(
+        tmp_path):
+    """Item 14: after a recovery from a snapshot, `deliver -a late@` got 5.1.1
+    (exit 67) and LMTP 550 until the resync ran (~12 s at 10k mailboxes), so
+    the MTA returned the mail."""
+    import os
+
+    from build_store import build
+    from damage import damage
+
+    from store import logsetup, snapshots
+    from store.daemon import state
+    from store.daemon.daemon import Daemon
+    from store.mailbox import Store
+    root = str(tmp_path / "store")
+    build(root, users=2, folders=1, messages=3, seed=8)
+    logsetup.attach(os.path.join(root, "log"))
+    d = Daemon(root)
+    d.start()
+    d.tick()  # the first snapshot
+    d.shutdown()
+    assert snapshots.list_snapshots(Store.open(root).layout)
+    with Store.open(root) as s:
+        s.create("user/late")
+    damage(root, "db_truncated", "user/user0000")
+    d = Daemon(root)
+    d.start()  # restores the snapshot; the resync is pending
+    try:
+        assert state.resync_pending(d.layout)
+        r = _deliver(root, "late@example.com")
+        assert r.returncode == 75 and b"4.2.0" in r.stderr and b"recovered" in r.stderr, r
+        r = _deliver(root, "nobody@example.com")
+        assert r.returncode == 67, r  # no directory either: unknown, as before
+        d.tick()  # the resync
+        assert not state.resync_pending(d.layout)
+        r = _deliver(root, "late@example.com")
+        assert r.returncode == 0, r
+    finally:
+        d.shutdown()

@@ -4,6 +4,7 @@ mailbox. Exit statuses follow sysexits.h, as dovecot-lda's and Cyrus's
 deliver do: an MTA retries 75 and bounces the rest."""
 
 import contextlib
+import functools
 import os
 import stat
 import sys
@@ -11,6 +12,7 @@ import sys
 import click
 
 from .. import settings
+from ..daemon import state
 from ..delivery.sysexits import EX_DATAERR, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE
 from ..errors import EXIT_INTERRUPTED, EXIT_OPERATIONAL, EXIT_UNCORRECTED, EXIT_USAGE
 from .common import entry, one_line, open_store, store_root_option
@@ -127,7 +129,8 @@ def _deliver(store_root, address, folder, sender, sources, internaldate) -> int:
     from ..message import envelope_sender, split_mbox_from
     with open_store(store_root) as store:
         _refuse_while_recovering(store)
-        agent = Agent(store, Policy.from_config(store.layout.config), via="deliver")
+        agent = Agent(store, Policy.from_config(store.layout.config), via="deliver",
+                      recovering=functools.partial(state.resync_pending, store.layout))
         try:
             for src in sources:
                 from_line, data = split_mbox_from(_read_limited(src, agent.policy.max_size))

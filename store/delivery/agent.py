@@ -11,6 +11,7 @@ writes a message file, then its index record, and refuses before either
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -58,10 +59,17 @@ class Policy:
 
 
 class Agent:
-    def __init__(self, store: Store, policy: Policy, *, via: str):
+    """`recovering`: whether stored's spool resync after a snapshot restore is
+    pending (daemon.state.resync_pending, given by the caller: the layers
+    point down). While it is, the database may not yet list users created
+    after the snapshot."""
+
+    def __init__(self, store: Store, policy: Policy, *, via: str,
+                 recovering: Callable[[], bool] = lambda: False):
         self.store = store
         self.policy = policy
         self.via = via
+        self.recovering = recovering
         self._dups: Duplicates | None = None
 
     def close(self) -> None:
@@ -83,6 +91,11 @@ class Agent:
         rcpt = address.parse(addr, self.policy.rules)
         inbox = address.inbox_of(rcpt)
         if not self.store.exists(inbox):
+            if self._on_disk(inbox) and self.recovering():
+                # a user made after the snapshot the database came back from: the resync
+                # will list them; bouncing now would return their mail for good
+                raise AddressError(f"<{rcpt.address}>: the mailbox list is being recovered; "
+                                   "try again later", reason="recovering")
             if not self.policy.rules.autocreate:
                 raise AddressError(f"<{rcpt.address}>: no such user here", reason="unknown-user")
             try:
@@ -99,6 +112,10 @@ class Agent:
             if box and not is_inbox(box) and self._anyone_may_post(box):
                 return Target(rcpt, box)
         return Target(rcpt, inbox)
+
+    def _on_disk(self, name: str) -> bool:
+        layout = self.store.layout
+        return any(os.path.isdir(layout.mailbox_dir(name, p)) for p in layout.config.partitions())
 
     def _detail_folder(self, rcpt: Recipient) -> str | None:
         """The folder a detail names: spelled exactly, else the one folder of

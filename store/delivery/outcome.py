@@ -78,6 +78,8 @@ def too_big(size: int, limit: int) -> Outcome:
 def refused(exc: BaseException, *, grace_hours: int, now: int) -> Outcome:
     """The outcome of a delivery that raised `exc`."""
     if isinstance(exc, AddressError):
+        if exc.reason == "recovering":
+            return Outcome(451, "4.2.0", str(exc), exc.reason, EX_TEMPFAIL)
         if exc.reason == "unknown-user":
             return Outcome(550, "5.1.1", str(exc), exc.reason, EX_NOUSER)
         if exc.reason == "not-local":

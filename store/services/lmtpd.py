@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -168,7 +169,8 @@ class Service:
         self.layout = self.store.layout
         self.policy = Policy.from_config(self.layout.config)
         self.sync = GroupSync()
-        self.agent = Agent(self.store, self.policy, via="lmtp")
+        self.agent = Agent(self.store, self.policy, via="lmtp",
+                           recovering=functools.partial(state.resync_pending, self.store.layout))
         self.stats = Stats()
         self.ready = False
         self.stored_pid: int | None = None
