@@ -144,7 +144,11 @@ def test_the_erase_job_skips_a_bad_mailbox_and_waits_for_its_next_hour(root):
         d.store.close()
         d.store.list = None  # any failure of the job as a whole
         assert not d.run_job("expire", now)
-        assert d.schedule.due["expire"] > now + 3600
+        # at its next hour (local.store.expirestart, 23:00): not now + a second. (The check was
+        # "more than an hour away", which failed between 22:00 and 23:00.)
+        due = time.localtime(d.schedule.due["expire"])
+        assert d.schedule.due["expire"] > now and (due.tm_hour, due.tm_min, due.tm_sec) == (
+            23, 0, 0)
     finally:
         d._store = Store.open(root)
         d.shutdown()
