@@ -133,6 +133,11 @@ DB_REMOVED_KEPT = _m(
     "db-removed-kept", logging.WARNING,
     "Damaged database discarded: the copy in {path} is less than a week old and is kept",
     "None.")
+DB_RECOVERY_FAILED = _m(
+    "db-recovery-failed", logging.CRITICAL,
+    "Database recovery failed ({error}): the damaged database is back in place, untouched",
+    "Fix what the error names, then start stored again (it tries the recovery again); "
+    "`imdbverify -l` lists the snapshots.")
 DB_RESYNC = _m(
     "db-resync", logging.WARNING, "Database resync from the spool: {line}",
     "None; for the record. Each change is the `reconstruct` line logged just before.")

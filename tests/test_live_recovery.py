@@ -95,8 +95,18 @@ def test_no_removed_copy_is_made_of_a_database_that_is_not_there(root):
     assert os.path.exists(os.path.join(removed, "data.mdb"))
 
 
-def test_a_failed_recovery_is_in_the_default_log(root):
+def test_a_failed_recovery_is_in_the_default_log_and_keeps_the_damaged_database(root):
+    """Issue 23 item 16: with a removed/ copy under a week old and a snapshot
+    path that is a file, stored discarded the damaged database and then failed
+    on 293311a: it is kept until a replacement is installed and verified."""
+    d = _start(root)
+    d.shutdown()
     damage(root, "db_truncated", "user/user0000")
+    d = _start(root)  # a first recovery: removed/ is now less than a week old
+    d.shutdown()
+    assert os.path.exists(os.path.join(root, "mboxlist", "removed", "removed.json"))
+    damage(root, "db_truncated", "user/user0001")
+    damaged = open(os.path.join(root, "mboxlist", "data.mdb"), "rb").read()
     bad = os.path.join(root, "not-a-directory")
     open(bad, "w").close()
     with Store.open(root) as s:
@@ -107,6 +117,9 @@ def test_a_failed_recovery_is_in_the_default_log(root):
     assert r.returncode == 8, r
     log = _log(root)
     assert "stored failed and stopped:" in log and "not-a-directory" in log, log
+    assert "Damaged database discarded" not in log
+    assert "the damaged database is back in place" in log
+    assert open(os.path.join(root, "mboxlist", "data.mdb"), "rb").read() == damaged
 
 
 def test_a_reload_with_a_bad_setting_keeps_the_running_settings(root):

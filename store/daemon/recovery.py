@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .. import logmsg, snapshots
 from ..db import lmdbfiles
 from ..db import verify as dbverify
+from ..errors import StoreError
 from ..fsutil import fsync_dir, write_file_atomic
 from ..layout import Layout
 from ..mailbox import Store
@@ -33,14 +34,57 @@ class Recovery:
     resync: list[str] | None = None
 
 
+HELD = "damaged"  # mboxlist/damaged/: the damaged database while its replacement is made
+
+
 def move_aside(layout: Layout, now: float) -> str:
     """Move the bad environment into mboxlist/removed/, unless the copy there
     is less than a week old: then that older copy stays and this one goes.
     Only a real database counts: without a data.mdb nothing is moved, kept
     or discarded. Returns "moved", "kept" (the older copy; this one discarded) or
     "nothing"."""
+    if not hold(layout):
+        return "nothing"
+    return settle_removed(layout, now)
+
+
+def _held_dir(layout: Layout) -> str:
+    return os.path.join(layout.mboxlist_dir, HELD)
+
+
+def hold(layout: Layout) -> bool:
+    """Move the damaged data.mdb into mboxlist/damaged/ (nothing is discarded
+    yet: see settle_removed). False when there was no data.mdb."""
     if not lmdbfiles.has_data(layout.mboxlist_dir):
         lmdbfiles.discard_lock_file(layout.mboxlist_dir)
+        return False
+    held = _held_dir(layout)
+    shutil.rmtree(held, ignore_errors=True)
+    os.makedirs(held)
+    lmdbfiles.put_aside(layout.mboxlist_dir, held)
+    fsync_dir(layout.mboxlist_dir)
+    return True
+
+
+def put_back(layout: Layout) -> None:
+    """The held damaged database back in place (a recovery that failed must
+    not leave less than it found), whatever the failed replacement left."""
+    held = _held_dir(layout)
+    if not lmdbfiles.has_data(held):
+        return
+    lmdbfiles.discard(layout.mboxlist_dir)
+    os.rename(lmdbfiles.data_path(held), lmdbfiles.data_path(layout.mboxlist_dir))
+    shutil.rmtree(held, ignore_errors=True)
+    fsync_dir(layout.mboxlist_dir)
+
+
+def settle_removed(layout: Layout, now: float) -> str:
+    """Once a replacement is in place: the held damaged database becomes
+    mboxlist/removed/, unless the copy there is less than a week old (then
+    the held one is discarded). "moved", "kept" or "nothing" (none held)."""
+    held = _held_dir(layout)
+    if not lmdbfiles.has_data(held):
+        shutil.rmtree(held, ignore_errors=True)
         return "nothing"
     removed = os.path.join(layout.mboxlist_dir, REMOVED)
     marker = os.path.join(removed, REMOVED_MARKER)
@@ -50,16 +94,12 @@ def move_aside(layout: Layout, now: float) -> str:
     except (OSError, ValueError, KeyError):
         since = None
     if since is not None and now - since < WEEK:
-        lmdbfiles.discard(layout.mboxlist_dir)
+        shutil.rmtree(held)
         logmsg.log("stored", logmsg.DB_REMOVED_KEPT, path=removed)
         return "kept"
-    tmp = removed + ".new"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    lmdbfiles.put_aside(layout.mboxlist_dir, tmp)
-    write_file_atomic(os.path.join(tmp, REMOVED_MARKER), json.dumps({"time": now}).encode())
+    write_file_atomic(os.path.join(held, REMOVED_MARKER), json.dumps({"time": now}).encode())
     shutil.rmtree(removed, ignore_errors=True)
-    os.rename(tmp, removed)
+    os.rename(held, removed)
     fsync_dir(layout.mboxlist_dir)
     logmsg.log("stored", logmsg.DB_REMOVED_COPY, path=removed)
     return "moved"
@@ -69,25 +109,58 @@ def check_and_recover(layout: Layout, now: float, status: Callable[[str], None],
                       run_resync: Callable[[], list[str]] | None = None) -> Recovery:
     """Steps 2-4 of startup: analyse the database in a child process and, if
     it is damaged, recover it from the best snapshot (or the spool;
-    `run_resync`: how to run that rebuild, see rebuild_from_spool)."""
+    `run_resync`: how to run that rebuild, see rebuild_from_spool). The
+    damaged database is held aside, never thrown away, until its replacement
+    is installed and verifies; a recovery that fails puts it back."""
     status("checking the mailbox database")
     verdict = dbverify.verify(layout.mboxlist_dir)
     if verdict.ok:
+        settle_removed(layout, now)  # one held by a recovery a kill cut off after its install
         return Recovery(verdict)
     logmsg.log("stored", logmsg.DB_DAMAGED, reason=verdict.reason)
     status("database damaged: recovering")
-    move_aside(layout, now)
-    snap, skipped = snapshots.best(layout)
-    for s, why in skipped:
-        logmsg.log("stored", logmsg.DB_SNAPSHOT_SKIPPED, name=s.name, why=why)
+    held = hold(layout)
+    try:
+        snap = _install_snapshot(layout)
+    except BaseException as e:
+        if held and not isinstance(e, KeyboardInterrupt | SystemExit):
+            put_back(layout)
+            logmsg.log("stored", logmsg.DB_RECOVERY_FAILED, error=e)
+        raise
     if snap is not None:
-        snapshots.restore_into(snap, layout.mboxlist_dir)
-        logmsg.log("stored", logmsg.DB_RECOVER_SNAPSHOT)
+        settle_removed(layout, now)
         # the snapshot is a usable database: the spool resync runs right after
         # readiness (job "resync"), so a big store is ready within the minute
-        return Recovery(verdict, True, snap.name, None)
+        return Recovery(verdict, True, snap, None)
     logmsg.log("stored", logmsg.DB_RECOVER_EMPTY)
-    return Recovery(verdict, True, None, rebuild_from_spool(layout, status, run_resync))
+    # once begun, a rebuild cut off is finished at the next start (its resync mark): the held
+    # copy waits until then (settled when the database verifies)
+    lines = rebuild_from_spool(layout, status, run_resync)
+    settle_removed(layout, now)
+    return Recovery(verdict, True, None, lines)
+
+
+def _install_snapshot(layout: Layout) -> str | None:
+    """The best snapshot installed and verified (its name), or None when
+    there is none (the spool must do)."""
+    try:
+        snap, skipped = snapshots.best(layout)
+    except OSError as e:
+        # not "no snapshots": a rebuild from the spool would lose what a snapshot keeps
+        # (subscriptions, other users' seen state), so the administrator decides
+        raise StoreError(f"database snapshots in {e.filename} cannot be read "
+                         f"({e.strerror or e}): fix local.store.snapshotpath, then start "
+                         "stored again") from None
+    for s, why in skipped:
+        logmsg.log("stored", logmsg.DB_SNAPSHOT_SKIPPED, name=s.name, why=why)
+    if snap is None:
+        return None
+    snapshots.restore_into(snap, layout.mboxlist_dir)
+    installed = dbverify.verify(layout.mboxlist_dir)
+    if not installed.ok:
+        raise StoreError(f"the restored snapshot {snap.name} does not verify: {installed.reason}")
+    logmsg.log("stored", logmsg.DB_RECOVER_SNAPSHOT)
+    return snap.name
 
 
 def rebuild_from_spool(layout: Layout, status: Callable[[str], None],
