@@ -83,13 +83,19 @@ def list_snapshots(layout: Layout) -> list[Snapshot]:
     return sorted(out, key=lambda s: (s.time, s.name))
 
 
+MAX_TIME = 253402300799  # 9999-12-31 23:59:59 UTC
+
+
 def _read_manifest(name: str, path: str) -> Snapshot:
     """The snapshot as its manifest describes it. A manifest missing,
     unreadable or holding anything but the fields and types it is written
     with makes the snapshot suspect, nothing more: it is listed (and
     pruned), never restored, and one damaged file cannot stop stored."""
     def finite(v: object) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        # a time any date function takes: 0 to 9999-12-31 (a bigger one made imdbverify -l
+        # die of OverflowError)
+        return (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                and 0 <= v <= MAX_TIME)
 
     def refuse(_constant: str) -> None:
         raise ValueError("NaN or Infinity")

@@ -69,6 +69,9 @@ def cli(store_root, source, to, ignore_quota, as_json, objects) -> int:
                      [(m.name, m.target, m.messages, m.updated, m.skipped,
                        "yes" if m.uids_kept else "no", len(m.remapped),
                        "yes" if m.complete else "NO") for m in result.mailboxes])
+        for m in result.mailboxes:
+            for note in m.notes:
+                click.echo(f"{m.target}: {note}")
         j = result.as_json()
         click.echo(f"restored {j['messages']} messages into {len(result.mailboxes)} mailboxes; "
                    f"{result.seconds:.2f} s ({j['messages_per_second']:,.0f} messages/s)")

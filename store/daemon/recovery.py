@@ -113,6 +113,9 @@ def check_and_recover(layout: Layout, now: float, status: Callable[[str], None],
     damaged database is held aside, never thrown away, until its replacement
     is installed and verifies; a recovery that fails puts it back."""
     status("checking the mailbox database")
+    # a move into removed/ that a kill cut off (before hold/settle_removed, the copy was
+    # made in removed.new/): what it held was a damaged database whose week had not begun
+    shutil.rmtree(os.path.join(layout.mboxlist_dir, REMOVED + ".new"), ignore_errors=True)
     verdict = dbverify.verify(layout.mboxlist_dir)
     if verdict.ok:
         settle_removed(layout, now)  # one held by a recovery a kill cut off after its install

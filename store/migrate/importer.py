@@ -18,7 +18,7 @@ from .. import index, logmsg
 from ..crash import crashpoint
 from ..errors import InvalidNameError, OverQuotaError
 from ..layout import canonical
-from ..mailbox import Incoming, Store
+from ..mailbox import FlagMode, Incoming, Store
 from ..message import guid
 from . import per_second
 from .present import Present
@@ -39,6 +39,7 @@ class FolderResult:
     bytes: int = 0
     created: bool = False
     uids_kept: bool = False
+    corrected: int = 0  # already there, its flags or keywords set back to the source's
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
@@ -127,6 +128,9 @@ def _import_folder(store: Store, folder: SourceFolder, name: str, dry_run: bool,
     batch: list[Incoming] = []
     size = 0
     bad = _keywords_left_out(folder, table, res)
+    # (flags, keywords) -> UIDs of messages already there whose flags are not the source's:
+    # a killed import's files adopted by reconstruct -r come without their flags
+    fixes: dict[tuple[int, tuple[str, ...]], list[int]] = {}
 
     def flush() -> None:
         nonlocal size
@@ -148,12 +152,19 @@ def _import_folder(store: Store, folder: SourceFolder, name: str, dry_run: bool,
         except FileNotFoundError:  # a live Maildir renames a file when its flags change
             res.vanished += 1
             continue
-        if present.match(m.uid if keep else None, guid(data), m.internaldate) is not None:
+        kws = tuple(k for k in m.keywords if k.lower() not in bad) if bad else m.keywords
+        there = present.match(m.uid if keep else None, guid(data), m.internaldate)
+        if there is not None:
             res.skipped += 1
+            # under the source's UID with no flags and no keywords at all: as reconstruct adopts
+            # a file a killed import left. Anything else may be the user's own change since
+            # the first run (the guide's "run it again at the switch"), which stays.
+            if (keep and there.uid == m.uid and there.flags == 0 and there.keywords == 0
+                    and (m.flags or kws)):
+                fixes.setdefault((m.flags, tuple(kws)), []).append(there.uid)
             if progress:
                 progress(1, 0)
             continue
-        kws = tuple(k for k in m.keywords if k.lower() not in bad) if bad else m.keywords
         batch.append(Incoming(data, m.flags, kws, m.internaldate, m.uid if keep else None))
         size += len(data)
         res.imported += 1
@@ -161,6 +172,15 @@ def _import_folder(store: Store, folder: SourceFolder, name: str, dry_run: bool,
         if len(batch) >= BATCH_MESSAGES or size >= BATCH_BYTES:
             flush()
     flush()
+    for (flags, kws), uids in fixes.items():
+        res.corrected += len(uids)
+        if not dry_run:
+            store.store_flags(name, uids, flags, list(kws), FlagMode.SET)
+    if res.corrected:
+        res.notes.append(f"{res.corrected} messages already there under the source's UID had "
+                         "no flags (a killed import's files that reconstruct adopted): "
+                         + ("they would get" if dry_run else "given") + " the source's flags "
+                         "and keywords")
     if res.vanished:
         res.notes.append(f"{res.vanished} messages left the source while it was read "
                          "(a live Maildir): run the import again to take them")

@@ -42,6 +42,7 @@ class RestoredMailbox:
     uids_kept: bool = False
     complete: bool = False  # its MEND frame was read
     remapped: dict[int, int] = field(default_factory=dict)  # backup UID -> UID here
+    notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {**self.__dict__, "remapped": {str(k): v for k, v in self.remapped.items()}}
@@ -168,12 +169,25 @@ class _Target:
             seen = seen.minus(moved).union(remapped[u] for u in moved)
             self.store.set_seen(user, self.res.target, uidvalidity, add=seen)
         self.res.uids_kept = self.keep and not self.res.remapped
-        limit = self.meta.get("quota_limit")
-        if limit is not None and self.created and self.meta.get("quotaroot"):
-            root = self.store.entry(self.res.target).quotaroot
-            if root:
-                self.store.set_quota(root, limit)
+        self._restore_limit()
         self.res.complete = True
+
+    def _restore_limit(self) -> None:
+        """The backup's quota limit on the target's quota root: set when the
+        root has none (or the mailbox is new here); an existing, different
+        limit stays when it is the stricter one, and a note says so."""
+        limit = self.meta.get("quota_limit")
+        if limit is None or not self.meta.get("quotaroot"):
+            return
+        root = self.store.entry(self.res.target).quotaroot
+        if not root:
+            return
+        have = next((q["limit_bytes"] for q in self.store.quotas(root)), None)
+        if have is None or self.created or limit < have:
+            self.store.set_quota(root, limit)
+        elif have != limit:
+            self.res.notes.append(f"quota root {root} keeps its limit of {have} bytes, stricter "
+                                  f"than the backup's {limit}")
 
 
 def _acl_for(acl: dict[str, str] | None, name: str, target: str) -> dict[str, str] | None:
