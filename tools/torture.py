@@ -220,6 +220,9 @@ class Trial:
             why = _stored_until_settled(self.root)
             if why:
                 return [f"recovery: {why}"], landed
+        elif self.op in ("imsimport", "imsrestore") and self.rng.random() < 0.5:
+            pass  # half the import and restore trials are run again at once, half after the
+            # administrator's reconstruct (which adopts a killed run's files without flags)
         else:
             for args in (["-m"], ["-r"], ["-q"]):
                 r = _run(self.root, "reconstruct", *args)
@@ -313,34 +316,56 @@ class Trial:
             s.append_many(TARGET, [b"Subject: q\n\n" + b"q" * 1000] * 50)
 
     def setup_imsimport(self) -> None:
-        """A Dovecot Maildir with UIDs (dovecot-uidlist) to go into user/copy."""
+        """A Dovecot Maildir with UIDs (dovecot-uidlist), flags and keywords
+        (dovecot-keywords) to go into user/copy."""
         src = self.root + ".src"
         for d in ("cur", "new", "tmp"):
             os.makedirs(os.path.join(src, d), exist_ok=True)
+        with open(os.path.join(src, "dovecot-keywords"), "w") as f:
+            f.write("0 $Junk\n1 project\n")
         lines, self.want = [f"3 V{1234567 + self.seed} N99999\n"], {}
+        self.want_flags: dict[int, tuple[int, list[str]]] = {}
+        letters = {"S": 1, "R": 2, "F": 4, "T": 8, "D": 16}
         for i in range(2000):
             uid = 3 + 2 * i
             data = f"Subject: import {self.seed}-{i}\n\n{self.rng.random()}\n".encode()
+            flags = "".join(c for c in "DFRST" if self.rng.random() < 0.4)
+            kws = "".join(c for c in "ab" if self.rng.random() < 0.3)
             base = f"{1700000000 + i}.M{i}P1.torture"
-            with open(os.path.join(src, "cur", base + ":2,S"), "wb") as f:
+            with open(os.path.join(src, "cur", f"{base}:2,{flags}{kws}"), "wb") as f:
                 f.write(data)
             lines.append(f"{uid} :{base}\n")
             self.want[uid] = _sha(data)
+            self.want_flags[uid] = (sum(letters[c] for c in flags),
+                                    sorted({"a": "$junk", "b": "project"}[k] for k in kws))
         with open(os.path.join(src, "dovecot-uidlist"), "w") as f:
             f.writelines(lines)
         self.copy_args = ("imsimport", src, "user/copy")
         self.want_uidvalidity = 1234567 + self.seed
+        self.want_limit = None
 
     def setup_imsrestore(self) -> None:
-        """A backup of user/user0001 (with more mail) to restore as user/copy."""
-        from store.mailbox import Store
+        """A backup of user/user0001 (with more mail, flags, keywords and a quota
+        limit) to restore as user/copy, which exists already in half the trials."""
+        from store.index import keyword_names
+        from store.mailbox import FlagMode, Store
         with Store.open(self.root) as s:
-            s.append_many("user/user0001", [f"Subject: r{i}\n\n{self.rng.random()}\n".encode()
-                                            for i in range(2000)])
+            uids = s.append_many("user/user0001", [
+                f"Subject: r{i}\n\n{self.rng.random()}\n".encode() for i in range(2000)])
+            for bits, kws in ((1, []), (4, ["$Junk"]), (2 | 16, ["project"]), (8, [])):
+                some = [u for u in uids if self.rng.random() < 0.3]
+                s.store_flags("user/user0001", some, bits, kws, FlagMode.ADD)
+            s.set_quota("user/user0001", 300_000_000)
+            idx = s.read("user/user0001")
+            self.want_flags = {r.uid: (r.flags, sorted(k.lower() for k in keyword_names(
+                idx.header, r.keywords))) for r in idx.records}
+            if self.rng.random() < 0.5:
+                s.create("user/copy")
         path = self.root + ".msb"
         r = _run(self.root, "imsbackup", "-f", path, "user/user0001")
         state = store_state(self.root)["user/user0001/INBOX"]
         self.want_uidvalidity, self.want = state
+        self.want_limit = 300_000_000
         self.copy_args = ("imsrestore", "-f", path, "--to", "user/copy", "user/user0001")
         if r.returncode != 0:
             self.problems.append(f"imsbackup exited {r.returncode}: {r.stderr.decode()[:200]}")
@@ -354,7 +379,10 @@ class Trial:
     finish_imsrestore = finish_imsimport
 
     def check_copy(self) -> None:
-        """user/copy holds the source exactly: its UIDs, UIDVALIDITY and bytes."""
+        """user/copy holds the source exactly: its UIDs, UIDVALIDITY, bytes,
+        flags and keywords, and (a restore) the quota limit."""
+        from store.index import keyword_names
+        from store.mailbox import Store
         uv, got = self.after.get("user/copy/INBOX", (0, {}))
         if uv != self.want_uidvalidity:
             self.problems.append(f"{self.op}: UIDVALIDITY {uv}, the source's {self.want_uidvalidity}")
@@ -362,6 +390,19 @@ class Trial:
             diff = sorted(set(got.items()) ^ set(self.want.items()))[:3]
             self.problems.append(f"{self.op}: {len(got)} messages, the source {len(self.want)}; "
                                  f"first differences {diff}")
+        with Store.open(self.root, readonly=True) as s:
+            if not s.exists("user/copy"):
+                return
+            idx = s.read("user/copy")
+            flags = {r.uid: (r.flags, sorted(k.lower() for k in keyword_names(
+                idx.header, r.keywords))) for r in idx.records}
+            limit = next((q["limit_bytes"] for q in s.quotas("user/copy")), None)
+        wrong = [(u, flags.get(u), f) for u, f in self.want_flags.items() if flags.get(u) != f]
+        if wrong:
+            self.problems.append(f"{self.op}: {len(wrong)} messages with other flags or keywords "
+                                 f"than the source's, e.g. (uid, got, source) {wrong[:3]}")
+        if self.want_limit is not None and limit != self.want_limit:
+            self.problems.append(f"{self.op}: quota limit {limit}, the backup's {self.want_limit}")
 
     # -- the operation, killed --------------------------------------------------------
     def kill(self) -> bool:
@@ -570,6 +611,8 @@ class Trial:
         for old, new in self.expect.items():
             if old not in self.before:  # created by the operation
                 continue
+            if self.op in ("imsimport", "imsrestore") and old.startswith("user/copy/"):
+                continue  # made empty by the set-up, to take the source's UIDVALIDITY: check_copy
             (uv_b, h_b), (uv_a, h_a) = self.before[old], self.after[new]
             if uv_b != uv_a:
                 self.problems.append(f"{new}: uidvalidity {uv_a}, was {uv_b}")
