@@ -57,7 +57,8 @@ def _parse(data: bytes, path: str, problems: list[str] | None = None) -> dict[st
             continue
         name = name.strip()
         try:
-            values[name] = lookup(name).validate(value)
+            setting = lookup(name)
+            values[setting.name] = setting.validate(value)
         except SettingError as e:  # where, for the administrator who edited the file
             bad(lineno, str(e))
     return values
@@ -99,7 +100,7 @@ class Config:
     def source(self, name: str) -> str:
         if name == ROOT.name:
             return "command line or environment"
-        return "file" if name in self.values else "default"
+        return "file" if lookup(name).name in self.values else "default"
 
     def resolve_path(self, setting: Setting) -> str:
         value = self.get(setting)
@@ -120,9 +121,10 @@ class Config:
         if name == ROOT.name:
             raise SettingError("store.root is chosen with --store-root or $MSGSTORE_ROOT, "
                                "not stored in the settings file")
-        value = lookup(name).validate(raw)
+        setting = lookup(name)
+        value = setting.validate(raw)
         values = dict(self.values)
-        values[name] = value
+        values[setting.name] = value
         self.save(values)
         self.values = values
         return value

@@ -49,6 +49,7 @@ class Setting:
     maximum: int | None = None
     unit: str = ""  # of a NUMBER or DURATION: "seconds", "minutes", "hours", "bytes"
     choices: tuple[str, ...] = ()  # of a CHOICE
+    program: str = ""  # of a CRON: the program a crontab-style value may name after its fields
 
     def validate(self, raw: str) -> str:
         """The value as stored, or SettingError saying why `raw` is not one."""
@@ -77,11 +78,16 @@ class Setting:
             return value.lower()
         if kind is Kind.CRON:
             from .cron import parse
+            fields = value.split()
+            # the seed writes the program after the schedule (`... * * lib/msprobe`), as a
+            # crontab line: taken when it names the program the schedule is for
+            if len(fields) == 6 and fields[5].rsplit("/", 1)[-1] == self.program:
+                fields = fields[:5]
             try:
-                parse(value)
+                parse(" ".join(fields))
             except ValueError as e:
                 raise SettingError(f"{self.name}: {e}") from None
-            return " ".join(value.split())
+            return " ".join(fields)
         if kind is Kind.DOMAINS:
             names = [d.strip().lower() for d in value.split(",") if d.strip()]
             for d in names:
@@ -134,8 +140,9 @@ SETTINGS: dict[str, Setting] = {}
 
 
 def _s(name: str, default: str, kind: Kind, description: str, minimum: int | None = None,
-       maximum: int | None = None, unit: str = "", choices: tuple[str, ...] = ()) -> Setting:
-    s = Setting(name, default, kind, description, minimum, maximum, unit, choices)
+       maximum: int | None = None, unit: str = "", choices: tuple[str, ...] = (),
+       program: str = "") -> Setting:
+    s = Setting(name, default, kind, description, minimum, maximum, unit, choices, program)
     if name in SETTINGS:
         raise ValueError(f"setting {name} declared twice")
     SETTINGS[name] = s
@@ -216,7 +223,8 @@ AUTORESTART_TIMEOUT = _s("local.autorestart.timeout", "600", D,
                          "not restarted again (as Oracle Messaging Server 8: one restart per "
                          "period).", 1, 86400, "seconds")
 MSPROBE_SCHEDULE = _s("local.schedule.msprobe", "5,15,25,35,45,55 * * * *", Kind.CRON,
-                      "When the watcher runs msprobe (crontab: minute hour day month weekday).")
+                      "When the watcher runs msprobe (crontab: minute hour day month weekday; "
+                      "the seed's `... lib/msprobe` is taken too).", program="msprobe")
 MSPROBE_SCHEDULE_ENABLE = _s("local.schedule.msprobe.enable", "1", B,
                              "1: the watcher runs msprobe on local.schedule.msprobe; 0: not "
                              "(cron or the systemd timer may).")
@@ -268,10 +276,21 @@ def partition_setting(partition: str) -> Setting:
     return SETTINGS.get(name) or lookup(name)
 
 
+# Oracle Communications Messaging Server 8's names for settings the seeds name otherwise:
+# taken everywhere a name is (configutil, store.conf), and stored under the seed's name
+ALIASES = {"watcher.enable": "local.watcher.enable",
+           "base.autorestart.enable": "local.autorestart",
+           "base.autorestart.timeout": "local.autorestart.timeout",
+           "schedule.task:msprobe.crontab": "local.schedule.msprobe",
+           "schedule.task:msprobe.enable": "local.schedule.msprobe.enable"}
+
+
 def lookup(name: str) -> Setting:
-    """The setting of a name, or SettingError."""
+    """The setting of a name (or of an Oracle 8 alias), or SettingError."""
     if name in SETTINGS:
         return SETTINGS[name]
+    if name in ALIASES:
+        return SETTINGS[ALIASES[name]]
     m = PARTITION_RE.match(name)
     if m:
         return Setting(name, "", Kind.PATH, f"Spool directory of partition '{m.group(1)}'.")

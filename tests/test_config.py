@@ -134,3 +134,32 @@ def test_no_code_reads_a_setting_by_its_name():
                                  line):
                         found.append(f"{f}:{i}")
     assert found == []
+
+
+def test_the_seeds_spellings_and_oracle_8_names_are_taken(cli, root):
+    """Issue 25: booleans as on/off, yes/no, true/false in any case; the seed's
+    full msprobe crontab value; Oracle Messaging Server 8's names as aliases,
+    shown and stored under the seed's names."""
+    from store.mailbox import Store
+    Store.init(root).close()
+    for name, value, want in (("local.autorestart", "YES", "1"),
+                              ("local.watcher.enable", "Off", "0"),
+                              ("local.schedule.msprobe.enable", "NO", "0"),
+                              ("local.schedule.msprobe", "5,15,25,35,45,55 * * * * lib/msprobe",
+                               "5,15,25,35,45,55 * * * *"),
+                              ("base.autorestart.enable", "true", "1"),
+                              ("base.autorestart.timeout", "300", "300"),
+                              ("watcher.enable", "on", "1"),
+                              ("schedule.task:msprobe.crontab", "0 * * * * msprobe", "0 * * * *"),
+                              ("schedule.task:msprobe.enable", "false", "0")):
+        r = cli("configutil", "--store-root", root, "-o", name, "-v", value)
+        assert r.code == 0 and r.out.strip() == want, (name, r)
+    r = cli("configutil", "--store-root", root, "-o", "base.autorestart.timeout", "--json")
+    assert '"name": "local.autorestart.timeout"' in r.out
+    r = cli("configutil", "--store-root", root, "-o", "local.schedule.msprobe",
+            "-v", "0 * * * * lib/imsbackup")
+    assert r.code == 16 and "five fields" in r.err, r
+    with open(f"{root}/config/store.conf") as f:
+        text = f.read()
+    assert "base.autorestart" not in text and "watcher.enable = 1" not in text.replace(
+        "local.watcher.enable = 1", "")

@@ -46,7 +46,7 @@ def cli(store_root, name, value, list_all, as_json) -> int:
                            "is fixed)", err=True)
         return EXIT_USAGE if problems else 0
     config = Layout.open(resolve_root(store_root)).config
-    lookup(name)
+    name = lookup(name).name  # an Oracle 8 alias shows the seed's name
     if value is not None:
         config.set(name, value)
     out = config.get(name)
