@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import wait_for
+from conftest import ROOT, wait_for
 from filelock import FileLock
 
 from store.errors import LockedError
@@ -151,3 +151,32 @@ def test_a_zombie_is_not_alive():
     p.wait()
     assert not pid_alive(p.pid)
     assert pid_alive(os.getpid())
+
+
+def test_mboxutil_locks_shows_who_holds_which_mailbox(cli, root):
+    """The log's own advice (`delivery-deferred`: look for what holds the
+    mailbox lock, mboxutil --locks) names a command that must exist."""
+    import subprocess
+    import sys
+
+    from store.mailbox import Store
+    with Store.init(root) as s:
+        s.create("user/joe")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from store.mailbox import Store\n"
+         f"s = Store.open({root!r})\nwith s.lock('user/joe/INBOX'):\n"
+         "    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        r = cli("mboxutil", "--store-root", root, "--locks", "--json")
+        assert r.code == 0, r
+        import json
+        got = json.loads(r.out)
+        assert {"lock": "user/joe/INBOX", "pid": holder.pid} == {
+            k: v for k, v in got[0].items() if k != "command"}, got
+        assert "Store.open" in got[0]["command"]
+    finally:
+        holder.communicate(b"", timeout=30)
+    r = cli("mboxutil", "--store-root", root, "--locks", "--json")
+    assert r.code == 0 and r.out.strip() == "[]", r

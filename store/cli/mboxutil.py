@@ -62,28 +62,32 @@ EXAMPLES = """Examples:
 @click.option("--remove-password", metavar="USER", default=None,
               help="Remove USER's password (they can no longer log in).")
 @click.option("--list-users", is_flag=True, help="List the users that have a password.")
+@click.option("--locks", "show_locks", is_flag=True,
+              help="Show who holds which lock now (mailbox, pid, command); looking locks nothing.")
 @click.option("--partition", "partition", default="primary", show_default=True,
               help="Partition for -c.")
 @json_option
 @click.argument("args", nargs=-1)
 def cli(store_root, do_list, pattern, create, delete, rename, expunge, quota, set_quota,
-        set_acl, set_flags, set_password, remove_password, list_users, partition, as_json,
-        args) -> int:
+        set_acl, set_flags, set_password, remove_password, list_users, show_locks, partition,
+        as_json, args) -> int:
     """Manage mailboxes, quotas, ACLs and the users who may log in."""
     actions = [n for n, v in (("-l", do_list), ("-c", create), ("-d", delete), ("-r", rename),
                               ("-e", expunge), ("-q", quota), ("--set-quota", set_quota),
                               ("--set-acl", set_acl), ("--set-flags", set_flags),
                               ("--set-password", set_password),
                               ("--remove-password", remove_password),
-                              ("--list-users", list_users)) if v]
+                              ("--list-users", list_users), ("--locks", show_locks)) if v]
     if len(actions) != 1:
         raise usage("give exactly one of -l, -c, -d, -r, -e, -q, --set-quota, --set-acl, "
-                    "--set-flags, --set-password, --remove-password, --list-users"
+                    "--set-flags, --set-password, --remove-password, --list-users, --locks"
                     + (f" (got {' '.join(actions)})" if actions else ""))
     if args and not (rename or expunge or quota):
         raise usage(f"unexpected arguments: {' '.join(args)}")
     if set_password or remove_password or list_users:
         return _users(store_root, set_password, remove_password, as_json)
+    if show_locks:
+        return _locks(store_root, as_json)
     # listings open the database read-only: they work on a read-only store
     with open_store(store_root, create=bool(create), readonly=bool(do_list or quota)) as store:
         store.check_readable()  # a damaged page must not abort the listing
@@ -188,6 +192,27 @@ def _users(store_root, set_password, remove_password, as_json) -> int:
     else:
         for n in names:
             click.echo(n)
+    return 0
+
+
+def _locks(store_root, as_json) -> int:
+    """The locks held now: a mailbox lock by the mailbox's name (its file is a
+    hash of it), the others by their file name; with the holder's command."""
+    from .. import locks
+    with open_store(store_root, readonly=True) as store:
+        names = {locks.mailbox_lock_name(i.name): i.name for i in store.list()}
+        rows = []
+        for fname, pid in sorted(locks.held(store.layout.lock_dir).items()):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                command = ""
+            rows.append((names.get(fname, fname), pid, command))
+    if as_json:
+        emit_json([{"lock": n, "pid": p, "command": c} for n, p, c in rows])
+    else:
+        render_table("Locks held", ["lock", "pid", "command"], rows)
     return 0
 
 
