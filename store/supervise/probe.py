@@ -187,7 +187,7 @@ def check_snapshot(layout: Layout) -> Check:
     if suspect:
         return Check("snapshot", WARNING, f"{len(suspect)} suspect snapshots (they failed "
                      f"verification and are kept for a look: {', '.join(suspect[:3])}); "
-                     "imdbverify -s lists them", {"suspect": len(suspect)})
+                     "imdbverify -l lists them", {"suspect": len(suspect)})
     newest = snapshots.newest_time(layout)
     interval = layout.config.get_int(settings.SNAPSHOT_INTERVAL) * 60
     if newest is None:
