@@ -212,3 +212,29 @@ def test_a_delivery_cut_off_before_its_header_update_does_not_lock_the_reader_ou
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_busy_port_is_one_line_and_exit_8(tmp_path):
+    """Issue 25: imapd and popd on a port another server holds printed a
+    traceback; now one line naming the address, and exit 8."""
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    root = str(tmp_path / "store")
+    Store.init(root).close()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        for prog in ("imapd", "popd"):
+            r = subprocess.run([sys.executable, "-c", f"from store.cli.{prog} import main; main()",
+                                "--store-root", root, "--port", str(port)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode == 8, r
+            assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "Traceback" not in r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    finally:
+        busy.close()

@@ -13,7 +13,7 @@ from zope.interface import implementer
 
 from .. import accounts, logmsg, settings
 from ..daemon import state
-from ..errors import SettingError
+from ..errors import SettingError, StoreError
 from ..layout import Layout
 from ..mailbox import Store
 
@@ -203,12 +203,20 @@ def serve(service: str, root: str, address: str, port: int, sslport: int, factor
     store = Store.open(root)
     tls = tls_context(store.layout)
     f = factory(store, tls)
+    from twisted.internet.error import CannotListenError
     wheres = []
-    if port:
-        wheres.append(f"{address}:{reactor.listenTCP(port, f, interface=address).getHost().port}")
-    if sslport and tls is not None:
-        listener = reactor.listenSSL(sslport, f, tls, interface=address)
-        wheres.append(f"{address}:{listener.getHost().port} (TLS)")
+    try:
+        if port:
+            listener = reactor.listenTCP(port, f, interface=address)
+            wheres.append(f"{address}:{listener.getHost().port}")
+        if sslport and tls is not None:
+            listener = reactor.listenSSL(sslport, f, tls, interface=address)
+            wheres.append(f"{address}:{listener.getHost().port} (TLS)")
+    except CannotListenError as e:  # another server has the port: one line, exit 8
+        store.close()
+        why = getattr(e.socketError, "strerror", None) or e.socketError
+        raise StoreError(f"{service}: cannot listen on {e.interface or address}:{e.port}: "
+                         f"{why}") from None
     where = ", ".join(wheres)
 
     def ready():
