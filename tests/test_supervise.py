@@ -346,3 +346,21 @@ def test_msprobe_reports_the_last_check_and_core_files(tmp_path, cli):
     (cores / "core.1234").write_bytes(b"\0")
     c = probe.check_cores(Layout.open(root))[0]
     assert c.status == probe.WARNING and "core.1234" in c.summary
+
+
+def test_a_port_another_server_holds_fails_the_start(root):
+    """Issue 25: a port taken by another server was reported as started (the
+    other server answered the readiness check), exit 0."""
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        Layout.open(root).config.set("service.imap.port", str(busy.getsockname()[1]))
+        code, out = start(root)
+        assert code == 8, out
+        assert out[-1] == (f"imap server did not start: 127.0.0.1:{busy.getsockname()[1]} is "
+                           "taken by another process"), out
+        assert pid(root, "imapd") is None
+    finally:
+        busy.close()

@@ -82,6 +82,11 @@ def start(layout: Layout, services: list[Service], out: Out,
         if pid is not None:
             out(f"{svc.label} is already running ({pid})")
             continue
+        if svc.address is not None and svc.ready(layout):
+            # something else answers there: our service would die at its bind, and the
+            # check below would take the other server's answer for ours
+            out(f"{svc.label} did not start: {svc.where(layout)} is taken by another process")
+            return False
         p = launch(layout, svc)
         out(f"Starting {svc.label} .... {p.pid}")
         if started:

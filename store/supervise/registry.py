@@ -51,6 +51,13 @@ class Service:
             return state.is_ready(layout)
         return connects(*self.address(layout))
 
+    def where(self, layout: Layout) -> str:
+        """The address it listens on, as an administrator reads it."""
+        if self.address is None:
+            return "-"
+        family, addr = self.address(layout)[:2]
+        return addr if isinstance(addr, str) else f"{addr[0]}:{addr[1]}"
+
     @property
     def label(self) -> str:
         return f"{self.name} server"
