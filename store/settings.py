@@ -219,9 +219,12 @@ AUTORESTART = _s("local.autorestart", "0", B,
                  "1: when a store service exits abnormally the watcher restarts every store "
                  "service enabled at start, in order (stored first); 0: it only logs the failure.")
 AUTORESTART_TIMEOUT = _s("local.autorestart.timeout", "600", D,
-                         "Seconds: a service that fails again within this time of a restart is "
-                         "not restarted again (as Oracle Messaging Server 8: one restart per "
-                         "period).", 1, 86400, "seconds")
+                         "Seconds: the period in which a service is restarted at most "
+                         "local.autorestart.count times; failing more often in it, it is left "
+                         "stopped.", 1, 86400, "seconds")
+AUTORESTART_COUNT = _s("local.autorestart.count", "2", N,
+                       "Restarts of a failed service within local.autorestart.timeout (Sun 6.3: "
+                       "up to two; Oracle Messaging Server 8: one).", 1, 100)
 MSPROBE_SCHEDULE = _s("local.schedule.msprobe", "5,15,25,35,45,55 * * * *", Kind.CRON,
                       "When the watcher runs msprobe (crontab: minute hour day month weekday; "
                       "the seed's `... lib/msprobe` is taken too).", program="msprobe")

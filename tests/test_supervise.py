@@ -70,6 +70,9 @@ def root(tmp_path):
                                    "service.pop.port": str(free_port()),
                                    "local.autorestart": "1",
                                    "local.autorestart.timeout": "600",
+                                   # Oracle 8's one restart per period: the kill test's second
+                                   # kill is the one not restarted (Sun's default is 2)
+                                   "local.autorestart.count": "1",
                                    # the seeds' schedule would run msprobe (which may ask for
                                    # restarts) at :05, :15... in the middle of a test; the
                                    # schedule's own test turns it on
@@ -364,3 +367,20 @@ def test_a_port_another_server_holds_fails_the_start(root):
         assert pid(root, "imapd") is None
     finally:
         busy.close()
+
+
+def test_restarts_per_period_follow_local_autorestart_count(root, monkeypatch):
+    """Issue 25: Sun 6.3 restarts a failed service up to two times within
+    local.autorestart.timeout (the default); 1 is Oracle 8's rule."""
+    from store.supervise.registry import by_name
+    from store.supervise.watcher import Watcher
+    imap = by_name(["imap"])[0]
+    for count, restarts in (("2", 2), ("1", 1), ("3", 3)):
+        Layout.open(root).config.set("local.autorestart.count", count)
+        w = Watcher(Layout.open(root))
+        calls = []
+        monkeypatch.setattr(w, "restart_all", lambda calls=calls: calls.append(1))
+        for _ in range(5):
+            w._restart_for(imap)
+        assert len(calls) == restarts and "imap" in w.given_up, count
+        w._log.close()

@@ -1,9 +1,10 @@
 """systemd units for the services, made from the registry and the settings:
 the systemd form of start-msg and the watcher. Each service `Requires=` and
 `PartOf=` stored (a restart of stored restarts them: the seeds' "restart all
-store services"); `Restart=on-failure` with local.autorestart, limited to one
-restart per local.autorestart.timeout (StartLimitBurst=2 within
-StartLimitIntervalSec), as the watcher limits it; msprobe runs from a timer
+store services"); `Restart=on-failure` with local.autorestart, limited to
+local.autorestart.count restarts per local.autorestart.timeout (StartLimitBurst
+= the count + the first start, within StartLimitIntervalSec), as the watcher
+limits it; msprobe runs from a timer
 on the seeds' schedule."""
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _service(layout: Layout, svc: Service, bindir: str, user: str, group: str) -
         extra += "NotifyAccess=main\nWatchdogSec=30\n"
     return (f"[Unit]\nDescription={DESCRIPTIONS.get(svc.program, svc.program)}\n{after}"
             f"StartLimitIntervalSec={c.get_int(settings.AUTORESTART_TIMEOUT)}\n"
-            "StartLimitBurst=2\n\n"
+            f"StartLimitBurst={c.get_int(settings.AUTORESTART_COUNT) + 1}\n\n"
             f"[Service]\nType=notify\nUser={user}\nGroup={group}\n"
             f"Environment=MSGSTORE_ROOT={layout.root}\n"
             f"ExecStart={os.path.join(bindir, svc.program)}\n"

@@ -4,11 +4,11 @@ exits without being asked to is logged (`Watched 'imapd' process 13428
 exited abnormally`); with local.autorestart every store service enabled at
 start is restarted in order: the others stopped, stored started and waited
 for, then the rest (the seeds: "if imapd fails, at the least, stored and
-imapd are restarted"). A service that fails again within
-local.autorestart.timeout of its restart is not restarted again (Oracle
-Messaging Server 8's "once within the period", rather than 6.3's "up to
-two times": a second failure that soon is not going to be cured by a third
-start), and the log says what to do.
+imapd are restarted"). A service is restarted at most
+local.autorestart.count times within local.autorestart.timeout (Sun 6.3's
+"up to two times within a 10 minute period", the default; 1 is Oracle
+Messaging Server 8's rule); failing once more in that period, it is left
+stopped, and the log says what to do.
 
 Requests come over the UNIX socket `<root>/run/watcher` (Sun used TCP port
 49994; a socket file keeps it to this machine and to the store's owner),
@@ -45,7 +45,7 @@ class Watcher:
         self.children: dict[str, subprocess.Popen] = {}
         self.expected: set[subprocess.Popen] = set()  # being stopped on purpose
         self.watched: list[Service] = []  # started through the watcher: restarted together
-        self.restarted_at: dict[str, float] = {}
+        self.restarted_at: dict[str, list[float]] = {}  # service -> its restarts' times
         self.given_up: set[str] = set()
         self.lock = threading.RLock()  # one start, stop or restart at a time
         self.done = threading.Event()
@@ -122,21 +122,23 @@ class Watcher:
         self._restart_for(svc)
 
     def _restart_for(self, svc: Service) -> None:
-        """Restart every watched service because of `svc`, unless it failed
-        again within local.autorestart.timeout of its last restart."""
+        """Restart every watched service because of `svc`, unless it was
+        restarted local.autorestart.count times within local.autorestart.timeout."""
         if not self.layout.config.get_bool(settings.AUTORESTART) or svc.name in self.given_up:
             return
         timeout = self.layout.config.get_int(settings.AUTORESTART_TIMEOUT)
-        last = self.restarted_at.get(svc.name)
+        count = self.layout.config.get_int(settings.AUTORESTART_COUNT)
         now = time.monotonic()
-        if last is not None and now - last < timeout:
+        recent = [t for t in self.restarted_at.get(svc.name, []) if now - t < timeout]
+        self.restarted_at[svc.name] = recent
+        if len(recent) >= count:
             self.given_up.add(svc.name)
             self.wlog(f"'{svc.program}' failed again within {timeout} s of its restart: "
                       "not restarted")
             logmsg.log("watcher", logmsg.RESTART_GIVEN_UP, program=svc.program,
                        seconds=timeout)
             return
-        self.restarted_at[svc.name] = now
+        recent.append(now)
         self.restart_all()
 
     def restart_all(self) -> None:
