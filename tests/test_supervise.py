@@ -384,3 +384,23 @@ def test_restarts_per_period_follow_local_autorestart_count(root, monkeypatch):
             w._restart_for(imap)
         assert len(calls) == restarts and "imap" in w.given_up, count
         w._log.close()
+
+
+def test_the_watcher_alone_stops_and_starts_and_adopts_the_running_services(root):
+    """Issue 25 (seed 000): `stop-msg watcher` / `start-msg watcher`, and a
+    relaunched watcher watches the services that already run (they are
+    restarted when they fail)."""
+    assert start(root)[0] == 0
+    pids = {p: pid(root, p) for p in PROGRAMS}
+    code, out = stop(root, "watcher")
+    assert code == 0 and out[0].startswith("Stopping watcher process"), out
+    assert until(lambda: " stopped at " in watcher_log(root)[-1])
+    assert all(pid_alive(n) for n in pids.values())  # the services run on
+    code, out = start(root, "watcher")
+    assert code == 0 and out[0].startswith("Launching watcher ... "), out
+    assert until(lambda: "watcher adopted 'popd' process %d" % pids["popd"] in watcher_log(root))
+    os.kill(pids["imapd"], signal.SIGKILL)
+    assert until(lambda: pid(root, "imapd") not in (None, pids["imapd"])
+                 and pid_alive(pid(root, "imapd")), 120), "\n".join(watcher_log(root))
+    code, out = start(root, "watcher", "imap")
+    assert code == 16, out

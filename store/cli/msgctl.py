@@ -57,11 +57,14 @@ def _launch_watcher(layout: Layout) -> int:
     return p.pid
 
 
+WATCHER = "watcher"  # seed 001's service name for the watcher itself
+
+
 def _names(services: tuple[str, ...]) -> list[str]:
     try:
         by_name(list(services))
     except ValueError as e:
-        raise usage(str(e)) from None
+        raise usage(f"{e}; or {WATCHER}, alone") from None
     return list(services)
 
 
@@ -69,6 +72,7 @@ START_EPILOG = f"""\b
 Examples:
   start-msg              the watcher, then stored (waited for), lmtpd, imapd, popd
   start-msg imap         imapd alone (stored must be running)
+  start-msg watcher      the watcher alone: it watches the services that run
 
 Services: {NAMES}; each started when its setting (store.enable, lmtp.enable,
 imap.enable, pop.enable) is 1. With local.watcher.enable 1 (the default) the
@@ -90,6 +94,12 @@ def start_cli(store_root, units_dir, user, group, services) -> int:
     become ready. What is already running is reported and left alone."""
     layout = Layout.open(resolve_root(store_root))
     logsetup.attach(layout.log_dir)
+    if services == (WATCHER,):  # the watcher alone; it adopts the services that run
+        if _ask(layout, "status", echo=lambda _line: None) is not None:
+            click.echo("watcher is already running")
+            return EXIT_OK
+        click.echo(f"Launching watcher ... {_launch_watcher(layout)}")
+        return EXIT_OK
     names = _names(services)
     if units_dir:
         from ..supervise.units import units
@@ -121,6 +131,7 @@ STOP_EPILOG = f"""\b
 Examples:
   stop-msg               popd, imapd, lmtpd, stored, then the watcher
   stop-msg imap          imapd alone
+  stop-msg watcher       the watcher alone: the services run on, unwatched
 
 Services: {NAMES}.
 
@@ -134,6 +145,12 @@ def stop_cli(store_root, services) -> int:
     """Stop the store's services in reverse order (SIGTERM; SIGKILL after 30 s)."""
     layout = Layout.open(resolve_root(store_root))
     logsetup.attach(layout.log_dir)
+    if services == (WATCHER,):  # the watcher alone: the services run on, unwatched
+        status = _ask(layout, "quit")
+        if status is None:
+            click.echo("watcher is not running")
+            return EXIT_OK
+        return status
     names = _names(services)
     status = _ask(layout, "stop " + " ".join(names))
     if status is None:  # no watcher: by the pid files

@@ -28,10 +28,25 @@ import time
 
 from .. import cron, logmsg, settings
 from ..layout import Layout
+from ..proc import pid_alive
 from . import control
 from .registry import SERVICES, STORE, Service, by_name, enabled
 
 POLL = 0.2  # seconds between looks at the children
+
+
+class Adopted:
+    """A service a watcher before this one started (found by its pid file):
+    watched like a child, though only its parent can know its exit status."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not pid_alive(self.pid):
+            self.returncode = -1  # gone; how, its parent knew
+        return self.returncode
 SOCKET = "run/watcher"
 
 
@@ -42,8 +57,8 @@ def socket_path(layout: Layout) -> str:
 class Watcher:
     def __init__(self, layout: Layout):
         self.layout = layout
-        self.children: dict[str, subprocess.Popen] = {}
-        self.expected: set[subprocess.Popen] = set()  # being stopped on purpose
+        self.children: dict[str, subprocess.Popen | Adopted] = {}
+        self.expected: set[subprocess.Popen | Adopted] = set()  # being stopped on purpose
         self.watched: list[Service] = []  # started through the watcher: restarted together
         self.restarted_at: dict[str, list[float]] = {}  # service -> its restarts' times
         self.given_up: set[str] = set()
@@ -56,7 +71,17 @@ class Watcher:
     def wlog(self, line: str) -> None:
         self._log.write(line + "\n")
 
-    def _track(self, svc: Service, p: subprocess.Popen) -> None:
+    def adopt(self) -> None:
+        """The services that run already (a watcher that died or was stopped
+        alone left them): watched from now on, restarted with the others."""
+        with self.lock:
+            for svc in SERVICES:
+                pid = control.running_pid(self.layout, svc)
+                if pid is not None and svc.name not in self.children:
+                    self.wlog(f"watcher adopted '{svc.program}' process {pid}")
+                    self._track(svc, Adopted(pid))
+
+    def _track(self, svc: Service, p: subprocess.Popen | Adopted) -> None:
         old = self.children.get(svc.name)
         if old is not None:  # stopped by us: reaped, and forgotten
             old.poll()
@@ -114,7 +139,7 @@ class Watcher:
                     continue
                 self.failed(next(s for s in SERVICES if s.name == name), p)
 
-    def failed(self, svc: Service, p: subprocess.Popen) -> None:
+    def failed(self, svc: Service, p: subprocess.Popen | Adopted) -> None:
         how = "exited abnormally" if p.returncode != 0 else "exited"
         self.wlog(f"Watched '{svc.program}' process {p.pid} {how}")
         logmsg.log("watcher", logmsg.WATCHED_EXITED, program=svc.program, pid=p.pid,
@@ -179,6 +204,7 @@ class Watcher:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self.wlog(f"watcher process {os.getpid()} started at {time.ctime()}")
+        self.adopt()
         last_minute = None
         try:
             while not self.done.wait(POLL):
@@ -242,5 +268,9 @@ class Watcher:
         elif verb == "status":
             self.status(out)
             out("OK")
+        elif verb == "quit":  # stop-msg watcher: the watcher alone; the services run on
+            out(f"Stopping watcher process {os.getpid()} ... done")
+            self.done.set()
+            out("OK")
         else:
-            raise ValueError(f"unknown request {verb!r} (start, stop, status)")
+            raise ValueError(f"unknown request {verb!r} (start, stop, status, quit)")
