@@ -398,7 +398,7 @@ def test_the_watcher_alone_stops_and_starts_and_adopts_the_running_services(root
     assert all(pid_alive(n) for n in pids.values())  # the services run on
     code, out = start(root, "watcher")
     assert code == 0 and out[0].startswith("Launching watcher ... "), out
-    assert until(lambda: "watcher adopted 'popd' process %d" % pids["popd"] in watcher_log(root))
+    assert until(lambda: f"watcher adopted 'popd' process {pids['popd']}" in watcher_log(root))
     os.kill(pids["imapd"], signal.SIGKILL)
     assert until(lambda: pid(root, "imapd") not in (None, pids["imapd"])
                  and pid_alive(pid(root, "imapd")), 120), "\n".join(watcher_log(root))
