@@ -265,6 +265,11 @@ class Layout:
     def partition_path(self, partition: str) -> str:
         parts = self.config.partitions()
         if partition not in parts:
+            # added since this process read the settings (configutil, while lmtpd, imapd and
+            # popd run): the file is read again, once, before the name is refused
+            self.config = Config.load(self.root)
+            parts = self.config.partitions()
+        if partition not in parts:
             raise StoreError(f"unknown partition {partition!r} (known: {', '.join(parts)})")
         return parts[partition]
 

@@ -163,3 +163,20 @@ def test_the_seeds_spellings_and_oracle_8_names_are_taken(cli, root):
         text = f.read()
     assert "base.autorestart" not in text and "watcher.enable = 1" not in text.replace(
         "local.watcher.enable = 1", "")
+
+
+def test_a_partition_added_while_a_service_runs_is_found_without_a_restart(root, tmp_path):
+    """Issue 25: a partition added by configutil was `unknown partition` (LMTP
+    451, IMAP NO [CANNOT]) in running services until they were restarted."""
+    from store.layout import Layout
+    from store.mailbox import Store
+    with Store.init(root) as running:  # a service's store, settings read at its start
+        running.create("user/joe")
+        Layout.open(root).config.set("store.partition.second.path", str(tmp_path / "second"))
+        running.create("user/joe/Archive", "second")
+        assert running.entry("user/joe/Archive").partition == "second"
+        import pytest
+
+        from store.errors import StoreError
+        with pytest.raises(StoreError, match="unknown partition 'third'"):
+            running.create("user/joe/Other", "third")
