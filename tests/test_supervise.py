@@ -404,3 +404,20 @@ def test_the_watcher_alone_stops_and_starts_and_adopts_the_running_services(root
                  and pid_alive(pid(root, "imapd")), 120), "\n".join(watcher_log(root))
     code, out = start(root, "watcher", "imap")
     assert code == 16, out
+
+
+def test_the_watcher_follows_configutil_without_a_restart(root, monkeypatch):
+    """Issue 25: a change of local.autorestart needed a watcher restart."""
+    from store.supervise.registry import by_name
+    from store.supervise.watcher import Watcher
+    imap = by_name(["imap"])[0]
+    w = Watcher(Layout.open(root))  # local.autorestart 1 (the fixture)
+    calls = []
+    monkeypatch.setattr(w, "restart_all", lambda: calls.append(1))
+    Layout.open(root).config.set("local.autorestart", "0")  # as configutil, another process
+    w._restart_for(imap)
+    assert calls == [] and "settings read again (store.conf changed)" in watcher_log(root)
+    Layout.open(root).config.set("local.autorestart", "1")
+    w._restart_for(imap)
+    assert calls == [1]
+    w._log.close()

@@ -27,6 +27,8 @@ import threading
 import time
 
 from .. import cron, logmsg, settings
+from ..config import Config, config_path
+from ..errors import SettingError
 from ..layout import Layout
 from ..proc import pid_alive
 from . import control
@@ -65,11 +67,32 @@ class Watcher:
         self.lock = threading.RLock()  # one start, stop or restart at a time
         self.done = threading.Event()
         self._probe: subprocess.Popen | None = None
+        self._settings_stamp: tuple[int, int, int] | None = None
         self._log = open(os.path.join(layout.log_dir, "watcher"), "a", buffering=1,  # noqa: SIM115
                          encoding="utf-8")
+        self.settings()
 
     def wlog(self, line: str) -> None:
         self._log.write(line + "\n")
+
+    def settings(self) -> Config:
+        """The settings as store.conf holds them now: read again when the file
+        changed (configutil while the watcher runs; SIGHUP is not needed). A
+        file made invalid keeps the settings in force, and the log says so."""
+        try:
+            st = os.stat(config_path(self.layout.root))
+            stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
+        except OSError:
+            stamp = None
+        if stamp != self._settings_stamp:
+            first, self._settings_stamp = self._settings_stamp is None, stamp
+            try:
+                self.layout.config = Config.load(self.layout.root)
+                if not first:
+                    self.wlog("settings read again (store.conf changed)")
+            except SettingError as e:
+                self.wlog(f"settings not read again: {e}; the previous ones stay in force")
+        return self.layout.config
 
     def adopt(self) -> None:
         """The services that run already (a watcher that died or was stopped
@@ -149,10 +172,11 @@ class Watcher:
     def _restart_for(self, svc: Service) -> None:
         """Restart every watched service because of `svc`, unless it was
         restarted local.autorestart.count times within local.autorestart.timeout."""
-        if not self.layout.config.get_bool(settings.AUTORESTART) or svc.name in self.given_up:
+        c = self.settings()
+        if not c.get_bool(settings.AUTORESTART) or svc.name in self.given_up:
             return
-        timeout = self.layout.config.get_int(settings.AUTORESTART_TIMEOUT)
-        count = self.layout.config.get_int(settings.AUTORESTART_COUNT)
+        timeout = c.get_int(settings.AUTORESTART_TIMEOUT)
+        count = c.get_int(settings.AUTORESTART_COUNT)
         now = time.monotonic()
         recent = [t for t in self.restarted_at.get(svc.name, []) if now - t < timeout]
         self.restarted_at[svc.name] = recent
@@ -236,7 +260,7 @@ class Watcher:
 
     def scheduled(self, now: time.struct_time) -> None:
         """msprobe on local.schedule.msprobe (the seeds' imsched runs it)."""
-        c = self.layout.config
+        c = self.settings()
         if not c.get_bool(settings.MSPROBE_SCHEDULE_ENABLE) or \
                 not cron.matches(cron.parse(c.get(settings.MSPROBE_SCHEDULE)), now):
             return
