@@ -262,7 +262,7 @@ def test_msprobe_finds_a_stopped_stored_and_the_watcher_restarts_it(root):
             os.kill(old, signal.SIGCONT)
     assert code == 2 and "not responding: its heartbeat is" in out
     log = watcher_log(root)
-    assert "msprobe: 'stored' not responding" in log
+    assert "msprobe: 'stored' not responding or down" in log
     assert until(lambda: pid(root, "stored") != old and pid_alive(pid(root, "stored") or 0))
     def services_ok():
         import json
@@ -421,3 +421,15 @@ def test_the_watcher_follows_configutil_without_a_restart(root, monkeypatch):
     w._restart_for(imap)
     assert calls == [1]
     w._log.close()
+
+
+def test_msprobe_restarts_a_service_that_is_down_but_not_one_an_administrator_stopped(root):
+    """Issue 25: msprobe restarted only a service that hangs; one that is
+    down (and that the watcher did not restart) stayed down."""
+    assert start(root)[0] == 0
+    code, out = stop(root, "pop")  # the administrator's: stays stopped
+    assert code == 0
+    code, out = msprobe(root, "--nagios")
+    assert code == 2 and "popd is not running" in out
+    assert pid(root, "popd") is None or not pid_alive(pid(root, "popd"))
+    assert "msprobe: 'popd' not responding or down" not in watcher_log(root)

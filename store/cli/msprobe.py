@@ -23,8 +23,9 @@ Examples:
 
 \b
 Exit codes (Nagios plugin): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
-With local.autorestart 1, a service that does not answer is restarted
-through the watcher (once within local.autorestart.timeout).
+With local.autorestart 1, a service that does not answer or is down is
+restarted through the watcher (up to local.autorestart.count times within
+local.autorestart.timeout; one an administrator stopped stays stopped).
 """
 
 
@@ -75,7 +76,10 @@ def cli(store_root, as_json, nagios, prom, timeout) -> int:
     for c in checks:
         if c.name.startswith("service ") and c.status == probe.CRITICAL:
             logmsg.log("msprobe", logmsg.PROBE_FAILED, check=c.name, summary=c.summary)
-            if "not responding" in c.summary and layout.config.get_bool(settings.AUTORESTART):
+            # a hang, or a service that is down (the watcher restarts only the ones it
+            # watches: not one an administrator stopped)
+            if (("not responding" in c.summary or "is not running" in c.summary)
+                    and layout.config.get_bool(settings.AUTORESTART)):
                 _ask(layout, f"restart {c.name.split()[1]}")
     if prom:
         write_prometheus(os.path.abspath(prom), checks)

@@ -283,11 +283,14 @@ class Watcher:
             out("OK")
         elif verb == "utility":
             self.utility(int(names[0]), names[1], out.rfile)
-        elif verb == "restart":  # msprobe: a service that does not answer
+        elif verb == "restart":  # msprobe: a service that does not answer, or is down
             svc = by_name(names[:1])[0]
             with self.lock:
-                self.wlog(f"msprobe: '{svc.program}' not responding")
-                self._restart_for(svc)
+                if svc not in self.watched:  # never started here, or stopped by stop-msg
+                    out(f"{svc.label} is not watched: not restarted")
+                else:
+                    self.wlog(f"msprobe: '{svc.program}' not responding or down")
+                    self._restart_for(svc)
             out("OK")
         elif verb == "status":
             self.status(out)
