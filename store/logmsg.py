@@ -152,6 +152,11 @@ STORED_REBUILD_UNFINISHED = _m(
 STORED_STOPPED_STARTING = _m(
     "stored-stopped-starting", logging.WARNING, "stored {why}",
     "None: start stored again when you want it; it finishes what was cut off before READY.")
+MAILBOX_REFUSED_DAMAGED = _m(
+    "mailbox-refused-damaged", logging.ERROR,
+    "{service}: mailbox {mailbox} refused to {user}: damaged ({error})",
+    "Run `reconstruct {mailbox}` (it repairs what it can read and says what it did); the "
+    "user's client gets the mailbox again at once. msprobe reports these lines as errors.")
 INTERNAL_ERROR = _m(
     "internal-error", logging.CRITICAL,
     "{program}: internal error {error_type}: {error}; traceback: {traceback}",

@@ -209,6 +209,21 @@ def test_a_delivery_cut_off_before_its_header_update_does_not_lock_the_reader_ou
         p.user("joe")
         with pytest.raises(poplib.error_proto, match="run reconstruct"):
             p.pass_("pw")
+        with open(path, "r+b") as f:  # and a damaged header, which imapd refuses too
+            f.seek(50)
+            b = f.read(1)
+            f.seek(50)
+            f.write(bytes([b[0] ^ 0xFF]))
+        c = imaplib.IMAP4("127.0.0.1", port)
+        c.login("joe", "pw")
+        typ, data = c.select("INBOX")
+        assert typ == "NO" and b"SERVERBUG" in data[0], data
+        c.logout()
+        # issue 25: each refusal is logged with its action, an ERROR msprobe reports
+        log = open(os.path.join(root, "log", "default"), encoding="utf-8").read()
+        for service in ("popd", "imapd"):
+            assert (f"ERROR: {service}: mailbox user/joe/INBOX refused to joe: damaged"
+                    in log), log[-2000:]
     finally:
         proc.terminate()
         proc.wait(30)

@@ -24,7 +24,8 @@ from twisted.mail import imap4
 from twisted.python import log
 from zope.interface import implementer
 
-from ..errors import InvalidNameError, NoSuchMailboxError, StoreError
+from .. import logmsg
+from ..errors import CorruptionError, InvalidNameError, NoSuchMailboxError, StoreError
 from ..mailbox import Store, pattern_to_regex
 from . import imapfetch, telemetry
 from .imapbox import Mailbox, NoPermission, refused, text
@@ -257,6 +258,10 @@ class IMAPServer(imap4.IMAP4Server):
         except imap4.MailboxException as e:  # Refused and NoPermission among them
             self.sendNegativeResponse(tag, str(e).encode())
         except StoreError as e:
+            if isinstance(e, CorruptionError):
+                logmsg.log("imapd", logmsg.MAILBOX_REFUSED_DAMAGED, service="imapd",
+                           mailbox=e.mailbox or "?", user=getattr(self.account, "user", "?"),
+                           error=e.message)
             self.sendNegativeResponse(tag, str(refused(e)).encode())
         return REFUSED
 

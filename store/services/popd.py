@@ -16,6 +16,7 @@ from twisted.internet import protocol
 from twisted.mail import pop3
 from zope.interface import implementer
 
+from .. import logmsg
 from ..index import FLAG_DELETED
 from ..layout import INBOX, USER_NS
 from ..mailbox import FlagMode, Store
@@ -36,6 +37,8 @@ class Maildrop:
         if idx.problems and store.settle(self.name):  # an append a kill cut off
             idx = store.read(self.name)
         if idx.problems:
+            logmsg.log("popd", logmsg.MAILBOX_REFUSED_DAMAGED, service="popd", mailbox=self.name,
+                       user=user, error=idx.problems[0])
             raise pop3.POP3Error(f"{self.name} is damaged: run reconstruct")
         self.uidvalidity = idx.header.uidvalidity
         self.records = idx.records
