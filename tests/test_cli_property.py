@@ -25,7 +25,7 @@ build(STORE, users=2, folders=1, messages=2, seed=9)
 
 FLAGS = {
     "deliver": ["-", "user/user0000", "user/user0001/Sent", "--json"],
-    "mboxutil": ["-l", "-p", "-c", "-d", "-r", "-e", "-q", "--set-quota", "--set-acl",
+    "mboxutil": ["-l", "-p", "-c", "-d", "-r", "-e", "-q", "-o", "-w", "--locks", "--set-quota", "--set-acl",
                  "--set-flags", "--partition", "--json", "user/user0000", "user/x", "*",
                  "anyone", "lr", "none", "1"],
     "hashdir": ["-a", "--partition", "--path", "user0000", "user/user0000/Sent"],

@@ -301,3 +301,28 @@ def test_deliver_defers_while_stored_checks_the_database(cli, root):
     assert r.code == 75 and "4.3.0 stored (pid" in r.err and "checking or recovering" in r.err, r
     r = cli("deliver", "--store-root", root, "-a", "joe@example.com", input=b"Subject: x\n\nx\n")
     assert r.code == 75 and "checking or recovering" in r.err, r
+
+
+def test_mboxutil_o_lists_and_deletes_orphaned_mailboxes(cli, root, tmp_path):
+    """Issue 25 (Sun's mboxutil -o): the mailboxes of users the user database
+    no longer has; -w FILE writes them, -o -d deletes them after a yes."""
+    from store import accounts
+    from store.layout import Layout
+    from store.mailbox import Store
+    with Store.init(root) as s:
+        for n in ("user/joe", "user/joe/Sent", "user/gone", "user/gone/Old", "shared"):
+            s.create(n)
+    r = cli("mboxutil", "--store-root", root, "-o")
+    assert r.code == 8 and "holds no user" in r.err, r  # no user database: nothing is orphan
+    accounts.set_password(Layout.open(root), "joe", "pw")
+    out = str(tmp_path / "orphans")
+    r = cli("mboxutil", "--store-root", root, "-o", "-w", out)
+    assert r.code == 0 and r.out.split() == ["user/gone/INBOX", "user/gone/Old"], r
+    assert open(out).read().split() == ["user/gone/INBOX", "user/gone/Old"]
+    r = cli("mboxutil", "--store-root", root, "-o", "-d", input="n\n")
+    assert r.code == 0 and "nothing deleted" in r.err, r
+    r = cli("mboxutil", "--store-root", root, "-o", "-d", input="y\n")
+    assert r.code == 0 and "deleted user/gone/Old" in r.out, r
+    with Store.open(root) as s:
+        assert [i.name for i in s.list()] == ["shared", "user/joe/INBOX", "user/joe/Sent"]
+    assert cli("mboxutil", "--store-root", root, "-d").code == 16

@@ -7,6 +7,7 @@ import click
 from .. import logmsg, logsetup
 from ..errors import StoreError
 from ..index import names_to_flags
+from ..layout import user_of
 from .common import (
     EXIT_CODES_HELP,
     emit_json,
@@ -40,12 +41,21 @@ EXAMPLES = """Examples:
 """
 
 
+ORPHANS = "\0orphans"  # -d given without a name (as `-o -d`)
+
+
 @click.command(epilog=EXAMPLES + EXIT_CODES_HELP)
 @store_root_option
 @click.option("-l", "do_list", is_flag=True, help="List mailboxes.")
 @click.option("-p", "pattern", metavar="PATTERN", help="Mailbox pattern for -l/-e (* and %).")
 @click.option("-c", "create", metavar="NAME", help="Create a mailbox.")
-@click.option("-d", "delete", metavar="NAME", help="Delete a mailbox and its messages.")
+@click.option("-d", "delete", metavar="NAME", is_flag=False, flag_value=ORPHANS, default=None,
+              help="Delete a mailbox and its messages; with -o (no NAME): the orphaned "
+                   "mailboxes, after a confirmation.")
+@click.option("-o", "orphans", is_flag=True,
+              help="List orphaned mailboxes: those of users with no entry in the user "
+                   "database (config/passwd).")
+@click.option("-w", "write_to", metavar="FILE", help="With -o: write the list to FILE.")
 @click.option("-r", "rename", is_flag=True, help="Rename: OLD NEW [PARTITION] as arguments.")
 @click.option("-e", "expunge", is_flag=True,
               help="Expunge messages flagged \\Deleted (mailboxes as arguments, or -p).")
@@ -68,10 +78,18 @@ EXAMPLES = """Examples:
               help="Partition for -c.")
 @json_option
 @click.argument("args", nargs=-1)
-def cli(store_root, do_list, pattern, create, delete, rename, expunge, quota, set_quota,
+def cli(store_root, do_list, pattern, create, delete, orphans, write_to, rename, expunge, quota, set_quota,
         set_acl, set_flags, set_password, remove_password, list_users, show_locks, partition,
         as_json, args) -> int:
     """Manage mailboxes, quotas, ACLs and the users who may log in."""
+    if orphans:
+        if args or do_list or create or rename or (delete not in (None, ORPHANS)):
+            raise usage("-o takes only -w FILE and -d (without a name)")
+        return _orphans(store_root, write_to, delete == ORPHANS, as_json)
+    if delete == ORPHANS:
+        raise usage("-d needs a mailbox name (or -o -d: the orphaned mailboxes)")
+    if write_to:
+        raise usage("-w goes with -o")
     actions = [n for n, v in (("-l", do_list), ("-c", create), ("-d", delete), ("-r", rename),
                               ("-e", expunge), ("-q", quota), ("--set-quota", set_quota),
                               ("--set-acl", set_acl), ("--set-flags", set_flags),
@@ -192,6 +210,43 @@ def _users(store_root, set_password, remove_password, as_json) -> int:
     else:
         for n in names:
             click.echo(n)
+    return 0
+
+
+def _orphans(store_root, write_to: str | None, delete: bool, as_json: bool) -> int:
+    """Sun's `mboxutil -o`: the mailboxes of users the user database does not
+    know. With no user at all in it, nothing is an orphan (every mailbox
+    would be: a store whose users log in some other way)."""
+    from .. import accounts
+    with open_store(store_root, readonly=not delete) as store:
+        users = set(accounts.users(store.layout))
+        if not users:
+            raise StoreError("the user database (config/passwd) holds no user: every mailbox "
+                             "would be an orphan; nothing done")
+        names = [i.name for i in store.list("user/*")]
+        gone = [n for n in names if user_of(n) not in users]
+        if write_to:
+            with open(write_to, "w", encoding="utf-8") as f:
+                f.writelines(n + "\n" for n in gone)
+        if as_json:
+            emit_json(gone)
+        else:
+            for n in gone:
+                click.echo(n)
+        if not delete or not gone:
+            return 0
+        owners = sorted({user_of(n) for n in gone})
+        prompt = f"delete {len(gone)} mailboxes of {len(owners)} users ({', '.join(owners[:5])}" \
+                 f"{'...' if len(owners) > 5 else ''}) and their messages? [y/N] "
+        click.echo(prompt, nl=False, err=True)
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            click.echo("nothing deleted", err=True)
+            return 0
+        for n in sorted(gone, key=len, reverse=True):  # folders before their INBOX
+            if store.exists(n):
+                store.delete(n)
+                click.echo(f"deleted {n}")
     return 0
 
 
