@@ -235,7 +235,7 @@ def _orphans(store_root, write_to: str | None, delete: bool, as_json: bool) -> i
                 click.echo(n)
         if not delete or not gone:
             return 0
-        owners = sorted({user_of(n) for n in gone})
+        owners = sorted({user_of(n) or "" for n in gone})
         prompt = f"delete {len(gone)} mailboxes of {len(owners)} users ({', '.join(owners[:5])}" \
                  f"{'...' if len(owners) > 5 else ''}) and their messages? [y/N] "
         click.echo(prompt, nl=False, err=True)
