@@ -433,3 +433,16 @@ def test_msprobe_restarts_a_service_that_is_down_but_not_one_an_administrator_st
     assert code == 2 and "popd is not running" in out
     assert pid(root, "popd") is None or not pid_alive(pid(root, "popd"))
     assert "msprobe: 'popd' not responding or down" not in watcher_log(root)
+
+
+def test_the_watcher_log_follows_logrotate(root):
+    """Issue 25: log/watcher was opened once; after logrotate moved it, the
+    watcher went on writing into the moved file."""
+    from store.supervise.watcher import Watcher
+    w = Watcher(Layout.open(root))
+    w.wlog("before")
+    path = os.path.join(root, "log", "watcher")
+    os.rename(path, path + ".1")
+    w.wlog("after")
+    assert open(path).read() == "after\n" and open(path + ".1").read().endswith("before\n")
+    w._log.close()

@@ -73,6 +73,16 @@ class Watcher:
         self.settings()
 
     def wlog(self, line: str) -> None:
+        """A line of log/watcher; the file is opened again when logrotate
+        moved it (as the default log's handler does: no signal needed)."""
+        path = os.path.join(self.layout.log_dir, "watcher")
+        try:
+            moved = os.stat(path).st_ino != os.fstat(self._log.fileno()).st_ino
+        except OSError:
+            moved = True
+        if moved:
+            self._log.close()
+            self._log = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
         self._log.write(line + "\n")
 
     def settings(self) -> Config:
