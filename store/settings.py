@@ -211,6 +211,9 @@ MAX_SUBSCRIPTIONS = _s("local.user.maxsubscriptions", "1000", N,
 WATCHER_ENABLE = _s("local.watcher.enable", "1", B,
                     "1: start-msg launches the watcher, which starts the services and watches "
                     "them (local.autorestart); 0: start-msg starts the services alone.")
+WATCHER_PORT = _s("local.watcher.port", "49994", P,
+                  "Loopback TCP port where the watcher answers `status` (Sun's port); requests "
+                  "that change something come only over its socket run/watcher. 0: none.")
 STORE_ENABLE = _s("store.enable", "1", B, "1: start-msg starts stored.")
 LMTP_ENABLE = _s("lmtp.enable", "1", B, "1: start-msg starts lmtpd.")
 IMAP_ENABLE = _s("imap.enable", "1", B, "1: start-msg starts imapd.")

@@ -73,6 +73,9 @@ def root(tmp_path):
                                    # Oracle 8's one restart per period: the kill test's second
                                    # kill is the one not restarted (Sun's default is 2)
                                    "local.autorestart.count": "1",
+                                   # no TCP status port: tests run side by side (its own test
+                                   # gives it a free port)
+                                   "local.watcher.port": "0",
                                    # the seeds' schedule would run msprobe (which may ask for
                                    # restarts) at :05, :15... in the middle of a test; the
                                    # schedule's own test turns it on
@@ -446,3 +449,23 @@ def test_the_watcher_log_follows_logrotate(root):
     w.wlog("after")
     assert open(path).read() == "after\n" and open(path + ".1").read().endswith("before\n")
     w._log.close()
+
+
+def test_the_watcher_answers_status_on_its_loopback_port(root):
+    """Issue 25 (seed 000): local.watcher.port (Sun's 49994) on loopback;
+    there only `status` is answered (changes come over run/watcher, 0600)."""
+    import socket
+    port = free_port()
+    Layout.open(root).config.set("local.watcher.port", str(port))
+    assert start(root, "watcher")[0] == 0
+
+    def ask(line):
+        with socket.create_connection(("127.0.0.1", port), 10) as s, s.makefile("rb") as f:
+            s.sendall(line + b"\n")
+            return [x.decode().rstrip("\n") for x in f]
+    assert until(lambda: bool(ask(b"status")))
+    got = ask(b"status")
+    assert got[-1] == "OK" and "store server not running" in got, got
+    got = ask(b"stop")
+    assert got[-1] == "FAILED" and "status only" in got[0], got
+    assert stop(root, "watcher")[0] == 0

@@ -37,6 +37,11 @@ from .registry import SERVICES, STORE, Service, by_name, enabled
 POLL = 0.2  # seconds between looks at the children
 
 
+class _LoopbackServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True  # a watcher restarted at once gets its port back
+    daemon_threads = True
+
+
 class Adopted:
     """A service a watcher before this one started (found by its pid file):
     watched like a child, though only its parent can know its exit status."""
@@ -218,6 +223,8 @@ class Watcher:
         watcher = self
 
         class Handler(socketserver.StreamRequestHandler):
+            status_only = False
+
             def handle(self):
                 line = self.rfile.readline(4096).decode("utf-8", "replace").split()
                 if not line:
@@ -228,15 +235,31 @@ class Watcher:
                     self.wfile.flush()
                 out.rfile = self.rfile  # a utility's connection: read until it closes
                 try:
+                    if self.status_only and line[0] != "status":
+                        raise ValueError("over TCP the watcher answers status only; requests "
+                                         f"that change something come over {SOCKET}")
                     watcher.request(line[0], line[1:], out)
                 except ValueError as e:
                     out(f"error: {e}")
                     out("FAILED")
 
+        class StatusHandler(Handler):
+            status_only = True
+
         server = socketserver.ThreadingUnixStreamServer(path, Handler)
         os.chmod(path, 0o600)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers: list[socketserver.BaseServer] = [server]
+        port = self.settings().get_int(settings.WATCHER_PORT)
+        if port:  # Sun's local.watcher.port, on loopback; a port taken is logged, not fatal
+            try:
+                tcp = _LoopbackServer(("127.0.0.1", port), StatusHandler)
+                threading.Thread(target=tcp.serve_forever, daemon=True).start()
+                servers.append(tcp)
+            except OSError as e:
+                self.wlog(f"watcher cannot listen on 127.0.0.1:{port} ({e.strerror}): "
+                          "status over TCP is off")
         self.wlog(f"watcher process {os.getpid()} started at {time.ctime()}")
         self.adopt()
         last_minute = None
@@ -249,8 +272,9 @@ class Watcher:
                     last_minute = minute
                     self.scheduled(now)
         finally:
-            server.shutdown()
-            server.server_close()
+            for srv in servers:
+                srv.shutdown()
+                srv.server_close()
             if os.path.exists(path):
                 os.unlink(path)
             self.wlog(f"watcher process {os.getpid()} stopped at {time.ctime()}")
