@@ -27,7 +27,7 @@ for i in $(seq 1 "$n"); do
     echo "run $i: passed in $(( $(date +%s) - t0 )) s"
   else
     failed=$((failed + 1))
-    echo "run $i: FAILED in $(( $(date +%s) - t0 )) s: $(grep -E '^(FAILED|ERROR) ' "$dir/run-$i.log" | tr '\n' ' ')"
+    echo "run $i: FAILED in $(( $(date +%s) - t0 )) s: $(grep -E '^(FAILED|ERROR) tests/' "$dir/run-$i.log" | tr '\n' ' ')"
   fi
 done
 echo "$n runs, $failed failed (logs in $dir)"
