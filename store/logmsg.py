@@ -157,6 +157,11 @@ MAILBOX_REFUSED_DAMAGED = _m(
     "{service}: mailbox {mailbox} refused to {user}: damaged ({error})",
     "Run `reconstruct {mailbox}` (it repairs what it can read and says what it did); the "
     "user's client gets the mailbox again at once. msprobe reports these lines as errors.")
+QUOTA_TEMPLATE_BAD = _m(
+    "quota-template-bad", logging.WARNING,
+    "quota warning template {path} not used: {error}; the built-in text was sent",
+    "Fix the file: a whole message in UTF-8, with only {root}, {used}, {limit}, {percent} and "
+    "{date} in braces (write {{ and }} for a brace).")
 INTERNAL_ERROR = _m(
     "internal-error", logging.CRITICAL,
     "{program}: internal error {error_type}: {error}; traceback: {traceback}",

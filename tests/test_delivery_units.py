@@ -202,3 +202,22 @@ def test_only_crlf_dot_crlf_ends_the_data():
     assert got == b"a\n.\r\nMAIL FROM:<x@y>\r\n" and rest == b"QUIT\r\n"
     got, rest = asyncio.run(_read(b"..x\r\n.\r\n", 1000))
     assert got == b".x\r\n" and rest == b"QUIT\r\n"
+
+
+def test_the_quota_warning_takes_the_administrators_template(tmp_path, caplog):
+    """Issue 25: the quota warning's text as a file under config/ (quotawarn.msg)."""
+    from store.delivery.agent import warning_message
+    d = tmp_path / "config"
+    d.mkdir()
+    assert b"Your mail uses 90 of the 100 bytes" in warning_message("user/joe", 90, 100, 90,
+                                                                     str(d))
+    (d / "quotawarn.msg").write_text("From: Postmaster <postmaster@example.com>\n"
+                                     "Subject: {root} is {percent}% full\n\n"
+                                     "You use {used} of {limit} bytes. {{not a field}}\n")
+    got = warning_message("user/joe", 90, 100, 90, str(d))
+    assert got == (b"From: Postmaster <postmaster@example.com>\nSubject: user/joe is 90% full\n\n"
+                   b"You use 90 of 100 bytes. {not a field}\n")
+    (d / "quotawarn.msg").write_text("Subject: {nonsense}\n\nx\n")
+    got = warning_message("user/joe", 90, 100, 90, str(d))
+    assert b"Your mail uses 90 of the 100 bytes" in got  # the built-in text, and a log line
+    assert "quota warning template" in caplog.text and "nonsense" in caplog.text

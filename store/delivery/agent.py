@@ -20,7 +20,8 @@ from .. import logmsg, settings
 from ..config import Config
 from ..db import FolderEntry, QuotaEntry
 from ..db.duplicates import Duplicates
-from ..errors import EmptyMessageError, LockedError, NoSuchMailboxError
+from ..errors import EmptyMessageError, LockedError, NoSuchMailboxError, StoreError
+from ..fsutil import open_nofollow
 from ..layout import is_inbox
 from ..mailbox import Store, quota_root_mailbox
 from ..mailbox.messages import BATCH, EACH, SHARED, run_steps
@@ -240,7 +241,8 @@ class Agent:
         wait = self.policy.lock_wait if lock_timeout is None else lock_timeout
         try:
             yield from self.store.append_steps(
-                inbox, [warning_message(root, q.used_bytes, q.limit_bytes, percent)],
+                inbox, [warning_message(root, q.used_bytes, q.limit_bytes, percent,
+                                        self.store.layout.config_dir)],
                 lock_timeout=wait)
         except (NoSuchMailboxError, AddressError):
             return
@@ -265,12 +267,35 @@ def trace_headers(sender: str, rcpt: str) -> bytes:
     return f"Return-Path: <{sender}>\nDelivered-To: {rcpt}\n".encode("utf-8", "surrogateescape")
 
 
-def warning_message(root: str, used: int, limit: int, percent: int) -> bytes:
+WARNING_TEMPLATE = "quotawarn.msg"  # <root>/config/: the administrator's own warning text
+_DEFAULT_WARNING = ("From: Mail Store <postmaster>\nTo: {root}\nDate: {date}\n"
+                    "Subject: Your mailbox is {percent}% full\n"
+                    "Content-Type: text/plain; charset=us-ascii\n\n"
+                    "Your mail uses {used} of the {limit} bytes you may keep ({percent}%).\n"
+                    "When it is full, new mail is held back and, after a while, returned to its\n"
+                    "senders. Delete or move messages you no longer need.\n")
+
+
+def warning_message(root: str, used: int, limit: int, percent: int,
+                    config_dir: str | None = None) -> bytes:
+    """The quota warning: `config/quotawarn.msg` when there is one (a whole
+    message, headers and body, UTF-8, with {root} {used} {limit} {percent}
+    {date} filled in), else the built-in text. A template that cannot be
+    read or filled is logged and the built-in text goes instead: the user is
+    warned either way."""
     date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
-    return (f"From: Mail Store <postmaster>\nTo: {root}\nDate: {date}\n"
-            f"Subject: Your mailbox is {percent}% full\n"
-            "Content-Type: text/plain; charset=us-ascii\n\n"
-            f"Your mail uses {used} of the {limit} bytes you may keep ({percent}%).\n"
-            "When it is full, new mail is held back and, after a while, returned to its\n"
-            "senders. Delete or move messages you no longer need.\n").encode()
+    values = {"root": root, "used": used, "limit": limit, "percent": percent, "date": date}
+    template = _DEFAULT_WARNING
+    if config_dir is not None:
+        path = os.path.join(config_dir, WARNING_TEMPLATE)
+        try:
+            with open_nofollow(path) as f:
+                text = f.read().decode("utf-8")
+            text.format(**values)
+            template = text
+        except FileNotFoundError:
+            pass
+        except (OSError, StoreError, UnicodeDecodeError, KeyError, IndexError, ValueError) as e:
+            logmsg.log("delivery", logmsg.QUOTA_TEMPLATE_BAD, path=path, error=e)
+    return template.format(**values).replace("\r\n", "\n").encode("utf-8")
 
