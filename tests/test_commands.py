@@ -326,3 +326,32 @@ def test_mboxutil_o_lists_and_deletes_orphaned_mailboxes(cli, root, tmp_path):
     with Store.open(root) as s:
         assert [i.name for i in s.list()] == ["shared", "user/joe/INBOX", "user/joe/Sent"]
     assert cli("mboxutil", "--store-root", root, "-d").code == 16
+
+
+def test_imquotacheck_reports_fullest_first_and_warns_from_cron(cli, root):
+    """Issue 25: an imquotacheck-style report (usage per root, sorted, --json)
+    and the warning run from cron for a root whose limit was lowered."""
+    import json
+
+    from store.mailbox import Store
+    with Store.init(root) as s:
+        for u, n in (("a", 1), ("b", 3), ("c", 0)):
+            s.create(f"user/{u}")
+            for i in range(n):
+                s.append(f"user/{u}", b"Subject: %d\n\n" % i + b"x" * 1000)
+        s.set_quota("user/a", 10_000)
+        s.set_quota("user/b", 3_300)  # lowered past 90%: no delivery has warned
+    r = cli("imquotacheck", "--store-root", root, "--json")
+    assert r.code == 0, r
+    got = json.loads(r.out)
+    assert [q["root"] for q in got["roots"]] == ["user/b", "user/a", "user/c"]
+    assert got["roots"][0]["percent"] >= 90 and got["roots"][2]["percent"] is None
+    r = cli("imquotacheck", "--store-root", root, "--over", "50", "--json")
+    assert [q["root"] for q in json.loads(r.out)["roots"]] == ["user/b"]
+    r = cli("imquotacheck", "--store-root", root, "--warn")
+    assert r.code == 0 and "warned user/b" in r.out, r
+    r = cli("imquotacheck", "--store-root", root, "--warn")  # once per crossing
+    assert "warned" not in r.out, r
+    with Store.open(root) as s:
+        last = s.read("user/b").records[-1]
+        assert b"Subject: Your mailbox is" in s.message("user/b", last.uid)

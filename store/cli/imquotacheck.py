@@ -1,0 +1,87 @@
+"""imquotacheck (Sun's name): quota usage per quota root, fullest first, and
+from cron the warning to users over store.quotawarn whom a delivery has not
+warned yet (a limit lowered with mboxutil --set-quota warns no one until the
+next delivery)."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+from .. import logmsg, settings
+from ..delivery.agent import warning_message
+from ..errors import StoreError
+from ..mailbox import Incoming, quota_root_mailbox
+from ..mailbox.quota import claim_warning
+from .common import EXIT_CODES_HELP, emit_json, entry, open_store, render_table, store_root_option
+
+EPILOG = """\b
+Examples:
+  imquotacheck                   every quota root, fullest first
+  imquotacheck -u joe --json
+  imquotacheck --over 90         only the roots at 90% of their limit or more
+  imquotacheck --warn            also deliver the warning to those over store.quotawarn
+                                 not warned yet (for cron)
+
+""" + EXIT_CODES_HELP
+
+
+def _percent(q: dict) -> int | None:
+    limit = q["limit_bytes"]
+    return None if not limit else q["used_bytes"] * 100 // limit
+
+
+@click.command(epilog=EPILOG)
+@store_root_option
+@click.option("-u", "user", metavar="USER", help="Only this user's quota root (user/USER).")
+@click.option("--over", type=click.IntRange(0, 1000), metavar="PERCENT",
+              help="Only the roots at PERCENT of their limit or more.")
+@click.option("--warn", is_flag=True,
+              help="Deliver the quota warning to the roots over store.quotawarn that have not "
+                   "had it for this crossing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+def cli(store_root, user, over, warn, as_json) -> int:
+    """Quota usage per quota root, fullest first (roots without a limit last)."""
+    with open_store(store_root, readonly=not warn) as store:
+        rows = store.quotas(f"user/{user}" if user else None)
+        for q in rows:
+            q["percent"] = _percent(q)
+        if over is not None:
+            rows = [q for q in rows if q["percent"] is not None and q["percent"] >= over]
+        rows.sort(key=lambda q: (q["percent"] is None, -(q["percent"] or 0), q["root"]))
+        warned = []
+        threshold = store.layout.config.get_int(settings.QUOTA_WARN)
+        if warn and threshold:
+            for q in rows:
+                root = q["root"]
+                entry = store.db.write(functools.partial(claim_warning, root=root,
+                                                         percent=threshold))
+                if entry is None:
+                    continue
+                inbox = quota_root_mailbox(root)
+                percent = entry.used_bytes * 100 // entry.limit_bytes
+                msg = warning_message(root, entry.used_bytes, entry.limit_bytes, percent,
+                                      store.layout.config_dir)
+                try:  # the store's own message: it goes in even where little room is left
+                    store.append_incoming(inbox, [Incoming(msg)], check_quota=False)
+                except StoreError as e:  # no INBOX: the others go on
+                    logmsg.log("delivery", logmsg.QUOTA_WARNING_FAILED, mailbox=inbox, error=e)
+                    continue
+                logmsg.log("delivery", logmsg.QUOTA_WARNING_SENT, mailbox=inbox, root=root,
+                           used=entry.used_bytes, limit=entry.limit_bytes, percent=percent)
+                warned.append(root)
+    if as_json:
+        emit_json({"roots": rows, "warned": warned})
+    else:
+        render_table("Quota usage", ["root", "used bytes", "limit bytes", "used %", "messages"],
+                     [(q["root"], q["used_bytes"],
+                       "none" if q["limit_bytes"] is None else q["limit_bytes"],
+                       "-" if q["percent"] is None else q["percent"], q["used_messages"])
+                      for q in rows])
+        for root in warned:
+            click.echo(f"warned {root}")
+    return 0
+
+
+main = entry(cli, "imquotacheck")
