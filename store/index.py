@@ -106,6 +106,8 @@ assert EXP_HEADER.size == 16
 FLAG_SEEN, FLAG_ANSWERED, FLAG_FLAGGED, FLAG_DELETED, FLAG_DRAFT = 1, 2, 4, 8, 16
 FLAG_NAMES = {FLAG_SEEN: "\\Seen", FLAG_ANSWERED: "\\Answered", FLAG_FLAGGED: "\\Flagged",
               FLAG_DELETED: "\\Deleted", FLAG_DRAFT: "\\Draft"}
+ALL_FLAGS = sum(FLAG_NAMES)  # the system flags; a source's other bits mean nothing here
+MAX_DATE = 253402300799  # 9999-12-31 23:59:59 UTC: IMAP's date-time has four-digit years
 
 
 # RFC 3501 atom characters, less the backslash that starts a system flag

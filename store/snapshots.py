@@ -27,6 +27,7 @@ from .db import lmdbfiles
 from .db import verify as dbverify
 from .errors import StoreError
 from .fsutil import TEMP_PREFIX, fsync_dir, write_file_atomic
+from .index import MAX_DATE
 from .layout import Layout
 from .proc import pid_alive
 
@@ -83,9 +84,6 @@ def list_snapshots(layout: Layout) -> list[Snapshot]:
     return sorted(out, key=lambda s: (s.time, s.name))
 
 
-MAX_TIME = 253402300799  # 9999-12-31 23:59:59 UTC
-
-
 def _read_manifest(name: str, path: str) -> Snapshot:
     """The snapshot as its manifest describes it. A manifest missing,
     unreadable or holding anything but the fields and types it is written
@@ -95,7 +93,7 @@ def _read_manifest(name: str, path: str) -> Snapshot:
         # a time any date function takes: 0 to 9999-12-31 (a bigger one made imdbverify -l
         # die of OverflowError)
         return (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-                and 0 <= v <= MAX_TIME)
+                and 0 <= v <= MAX_DATE)
 
     def refuse(_constant: str) -> None:
         raise ValueError("NaN or Infinity")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ..errors import CorruptionError, InvalidNameError
-from ..index import FLAG_NAMES, MAX_KEYWORDS, valid_keyword
+from ..index import ALL_FLAGS, MAX_DATE, MAX_KEYWORDS, valid_keyword
 from ..layout import canonical, check_userid
 from ..mailbox import ALL_RIGHTS, MAX_UID, UidRanges
 
@@ -57,8 +57,6 @@ assert META.size == 60
 MAX_JSON = 64 << 20  # a JSON frame longer than this is damage, not data
 MAX_MESSAGE = (1 << 31) - 1  # bytes: no message a mailbox holds is larger
 MAX_MODSEQ = (1 << 63) - 1  # RFC 7162's mod-sequence-value
-MAX_DATE = 253402300799  # 9999-12-31 23:59:59 UTC
-ALL_FLAGS = sum(FLAG_NAMES)
 
 
 @dataclass

@@ -12,14 +12,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
-from ..index import FLAG_NAMES
+from ..index import ALL_FLAGS, MAX_DATE
 from ..mailbox import MAX_UID
 from . import maildir, mbox
 from .verified import Tree
 
 U32 = 0xFFFFFFFF
-ALL_FLAGS = sum(FLAG_NAMES)  # the system flags; other bits mean nothing here
-MAX_DATE = 253402300799  # 9999-12-31 23:59:59 UTC: IMAP's date-time has four-digit years
 
 
 @dataclass
