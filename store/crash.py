@@ -31,6 +31,9 @@ POINTS: dict[str, str] = {
     "rename:after-move": "a renamed mailbox's directory moved, its index and entry not yet",
     "expunge:after-exp": "expunged records added to store.exp, still in the index too",
     "expunge:after-index": "the index rewritten without them, quota usage not yet lowered",
+    "move:after-journal": "an administrator's move journalled (store.move), nothing copied yet",
+    "move:after-copy": "a batch of a move copied into the target, the originals still there",
+    "move:after-expunge": "a move's originals expunged, its journal not yet removed",
     "resync:after-folders": "reconstruct -m: folder entries written, quota roots and usage not yet",
     "resync:after-quota-roots": "reconstruct -m/-q: quota roots and index copies written, usage "
                                 "not yet recounted",

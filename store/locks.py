@@ -3,6 +3,8 @@
   mbox-<sha1 of the mailbox name, 20 hex>.lock   one mailbox (deliver, flags, rebuild)
   reconstruct-db.lock                             reconstruct -m, -q and -l (store-wide)
   stored.lock                                     the store daemon (one per store)
+  move.lock                                       administrators' moves (mboxutil --move,
+                                                  imexpire's fileinto): one at a time
 
 Each is a whole-file `flock(LOCK_EX)` on its lock file, the lock filelock's
 `FileLock` takes on Unix, so the two exclude each other (tests/test_locks.py
@@ -32,6 +34,7 @@ MAILBOX_TIMEOUT = 60.0
 REPAIR_LOCK = "reconstruct-db.lock"
 DAEMON_LOCK = "stored.lock"
 PASSWD_LOCK = "passwd.lock"  # writers of config/passwd (accounts.py)
+MOVE_LOCK = "move.lock"  # a move holds two mailboxes' locks; movers go one at a time
 UIDVALIDITY_LOCK = "uidvalidity.lock"  # the UIDVALIDITY counter, config/uidvalidity (lifecycle.py)
 _HELD_ELSEWHERE = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
 NO_LOCK = -1  # acquire() on a read-only filesystem: there is nothing to exclude

@@ -245,6 +245,29 @@ QUOTA_UNCOUNTED = _m(
 EXPUNGED_ERASED = _m(
     "expunged-erased", logging.INFO, "Erased {count} expunged message files in {mailbox}", "None.")
 
+MAILBOX_EXPIRED = _m(
+    "mailbox-expired", logging.INFO,
+    "Expired in {mailbox}: {discarded} discarded, {filed} filed, {reported} reported",
+    "None; the expiry rules (store.expirerule) chose them. `imexpire -n` shows what the "
+    "next run would take.")
+EXPIRE_FAILED = _m(
+    "expire-failed", logging.ERROR, "Expiry of {mailbox} failed: {error}",
+    "Act on the error (run `reconstruct {mailbox}` for damage); the other mailboxes were "
+    "expired, this one is tried again at the next run.")
+EXPIRE_RULES_BAD = _m(
+    "expire-rules-bad", logging.ERROR, "Expiry rules not applied: {error}",
+    "Mend the line named (`imexpire -n` checks the rules); nothing was expired, expunged "
+    "files were still erased.")
+MOVE_FINISHED = _m(
+    "move-finished", logging.WARNING,
+    "A move of {count} messages from {source} to {target} cut off earlier was finished",
+    "None; each message is in {target} once and no longer in {source}.")
+MOVE_TARGET_GONE = _m(
+    "move-target-gone", logging.WARNING,
+    "A move from {source} to {target} cut off earlier was not finished: {target} no longer "
+    "exists; its {count} messages stay in {source}",
+    "None, or move them again (mboxutil --move) to where they should go.")
+
 DELIVERED = _m(
     "delivered", logging.INFO,
     "delivered: from=<{sender}> to=<{rcpt}> mailbox={mailbox} uid={uid} size={size} via={via}",

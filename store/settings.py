@@ -37,6 +37,7 @@ class Kind(StrEnum):
     DOMAINS = "domains"  # comma-separated domain names (may be empty)
     CRON = "cron"  # a crontab schedule: minute hour day month weekday
     CHOICE = "choice"  # one of the words in `choices`
+    TEXT = "text"  # printable UTF-8, may be empty
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ class Setting:
                                "(valid: such as 127.0.0.1, ::1 or mail.example.com)")
         if value and ("\x00" in value or "\n" in value or not value.isprintable()
                       or not is_utf8(value)):
-            raise SettingError(f"{self.name}: {raw!r} is not a valid path (printable UTF-8)")
+            what = "text" if kind is Kind.TEXT else "a valid path"
+            raise SettingError(f"{self.name}: {raw!r} is not {what} (printable UTF-8)")
         if not value and (self.default or PARTITION_RE.match(self.name)):
             raise SettingError(f"{self.name}: a path is needed"
                                + (f" (default {self.default})" if self.default else ""))
@@ -122,7 +124,7 @@ class Setting:
         if self.kind is Kind.CHOICE:
             return ", ".join(self.choices)
         return {Kind.BOOLEAN: "1 or 0", Kind.ADDRESS: "IP address or host name",
-                Kind.PATH: "path", Kind.DOMAINS: "domain names, comma-separated",
+                Kind.PATH: "path", Kind.TEXT: "text", Kind.DOMAINS: "domain names, comma-separated",
                 Kind.CRON: "crontab: minute hour day month weekday"}[self.kind]
 
 
@@ -271,6 +273,39 @@ LMTP_DUPLICATE_WINDOW = _s("local.lmtp.duplicatewindow", "0", D,
                            "Seconds during which a second message with the same Message-ID for "
                            "the same recipient is not stored again (Cyrus's duplicate "
                            "suppression); 0: off.", 0, 2592000, "seconds")
+
+
+def _expire(attr: str, default: str, kind: Kind, description: str, *rest) -> Setting:
+    return _s(f"store.expirerule.{attr}", default, kind,
+              description + " (the global expiry rule of configutil; unused when "
+              "config/store.expirerule exists)", *rest)
+
+
+EXPIRE_FOLDERPATTERN = _expire(
+    "folderpattern", "", Kind.TEXT, "Mailboxes the rule expires in: IMAP pattern (user/%/Trash) "
+    "or, with regexp, a regular expression; empty: every mailbox")
+EXPIRE_REGEXP = _expire("regexp", "0", B, "1: folderpattern is a regular expression")
+EXPIRE_MESSAGEDAYS = _expire("messagedays", "0", N, "Days after arrival a message is expired; "
+                             "0: not a criterion", 0, 1000000, "days")
+EXPIRE_MESSAGECOUNT = _expire("messagecount", "0", N, "Most messages a folder keeps (the oldest "
+                              "go); 0: none", 0, 100000000)
+EXPIRE_FOLDERSIZE = _expire("foldersize", "0", N, "Most bytes a folder keeps (the oldest "
+                            "messages go); 0: none", 0, 1 << 50, "bytes")
+EXPIRE_MESSAGESIZE = _expire("messagesize", "0", N, "Messages larger are expired after "
+                             "messagesizedays; 0: none", 0, 1 << 40, "bytes")
+EXPIRE_MESSAGESIZEDAYS = _expire("messagesizedays", "0", N, "Days an over-sized message stays "
+                                 "(grace)", 0, 1000000, "days")
+EXPIRE_SEEN = _expire("seen", "off", Kind.CHOICE, "and: only \\Seen messages expire; or: "
+                      "\\Seen ones expire whatever else", None, None, "", ("off", "and", "or"))
+EXPIRE_DELETED = _expire("deleted", "off", Kind.CHOICE, "and: only \\Deleted messages expire; "
+                         "or: \\Deleted ones expire whatever else", None, None, "",
+                         ("off", "and", "or"))
+EXPIRE_ACTION = _expire("action", "discard", Kind.CHOICE, "What happens to an expired message: "
+                        "discard (expunged), report (listed only)", None, None, "",
+                        ("discard", "report"))
+EXPIRE_RULE = (EXPIRE_FOLDERPATTERN, EXPIRE_REGEXP, EXPIRE_MESSAGEDAYS, EXPIRE_MESSAGECOUNT,
+               EXPIRE_FOLDERSIZE, EXPIRE_MESSAGESIZE, EXPIRE_MESSAGESIZEDAYS, EXPIRE_SEEN,
+               EXPIRE_DELETED, EXPIRE_ACTION)
 
 ENABLE = {"store": STORE_ENABLE, "lmtp": LMTP_ENABLE, "imap": IMAP_ENABLE, "pop": POP_ENABLE}
 PORTS = {"imap": (IMAP_PORT, IMAP_SSL_PORT), "pop": (POP_PORT, POP_SSL_PORT)}

@@ -25,8 +25,9 @@ build(STORE, users=2, folders=1, messages=2, seed=9)
 
 FLAGS = {
     "deliver": ["-", "user/user0000", "user/user0001/Sent", "--json"],
-    "mboxutil": ["-l", "-p", "-c", "-d", "-r", "-e", "-q", "-o", "-w", "--locks", "--set-quota", "--set-acl",
-                 "--set-flags", "--partition", "--json", "user/user0000", "user/x", "*",
+    "mboxutil": ["-l", "-p", "-c", "-d", "-r", "-e", "-q", "-o", "-w", "--locks", "--set-quota",
+                 "--set-acl", "--move", "--set-flags", "--partition", "--json", "user/user0000",
+                 "user/x", "*",
                  "anyone", "lr", "none", "1"],
     "hashdir": ["-a", "--partition", "--path", "user0000", "user/user0000/Sent"],
     "configutil": ["-l", "-o", "-v", "--json", "local.store.snapshotdirs",
@@ -36,13 +37,15 @@ FLAGS = {
                     "primary", "user/user0000", "user/user0001/", "user0000", "1"],
     "imdbverify": ["-s", "-m", "-l", "--json", "--restore", "snap-x"],
     "stored": ["-t", "-v", "--json", "-r"],
+    "imexpire": ["-n", "-u", "-p", "--json", "user0000", "primary"],
+    "imquotacheck": ["-u", "--over", "--json", "user0000", "90"],
 }
 T = "T"  # a hole in a template, filled with a value from VALUES
 TEMPLATES = {
     "deliver": [[T], [T, "-"], [T, T]],
     "mboxutil": [["-l", "-p", T], ["-c", T], ["-d", T], ["-r", T, T], ["-r", T, T, T], ["-e", T],
                  ["-q", T], ["--set-quota", T, T], ["--set-acl", T, T, T],
-                 ["--set-flags", T, T, T], ["-c", T, "--partition", T]],
+                 ["--set-flags", T, T, T], ["-c", T, "--partition", T], ["--move", T, T, T]],
     "hashdir": [[T], ["-a", T], ["--partition", T], ["--path", T]],
     "configutil": [["-o", T], ["-o", "local.store.snapshotdirs", "-v", T],
                    ["-o", "local.store.expirestart", "-v", T]],
@@ -51,6 +54,8 @@ TEMPLATES = {
                                                                    "-m"], ["-n", "-p", T, T]],
     "imdbverify": [[], ["-l"], ["--restore", T]],
     "stored": [["-t", "-v"], ["-t", "--json"]],
+    "imexpire": [["-n"], ["-n", "-u", T], ["-n", "-p", T, "--json"]],
+    "imquotacheck": [[], ["-u", T], ["--over", T, "--json"]],
 }
 NAMES = st.sampled_from(["user/user0000", "user/user0001/Sent", "user/user0000/INBOX/x",
                          "user0000", "shared", "user/joe", "primary", "folder", "quota", "1",

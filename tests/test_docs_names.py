@@ -19,6 +19,7 @@ from store.settings import lookup
 
 # dotted names in the documents that are files, loggers, modules or patterns, not settings
 NOT_SETTINGS = {"store.idx", "store.cache", "store.exp", "store.conf", "store.deleted",
+                "store.move", "store.expirerule",
                 "store.partition", "store.stored", "store.db", "store.py", "store.dbverify",
                 "store.cli.deliver", "store.cli.reconstruct", "local.lmtp", "schedule.py",
                 "watcher.py"}

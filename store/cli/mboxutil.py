@@ -8,6 +8,7 @@ from .. import logmsg, logsetup
 from ..errors import StoreError
 from ..index import names_to_flags
 from ..layout import user_of
+from ..mailbox import moving
 from .common import (
     EXIT_CODES_HELP,
     emit_json,
@@ -35,6 +36,7 @@ EXAMPLES = """Examples:
   mboxutil --set-quota user/joe 1000000000
   mboxutil --set-acl user/joe/Sent bob lr
   mboxutil --set-flags user/joe 12 '\\Deleted'
+  mboxutil --move user/joe user/joe/Archive 1:500   move UIDs 1-500 (flags, dates kept)
   mboxutil --set-password joe < pw.txt  the password: the first line of standard input
   mboxutil --list-users
 
@@ -66,6 +68,9 @@ ORPHANS = "\0orphans"  # -d given without a name (as `-o -d`)
               help="Set rights ('' removes the identifier).")
 @click.option("--set-flags", nargs=3, metavar="MAILBOX UID FLAGS", default=None,
               help="Replace the flags of one message.")
+@click.option("--move", nargs=3, metavar="SOURCE TARGET UIDS", default=None,
+              help="Move messages (a UID set: 1,4:7,20:*) with their flags and dates; whole "
+                   "on a kill (a cut-off move is finished by the next).")
 @click.option("--set-password", metavar="USER", default=None,
               help="Set USER's password for imapd/popd: the first line of standard input "
                    "(asked twice without echo on a terminal).")
@@ -79,7 +84,7 @@ ORPHANS = "\0orphans"  # -d given without a name (as `-o -d`)
 @json_option
 @click.argument("args", nargs=-1)
 def cli(store_root, do_list, pattern, create, delete, orphans, write_to, rename, expunge, quota, set_quota,
-        set_acl, set_flags, set_password, remove_password, list_users, show_locks, partition,
+        set_acl, set_flags, move, set_password, remove_password, list_users, show_locks, partition,
         as_json, args) -> int:
     """Manage mailboxes, quotas, ACLs and the users who may log in."""
     if orphans:
@@ -93,12 +98,13 @@ def cli(store_root, do_list, pattern, create, delete, orphans, write_to, rename,
     actions = [n for n, v in (("-l", do_list), ("-c", create), ("-d", delete), ("-r", rename),
                               ("-e", expunge), ("-q", quota), ("--set-quota", set_quota),
                               ("--set-acl", set_acl), ("--set-flags", set_flags),
+                              ("--move", move),
                               ("--set-password", set_password),
                               ("--remove-password", remove_password),
                               ("--list-users", list_users), ("--locks", show_locks)) if v]
     if len(actions) != 1:
         raise usage("give exactly one of -l, -c, -d, -r, -e, -q, --set-quota, --set-acl, "
-                    "--set-flags, --set-password, --remove-password, --list-users, --locks"
+                    "--set-flags, --move, --set-password, --remove-password, --list-users, --locks"
                     + (f" (got {' '.join(actions)})" if actions else ""))
     if args and not (rename or expunge or quota):
         raise usage(f"unexpected arguments: {' '.join(args)}")
@@ -172,6 +178,15 @@ def cli(store_root, do_list, pattern, create, delete, orphans, write_to, rename,
         if set_acl:
             acl = store.set_acl(*set_acl)
             click.echo(f"acl {set_acl[0]} " + " ".join(f"{k}:{v}" for k, v in sorted(acl.items())))
+            return 0
+        if move:
+            source, target, spec = move
+            moved = moving.move(store, source, target, moving.parse_uid_set(spec))
+            if as_json:
+                emit_json({"source": source, "target": target,
+                           "moved": [[a, b] for a, b in sorted(moved.items())]})
+            else:
+                click.echo(f"moved {len(moved)} messages from {source} to {target}")
             return 0
         name, uid, flags = set_flags
         if not uid.isdigit():

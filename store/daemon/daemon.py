@@ -21,7 +21,8 @@ from ..config import Config
 from ..db import lmdbfiles
 from ..errors import ProgrammingError, SettingError, StoreError
 from ..layout import Layout
-from ..mailbox import Store
+from ..mailbox import Store, expire
+from ..mailbox.expirerules import RuleError
 from ..mailbox.lifecycle import finish_renames
 from ..mailbox.upgrade import upgrade_indexes
 from ..proc import ChildStopped, die_with_parent, run_isolated, sd_notify, watchdog_interval
@@ -235,8 +236,18 @@ class Daemon:
             log.info("snapshot stopped by a shutdown; it is taken again after the restart")
 
     def job_expire(self, now: float) -> None:
-        """Erase expunged message files, each mailbox on its own: one that
-        fails is logged and skipped, the others are erased."""
+        """Expire messages by the expiry rules (imexpire), then erase expunged
+        message files, each mailbox on its own: one that fails is logged and
+        skipped, the others are erased. Bad rules are logged and expire
+        nothing; the erase still runs."""
+        stopping = lambda: self._stop is not None and self._stop.is_set()  # noqa: E731
+        try:
+            expired = expire.run(self.store, int(now), stop=stopping,
+                                 progress=lambda _n, _total: self._ping_watchdog())
+            log.info("expire: %d messages expired in %d mailboxes",
+                     sum(r.count() for r in expired), len(expired))
+        except RuleError as e:
+            logmsg.log("stored", logmsg.EXPIRE_RULES_BAD, error=e)
         total = 0
         for info in self.store.list():
             if self._stop is not None and self._stop.is_set():

@@ -461,24 +461,34 @@ def expunge(store: Store, name: str, uids: Iterable[int] | None = None) -> list[
     name = canonical(name)
     only = None if uids is None else set(uids)
     with store.lock(name):
-        entry = store.entry(name)
-        mdir = store.mailbox_dir(name, entry)
-        idx = store.read_clean(name, mdir)
-        gone = [r for r in idx.records if r.flags & index.FLAG_DELETED
-                and (only is None or r.uid in only)]
-        if not gone:
-            return []
-        out = {r.uid for r in gone}
-        keep = [r for r in idx.records if r.uid not in out]
-        reserve_modseq(store, name, entry, idx.header.highest_modseq + 1)
-        index.write_expunged(mdir, index.read_expunged(mdir, name) + gone)
-        crashpoint("expunge:after-exp")
-        idx.header.highest_modseq += 1
-        index.write_index(mdir, idx.header, keep)
-        crashpoint("expunge:after-index")
-        qroot = entry.quotaroot
-        if qroot:
-            store.db.write(lambda t: quota_add(t, qroot, -sum(r.size for r in gone), -len(gone)))
+        return expunge_locked(store, name, lambda r: bool(r.flags & index.FLAG_DELETED)
+                              and (only is None or r.uid in only))
+
+
+def expunge_locked(store: Store, name: str, pick: Callable[[index.Record], bool]) -> list[int]:
+    """Move the records `pick` chooses to store.exp, under the mailbox lock
+    the caller holds (an expiry or an administrator's move expunges what it
+    chose, \\Deleted or not). A UID store.exp already lists (an expunge cut
+    off between store.exp and the index, run again) is not listed twice."""
+    entry = store.entry(name)
+    mdir = store.mailbox_dir(name, entry)
+    idx = store.read_clean(name, mdir)
+    gone = [r for r in idx.records if pick(r)]
+    if not gone:
+        return []
+    out = {r.uid for r in gone}
+    keep = [r for r in idx.records if r.uid not in out]
+    reserve_modseq(store, name, entry, idx.header.highest_modseq + 1)
+    before = index.read_expunged(mdir, name)
+    listed = {r.uid for r in before}
+    index.write_expunged(mdir, before + [r for r in gone if r.uid not in listed])
+    crashpoint("expunge:after-exp")
+    idx.header.highest_modseq += 1
+    index.write_index(mdir, idx.header, keep)
+    crashpoint("expunge:after-index")
+    qroot = entry.quotaroot
+    if qroot:
+        store.db.write(lambda t: quota_add(t, qroot, -sum(r.size for r in gone), -len(gone)))
     return [r.uid for r in gone]
 
 

@@ -11,8 +11,10 @@ from .. import index
 from ..errors import CorruptionError
 from ..fsutil import TEMP_PREFIX
 from ..layout import is_bucket
+from ..mailbox.expirerules import RULE_FILE
+from ..mailbox.moving import JOURNAL
 
-KNOWN_FILES = set(index.INDEX_FILES)
+KNOWN_FILES = {*index.INDEX_FILES, JOURNAL, RULE_FILE}
 
 
 class FileInfo(NamedTuple):
