@@ -28,7 +28,9 @@ INDEX_FILES = (IDX_FILE, CACHE_FILE, EXP_FILE)
 IDX_MAGIC = b"MSTOREIX"
 CACHE_MAGIC = b"MSTCACHE"
 EXP_MAGIC = b"MSTEXPNG"
-VERSION = 1  # of store.cache and store.exp
+VERSION = 1  # of store.cache
+EXP_VERSION = 2  # of store.exp: 2 keeps each record's expunge time (in cache_offset)
+EXP_VERSIONS = (1, 2)  # read; version-1 records read as expunged at time 0
 IDX_VERSION = 2  # of store.idx: 2 added keywords and recent_uid
 IDX_VERSIONS = (1, 2)  # read; a version-1 header is upgraded in place (upgrade_header)
 MAX_KEYWORDS = 32  # the bits of a record's keywords field
@@ -99,7 +101,10 @@ CACHE_LENS = struct.Struct(f"<{len(CACHE_FIELDS)}I")
 assert CACHE_LENS.size == 32
 
 # store.exp file header, 16 bytes: magic b"MSTEXPNG" (8), version u16 (2),
-# record_size u16 (2, = 96), reserved (4); then RECORDs of expunged messages.
+# record_size u16 (2, = 96), reserved (4); then RECORDs of expunged messages. In them
+# cache_len is 0 and cache_offset is the time of the expunge, seconds since the epoch
+# (version 2; a version-1 file's records read as expunged at 0, long ago): their cache
+# entries are gone, and store.cleanupage keeps files that long after the expunge.
 EXP_HEADER = struct.Struct("<8sHH4s")
 assert EXP_HEADER.size == 16
 
@@ -463,7 +468,7 @@ def empty_cache() -> bytes:
 
 
 def _empty_exp() -> bytes:
-    return EXP_HEADER.pack(EXP_MAGIC, VERSION, RECORD.size, b"\0" * 4)
+    return EXP_HEADER.pack(EXP_MAGIC, EXP_VERSION, RECORD.size, b"\0" * 4)
 
 
 def write_index(mailbox_dir: str, header: Header, records: list[Record],
@@ -640,10 +645,18 @@ def read_expunged_tolerant(mailbox_dir: str, mailbox: str
             data = f.read()
     except FileNotFoundError:
         return out, problems
+    version = EXP_VERSION
     if len(data) < EXP_HEADER.size or data[:8] != EXP_MAGIC:
         problems.append(_corrupt(logmsg.EXP_CORRUPT, mailbox, path, "file header",
                                  detail="missing file header"))
         data = b""
+    else:
+        _magic, version, rsize, _reserved = EXP_HEADER.unpack_from(data)
+        if version not in EXP_VERSIONS or rsize != RECORD.size:
+            problems.append(_corrupt(logmsg.EXP_CORRUPT, mailbox, path, "file header",
+                                     detail=f"version {version} record size {rsize}, expected "
+                                            f"{EXP_VERSION} {RECORD.size}"))
+            data = b""
     body = data[EXP_HEADER.size:]
     nrec, extra = divmod(len(body), RECORD.size)
     if extra:
@@ -657,8 +670,13 @@ def read_expunged_tolerant(mailbox_dir: str, mailbox: str
                                      detail=f"record {i} checksum expected {expected:08x}, "
                                             f"found {found:08x}"))
             continue
-        out.append(rec)
+        out.append(rec if version == EXP_VERSION else rec._replace(cache_len=0, cache_offset=0))
     return out, problems
+
+
+def as_expunged(rec: Record, when: int) -> Record:
+    """The record as store.exp keeps it: expunged at `when`."""
+    return rec._replace(cache_len=0, cache_offset=when)
 
 
 def write_expunged(mailbox_dir: str, records: list[Record], *,

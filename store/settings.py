@@ -175,6 +175,10 @@ PERUSER_INTERVAL = _s("local.store.peruserinterval", "3600", D,
                       1, 86400, "seconds")
 EXPIRE_START = _s("local.store.expirestart", "23", N,
                   "Hour of the day (0-23) at which stored erases expunged message files.", 0, 23)
+CLEANUP_AGE = _s("store.cleanupage", "0", D,
+                 "Hours an expunged message's file is kept before stored erases it (at "
+                 "local.store.expirestart); until then reconstruct -e can bring it back. 0: "
+                 "erased at the next erase hour.", 0, 87600, "hours")
 GROUP_ACCESS = _s("local.store.groupaccess", "1", B,
                   "1: files are created 0640 and directories 0750 (the store's group may read); "
                   "0: 0600 and 0700, as Dovecot. Whatever the umask.")

@@ -315,3 +315,34 @@ def test_mboxutil_move_refuses_bad_input_in_one_line(store, cli):
     assert cli("mboxutil", "--store-root", root, "-c", "user/joe/A").code == 0
     r = cli("mboxutil", "--store-root", root, "--move", "user/joe", "user/joe/A", "2:*", "--json")
     assert r.code == 0 and json.loads(r.out)["moved"] == [[2, 1]], r
+
+
+def test_cleanupage_keeps_expunged_files_that_long_and_a_version_1_store_exp_reads(store):
+    from store.daemon.daemon import Daemon
+    a = put(store, "user/joe", 2, days_old=1, flags=index.FLAG_DELETED)
+    store.expunge("user/joe")
+    mdir = store.mailbox_dir("user/joe")
+    exp = index.read_expunged(mdir, "user/joe")
+    assert [r.uid for r in exp] == a and all(abs(r.cache_offset - time.time()) < 600 for r in exp)
+    with open(os.path.join(mdir, index.EXP_FILE), "rb") as f:
+        assert index.EXP_HEADER.unpack_from(f.read())[1] == 2
+    store.layout.config.set("store.cleanupage", "48")
+    root = store.layout.root
+    store.close()
+    d = Daemon(root)
+    d.start()
+    try:
+        d.job_expire(time.time() + 47 * 3600)  # not yet: files and records stay
+        assert [r.uid for r in index.read_expunged(mdir, "user/joe")] == a
+        assert os.path.exists(os.path.join(mdir, "00", f"{a[0]}.msg"))
+        d.job_expire(time.time() + 49 * 3600)
+        assert index.read_expunged(mdir, "user/joe") == []
+        assert not os.path.exists(os.path.join(mdir, "00", f"{a[0]}.msg"))
+    finally:
+        d.shutdown()
+    # a store.exp written before the expunge time was kept: read as expunged long ago
+    rec = index.Record(7, 0, 1, 1, 10, 5, 3, 12345, 9, b"\0" * 32)
+    with open(os.path.join(mdir, index.EXP_FILE), "wb") as f:
+        f.write(index.EXP_HEADER.pack(index.EXP_MAGIC, 1, index.RECORD.size, b"\0" * 4)
+                + rec.pack())
+    assert index.read_expunged(mdir, "user/joe") == [rec._replace(cache_len=0, cache_offset=0)]

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .. import index, logmsg, snapshots
+from .. import index, logmsg, settings, snapshots
 from ..config import Config
 from ..db import lmdbfiles
 from ..errors import ProgrammingError, SettingError, StoreError
@@ -248,13 +248,14 @@ class Daemon:
                      sum(r.count() for r in expired), len(expired))
         except RuleError as e:
             logmsg.log("stored", logmsg.EXPIRE_RULES_BAD, error=e)
+        before = int(now) - self.layout.config.get_int(settings.CLEANUP_AGE) * 3600
         total = 0
         for info in self.store.list():
             if self._stop is not None and self._stop.is_set():
                 break  # the record stays old: the erase runs again after the restart
             self._ping_watchdog()
             try:
-                total += self.store.erase_expunged(info.name)
+                total += self.store.erase_expunged(info.name, before)
             except (OSError, StoreError) as e:
                 logmsg.log("stored", logmsg.EXPIRE_SKIPPED, mailbox=info.name, error=e)
         else:

@@ -481,7 +481,9 @@ def expunge_locked(store: Store, name: str, pick: Callable[[index.Record], bool]
     reserve_modseq(store, name, entry, idx.header.highest_modseq + 1)
     before = index.read_expunged(mdir, name)
     listed = {r.uid for r in before}
-    index.write_expunged(mdir, before + [r for r in gone if r.uid not in listed])
+    now = int(time.time())
+    index.write_expunged(mdir, before + [index.as_expunged(r, now) for r in gone
+                                         if r.uid not in listed])
     crashpoint("expunge:after-exp")
     idx.header.highest_modseq += 1
     index.write_index(mdir, idx.header, keep)
@@ -492,23 +494,27 @@ def expunge_locked(store: Store, name: str, pick: Callable[[index.Record], bool]
     return [r.uid for r in gone]
 
 
-def erase_expunged(store: Store, name: str) -> int:
-    """Delete the files of expunged messages, then empty store.exp.
-    Files go first: a crash in between leaves records without files
-    (harmless), never files without records (which would come back)."""
+def erase_expunged(store: Store, name: str, expunged_before: int | None = None) -> int:
+    """Delete the files of expunged messages (those expunged before
+    `expunged_before` only, given one: store.cleanupage), then drop their
+    records from store.exp. Files go first: a crash in between leaves
+    records without files (harmless), never files without records (which
+    would come back)."""
     name = canonical(name)
     with store.lock(name):
         mdir = store.mailbox_dir(name)
         recs = index.read_expunged(mdir, name)
-        for bucket in {bucket_of(r.uid) for r in recs}:  # never unlink through a symlink
+        gone = [r for r in recs if expunged_before is None or r.cache_offset <= expunged_before]
+        for bucket in {bucket_of(r.uid) for r in gone}:  # never unlink through a symlink
             refuse_symlinks(mdir, os.path.join(mdir, bucket))
-        for r in recs:
+        for r in gone:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(message_path(mdir, r.uid))
-        if recs:
-            index.write_expunged(mdir, [])
-            logmsg.log("mailbox", logmsg.EXPUNGED_ERASED, count=len(recs), mailbox=name)
-        return len(recs)
+        if gone:
+            erased = {r.uid for r in gone}
+            index.write_expunged(mdir, [r for r in recs if r.uid not in erased])
+            logmsg.log("mailbox", logmsg.EXPUNGED_ERASED, count=len(gone), mailbox=name)
+        return len(gone)
 
 
 class MessageReader:

@@ -253,8 +253,8 @@ class Store:
     def expunge(self, name: str, uids: Iterable[int] | None = None) -> builtins.list[int]:
         return messages.expunge(self, name, uids)
 
-    def erase_expunged(self, name: str) -> int:
-        return messages.erase_expunged(self, name)
+    def erase_expunged(self, name: str, expunged_before: int | None = None) -> int:
+        return messages.erase_expunged(self, name, expunged_before)
 
     def message(self, name: str, uid: int, limit: int = -1) -> bytes:
         return messages.read_message(self, name, uid, limit)
