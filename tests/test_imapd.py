@@ -224,6 +224,14 @@ def test_a_delivery_cut_off_before_its_header_update_does_not_lock_the_reader_ou
         for service in ("popd", "imapd"):
             assert (f"ERROR: {service}: mailbox user/joe/INBOX refused to joe: damaged"
                     in log), log[-2000:]
+        from store.layout import Layout
+        from store.supervise.probe import check_log
+        last: dict = {}
+        refused = [c for c in check_log(Layout.open(root), last) if c.name == "refused mailboxes"]
+        assert refused[0].status == "WARNING" and refused[0].metrics == {"refused": 1}, refused
+        assert "since the last run: user/joe/INBOX; run reconstruct" in refused[0].summary
+        again = [c for c in check_log(Layout.open(root), last) if c.name == "refused mailboxes"]
+        assert again[0].status == "OK"  # since the last run: none
     finally:
         proc.terminate()
         proc.wait(30)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -199,14 +200,20 @@ def check_snapshot(layout: Layout) -> Check:
                  {"age_seconds": round(age)})
 
 
-def check_log(layout: Layout, last: dict) -> Check:
+_REFUSED = re.compile(rb"ERROR: (?:imapd|popd): mailbox (.+?) refused to .*?: "
+                      rb"damaged \(")
+
+
+def check_log(layout: Layout, last: dict) -> list[Check]:
     """Errors in the default log since the last run (`last["log_offset"]`;
-    a rotated log is read from its start)."""
+    a rotated log is read from its start), and the mailboxes imapd or popd
+    refused as damaged meanwhile (each needs a reconstruct)."""
     path = os.path.join(layout.log_dir, "default")
     size = os.path.getsize(path) if os.path.exists(path) else 0
     start = last.get("log_offset", 0)
     start = 0 if not isinstance(start, int) or start > size else start
     errors, first = 0, ""
+    refused: dict[str, None] = {}
     if size:
         with open(path, "rb") as f:
             f.seek(start)
@@ -214,12 +221,26 @@ def check_log(layout: Layout, last: dict) -> Check:
                 if b" ERROR: " in line or b" CRITICAL: " in line:
                     errors += 1
                     first = first or line.decode("utf-8", "replace").strip()
+                    m = _REFUSED.search(line)
+                    if m:
+                        refused[m.group(1).decode("utf-8", "replace")] = None
     last["log_offset"] = size
     if errors:
-        return Check("log errors", WARNING, f"{errors} errors in the default log since the "
-                     f"last run; the first: {first[:200]}", {"errors": errors})
-    return Check("log errors", OK, "no errors in the default log since the last run",
-                 {"errors": 0})
+        out = [Check("log errors", WARNING, f"{errors} errors in the default log since the "
+                     f"last run; the first: {first[:200]}", {"errors": errors})]
+    else:
+        out = [Check("log errors", OK, "no errors in the default log since the last run",
+                     {"errors": 0})]
+    if refused:
+        names = list(refused)
+        shown = " ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        out.append(Check("refused mailboxes", WARNING,
+                         f"{len(names)} mailboxes refused to users as damaged since the last "
+                         f"run: {shown}; run reconstruct on each", {"refused": len(names)}))
+    else:
+        out.append(Check("refused mailboxes", OK, "no mailbox refused as damaged since the "
+                         "last run", {"refused": 0}))
+    return out
 
 
 def _health(path: str) -> dict:
@@ -328,8 +349,8 @@ def run_all(layout: Layout, timeout: float) -> list[Check]:
     except (OSError, ValueError):
         last = {}
     checks = (probe_services(layout, timeout) + check_space(layout) + check_stamps(layout)
-              + [check_database(layout, last), check_snapshot(layout), check_log(layout, last),
-                 check_reconstruct(layout)] + check_cores(layout))
+              + [check_database(layout, last), check_snapshot(layout)] + check_log(layout, last)
+              + [check_reconstruct(layout)] + check_cores(layout))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_file_atomic(path, json.dumps(last).encode(), durable=False)
     return checks
