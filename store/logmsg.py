@@ -152,6 +152,18 @@ STORED_REBUILD_UNFINISHED = _m(
 STORED_STOPPED_STARTING = _m(
     "stored-stopped-starting", logging.WARNING, "stored {why}",
     "None: start stored again when you want it; it finishes what was cut off before READY.")
+FD_LIMIT_LOW = _m(
+    "fd-limit-low", logging.WARNING,
+    "{service}: Not enough file descriptors for {sessions} sessions ({setting}): the limit is "
+    "{limit}. Recommend ulimit -n {need}",
+    "Raise it: LimitNOFILE={need} in the service's systemd unit (or `ulimit -n {need}` before "
+    "start-msg), or lower {setting}. Until then connections past the limit are refused "
+    "(connection-refused lines).")
+CONNECTION_REFUSED = _m(
+    "connection-refused", logging.WARNING,
+    "{service}: connection from {peer} refused: {reason}",
+    "The client was told to try later. Many of these: raise {setting} or the descriptor limit "
+    "(fd-limit-low says how far).")
 MAILBOX_REFUSED_DAMAGED = _m(
     "mailbox-refused-damaged", logging.ERROR,
     "{service}: mailbox {mailbox} refused to {user}: damaged ({error})",

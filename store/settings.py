@@ -195,6 +195,13 @@ IMAP_PORT = _s("service.imap.port", "143", P, "imapd's port; 0: no plain IMAP li
 POP_PORT = _s("service.pop.port", "110", P, "popd's port; 0: no plain POP3 listener.")
 IMAP_SSL_PORT = _s("service.imap.sslport", "993", P,
                    "imapd's implicit-TLS port (IMAPS); 0, or no certificate: none.")
+IMAP_MAX_SESSIONS = _s("service.imap.maxsessions", "1000", N,
+                       "IMAP sessions imapd serves at once; more are answered BYE [UNAVAILABLE] "
+                       "and logged. imapd raises its descriptor limit to about 3 a session.",
+                       1, 1000000)
+POP_MAX_SESSIONS = _s("service.pop.maxsessions", "600", N,
+                      "POP3 sessions popd serves at once (Sun's default); more are answered "
+                      "-ERR [SYS/TEMP] and logged.", 1, 1000000)
 POP_SSL_PORT = _s("service.pop.sslport", "995", P,
                   "popd's implicit-TLS port (POP3S); 0, or no certificate: none.")
 TLS_CERT_FILE = _s("local.service.tls.certfile", "", Kind.PATH,
@@ -267,6 +274,9 @@ LMTP_FOLDCASE = _s("local.lmtp.foldcase", "1", B,
 LMTP_AUTOCREATE = _s("local.lmtp.autocreate", "0", B,
                      "1: a user's INBOX is created at the first delivery to it; 0: an address "
                      "without an INBOX is refused (550 5.1.1 unknown user).")
+LMTP_MAX_SESSIONS = _s("local.lmtp.maxsessions", "200", N,
+                       "LMTP connections each lmtpd worker serves at once; more are answered "
+                       "421 4.3.2 (the MTA retries) and logged.", 1, 100000)
 LMTP_LOCKWAIT = _s("local.lmtp.lockwait", "5", D,
                    "Seconds a delivery waits for a locked mailbox before it is deferred "
                    "(451 4.2.0).", 0, 600, "seconds")

@@ -71,7 +71,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(prog: str, root: str, sslport: int | None = None
+def start_service(prog: str, root: str, sslport: int | None = None, preexec_fn=None
                   ) -> tuple[subprocess.Popen, int]:
     """imapd or popd on a free loopback port (and, given, with TLS on
     `sslport`), returned once it accepts connections. A port taken by another
@@ -82,7 +82,7 @@ def start_service(prog: str, root: str, sslport: int | None = None
         proc = subprocess.Popen([sys.executable, "-c",
                                  f"from store.cli.{prog} import main; main()",
                                  "--store-root", root, "--port", str(port), *extra], cwd=REPO,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE, preexec_fn=preexec_fn)
         deadline = time.monotonic() + 120  # a loaded machine starts it slowly, never fails it
         while proc.poll() is None and time.monotonic() < deadline:
             try:

@@ -24,13 +24,21 @@ from twisted.mail import imap4
 from twisted.python import log
 from zope.interface import implementer
 
-from .. import logmsg
+from .. import logmsg, settings
 from ..errors import CorruptionError, InvalidNameError, NoSuchMailboxError, StoreError
 from ..mailbox import Store, pattern_to_regex
 from . import imapfetch, telemetry
 from .imapbox import Mailbox, NoPermission, refused, text
 from .imapnames import DELIMITER, NAMESPACES, Names, parents
-from .login import PlainCredentials, StoredReadiness, login_portal, plaintext_refused, serve
+from .login import (
+    PlainCredentials,
+    Refused,
+    StoredReadiness,
+    login_portal,
+    plaintext_refused,
+    serve,
+)
+from .sessions import SessionLimit
 
 POLL_INTERVAL = 0.5  # seconds: IDLE hears of a delivery within this
 REFUSED = object()  # what IMAPServer._run returns once it has answered NO
@@ -203,6 +211,7 @@ class IMAPServer(imap4.IMAP4Server):
         imap4.IMAP4Server.rawDataReceived(self, data)
 
     def connectionLost(self, reason):
+        self.factory.limit.live -= 1
         self._leave()
         imap4.IMAP4Server.connectionLost(self, reason)
         if self._telemetry is not None:
@@ -514,11 +523,18 @@ class IMAPFactory(protocol.Factory):
         self.portal = login_portal(store, "imapd", imap4.IAccount, Account)
         self.stored_ready = StoredReadiness(store)
         self.watcher = Watcher()
+        self.limit = SessionLimit("imapd", settings.IMAP_MAX_SESSIONS.name,
+                                  store.layout.config.get_int(settings.IMAP_MAX_SESSIONS))
 
     def startFactory(self):
         self.watcher.start()
 
     def buildProtocol(self, addr):
+        reason = self.limit.refusal()
+        if reason is not None:
+            self.limit.refused(f"{addr.host}:{addr.port}", reason)
+            return Refused(b"* BYE [UNAVAILABLE] " + reason.encode() + b"; try again later\r\n")
+        self.limit.live += 1
         p = IMAPServer(contextFactory=self.tls)
         p.portal = self.portal
         p.factory = self

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from aiosmtpd.lmtp import LMTP
 
-from .. import logmsg
+from .. import logmsg, settings
 from ..daemon import state
 from ..delivery.address import AddressError
 from ..delivery.agent import Agent, Policy, Target
@@ -36,6 +36,7 @@ from ..delivery.outcome import NotReadyError
 from ..errors import LockedError, StoreError
 from ..mailbox import Store
 from ..proc import sd_notify, watchdog_interval
+from .sessions import SessionLimit
 
 LISTEN_BACKLOG = 128
 READY_POLL = 0.5  # seconds between two looks at stored's state
@@ -61,6 +62,26 @@ class _LMTP(LMTP):
     def __init__(self, handler, *, max_size: int, **kw):
         super().__init__(handler, data_size_limit=max_size, **kw)
         self.max_size = max_size
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        limit = self.event_handler.limit
+        reason = limit.refusal()
+        self._counted = reason is None
+        if reason is not None:  # told to come back, and logged: never closed silently
+            peer = transport.get_extra_info("peername")
+            limit.refused(str(peer) if peer else "the local socket", reason)
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(b"421 4.3.2 " + reason.encode() + b"; try again later\r\n")
+            transport.close()
+            return
+        limit.live += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if not getattr(self, "_counted", False):
+            return
+        self.event_handler.limit.live -= 1
+        super().connection_lost(error)
 
     def _getaddr(self, arg: str):
         """`<dot-atom@domain>` read with one regular expression; anything else
@@ -172,6 +193,8 @@ class Service:
         self.agent = Agent(self.store, self.policy, via="lmtp",
                            recovering=functools.partial(state.resync_pending, self.store.layout))
         self.stats = Stats()
+        self.limit = SessionLimit("lmtpd", settings.LMTP_MAX_SESSIONS.name,
+                                  self.layout.config.get_int(settings.LMTP_MAX_SESSIONS))
         self.ready = False
         self.stored_pid: int | None = None
         self._reopen = False

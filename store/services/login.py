@@ -8,7 +8,7 @@ import os
 import time
 
 from twisted.cred import checkers, credentials, error, portal
-from twisted.internet import defer, threads
+from twisted.internet import defer, protocol, threads
 from zope.interface import implementer
 
 from .. import accounts, logmsg, settings
@@ -181,6 +181,17 @@ def plaintext_refused(transport) -> bool:
     """A password in the clear is refused off loopback before TLS (RFC 3501
     6.2.3, RFC 2595): the one rule imapd and popd both apply."""
     return not is_secure(transport) and not is_loopback(transport)
+
+
+class Refused(protocol.Protocol):
+    """A connection a service cannot take now: one line saying so, then closed."""
+
+    def __init__(self, line: bytes):
+        self.line = line
+
+    def connectionMade(self):
+        self.transport.write(self.line)
+        self.transport.loseConnection()
 
 
 def serve(service: str, root: str, address: str, port: int, sslport: int, factory) -> None:

@@ -16,13 +16,14 @@ from twisted.internet import protocol
 from twisted.mail import pop3
 from zope.interface import implementer
 
-from .. import logmsg
+from .. import logmsg, settings
 from ..index import FLAG_DELETED
 from ..layout import INBOX, USER_NS
 from ..mailbox import FlagMode, Store
 from ..message import crlf_size
 from . import telemetry
-from .login import StoredReadiness, is_secure, login_portal, plaintext_refused, serve
+from .login import Refused, StoredReadiness, is_secure, login_portal, plaintext_refused, serve
+from .sessions import SessionLimit
 
 
 @implementer(pop3.IMailbox)
@@ -119,6 +120,7 @@ class POP3Server(pop3.POP3):
         pop3.POP3.lineReceived(self, line)
 
     def connectionLost(self, reason):
+        self.factory.limit.live -= 1
         pop3.POP3.connectionLost(self, reason)
         if self._telemetry is not None:
             self._telemetry.close()
@@ -140,8 +142,15 @@ class POP3Factory(protocol.ServerFactory):
         self.layout = store.layout
         self.portal = login_portal(store, "popd", pop3.IMailbox, Maildrop)
         self.stored_ready = StoredReadiness(store)
+        self.limit = SessionLimit("popd", settings.POP_MAX_SESSIONS.name,
+                                  store.layout.config.get_int(settings.POP_MAX_SESSIONS))
 
     def buildProtocol(self, addr):
+        reason = self.limit.refusal()
+        if reason is not None:
+            self.limit.refused(f"{addr.host}:{addr.port}", reason)
+            return Refused(b"-ERR [SYS/TEMP] " + reason.encode() + b"; try again later\r\n")
+        self.limit.live += 1
         p = POP3Server()
         p.portal = self.portal
         p.factory = self
