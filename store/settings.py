@@ -274,6 +274,14 @@ LMTP_FOLDCASE = _s("local.lmtp.foldcase", "1", B,
 LMTP_AUTOCREATE = _s("local.lmtp.autocreate", "0", B,
                      "1: a user's INBOX is created at the first delivery to it; 0: an address "
                      "without an INBOX is refused (550 5.1.1 unknown user).")
+POLICY_ENABLE = _s("local.policy.enable", "0", B,
+                    "1: start-msg starts policyd, which answers Postfix's check_policy_service "
+                    "at RCPT time (unknown users, full quota roots) before mail is queued.")
+POLICY_SOCKET = _s("local.policy.socket", "run/policy", Kind.PATH,
+                   "UNIX socket policyd listens on (mode 0660): absolute, or relative to the "
+                   "store root.")
+POLICY_PORT = _s("local.policy.port", "0", P,
+                 "Loopback TCP port policyd also listens on (127.0.0.1); 0: none.")
 LMTP_MAX_SESSIONS = _s("local.lmtp.maxsessions", "200", N,
                        "LMTP connections each lmtpd worker serves at once; more are answered "
                        "421 4.3.2 (the MTA retries) and logged.", 1, 100000)
@@ -321,7 +329,8 @@ EXPIRE_RULE = (EXPIRE_FOLDERPATTERN, EXPIRE_REGEXP, EXPIRE_MESSAGEDAYS, EXPIRE_M
                EXPIRE_FOLDERSIZE, EXPIRE_MESSAGESIZE, EXPIRE_MESSAGESIZEDAYS, EXPIRE_SEEN,
                EXPIRE_DELETED, EXPIRE_ACTION)
 
-ENABLE = {"store": STORE_ENABLE, "lmtp": LMTP_ENABLE, "imap": IMAP_ENABLE, "pop": POP_ENABLE}
+ENABLE = {"store": STORE_ENABLE, "lmtp": LMTP_ENABLE, "imap": IMAP_ENABLE, "pop": POP_ENABLE,
+          "policy": POLICY_ENABLE}
 PORTS = {"imap": (IMAP_PORT, IMAP_SSL_PORT), "pop": (POP_PORT, POP_SSL_PORT)}
 
 

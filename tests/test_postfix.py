@@ -263,3 +263,54 @@ def test_postfix_defers_what_can_clear_and_delivers_it_later(world):
     got = world.messages()
     assert len(got) == 4
     assert sorted(m.split(b"Subject: via postfix ")[1][:1] for m in got) == [b"l", b"p", b"q", b"s"]
+
+
+def test_postfix_asks_policyd_at_rcpt_time_so_nothing_is_queued_for_a_full_mailbox(world):
+    """Issue 25 (seed 004): check_policy_service answered by policyd refuses
+    a full quota root (4.2.2) and an unknown user (5.1.1) in the SMTP
+    dialogue, before Postfix queues anything; a user with room gets it."""
+    import smtplib
+    import socket
+
+    from lmtp_harness import free_port
+    policyd = subprocess.Popen([sys.executable, "-c", "from store.cli.policyd import main; main()",
+                                "--store-root", world.root], cwd=ROOT, stderr=subprocess.PIPE)
+    sock = os.path.join(world.root, "run", "policy")
+    try:
+        wait_for(lambda: os.path.exists(sock), 120, "policyd's socket")
+        world.admin("mboxutil", "-c", "user/ann")
+        world.admin("mboxutil", "--set-quota", "user/joe", "0")
+        port = free_port()
+        with open(os.path.join(world.etc, "master.cf"), "a") as f:
+            f.write(f"127.0.0.1:{port} inet n - n - - smtpd\n")
+        r = subprocess.run(["postconf", "-c", world.etc, "-e", "local_recipient_maps =",
+                            "smtpd_recipient_restrictions = check_policy_service unix:"
+                            f"{sock}, permit_mynetworks, reject_unauth_destination"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r
+        assert _postfix(world.etc, "reload").returncode == 0
+
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                return True
+            except OSError:
+                return False
+        wait_for(listening, 60, "Postfix's smtpd on loopback")
+        c = smtplib.SMTP("127.0.0.1", port, timeout=60)
+        c.ehlo("client.example.org")
+        assert c.mail("alice@example.org")[0] == 250
+        code, text = c.rcpt("joe@example.com")
+        assert code == 452 and text.startswith(b"4.2.2 ") and b"Mailbox is full" in text, text
+        code, text = c.rcpt("nobody@example.com")
+        assert code == 550 and text.startswith(b"5.1.1 ") and text.endswith(b": User unknown"), text
+        assert c.rcpt("ann@example.com")[0] == 250
+        assert c.data(MSG.replace(b"{n}", b"a"))[0] == 250
+        c.quit()
+        world.wait_log(r"to=<ann@example\.com>.*status=sent")
+        assert len(world.messages("user/ann")) == 1 and world.messages("user/joe") == []
+        log = world.maillog()  # refused before the queue: NOQUEUE, never a delivery attempt
+        assert re.search(r"NOQUEUE: reject: RCPT .* 452 4\.2\.2 <joe@example\.com>", log), log
+        assert not re.search(r"to=<joe@example\.com>.*status=", log), log
+    finally:
+        stop(policyd)

@@ -186,6 +186,7 @@ def cpu_per_message(work: str, msgs, users, sessions) -> dict:
     import resource
 
     from store.services import lmtpd
+    from store.services.listeners import unix_listener
     root = _new_store(work, "ours-cpu.", users)
     stored = start_stored(root)
     try:
@@ -196,7 +197,7 @@ def cpu_per_message(work: str, msgs, users, sessions) -> dict:
             path = os.path.join(root, "run", "lmtp")
             await asyncio.get_running_loop().create_unix_server(
                 lambda: lmtpd._LMTP(svc, max_size=svc.policy.max_size, enable_SMTPUTF8=True),
-                sock=lmtpd._unix_listener(path))
+                sock=unix_listener(path, "lmtpd"))
             jobs = [(f"bench{i % users}@example.com".encode(), data_section(m))
                     for i, m in enumerate(msgs)]
             failures: list = []

@@ -75,7 +75,7 @@ Examples:
   start-msg watcher      the watcher alone: it watches the services that run
 
 Services: {NAMES}; each started when its setting (store.enable, lmtp.enable,
-imap.enable, pop.enable) is 1. With local.watcher.enable 1 (the default) the
+imap.enable, pop.enable, local.policy.enable) is 1. With local.watcher.enable 1 (the default) the
 watcher starts them and restarts them on failure (local.autorestart).
 
 """ + EXIT_CODES_HELP

@@ -25,11 +25,11 @@ from ..fsutil import open_nofollow
 from ..layout import is_inbox
 from ..mailbox import Store, quota_root_mailbox
 from ..mailbox.messages import BATCH, EACH, SHARED, run_steps
-from ..mailbox.quota import claim_warning, warning_due
+from ..mailbox.quota import check_room, claim_warning, warning_due
 from ..message import parse_header
 from . import address
 from .address import AddressError, AddressRules, Recipient
-from .outcome import Outcome, delivered, refused, too_big
+from .outcome import Outcome, admitted, delivered, refused, too_big
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,12 @@ class Agent:
         return self._dups
 
     # -- recipients ----------------------------------------------------------------
-    def resolve(self, addr: str, folder: str | None = None) -> Target:
+    def resolve(self, addr: str, folder: str | None = None, *, create: bool = True) -> Target:
         """The mailbox for `addr` (and `folder`, as deliver -m gives it), or
         AddressError. With a detail (`joe+lists@`), its folder when it exists
-        and anyone may post there (ACL right p), as Cyrus does; else INBOX."""
+        and anyone may post there (ACL right p), as Cyrus does; else INBOX.
+        create=False: a user local.lmtp.autocreate would create is not
+        created (yet) but answered with the INBOX it will have."""
         rcpt = address.parse(addr, self.policy.rules)
         inbox = address.inbox_of(rcpt)
         if not self.store.exists(inbox):
@@ -99,6 +101,8 @@ class Agent:
                                    "try again later", reason="recovering")
             if not self.policy.rules.autocreate:
                 raise AddressError(f"<{rcpt.address}>: no such user here", reason="unknown-user")
+            if not create:
+                return Target(rcpt, inbox)
             try:
                 self.store.create(inbox)
             except Exception:  # created meanwhile by another delivery: fine; else say so
@@ -133,6 +137,21 @@ class Agent:
     def _anyone_may_post(self, box: str) -> bool:
         e = self.store.db.record(FolderEntry, box)
         return e is not None and "p" in e.acl.get("anyone", "")
+
+    def admit(self, addr: str, size: int, sender: str = "") -> Outcome:
+        """Whether a message of `size` bytes (0: not said) for `addr` would
+        be taken now, asked before the MTA queues it (policyd): a known
+        recipient whose quota root has room. A refusal is logged and, over
+        quota, starts the grace period as a refused delivery does."""
+        try:
+            t = self.resolve(addr, create=False)
+            if self.store.exists(t.mailbox):
+                qroot = self.store.entry(t.mailbox).quotaroot
+                if qroot:
+                    check_room(self.store, qroot, t.mailbox, max(size, 1))
+        except (AddressError, StoreError, OSError) as e:
+            return self.refuse(e, sender, addr)
+        return admitted(addr, t.mailbox)
 
     # -- delivery --------------------------------------------------------------------
     def deliver(self, data: bytes, sender: str, targets: list[Target], *,

@@ -70,6 +70,11 @@ def delivered(mailbox: str, uid: int, *, duplicate: bool = False) -> Outcome:
                    mailbox, uid)
 
 
+def admitted(addr: str, mailbox: str) -> Outcome:
+    """A recipient the store would take a message for now (policyd's answer)."""
+    return Outcome(250, "2.1.5", f"<{addr}> has room", "admitted", EX_OK, mailbox)
+
+
 def too_big(size: int, limit: int) -> Outcome:
     return Outcome(552, "5.3.4", f"message of {size} bytes exceeds the limit of {limit}",
                    "too-big", EX_DATAERR)

@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from .. import index, logmsg
 from ..crash import crashpoint
-from ..db import FOLDER, FolderEntry, QuotaEntry, Txn
+from ..db import FOLDER, FolderEntry, Txn
 from ..errors import (
     EmptyMessageError,
     KeywordError,
-    OverQuotaError,
     ProgrammingError,
     StoreError,
     symlink_error,
@@ -39,7 +38,7 @@ from ..fsutil import (
 )
 from ..layout import canonical
 from ..message import ParsedHeader, guid, parse_header
-from .quota import note_over_quota, quota_add, quota_add_delivered
+from .quota import check_room, quota_add, quota_add_delivered
 from .uidranges import MAX_UID
 
 if TYPE_CHECKING:
@@ -308,13 +307,7 @@ def _append_steps(store: Store, name: str, need: int,
         entry = store.entry(name)
         qroot = entry.quotaroot
         if qroot and check_quota:
-            q = store.db.record(QuotaEntry, qroot)
-            if q is not None and q.limit_bytes is not None and q.used_bytes + need > q.limit_bytes:
-                since = store.db.write(lambda t: note_over_quota(t, qroot, int(time.time())),
-                                       durable=False)
-                raise OverQuotaError(
-                    f"mailbox {name} is over quota: root {qroot} uses {q.used_bytes} "
-                    f"of {q.limit_bytes} bytes, message needs {need}", since=since)
+            check_room(store, qroot, name, need)
         mdir = store.mailbox_dir(name, entry)
         for path in index.symlinked_files(mdir):  # before a message file is placed
             raise symlink_error(path, "file")

@@ -8,12 +8,13 @@ spool keeps it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .. import index, logmsg
 from ..db import FOLDER, QUOTA, FolderEntry, QuotaEntry, Txn
-from ..errors import CorruptionError, UsageError
+from ..errors import CorruptionError, OverQuotaError, UsageError
 from ..layout import USER_NS, canonical, check_userid, user_of
 
 # the index header keeps the limit in 64 bits with all ones for "none" (index.NO_LIMIT)
@@ -69,6 +70,18 @@ def note_over_quota(t: Txn, root: str, now: int) -> int:
         t.put(QUOTA, root, replace(q, over_since=now))
         return now
     return q.over_since
+
+
+def check_room(store: Store, root: str, name: str, need: int) -> None:
+    """OverQuotaError (with when its run of refusals began) when `need`
+    more bytes do not fit in the root's limit: a delivery into `name`, or
+    the MTA asking before it queues one (policyd)."""
+    q = store.db.record(QuotaEntry, root)
+    if q is not None and q.limit_bytes is not None and q.used_bytes + need > q.limit_bytes:
+        since = store.db.write(lambda t: note_over_quota(t, root, int(time.time())),
+                               durable=False)
+        raise OverQuotaError(f"mailbox {name} is over quota: root {root} uses {q.used_bytes} "
+                             f"of {q.limit_bytes} bytes, message needs {need}", since=since)
 
 
 def warning_due(q: QuotaEntry | None, percent: int) -> bool:

@@ -21,7 +21,6 @@ import os
 import re
 import signal
 import socket
-import stat
 import time
 from dataclasses import dataclass
 
@@ -36,9 +35,9 @@ from ..delivery.outcome import NotReadyError
 from ..errors import LockedError, StoreError
 from ..mailbox import Store
 from ..proc import sd_notify, watchdog_interval
+from .listeners import tcp_listener, unix_listener
 from .sessions import SessionLimit
 
-LISTEN_BACKLOG = 128
 READY_POLL = 0.5  # seconds between two looks at stored's state
 LOCK_POLL = 0.05  # seconds between two tries of a mailbox lock another process holds
 
@@ -315,50 +314,13 @@ class Service:
         self.store.close()
 
 
-def _unix_listener(path: str) -> socket.socket:
-    """A listening UNIX socket at `path`, mode 0660. A socket left by a
-    dead lmtpd is replaced; anything else there is refused."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISSOCK(st.st_mode):
-            raise StoreError(f"{path} exists and is not a socket; lmtpd will not replace it")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-        except OSError:
-            os.unlink(path)  # nobody listens there: a leftover
-        else:
-            raise StoreError(f"another lmtpd already listens on {path}")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    tmp = f"{path}.{os.getpid()}.new"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    sock.bind(tmp)
-    os.chmod(tmp, 0o660)  # the mode before the name: no moment with a wider one
-    os.rename(tmp, path)
-    sock.listen(LISTEN_BACKLOG)
-    return sock
-
-
-def _tcp_listener(port: int) -> socket.socket:
-    sock = socket.create_server(("127.0.0.1", port), backlog=LISTEN_BACKLOG)
-    sock.set_inheritable(False)
-    return sock
-
-
 def run(root: str, socket_path: str, port: int, *, workers: int = 1, wait: bool = True) -> None:
     """lmtpd until SIGTERM/SIGINT: `workers` processes accept on the same
     sockets (each its own event loop, store handle and group commit: a
     Python process uses one core). This process signals READY (systemd)
     once stored is ready, pings the watchdog, and starts a worker again if
     one dies."""
-    socks = [_unix_listener(socket_path)] + ([_tcp_listener(port)] if port else [])
+    socks = [unix_listener(socket_path, "lmtpd")] + ([tcp_listener(port)] if port else [])
     where = ", ".join([socket_path] + ([f"127.0.0.1:{port}"] if port else []))
     try:
         if workers <= 1:

@@ -116,8 +116,9 @@ def stop(layout: Layout, services: list[Service], out: Out,
     STOP_TIMEOUT."""
     for svc in reversed(services):
         pid = running_pid(layout, svc)
-        if pid is None:
-            out(f"{svc.label} is not running")
+        if pid is None:  # one disabled and stopped is news only when asked for by name
+            if len(services) == 1 or layout.config.get_bool(svc.enable):
+                out(f"{svc.label} is not running")
             continue
         if stopping:
             stopping(svc)

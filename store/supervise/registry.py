@@ -27,6 +27,10 @@ def _lmtp_address(layout: Layout) -> tuple[int, str]:
     return socket.AF_UNIX, layout.config.resolve_path(settings.LMTP_SOCKET)
 
 
+def _policy_address(layout: Layout) -> tuple[int, str]:
+    return socket.AF_UNIX, layout.config.resolve_path(settings.POLICY_SOCKET)
+
+
 def _tcp_address(service: str) -> Callable[[Layout], tuple[int, tuple[str, int]]]:
     """service.<service>.port, else its sslport, on service.listenaddr."""
     def address(layout: Layout) -> tuple[int, tuple[str, int]]:
@@ -74,6 +78,7 @@ SERVICES = (
     Service("lmtp", "lmtpd", settings.LMTP_ENABLE, _lmtp_address),
     Service("imap", "imapd", settings.IMAP_ENABLE, _tcp_address("imap")),
     Service("pop", "popd", settings.POP_ENABLE, _tcp_address("pop")),
+    Service("policy", "policyd", settings.POLICY_ENABLE, _policy_address),
 )
 STORE = SERVICES[0]  # the others wait for it, and go down with it
 
