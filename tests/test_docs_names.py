@@ -78,3 +78,21 @@ def test_every_option_named_exists():
                                      helps[m.group(1)]):
                         missing.add((where, m.group(1), option))
     assert not missing, sorted(missing)
+
+
+def test_the_seeds_table_names_tests_and_tools_that_exist():
+    """docs/seeds.md names, for each requirement, the test that holds it:
+    each file and test function named must be there."""
+    text = open(os.path.join(ROOT, "docs", "seeds.md"), encoding="utf-8").read()
+    missing = []
+    for name, func in re.findall(r"`(test_\w+\.py)(?:::(\w+))?`", text):
+        path = os.path.join(ROOT, "tests", name)
+        if not os.path.exists(path):
+            missing.append(name)
+        elif func and f"def {func}(" not in open(path, encoding="utf-8").read():
+            missing.append(f"{name}::{func}")
+    missing += [t for t in re.findall(r"`(tools/\w+\.py)`", text)
+                if not os.path.exists(os.path.join(ROOT, t))]
+    assert not missing, missing
+    rows = re.findall(r"^\| (\d{3}-\d+) \|", text, re.M)
+    assert len(rows) == len(set(rows)) and len(rows) >= 80, len(rows)
