@@ -47,7 +47,9 @@ MAX_KEYWORDS = 32  # the bits of a record's keywords field
 #   44    4 uidnext        next UID to assign; always > every UID ever assigned
 #   48    4 exists         number of records
 #   52    4 hdr_flags      bit 0 (HDR_CARRIES_LIMIT): quota_limit holds the limit of this
-#                          mailbox's quota root (set on the root's own mailbox only)
+#                          mailbox's quota root (set on the root's own mailbox only);
+#                          bit 1 (HDR_CARRIES_MSG_LIMIT): quota_messages holds its message
+#                          limit (written with bit 0 since message limits exist)
 #   56    8 total_bytes    sum of the records' message sizes
 #   64    8 highest_modseq highest modseq given to any record
 #   72    8 last_update    seconds since the epoch of the last header write
@@ -58,14 +60,17 @@ MAX_KEYWORDS = 32  # the bits of a record's keywords field
 #                          NO_LIMIT for none; else 0 (files from before it: zeros)
 #   96    4 kw_len         bytes of keyword table in the variable section (v1: 0)
 #  100    4 recent_uid     the lowest UID no session has yet reported as \Recent (v1: 0)
-#  104   20 reserved       zeros
+#  104    8 quota_messages with HDR_CARRIES_MSG_LIMIT: the quota root's message-count limit;
+#                          else 0 (no message limit; files from before it: zeros)
+#  112   12 reserved       zeros
 #  124    4 crc            CRC-32 of bytes 0-123 followed by the variable section
 # Variable section at 128: name (UTF-8), quota root (UTF-8), ACL
 # ("identifier\trights\n" per entry, UTF-8), keyword table ("keyword\n" per
 # keyword, bit 0 first, ASCII); zero padding to an 8-byte boundary.
-HEADER = struct.Struct("<8sHHIQ16sIIIIQQQHHIQII20sI")
+HEADER = struct.Struct("<8sHHIQ16sIIIIQQQHHIQIIQ12sI")
 assert HEADER.size == 128
 HDR_CARRIES_LIMIT = 1
+HDR_CARRIES_MSG_LIMIT = 2
 NO_LIMIT = (1 << 64) - 1
 
 # store.idx record and store.exp record, 96 bytes
@@ -174,6 +179,7 @@ class Header:
     # spool keeps it; carries_limit False means this header says nothing
     carries_limit: bool = False
     quota_limit: int | None = None
+    quota_messages: int | None = None  # the root's message-count limit, carried with it
     # the mailbox's keywords, bit n of a record's `keywords` naming keywords[n];
     # a keyword stays in the table once added (reconstruct keeps it too)
     keywords: list[str] = field(default_factory=list)
@@ -195,12 +201,17 @@ class Header:
         acl, kws = self._texts()
         limit = 0 if not self.carries_limit else (
             NO_LIMIT if self.quota_limit is None else self.quota_limit)
+        # the message limit only where one is set: a header without one stays byte for
+        # byte what it was before message limits existed
+        msgs = 0 if not self.carries_limit or self.quota_messages is None else self.quota_messages
+        hflags = (HDR_CARRIES_LIMIT if self.carries_limit else 0) | (
+            HDR_CARRIES_MSG_LIMIT if self.carries_limit and self.quota_messages is not None
+            else 0)
         fixed = HEADER.pack(IDX_MAGIC, IDX_VERSION, HEADER.size, RECORD.size, self.start_offset,
                             self.unique_id, self.uidvalidity, self.uidnext, self.exists,
-                            HDR_CARRIES_LIMIT if self.carries_limit else 0,
-                            self.total_bytes, self.highest_modseq, self.last_update,
+                            hflags, self.total_bytes, self.highest_modseq, self.last_update,
                             len(self.name.encode()), len(self.quotaroot.encode()), len(acl),
-                            limit, len(kws), self.recent_uid, b"\0" * 20, 0)
+                            limit, len(kws), self.recent_uid, msgs, b"\0" * 12, 0)
         crc = zlib.crc32(var, zlib.crc32(fixed[:-4]))
         return fixed[:-4] + struct.pack("<I", crc) + var
 
@@ -261,7 +272,7 @@ def parse_header(data: bytes, mailbox: str, path: str) -> Header:
                        f"file size {len(data)}, need {HEADER.size} bytes starting {IDX_MAGIC!r}")
     f = HEADER.unpack_from(data)
     (_magic, version, hsize, rsize, start, uniq, uidvalidity, uidnext, exists, hflags,
-     total, modseq, last, nlen, qlen, alen, limit, klen, recent, _res, crc) = f
+     total, modseq, last, nlen, qlen, alen, limit, klen, recent, msgs, _res, crc) = f
     if version not in IDX_VERSIONS or hsize != HEADER.size or rsize != RECORD.size:
         raise _corrupt(logmsg.IDX_MISSING_HEADER, mailbox, path,
                        f"version/header/record size {version}/{hsize}/{rsize}, "
@@ -288,6 +299,7 @@ def parse_header(data: bytes, mailbox: str, path: str) -> Header:
     return Header(name, uniq, uidvalidity, uidnext, exists, total, modseq, last, qroot, acl, start,
                   carries_limit=carries,
                   quota_limit=None if not carries or limit == NO_LIMIT else limit,
+                  quota_messages=msgs if carries and hflags & HDR_CARRIES_MSG_LIMIT else None,
                   keywords=keywords, recent_uid=recent, version=version)
 
 

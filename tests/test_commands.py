@@ -15,7 +15,8 @@ def test_listing_json_keys(cli, root):
     assert rows[0]["name"] == "user/joe/INBOX" and rows[0]["messages"] == 1
     r = cli("mboxutil", "--store-root", root, "-q", "--json")
     q = json.loads(r.out)
-    assert q == [{"root": "user/joe", "used_bytes": 13, "used_messages": 1, "limit_bytes": None}]
+    assert q == [{"root": "user/joe", "used_bytes": 13, "used_messages": 1, "limit_bytes": None,
+                  "limit_messages": None}]
     r = cli("imcheck", "--store-root", root, "-m", "user/joe", "--json")
     d = json.loads(r.out)
     assert {"name", "uidvalidity", "uidnext", "exists", "bytes"} <= set(d["header"])

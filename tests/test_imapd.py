@@ -261,3 +261,25 @@ def test_a_busy_port_is_one_line_and_exit_8(tmp_path):
             assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     finally:
         busy.close()
+
+
+def test_quota_shows_both_resources_only_to_who_may_see_them(imap):
+    """Issue 25: IMAP QUOTA (RFC 9208) with STORAGE and MESSAGE; another
+    user's root is not there for joe; limits are set by the administrator."""
+    root, port, _ = imap
+    with Store.open(root) as s:
+        s.set_quota("user/joe", 10240, 5)
+        s.set_quota("user/bob", 1024)
+    c = imaplib.IMAP4("127.0.0.1", port)
+    c.login("joe", "pw")
+    assert b"QUOTA=RES-MESSAGE" in c.capability()[1][0]
+    typ, data = c.getquotaroot("INBOX")
+    assert typ == "OK" and data == [[b'"INBOX" "user/joe"'],
+                                    [b'"user/joe" (STORAGE 1 10 MESSAGE 1 5)']], data
+    typ, data = c.getquota("user/joe")
+    assert typ == "OK" and data == [b'"user/joe" (STORAGE 1 10 MESSAGE 1 5)'], data
+    assert c.getquota("user/bob")[0] == "NO"
+    assert c.getquotaroot("user/bob")[0] == "NO"  # bob's INBOX: not there for joe
+    typ, data = c.setquota("user/joe", "(STORAGE 99999)")
+    assert typ == "NO" and b"NOPERM" in data[0], data
+    c.logout()

@@ -108,3 +108,55 @@ def test_a_full_rebuild_keeps_the_copy_and_a_renamed_user_takes_the_limit(cli, b
     assert not header(built, "user/user0001/FromAnn").carries_limit
     h = header(built, "user/ann/INBOX")
     assert (h.carries_limit, h.quota_limit, h.quotaroot) == (True, 5_000_000, "user/ann")
+
+
+def test_a_message_count_limit_is_enforced_kept_in_the_header_and_rebuilt(cli, built):
+    """Issue 25 (seeds 003, 004): a limit on the number of messages beside the
+    byte limit, enforced wherever the byte limit is, kept in the root
+    mailbox's header, rebuilt from it, and carried by a backup."""
+    from store.errors import OverQuotaError
+    with Store.open(built) as s:
+        used = s.quotas("user/user0000")[0]["used_messages"]
+        header_before = open(os.path.join(s.mailbox_dir("user/user0000/INBOX"), "store.idx"),
+                             "rb").read(128)
+    r = cli("mboxutil", "--store-root", built, "--set-quota", "user/user0000", "5000000",
+            "--messages", str(used + 1))
+    assert r.code == 0 and f"messages limit {used + 1} used {used}" in r.out, r
+    with Store.open(built) as s:
+        s.append("user/user0000/Sent", b"Subject: fits\n\nx\n")
+        with pytest.raises(OverQuotaError, match=f"holds {used + 1} of {used + 1} messages"):
+            s.append("user/user0000", b"Subject: one too many\n\nx\n")
+        s.set_quota("user/user0000", 5_000_000)  # the byte limit alone: the count stays
+        assert s.quotas("user/user0000")[0]["limit_messages"] == used + 1
+    h = header(built, "user/user0000/INBOX")
+    assert (h.quota_limit, h.quota_messages) == (5_000_000, used + 1)
+    r = cli("mboxutil", "--store-root", built, "-q", "--json")
+    assert {q["root"]: q["limit_messages"] for q in json.loads(r.out)}["user/user0000"] \
+        == used + 1
+    # the database loses it: reconstruct -m sets it from the header
+    with Store.open(built) as s:
+        s.db.write(lambda t: t.put("quota", "user/user0000",
+                                   {k: v for k, v in t.get("quota", "user/user0000").items()
+                                    if k != "limit_messages"}))
+    code, out, r = recon(cli, built, "-m")
+    (f,) = [f for f in out["findings"] if f["kind"] == "quota-limit-changed"]
+    assert f"5000000 bytes, {used + 1} messages in the index header" in f["detail"], f
+    with Store.open(built) as s:
+        assert s.quotas("user/user0000")[0]["limit_messages"] == used + 1
+    # a backup carries it to a restore into a new user
+    backup = os.path.join(os.path.dirname(built), "b.ims")
+    assert cli("imsbackup", "--store-root", built, "-f", backup, "user/user0000").code == 0
+    r = cli("imsrestore", "--store-root", built, "-f", backup, "--to", "user/copy",
+            "user/user0000")
+    assert r.code == 0, r
+    with Store.open(built) as s:
+        assert s.quotas("user/copy")[0]["limit_messages"] == used + 1
+    # `none` removes it; a header without a message limit is what it was before they existed
+    assert cli("mboxutil", "--store-root", built, "--set-quota", "user/user0000", "5000000",
+               "--messages", "none").code == 0
+    with Store.open(built) as s:
+        h = open(os.path.join(s.mailbox_dir("user/user0000/INBOX"), "store.idx"), "rb").read(128)
+    assert h[104:124] == header_before[104:124] == b"\0" * 20
+    assert cli("mboxutil", "--store-root", built, "--messages", "3", "-q").code == 16
+    assert cli("mboxutil", "--store-root", built, "--set-quota", "user/user0000", "1",
+               "--messages", "many").code == 16

@@ -28,8 +28,11 @@ Examples:
 
 
 def _percent(q: dict) -> int | None:
-    limit = q["limit_bytes"]
-    return None if not limit else q["used_bytes"] * 100 // limit
+    """Of the fuller of the two limits (bytes, messages)."""
+    parts = [q[used] * 100 // q[limit] for used, limit in (("used_bytes", "limit_bytes"),
+                                                          ("used_messages", "limit_messages"))
+             if q.get(limit)]
+    return max(parts) if parts else None
 
 
 @click.command(epilog=EPILOG)
@@ -74,10 +77,12 @@ def cli(store_root, user, over, warn, as_json) -> int:
     if as_json:
         emit_json({"roots": rows, "warned": warned})
     else:
-        render_table("Quota usage", ["root", "used bytes", "limit bytes", "used %", "messages"],
+        render_table("Quota usage", ["root", "used bytes", "limit bytes", "used %", "messages",
+                                     "limit messages"],
                      [(q["root"], q["used_bytes"],
                        "none" if q["limit_bytes"] is None else q["limit_bytes"],
-                       "-" if q["percent"] is None else q["percent"], q["used_messages"])
+                       "-" if q["percent"] is None else q["percent"], q["used_messages"],
+                       "none" if q.get("limit_messages") is None else q["limit_messages"])
                       for q in rows])
         for root in warned:
             click.echo(f"warned {root}")

@@ -34,6 +34,7 @@ EXAMPLES = """Examples:
   mboxutil -e -p 'user/joe/*'          expunge messages flagged \\Deleted
   mboxutil -q                          quota roots with usage and limits
   mboxutil --set-quota user/joe 1000000000
+  mboxutil --set-quota user/joe 1000000000 --messages 50000
   mboxutil --set-acl user/joe/Sent bob lr
   mboxutil --set-flags user/joe 12 '\\Deleted'
   mboxutil --move user/joe user/joe/Archive 1:500   move UIDs 1-500 (flags, dates kept)
@@ -64,6 +65,9 @@ ORPHANS = "\0orphans"  # -d given without a name (as `-o -d`)
 @click.option("-q", "quota", is_flag=True, help="Show quota roots (a ROOT argument for one).")
 @click.option("--set-quota", nargs=2, metavar="ROOT BYTES", default=None,
               help="Set a quota limit in bytes ('none' removes the limit).")
+@click.option("--messages", "message_limit", metavar="N", default=None,
+              help="With --set-quota: also a limit on the number of messages ('none' removes "
+                   "it; without --messages it stays as it is).")
 @click.option("--set-acl", nargs=3, metavar="MAILBOX IDENTIFIER RIGHTS", default=None,
               help="Set rights ('' removes the identifier).")
 @click.option("--set-flags", nargs=3, metavar="MAILBOX UID FLAGS", default=None,
@@ -83,9 +87,9 @@ ORPHANS = "\0orphans"  # -d given without a name (as `-o -d`)
               help="Partition for -c.")
 @json_option
 @click.argument("args", nargs=-1)
-def cli(store_root, do_list, pattern, create, delete, orphans, write_to, rename, expunge, quota, set_quota,
-        set_acl, set_flags, move, set_password, remove_password, list_users, show_locks, partition,
-        as_json, args) -> int:
+def cli(store_root, do_list, pattern, create, delete, orphans, write_to, rename, expunge, quota,
+        set_quota, message_limit, set_acl, set_flags, move, set_password, remove_password,
+        list_users, show_locks, partition, as_json, args) -> int:
     """Manage mailboxes, quotas, ACLs and the users who may log in."""
     if orphans:
         if args or do_list or create or rename or (delete not in (None, ORPHANS)):
@@ -106,6 +110,8 @@ def cli(store_root, do_list, pattern, create, delete, orphans, write_to, rename,
         raise usage("give exactly one of -l, -c, -d, -r, -e, -q, --set-quota, --set-acl, "
                     "--set-flags, --move, --set-password, --remove-password, --list-users, --locks"
                     + (f" (got {' '.join(actions)})" if actions else ""))
+    if message_limit is not None and not set_quota:
+        raise usage("--messages goes with --set-quota")
     if args and not (rename or expunge or quota):
         raise usage(f"unexpected arguments: {' '.join(args)}")
     if set_password or remove_password or list_users:
@@ -159,9 +165,11 @@ def cli(store_root, do_list, pattern, create, delete, orphans, write_to, rename,
             if as_json:
                 emit_json(rows)
             else:
-                render_table("Quota roots", ["root", "used bytes", "messages", "limit bytes"],
+                render_table("Quota roots", ["root", "used bytes", "messages", "limit bytes",
+                                             "limit messages"],
                              [(q["root"], q["used_bytes"], q["used_messages"],
-                               "none" if q["limit_bytes"] is None else q["limit_bytes"])
+                               "none" if q["limit_bytes"] is None else q["limit_bytes"],
+                               "none" if q["limit_messages"] is None else q["limit_messages"])
                               for q in rows])
             return 0
         if set_quota:
@@ -172,8 +180,18 @@ def cli(store_root, do_list, pattern, create, delete, orphans, write_to, rename,
                 limit = int(raw)
             else:
                 raise usage(f"--set-quota: {raw!r} is not a number of bytes or 'none'")
-            q = store.set_quota(root, limit)
-            click.echo(f"quota {q['root']} limit {q['limit_bytes']} used {q['used_bytes']}")
+            if message_limit is None:
+                q = store.set_quota(root, limit)
+            elif message_limit.lower() == "none":
+                q = store.set_quota(root, limit, None)
+            elif message_limit.isdigit():
+                q = store.set_quota(root, limit, int(message_limit))
+            else:
+                raise usage(f"--messages: {message_limit!r} is not a number of messages or "
+                            "'none'")
+            click.echo(f"quota {q['root']} limit {q['limit_bytes']} used {q['used_bytes']}"
+                       + (f" messages limit {q['limit_messages']} used {q['used_messages']}"
+                          if q.get("limit_messages") is not None else ""))
             return 0
         if set_acl:
             acl = store.set_acl(*set_acl)

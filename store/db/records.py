@@ -79,14 +79,17 @@ class QuotaEntry(Record):
     used_messages: int = 0
     over_since: int | None = None
     warned: bool = False
+    limit_messages: int | None = None  # None: no message-count limit
 
     def to_value(self) -> dict[str, Any]:
-        # the delivery state only when set: a root that never refused a
-        # delivery keeps the value it had before these fields existed
+        # the delivery state and the message limit only when set: a root
+        # without them keeps the value it had before these fields existed
         v = super().to_value()
         for k in ("over_since", "warned"):
             if not v[k]:
                 del v[k]
+        if v["limit_messages"] is None:
+            del v["limit_messages"]
         return v
 
     def added(self, nbytes: int, nmsgs: int) -> QuotaEntry:
@@ -96,7 +99,7 @@ class QuotaEntry(Record):
 
     def as_json(self, root: str) -> dict[str, Any]:
         return {"root": root, "used_bytes": self.used_bytes, "used_messages": self.used_messages,
-                "limit_bytes": self.limit_bytes}
+                "limit_bytes": self.limit_bytes, "limit_messages": self.limit_messages}
 
 
 @dataclass

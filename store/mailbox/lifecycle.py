@@ -117,6 +117,7 @@ def create(store: Store, name: str, partition: str = "primary",
         if qroot and name == quota_root_mailbox(qroot):  # the txn below makes the entry
             quota = store.db.record(QuotaEntry, qroot) or QuotaEntry()
             header.carries_limit, header.quota_limit = True, quota.limit_bytes
+            header.quota_messages = quota.limit_messages
         index.create_index(mdir, header)
         crashpoint("create:after-index")
 
@@ -345,6 +346,7 @@ def _complete_rename(store: Store, pairs: list[tuple[str, str]], src_part: str,
         if idx.header.carries_limit and (not e.quotaroot
                                          or n != quota_root_mailbox(e.quotaroot)):
             idx.header.carries_limit, idx.header.quota_limit = False, None
+            idx.header.quota_messages = None
         headers[o] = idx.header
         index.write_index(mdir, idx.header, idx.records)
 
@@ -364,7 +366,7 @@ def _complete_rename(store: Store, pairs: list[tuple[str, str]], src_part: str,
             h = headers[o]
             if h.carries_limit:
                 q = t.record(QuotaEntry, h.quotaroot) or QuotaEntry()
-                q.limit_bytes = h.quota_limit
+                q.limit_bytes, q.limit_messages = h.quota_limit, h.quota_messages
                 t.put(QUOTA, h.quotaroot, q)
         for r in roots - {""}:
             if t.get(QUOTA, r) is None:

@@ -93,7 +93,7 @@ def append_steps(store: Store, name: str, messages: Iterable[bytes], *, flags: i
             out.append(Placed(uid, len(data), parse_header(data), guid(data)))
             uid += 1
         return out
-    return (yield from _append_steps(store, name, sum(len(d) for d in datas), place,
+    return (yield from _append_steps(store, name, sum(len(d) for d in datas), len(datas), place,
                                      flags=flags, internaldate=internaldate,
                                      durability=durability, lock_timeout=lock_timeout))
 
@@ -171,7 +171,8 @@ def append_incoming(store: Store, name: str, items: Iterable[Incoming], *,
                               it.flags, it.internaldate, kbits))
             uid += 1
         return out
-    return run_steps(_append_steps(store, name, sum(len(it.data) for it in items), place,
+    return run_steps(_append_steps(store, name, sum(len(it.data) for it in items), len(items),
+                                   place,
                                    flags=0, internaldate=None, durability=BATCH,
                                    lock_timeout=None, check_quota=check_quota))
 
@@ -284,7 +285,8 @@ def append_stream(store: Store, name: str, sources: Iterable[BinaryIO], *, flags
                 out.append(Placed(uid, sp.size, sp.parsed, sp.digest))
                 uid += 1
             return out
-        return run_steps(_append_steps(store, name, sum(sp.size for sp in spooled), place,
+        return run_steps(_append_steps(store, name, sum(sp.size for sp in spooled), len(spooled),
+                                       place,
                                    flags=flags, internaldate=internaldate,
                                    durability=BATCH if batch else EACH,
                                    lock_timeout=lock_timeout))
@@ -294,7 +296,7 @@ def append_stream(store: Store, name: str, sources: Iterable[BinaryIO], *, flags
                 os.unlink(sp.tmp)
 
 
-def _append_steps(store: Store, name: str, need: int,
+def _append_steps(store: Store, name: str, need: int, count: int,
                   place: Callable[[str, int], list[Placed]], *, flags: int,
                   internaldate: int | None, durability: str, lock_timeout: float | None,
                   check_quota: bool = True) -> Generator[str, None, list[int]]:
@@ -307,7 +309,7 @@ def _append_steps(store: Store, name: str, need: int,
         entry = store.entry(name)
         qroot = entry.quotaroot
         if qroot and check_quota:
-            check_room(store, qroot, name, need)
+            check_room(store, qroot, name, need, count)
         mdir = store.mailbox_dir(name, entry)
         for path in index.symlinked_files(mdir):  # before a message file is placed
             raise symlink_error(path, "file")

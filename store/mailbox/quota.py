@@ -72,16 +72,21 @@ def note_over_quota(t: Txn, root: str, now: int) -> int:
     return q.over_since
 
 
-def check_room(store: Store, root: str, name: str, need: int) -> None:
-    """OverQuotaError (with when its run of refusals began) when `need`
-    more bytes do not fit in the root's limit: a delivery into `name`, or
-    the MTA asking before it queues one (policyd)."""
+def check_room(store: Store, root: str, name: str, need: int, count: int = 1) -> None:
+    """OverQuotaError (with when its run of refusals began) when `count`
+    more messages of `need` bytes do not fit in the root's limits: a
+    delivery into `name`, or the MTA asking before it queues one (policyd)."""
     q = store.db.record(QuotaEntry, root)
-    if q is not None and q.limit_bytes is not None and q.used_bytes + need > q.limit_bytes:
-        since = store.db.write(lambda t: note_over_quota(t, root, int(time.time())),
-                               durable=False)
-        raise OverQuotaError(f"mailbox {name} is over quota: root {root} uses {q.used_bytes} "
-                             f"of {q.limit_bytes} bytes, message needs {need}", since=since)
+    if q is None:
+        return
+    if q.limit_bytes is not None and q.used_bytes + need > q.limit_bytes:
+        why = f"uses {q.used_bytes} of {q.limit_bytes} bytes, message needs {need}"
+    elif q.limit_messages is not None and q.used_messages + count > q.limit_messages:
+        why = f"holds {q.used_messages} of {q.limit_messages} messages"
+    else:
+        return
+    since = store.db.write(lambda t: note_over_quota(t, root, int(time.time())), durable=False)
+    raise OverQuotaError(f"mailbox {name} is over quota: root {root} {why}", since=since)
 
 
 def warning_due(q: QuotaEntry | None, percent: int) -> bool:
@@ -175,12 +180,22 @@ def quotas(store: Store, root: str | None = None) -> list[dict]:
     return [q.as_json(r) for r, q in store.db.records(QuotaEntry) if root is None or r == root]
 
 
-def set_quota(store: Store, root: str, limit_bytes: int | None) -> dict:
-    """Set a quota root's limit (None: no limit). Mailboxes under the
-    root take it as their quota root unless they have a deeper one."""
+KEEP = -1  # set_quota: leave the message limit as it is
+
+
+def set_quota(store: Store, root: str, limit_bytes: int | None,
+              limit_messages: int | None = KEEP) -> dict:
+    """Set a quota root's limit in bytes (None: no limit) and, given, its
+    message-count limit (None: none). Mailboxes under the root take it as
+    their quota root unless they have a deeper one."""
     root = check_quota_root(root)
     if limit_bytes is not None and not 0 <= limit_bytes <= MAX_LIMIT:
         raise UsageError(f"quota limit must be 0 to {MAX_LIMIT} bytes, or 'none'")
+    if limit_messages not in (None, KEEP) and not 0 <= limit_messages <= MAX_LIMIT:
+        raise UsageError(f"message limit must be 0 to {MAX_LIMIT} messages, or 'none'")
+    if limit_messages == KEEP:
+        old = store.db.record(QuotaEntry, root)
+        limit_messages = old.limit_messages if old is not None else None
     under = [n for n, e in store.db.records(FolderEntry, prefix=root)
              if n == root or n.startswith(root + "/") or quota_root_for(n) == root]
     with store.lock(*under):
@@ -205,11 +220,12 @@ def set_quota(store: Store, root: str, limit_bytes: int | None) -> dict:
             mdir = store.layout.mailbox_dir(holder, e.partition)
             idx = store.read_clean(holder, mdir)
             idx.header.carries_limit, idx.header.quota_limit = True, limit_bytes
+            idx.header.quota_messages = limit_messages
             index.write_index(mdir, idx.header, idx.records)
 
         def txn(t: Txn) -> dict:
             q = t.record(QuotaEntry, root) or QuotaEntry()
-            q.limit_bytes = limit_bytes
+            q.limit_bytes, q.limit_messages = limit_bytes, limit_messages
             t.put(QUOTA, root, q)
             new = recount_in(store, t, root)
             return {"root": root, **new.to_value()}

@@ -297,5 +297,6 @@ class Store:
     def quotas(self, root: str | None = None) -> builtins.list[dict]:
         return quota.quotas(self, root)
 
-    def set_quota(self, root: str, limit_bytes: int | None) -> dict:
-        return quota.set_quota(self, root, limit_bytes)
+    def set_quota(self, root: str, limit_bytes: int | None,
+                  limit_messages: int | None = quota.KEEP) -> dict:
+        return quota.set_quota(self, root, limit_bytes, limit_messages)

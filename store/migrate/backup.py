@@ -223,9 +223,10 @@ def _mbox_unfit(v: dict) -> str | None:
     for name in ("partition", "quotaroot"):
         if name in v and not isinstance(v[name], str):
             return f"has a {name} that is not text"
-    limit = v.get("quota_limit")
-    if limit is not None and not _int_in(limit, 0, MAX_MODSEQ):
-        return f"has quota limit {limit!r}"
+    for key in ("quota_limit", "quota_messages"):
+        limit = v.get(key)
+        if limit is not None and not _int_in(limit, 0, MAX_MODSEQ):
+            return f"has {key.replace('_', ' ')} {limit!r}"
     seen = v.get("seen_by", {})
     if not isinstance(seen, dict):
         return "has seen_by that is not an object"

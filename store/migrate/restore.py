@@ -173,21 +173,28 @@ class _Target:
         self.res.complete = True
 
     def _restore_limit(self) -> None:
-        """The backup's quota limit on the target's quota root: set when the
-        root has none (or the mailbox is new here); an existing, different
-        limit stays when it is the stricter one, and a note says so."""
-        limit = self.meta.get("quota_limit")
-        if limit is None or not self.meta.get("quotaroot"):
-            return
-        root = self.store.entry(self.res.target).quotaroot
+        """The backup's quota limits (bytes, messages) on the target's quota
+        root: each set when the root has none (or the mailbox is new here);
+        an existing, different limit stays when it is the stricter one, and a
+        note says so."""
+        root = self.store.entry(self.res.target).quotaroot if self.meta.get("quotaroot") else ""
         if not root:
             return
-        have = next((q["limit_bytes"] for q in self.store.quotas(root)), None)
-        if have is None or self.created or limit < have:
-            self.store.set_quota(root, limit)
-        elif have != limit:
-            self.res.notes.append(f"quota root {root} keeps its limit of {have} bytes, stricter "
-                                  f"than the backup's {limit}")
+        for key, column, unit in (("quota_limit", "limit_bytes", "bytes"),
+                                 ("quota_messages", "limit_messages", "messages")):
+            want = self.meta.get(key)
+            if want is None:
+                continue
+            q = next(iter(self.store.quotas(root)), None)
+            have = q[column] if q else None
+            if have is None or self.created or want < have:
+                if unit == "bytes":
+                    self.store.set_quota(root, want)
+                else:
+                    self.store.set_quota(root, q["limit_bytes"] if q else None, want)
+            elif have != want:
+                self.res.notes.append(f"quota root {root} keeps its limit of {have} {unit}, "
+                                      f"stricter than the backup's {want}")
 
 
 def _acl_for(acl: dict[str, str] | None, name: str, target: str) -> dict[str, str] | None:

@@ -123,14 +123,16 @@ def _one_mailbox(store: Store, name: str, out: BinaryIO, since: int | None,
         records = [r for r in records if r.modseq > base_modseq]
     if since is not None:
         records = [r for r in records if r.internaldate >= since]
-    limit = None
+    limit = msg_limit = None
     if entry.quotaroot and quota_root_mailbox(entry.quotaroot) == name:
         q = store.db.record(QuotaEntry, entry.quotaroot)
-        limit = q.limit_bytes if q else None
+        limit, msg_limit = (q.limit_bytes, q.limit_messages) if q else (None, None)
     out.write(backup.json_frame(backup.MBOX, {
         "name": name, "partition": entry.partition, "uidvalidity": h.uidvalidity,
         "uidnext": h.uidnext, "highest_modseq": h.highest_modseq, "acl": entry.acl,
-        "quotaroot": entry.quotaroot, "quota_limit": limit, "keywords": h.keywords,
+        "quotaroot": entry.quotaroot, "quota_limit": limit,
+        **({"quota_messages": msg_limit} if msg_limit is not None else {}),
+        "keywords": h.keywords,
         "uids": [r.uid for r in idx.records], "base_modseq": base_modseq, "since": since,
         # other users' \\Seen (peruser records of this mailbox's UIDVALIDITY), as UID ranges
         "seen_by": {u: ranges for u, (uv, ranges) in sorted(seen.items())

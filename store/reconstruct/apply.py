@@ -70,7 +70,8 @@ def apply_plan(plan: Plan, scan: Scan, batch: Batch | None = None) -> Applied:
                           uidnext=plan.uidnext, highest_modseq=modseq,
                           last_update=int(time.time()), quotaroot=plan.quotaroot, acl=plan.acl,
                           keywords=plan.keywords, recent_uid=plan.recent_uid,
-                          carries_limit=plan.carries_limit, quota_limit=plan.quota_limit)
+                          carries_limit=plan.carries_limit, quota_limit=plan.quota_limit,
+                          quota_messages=plan.quota_messages)
     _write(scan.mdir, header, records, plan.relinks, plan.expunged, batch, plan.exp_changed)
     if plan.new_uidvalidity:
         logmsg.log("reconstruct", logmsg.UIDVALIDITY_NEW, mailbox=plan.name,

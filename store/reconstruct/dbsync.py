@@ -33,8 +33,9 @@ class SpoolBox:
     exists: int = 0
     bytes: int = 0
     error: str = ""
-    carries_limit: bool = False  # the header keeps its quota root's limit
+    carries_limit: bool = False  # the header keeps its quota root's limits
     quota_limit: int | None = None
+    quota_messages: int | None = None
 
 
 CHECKPOINT_EVERY = 256  # mailboxes read between two calls of a run's checkpoint
@@ -59,7 +60,7 @@ def read_spool(store: Store, partition: str | None = None, user: str | None = No
                     raise CorruptionError(f"index header names {h.name!r}", kind="header-name")
                 out.append(SpoolBox(name, part, mdir, header_db_fields(h, part), h.exists,
                                     h.total_bytes, carries_limit=h.carries_limit,
-                                    quota_limit=h.quota_limit))
+                                    quota_limit=h.quota_limit, quota_messages=h.quota_messages))
             except (OSError, CorruptionError) as e:
                 out.append(SpoolBox(name, part, mdir, None, error=str(e)))
     return sorted(out, key=lambda b: (b.name, b.partition))
@@ -221,15 +222,18 @@ def sync_quota_limits(t: Txn, spool: list[SpoolBox], apply: bool,
                                                          f"index header of {box.name}",
                                     Act("add it", "added"), apply))
                 if apply:
-                    t.put(QUOTA, root, QuotaEntry(limit_bytes=box.quota_limit))
-            elif q.limit_bytes != box.quota_limit:
+                    t.put(QUOTA, root, QuotaEntry(limit_bytes=box.quota_limit,
+                                                  limit_messages=box.quota_messages))
+            elif (q.limit_bytes, q.limit_messages) != (box.quota_limit, box.quota_messages):
                 out.append(_finding(root, "quota-limit-changed",
-                                    f"limit {_limit(q.limit_bytes)} in the database, "
-                                    f"{_limit(box.quota_limit)} in the index header of {box.name}",
+                                    f"limit {_limit(q.limit_bytes, q.limit_messages)} in the "
+                                    "database, "
+                                    f"{_limit(box.quota_limit, box.quota_messages)} in the index "
+                                    f"header of {box.name}",
                                     Act("set it from the index header",
                                         "set from the index header"), apply))
                 if apply:
-                    q.limit_bytes = box.quota_limit
+                    q.limit_bytes, q.limit_messages = box.quota_limit, box.quota_messages
                     t.put(QUOTA, root, q)
         elif q is not None:
             out.append(_finding(root, "quota-limit-uncopied",
@@ -238,12 +242,14 @@ def sync_quota_limits(t: Txn, spool: list[SpoolBox], apply: bool,
                                                       "copied to the index header"), apply))
             if apply:
                 header_writes.append((box.name, box.partition,
-                                      {"carries_limit": True, "quota_limit": q.limit_bytes}))
+                                      {"carries_limit": True, "quota_limit": q.limit_bytes,
+                                       "quota_messages": q.limit_messages}))
     return out
 
 
-def _limit(value: int | None) -> str:
-    return "none" if value is None else f"{value} bytes"
+def _limit(value: int | None, messages: int | None = None) -> str:
+    out = "none" if value is None else f"{value} bytes"
+    return out if messages is None else f"{out}, {messages} messages"
 
 
 def sync_quota_roots(t: Txn, apply: bool, header_writes: HeaderWrites,

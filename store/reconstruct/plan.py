@@ -58,6 +58,7 @@ class Plan:
     recent_uid: int = 0
     carries_limit: bool = False
     quota_limit: int | None = None
+    quota_messages: int | None = None
     uidnext: int = 1
     modseq: int = 0  # the highest kept; each record indexed from a file takes the next
     in_place: list[int] = field(default_factory=list)  # uids kept or indexed as they are
@@ -188,8 +189,10 @@ def _decide_rebuild(scan: Scan, entry: FolderEntry | None, p: Plan, remove_exp: 
     limit_from = old_h or zeroed
     if limit_from is not None and limit_from.carries_limit:
         p.carries_limit, p.quota_limit = True, limit_from.quota_limit
+        p.quota_messages = limit_from.quota_messages
     elif root_quota is not None and p.quotaroot and n == quota_root_mailbox(p.quotaroot):
         p.carries_limit, p.quota_limit = True, root_quota.limit_bytes
+        p.quota_messages = root_quota.limit_messages
         p.add("quota-limit-uncopied", f"the index header's copy of the limit of {p.quotaroot} "
                                       "is lost", Act("copy it from the database into the rebuilt "
                                                      "header", "copied from the database"))

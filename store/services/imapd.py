@@ -26,7 +26,7 @@ from zope.interface import implementer
 
 from .. import logmsg, settings
 from ..errors import CorruptionError, InvalidNameError, NoSuchMailboxError, StoreError
-from ..mailbox import Store, pattern_to_regex
+from ..mailbox import Store, pattern_to_regex, quota_root_mailbox
 from . import imapfetch, telemetry
 from .imapbox import Mailbox, NoPermission, refused, text
 from .imapnames import DELIMITER, NAMESPACES, Names, parents
@@ -156,6 +156,24 @@ class Account:
         self.store.rename(old, new, actor=self.user)  # rights checked by the mailbox layer
         return True
 
+    # -- QUOTA (RFC 9208) ----------------------------------------------------------------
+    def quota_root(self, name) -> str | None:
+        """The quota root of a mailbox the user sees ("" for none); None when
+        they do not see it."""
+        box = self.store_name(name)
+        if not self.rights(box):
+            return None
+        return self.store.entry(box).quotaroot
+
+    def quota(self, root: str) -> dict | None:
+        """The usage and limits of a quota root whose mailbox the user sees."""
+        try:
+            visible = bool(self.rights(quota_root_mailbox(root)))
+        except StoreError:  # not a root's name at all
+            return None
+        rows = self.store.quotas(root) if visible else []
+        return rows[0] if rows else None
+
     def isSubscribed(self, name):
         return self.store_name(name) in self.store.subscriptions(self.user)
 
@@ -182,6 +200,9 @@ class IMAPServer(imap4.IMAP4Server):
         cap[b"UIDPLUS"] = None
         cap[b"UNSELECT"] = None
         cap[b"CHILDREN"] = None
+        cap[b"QUOTA"] = None
+        cap[b"QUOTA=RES-STORAGE"] = None
+        cap[b"QUOTA=RES-MESSAGE"] = None
         return cap
 
     _account = None
@@ -439,6 +460,54 @@ class IMAPServer(imap4.IMAP4Server):
                                   % (target.getUIDValidity(), src, dst))
 
     select_COPY = (do_COPY, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_finalastring)
+
+    # -- QUOTA (RFC 9208): STORAGE in units of 1,024 bytes, MESSAGE in messages ---------------
+    def _send_quota(self, root: str, q: dict) -> None:
+        res = []
+        if q["limit_bytes"] is not None:
+            res.append(b"STORAGE %d %d" % (-(-q["used_bytes"] // 1024), q["limit_bytes"] // 1024))
+        if q.get("limit_messages") is not None:
+            res.append(b"MESSAGE %d %d" % (q["used_messages"], q["limit_messages"]))
+        self.sendUntaggedResponse(b"QUOTA " + imap4._quote(root.encode("imap4-utf-7"))
+                                  + b" (" + b" ".join(res) + b")")
+
+    def do_GETQUOTAROOT(self, tag, name):
+        name = imap4._parseMbox(name)
+        root = self._run(tag, self.account.quota_root, name)
+        if root is REFUSED:
+            return
+        if root is None:
+            self.sendNegativeResponse(tag, b"[NONEXISTENT] no such mailbox")
+            return
+        shown = self.account.names.to_imap(self.account.store_name(name)).encode("imap4-utf-7")
+        self.sendUntaggedResponse(b"QUOTAROOT " + imap4._quote(shown)
+                                  + (b" " + imap4._quote(root.encode("imap4-utf-7"))
+                                     if root else b""))
+        q = self.account.quota(root) if root else None
+        if q is not None:
+            self._send_quota(root, q)
+        self.sendPositiveResponse(tag, b"GETQUOTAROOT completed")
+
+    auth_GETQUOTAROOT = select_GETQUOTAROOT = (do_GETQUOTAROOT, imap4.IMAP4Server.arg_astring)
+
+    def do_GETQUOTA(self, tag, root):
+        root = text(root)
+        q = self._run(tag, self.account.quota, root)
+        if q is REFUSED:
+            return
+        if q is None:
+            self.sendNegativeResponse(tag, b"[NONEXISTENT] no such quota root")
+            return
+        self._send_quota(root, q)
+        self.sendPositiveResponse(tag, b"GETQUOTA completed")
+
+    auth_GETQUOTA = select_GETQUOTA = (do_GETQUOTA, imap4.IMAP4Server.arg_astring)
+
+    def do_SETQUOTA(self, tag, line):
+        self.sendNegativeResponse(tag, b"[NOPERM] quota limits are the administrator's "
+                                       b"(mboxutil --set-quota)")
+
+    auth_SETQUOTA = select_SETQUOTA = (do_SETQUOTA, imap4.IMAP4Server.arg_line)
 
     # -- names: CREATE/DELETE/RENAME refusals as NO with their code -----------------------
     def do_CREATE(self, tag, name):
