@@ -469,3 +469,23 @@ def test_the_watcher_answers_status_on_its_loopback_port(root):
     got = ask(b"stop")
     assert got[-1] == "FAILED" and "status only" in got[0], got
     assert stop(root, "watcher")[0] == 0
+
+
+def test_sighup_makes_the_watcher_read_its_settings_and_does_not_end_it(root):
+    """Issue 25: the watcher re-reads its settings on SIGHUP (an
+    administrator's habit); SIGHUP's default action would have ended it."""
+    for svc in ("store.enable", "lmtp.enable", "imap.enable", "pop.enable"):
+        Layout.open(root).config.set(svc, "0")  # the watcher alone: nothing to start
+    w = subprocess.Popen([sys.executable, "-c", "from store.cli.msgctl import watcher_main; "
+                          "watcher_main()", "--store-root", root], cwd=ROOT,
+                         stderr=subprocess.PIPE)
+    try:
+        assert until(lambda: os.path.exists(os.path.join(root, "log", "watcher"))
+                     and any(" started at " in x for x in watcher_log(root)))
+        os.kill(w.pid, signal.SIGHUP)
+        assert until(lambda: "settings read again (SIGHUP)" in watcher_log(root)), \
+            watcher_log(root)
+        assert w.poll() is None
+    finally:
+        w.terminate()
+        w.wait(30)

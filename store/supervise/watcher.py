@@ -20,6 +20,7 @@ in the seeds' format."""
 from __future__ import annotations
 
 import os
+import signal
 import socketserver
 import subprocess
 import sys
@@ -73,6 +74,7 @@ class Watcher:
         self.done = threading.Event()
         self._probe: subprocess.Popen | None = None
         self._settings_stamp: tuple[int, int, int] | None = None
+        self._hup = threading.Event()
         self._log = open(os.path.join(layout.log_dir, "watcher"), "a", buffering=1,  # noqa: SIM115
                          encoding="utf-8")
         self.settings()
@@ -92,18 +94,22 @@ class Watcher:
 
     def settings(self) -> Config:
         """The settings as store.conf holds them now: read again when the file
-        changed (configutil while the watcher runs; SIGHUP is not needed). A
-        file made invalid keeps the settings in force, and the log says so."""
+        changed (configutil while the watcher runs) or on SIGHUP. A file made
+        invalid keeps the settings in force, and the log says so."""
         try:
             st = os.stat(config_path(self.layout.root))
             stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
         except OSError:
             stamp = None
-        if stamp != self._settings_stamp:
+        hup = self._hup.is_set()
+        if stamp != self._settings_stamp or hup:
+            self._hup.clear()
             first, self._settings_stamp = self._settings_stamp is None, stamp
             try:
                 self.layout.config = Config.load(self.layout.root)
-                if not first:
+                if hup:
+                    self.wlog("settings read again (SIGHUP)")
+                elif not first:
                     self.wlog("settings read again (store.conf changed)")
             except SettingError as e:
                 self.wlog(f"settings not read again: {e}; the previous ones stay in force")
@@ -260,11 +266,15 @@ class Watcher:
             except OSError as e:
                 self.wlog(f"watcher cannot listen on 127.0.0.1:{port} ({e.strerror}): "
                           "status over TCP is off")
+        # SIGHUP, an administrator's "read your settings", must not end the watcher
+        signal.signal(signal.SIGHUP, lambda _sig, _frame: self._hup.set())
         self.wlog(f"watcher process {os.getpid()} started at {time.ctime()}")
         self.adopt()
         last_minute = None
         try:
             while not self.done.wait(POLL):
+                if self._hup.is_set():
+                    self.settings()
                 self.check()
                 now = time.localtime()
                 minute = now[:5]
