@@ -221,3 +221,21 @@ def test_the_quota_warning_takes_the_administrators_template(tmp_path, caplog):
     got = warning_message("user/joe", 90, 100, 90, str(d))
     assert b"Your mail uses 90 of the 100 bytes" in got  # the built-in text, and a log line
     assert "quota warning template" in caplog.text and "nonsense" in caplog.text
+
+
+def test_the_quota_warning_goes_in_when_the_delivery_left_no_room(tmp_path):
+    """Issue 25: a delivery that takes the root to 99.9% left no room for
+    the warning itself, which was refused by the quota and lost (claimed
+    already). The store's own message goes in past the limit."""
+    from store.delivery.agent import Agent, Policy
+    from store.mailbox import Store
+    root = str(tmp_path / "store")
+    with Store.init(root) as s:
+        s.create("user/joe")
+        s.set_quota("user/joe", 10000)
+        agent = Agent(s, Policy.from_config(s.layout.config), via="test")
+        out = agent.deliver(b"Subject: big\n\n" + b"x" * 9930, "a@b", [agent.resolve("joe")])[0]
+        assert out.ok
+        texts = [s.message("user/joe", r.uid) for r in s.read("user/joe").records]
+        assert len(texts) == 2 and b"Your mailbox is" in texts[1], texts[1][:200]
+        assert s.quotas("user/joe")[0]["used_bytes"] > 10000  # past the limit, by the warning

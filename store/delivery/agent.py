@@ -262,7 +262,8 @@ class Agent:
             yield from self.store.append_steps(
                 inbox, [warning_message(root, q.used_bytes, q.limit_bytes, percent,
                                         self.store.layout.config_dir)],
-                lock_timeout=wait)
+                # the store's own message: it goes in even where the delivery left no room
+                lock_timeout=wait, check_quota=False)
         except (NoSuchMailboxError, AddressError):
             return
         except Exception as e:

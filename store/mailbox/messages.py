@@ -74,7 +74,8 @@ SHARED = "shared"  # the caller's: the steps yield where a sync is due (group co
 
 def append_steps(store: Store, name: str, messages: Iterable[bytes], *, flags: int = 0,
                  internaldate: int | None = None, durability: str = SHARED,
-                 lock_timeout: float | None = None) -> Generator[str, None, list[int]]:
+                 lock_timeout: float | None = None, check_quota: bool = True
+                 ) -> Generator[str, None, list[int]]:
     """An append as steps, for a caller that shares syncs among deliveries
     (lmtpd): with SHARED durability it yields the mailbox directory once
     its message files are written and once their index records are, and
@@ -95,7 +96,8 @@ def append_steps(store: Store, name: str, messages: Iterable[bytes], *, flags: i
         return out
     return (yield from _append_steps(store, name, sum(len(d) for d in datas), len(datas), place,
                                      flags=flags, internaldate=internaldate,
-                                     durability=durability, lock_timeout=lock_timeout))
+                                     durability=durability, lock_timeout=lock_timeout,
+                                     check_quota=check_quota))
 
 
 def run_steps(steps: Generator[str, None, R]) -> R:

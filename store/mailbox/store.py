@@ -213,11 +213,12 @@ class Store:
                                     batch=batch, lock_timeout=lock_timeout)
 
     def append_steps(self, name: str, datas: Iterable[bytes], *, internaldate: int | None = None,
-                     lock_timeout: float | None = None) -> Generator[str, None, builtins.list[int]]:
+                     lock_timeout: float | None = None, check_quota: bool = True
+                     ) -> Generator[str, None, builtins.list[int]]:
         """An append whose caller makes it durable (group commit): see
         messages.append_steps."""
         return messages.append_steps(self, name, datas, internaldate=internaldate,
-                                     lock_timeout=lock_timeout)
+                                     lock_timeout=lock_timeout, check_quota=check_quota)
 
     def append_stream(self, name: str, sources: Iterable[BinaryIO], *, flags: int = 0,
                       internaldate: int | None = None, batch: bool = False,
