@@ -54,7 +54,7 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 msgstore  unix  -       n       n       -       -       pipe
-  flags=q user=nobody argv={deliver} --store-root {root} -f ${{sender}} -a ${{recipient}}
+  flags=q user=nobody null_sender= argv={deliver} --store-root {root} -f ${{sender}} -a ${{recipient}}
 """
 
 MAIN_CF = """\
@@ -314,3 +314,15 @@ def test_postfix_asks_policyd_at_rcpt_time_so_nothing_is_queued_for_a_full_mailb
         assert not re.search(r"to=<joe@example\.com>.*status=", log), log
     finally:
         stop(policyd)
+
+
+def test_a_bounce_arrives_with_the_null_return_path_on_both_paths(world):
+    """Issue 26: a null sender arrived as `Return-Path: <<>>` over LMTP and as
+    `<MAILER-DAEMON>` through the pipe line (no null_sender=)."""
+    world.send("joe@example.com", MSG.replace(b"{n}", b"n1"), sender="<>")
+    world.wait_log(r"to=<joe@example\.com>.*relay=.*status=sent")
+    world.send("joe@pipe.example.com", MSG.replace(b"{n}", b"n2"), sender="<>")
+    world.wait_log(r"to=<joe@pipe\.example\.com>.*relay=msgstore.*status=sent")
+    got = world.messages()
+    assert len(got) == 2 and all(m.startswith(b"Return-Path: <>\n") for m in got), \
+        [m[:60] for m in got]

@@ -8,7 +8,6 @@ from .. import logmsg, logsetup
 from ..errors import StoreError
 from ..index import names_to_flags
 from ..layout import user_of
-from ..mailbox import moving
 from .common import (
     EXIT_CODES_HELP,
     emit_json,
@@ -198,6 +197,7 @@ def cli(store_root, do_list, pattern, create, delete, orphans, write_to, rename,
             click.echo(f"acl {set_acl[0]} " + " ".join(f"{k}:{v}" for k, v in sorted(acl.items())))
             return 0
         if move:
+            from ..mailbox import moving
             source, target, spec = move
             moved = moving.move(store, source, target, moving.parse_uid_set(spec))
             if as_json:

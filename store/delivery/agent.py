@@ -284,6 +284,11 @@ class Agent:
 
 
 def trace_headers(sender: str, rcpt: str) -> bytes:
+    """Return-Path (the null sender as `<>`, however the MTA spelled it: aiosmtpd
+    hands LMTP's `<>` on with its brackets) and Delivered-To."""
+    sender = sender.strip()
+    if sender.startswith("<") and sender.endswith(">"):
+        sender = sender[1:-1]
     return f"Return-Path: <{sender}>\nDelivered-To: {rcpt}\n".encode("utf-8", "surrogateescape")
 
 

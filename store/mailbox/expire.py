@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email import policy
-from email.parser import BytesHeaderParser
 from typing import TYPE_CHECKING
 
 from .. import index, logmsg
@@ -109,6 +107,8 @@ def choose(rules: list[Rule], records: list[index.Record],
 
 def header_fields(data: bytes) -> dict[str, list[str]]:
     """Field name (lower case) -> its values, RFC 2047 words decoded."""
+    from email import policy  # here: only a rule with header criteria pays for the parser
+    from email.parser import BytesHeaderParser
     try:
         items = [(k, str(v)) for k, v in
                  BytesHeaderParser(policy=policy.default).parsebytes(data).items()]
