@@ -316,9 +316,9 @@ PASSWORD_REMOVED = _m(
     "password-removed", logging.INFO, "Password of {user} removed: it can no longer log in",
     "None.")
 LOGIN = _m(
-    "login", logging.INFO, "{service}: {user} logged in", "None.")
+    "login", logging.INFO, "{service}: {user} logged in from {peer}", "None.")
 LOGIN_FAILED = _m(
-    "login-failed", logging.WARNING, "{service}: login failed for {user}",
+    "login-failed", logging.WARNING, "{service}: login failed for {user} from {peer}",
     "None for one; many for one user or from one place: someone is guessing passwords.")
 LOGOUT = _m(
     "logout", logging.INFO, "{service}: {user} logged out", "None.")

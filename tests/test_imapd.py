@@ -75,7 +75,8 @@ def test_a_session_reads_and_changes_the_store(imap):
         assert s.read("user/bob").header.exists == 1
     with open(os.path.join(root, "log", "default"), encoding="utf-8") as f:
         log = f.read()
-    assert "imapd: login failed for joe" in log and "imapd: joe logged in" in log
+    assert "imapd: login failed for joe from 127.0.0.1" in log  # the address, for fail2ban
+    assert "imapd: joe logged in from 127.0.0.1" in log
     assert "pw" not in log.replace("Password", "")
 
 

@@ -16,6 +16,7 @@ argon2 hash, ~0.1 s) runs in a thread so that it holds no one up."""
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 import weakref
 
@@ -35,6 +36,8 @@ from .login import (
     Refused,
     StoredReadiness,
     login_portal,
+    password_login,
+    peer_of,
     plaintext_refused,
     serve,
 )
@@ -258,6 +261,10 @@ class IMAPServer(imap4.IMAP4Server):
                                            b"try again later")
             return None
         return imap4.IMAP4Server.dispatchCommand(self, tag, cmd, rest, uid)
+
+    def authenticateLogin(self, user, passwd):
+        return password_login(self.portal, user, passwd, peer_of(self.transport),
+                              imap4.IAccount)
 
     def _login_when_ready(self, tag, user, passwd):
         if plaintext_refused(self.transport):
@@ -607,7 +614,7 @@ class IMAPFactory(protocol.Factory):
         p = IMAPServer(contextFactory=self.tls)
         p.portal = self.portal
         p.factory = self
-        p.challengers = {b"PLAIN": PlainCredentials}
+        p.challengers = {b"PLAIN": functools.partial(PlainCredentials, addr.host)}
         return p
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from twisted.cred import checkers, credentials, error, portal
 from twisted.internet import defer, protocol, threads
@@ -33,21 +34,38 @@ class PasswordChecker:
         self.store, self.service = store, service
 
     def requestAvatarId(self, creds):
+        peer = getattr(creds, "peer", "an unknown address")
         user = creds.username.decode("utf-8", "replace")
         password = creds.password.decode("utf-8", "replace")
         d = threads.deferToThread(accounts.verify, self.store.layout, user, password)
 
         def checked(ok):
             if ok:
-                logmsg.log(self.service, logmsg.LOGIN, service=self.service, user=user)
+                logmsg.log(self.service, logmsg.LOGIN, service=self.service, user=user,
+                           peer=peer)
                 return user.encode()
-            logmsg.log(self.service, logmsg.LOGIN_FAILED, service=self.service, user=user)
+            logmsg.log(self.service, logmsg.LOGIN_FAILED, service=self.service, user=user,
+                       peer=peer)
             from twisted.internet import reactor
             later = defer.Deferred()
             reactor.callLater(FAILED_LOGIN_DELAY, later.errback,
                               error.UnauthorizedLogin("bad user or password"))
             return later
         return d.addCallback(checked)
+
+
+def peer_of(transport) -> str:
+    """The client's address as the log names it (fail2ban's <HOST>)."""
+    peer = transport.getPeer() if transport is not None else None
+    return getattr(peer, "host", None) or "an unknown address"
+
+
+def password_login(portal_: portal.Portal, user: bytes, password: bytes, peer: str, interface):
+    """A USER/PASS or LOGIN login through the portal, its client's address
+    with the credentials, for the log."""
+    creds: Any = credentials.UsernamePassword(user, password)  # an ICredentials (zope)
+    creds.peer = peer
+    return portal_.login(creds, None, interface)
 
 
 class PlainCredentials(credentials.UsernamePassword):
@@ -57,8 +75,9 @@ class PlainCredentials(credentials.UsernamePassword):
     act as another user (there are no proxy administrators), so an authzid
     other than the authcid is refused."""
 
-    def __init__(self):
-        super().__init__(None, None)
+    def __init__(self, peer: str = "an unknown address"):
+        super().__init__(b"", b"")  # setResponse gives both
+        self.peer = peer
 
     def getChallenge(self):
         return b""

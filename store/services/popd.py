@@ -22,7 +22,16 @@ from ..layout import INBOX, USER_NS
 from ..mailbox import FlagMode, Store
 from ..message import crlf_size
 from . import telemetry
-from .login import Refused, StoredReadiness, is_secure, login_portal, plaintext_refused, serve
+from .login import (
+    Refused,
+    StoredReadiness,
+    is_secure,
+    login_portal,
+    password_login,
+    peer_of,
+    plaintext_refused,
+    serve,
+)
 from .sessions import SessionLimit
 
 
@@ -124,6 +133,10 @@ class POP3Server(pop3.POP3):
         pop3.POP3.connectionLost(self, reason)
         if self._telemetry is not None:
             self._telemetry.close()
+
+    def authenticateUserPASS(self, user, password):
+        return password_login(self.portal, user, password, peer_of(self.transport),
+                              pop3.IMailbox)
 
     def do_APOP(self, user, digest):
         self.failResponse(b"APOP is not offered: use USER and PASS")
