@@ -253,6 +253,10 @@ MSPROBE_COREDIR = _s("local.msprobe.coredir", "", Kind.PATH,
 MSPROBE_TIMEOUT = _s("local.msprobe.timeout", "10", D,
                      "Seconds msprobe waits for a service's answer before it calls it "
                      "unresponsive.", 1, 600, "seconds")
+MSPROBE_PROMETHEUS_GROUP = _s("local.msprobe.prometheusgroup", "", Kind.TEXT,
+                              "Group that may read msprobe's --prometheus file (node_exporter's, "
+                              "e.g. prometheus): the file is made 0640 and given that group. "
+                              "Empty: as written (the store's user only).")
 MSPROBE_DISKWARN = _s("local.msprobe.diskwarn", "90", Kind.PERCENT,
                       "Percent of space or inodes used at which msprobe warns (partitions, "
                       "mboxlist, snapshots, log).", 1, 100)

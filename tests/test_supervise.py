@@ -4,7 +4,9 @@ already running, one service alone, stored that cannot become ready, and
 the automatic restart after kill -9 (once within local.autorestart.timeout)."""
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -259,7 +261,7 @@ def test_msprobe_finds_a_stopped_stored_and_the_watcher_restarts_it(root):
             return subprocess.run(STORED_T + ["--store-root", root], cwd=ROOT,
                                   capture_output=True).returncode == 2
         assert until(stale, 90)
-        code, out = msprobe(root, "--nagios", "--timeout", "5")
+        code, out = msprobe(root, "--nagios", "--timeout", "5", "--restart")
     finally:
         with contextlib.suppress(ProcessLookupError):  # restarted: gone already
             os.kill(old, signal.SIGCONT)
@@ -432,7 +434,7 @@ def test_msprobe_restarts_a_service_that_is_down_but_not_one_an_administrator_st
     assert start(root)[0] == 0
     code, out = stop(root, "pop")  # the administrator's: stays stopped
     assert code == 0
-    code, out = msprobe(root, "--nagios")
+    code, out = msprobe(root, "--nagios", "--restart")
     assert code == 2 and "popd is not running" in out
     assert pid(root, "popd") is None or not pid_alive(pid(root, "popd"))
     assert "msprobe: 'popd' not responding or down" not in watcher_log(root)
@@ -489,3 +491,36 @@ def test_sighup_makes_the_watcher_read_its_settings_and_does_not_end_it(root):
     finally:
         w.terminate()
         w.wait(30)
+
+
+def test_msprobe_follows_the_monitoring_conventions(root, tmp_path):
+    """Issue 26: UNKNOWN (3) with one line on a settings or usage error; -w/-c
+    and performance data with units and thresholds; a mark per consumer
+    (--state); nothing restarted without --restart; a Prometheus textfile a
+    configured group may read."""
+    import grp
+    for svc in ("store.enable", "lmtp.enable", "imap.enable", "pop.enable"):
+        Layout.open(root).config.set(svc, "0")  # nothing to probe: msprobe logs no errors
+    code, out = msprobe(root, "--nagios", "-w", "85", "-c", "97")
+    assert re.search(r"'space partition primary space_used_percent'=[0-9.]+%;85;97;0;100", out), out
+    # each consumer sees an error of the log once, whoever else looked
+    with open(os.path.join(root, "log", "default"), "a") as f:
+        f.write("2026-12-08 01:00:00,000 1 store.x ERROR: something broke\n")
+    for consumer in ("nagios", "cron"):
+        first = json.loads(msprobe(root, "--json", "--state", consumer)[1])
+        again = json.loads(msprobe(root, "--json", "--state", consumer)[1])
+        errs = [next(c for c in r["checks"] if c["name"] == "log errors")["metrics"]["errors"]
+                for r in (first, again)]
+        assert errs == [1, 0], (consumer, errs)
+    assert msprobe(root, "--state", "../x")[0] == 3
+    assert msprobe(root, "--no-such-option")[0] == 3
+    group = grp.getgrgid(os.getgid()).gr_name
+    Layout.open(root).config.set("local.msprobe.prometheusgroup", group)
+    prom = tmp_path / "ms.prom"
+    msprobe(root, "--prometheus", str(prom))
+    st = os.stat(prom)
+    assert st.st_mode & 0o777 == 0o640 and st.st_gid == os.getgid()
+    with open(os.path.join(root, "config", "store.conf"), "a") as f:
+        f.write("local.msprobe.timeout = soon\n")  # a typo
+    code, out = msprobe(root, "--nagios")
+    assert code == 3 and out.startswith("MSGSTORE UNKNOWN - ") and len(out.splitlines()) == 1, out

@@ -9,9 +9,10 @@ import re
 import click
 
 from .. import logmsg, logsetup, settings
+from ..errors import SettingError, StoreError
 from ..layout import Layout
 from ..supervise import probe
-from .common import emit_json, entry, render_table, resolve_root, store_root_option
+from .common import emit_json, entry, one_line, render_table, resolve_root, store_root_option
 from .msgctl import _ask
 
 EPILOG = """\b
@@ -20,12 +21,16 @@ Examples:
   msprobe --nagios              one line and performance data, for Nagios or Icinga
   msprobe --json
   msprobe --prometheus /var/lib/node_exporter/textfile/msgstore.prom
+  msprobe --nagios --state nagios -w 85 -c 95
+  msprobe --restart             as the watcher and the timer run it
 
 \b
-Exit codes (Nagios plugin): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
-With local.autorestart 1, a service that does not answer or is down is
-restarted through the watcher (up to local.autorestart.count times within
-local.autorestart.timeout; one an administrator stopped stays stopped).
+Exit codes (Nagios plugin): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also for
+a bad option, a settings error or any fault of msprobe's own: one line).
+With --restart and local.autorestart 1, a service that does not answer or is
+down is restarted through the watcher (up to local.autorestart.count times
+within local.autorestart.timeout; one an administrator stopped stays
+stopped); without --restart msprobe only looks.
 """
 
 
@@ -33,9 +38,10 @@ def _metric_name(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_]", "_", text).lower()
 
 
-def write_prometheus(path: str, checks: list[probe.Check]) -> None:
+def write_prometheus(path: str, checks: list[probe.Check], group: str = "") -> None:
     """A node_exporter textfile, written by prometheus_client (to a temp
-    name, then renamed: a scrape never sees half of it)."""
+    name, then renamed: a scrape never sees half of it); readable by
+    `group` (local.msprobe.prometheusgroup) when one is set."""
     from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
     reg = CollectorRegistry()
     status = Gauge("msgstore_check_status", "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
@@ -49,6 +55,14 @@ def write_prometheus(path: str, checks: list[probe.Check]) -> None:
                 gauges[name] = Gauge(name, f"msprobe's {k}", ["check"], registry=reg)
             gauges[name].labels(check=c.name).set(v)
     write_to_textfile(path, reg)
+    if group:
+        import grp
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise SettingError(f"local.msprobe.prometheusgroup: no group {group!r}") from None
+        os.chown(path, -1, gid)
+        os.chmod(path, 0o640)
 
 
 @click.command(epilog=EPILOG)
@@ -59,13 +73,33 @@ def write_prometheus(path: str, checks: list[probe.Check]) -> None:
               help="Also write the results as a node_exporter textfile.")
 @click.option("--timeout", type=click.IntRange(1, 600), default=None,
               help="Seconds to wait for a service (default: local.msprobe.timeout).")
-def cli(store_root, as_json, nagios, prom, timeout) -> int:
-    """Probe stored, lmtpd, imapd and popd for responsiveness and check
+@click.option("-w", "--warning", "warn", type=click.IntRange(1, 100), default=None,
+              metavar="PERCENT", help="Space or inodes used for WARNING (default: "
+                                      "local.msprobe.diskwarn).")
+@click.option("-c", "--critical", "crit", type=click.IntRange(1, 100), default=None,
+              metavar="PERCENT", help="Space or inodes used for CRITICAL (default: "
+                                      "local.msprobe.diskcrit).")
+@click.option("--state", "consumer", metavar="NAME", default="",
+              help="Keep this consumer's own mark of what it has seen (errors since ITS last "
+                   "run): run/msprobe-NAME.state.")
+@click.option("--restart", is_flag=True,
+              help="Restart a service that hangs or is down (with local.autorestart 1).")
+def cli(store_root, as_json, nagios, prom, timeout, warn, crit, consumer, restart) -> int:
+    """Probe stored, lmtpd, imapd, popd and policyd for responsiveness and check
     space, stored's stamp files, snapshots and the default log."""
+    try:
+        return _probe(store_root, as_json, nagios, prom, timeout, warn, crit, consumer, restart)
+    except StoreError as e:  # a settings error, no store: Nagios's UNKNOWN, one line
+        click.echo(f"MSGSTORE UNKNOWN - {one_line(str(e))}")
+        return probe.RANK[probe.UNKNOWN]
+
+
+def _probe(store_root, as_json, nagios, prom, timeout, warn, crit, consumer, restart) -> int:
     layout = Layout.open(resolve_root(store_root))
     logsetup.attach(layout.log_dir)
     timeout = timeout or layout.config.get_int(settings.MSPROBE_TIMEOUT)
-    checks = probe.run_all(layout, timeout)
+    warn, crit = probe.disk_thresholds(layout, warn, crit)
+    checks = probe.run_all(layout, timeout, consumer=consumer, warn=warn, crit=crit)
     watcher: list[str] = []
     _ask(layout, "status", watcher.append)
     for c in checks:  # what the watcher gave up on says so (seed 000's timeout)
@@ -78,17 +112,18 @@ def cli(store_root, as_json, nagios, prom, timeout) -> int:
             logmsg.log("msprobe", logmsg.PROBE_FAILED, check=c.name, summary=c.summary)
             # a hang, or a service that is down (the watcher restarts only the ones it
             # watches: not one an administrator stopped)
-            if (("not responding" in c.summary or "is not running" in c.summary)
+            if (restart and ("not responding" in c.summary or "is not running" in c.summary)
                     and layout.config.get_bool(settings.AUTORESTART)):
                 _ask(layout, f"restart {c.name.split()[1]}")
     if prom:
-        write_prometheus(os.path.abspath(prom), checks)
+        write_prometheus(os.path.abspath(prom), checks,
+                         layout.config.get(settings.MSPROBE_PROMETHEUS_GROUP))
     worst = probe.worst(checks)
     if as_json:
         emit_json({"status": worst, "checks": [c.as_json() for c in checks]})
     elif nagios:
         bad = [c for c in checks if c.status != probe.OK]
-        perf = " ".join(f"'{c.name} {k}'={v}" for c in checks for k, v in c.metrics.items())
+        perf = probe.perfdata(checks, warn, crit)
         click.echo(f"MSGSTORE {worst} - {len(checks)} checks"
                    + (": " + "; ".join(f"{c.name}: {c.summary}" for c in bad) if bad else "")
                    + f" | {perf}")
@@ -98,4 +133,6 @@ def cli(store_root, as_json, nagios, prom, timeout) -> int:
     return probe.RANK[worst]
 
 
+# whatever else ends it (a bad option, an interrupt, a bug) is UNKNOWN to a monitoring system
+cli.exit_map = {4: 3, 8: 3, 16: 3, 32: 3}  # type: ignore[attr-defined]
 main = entry(cli, "msprobe")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .. import settings, snapshots
 from ..daemon import state
-from ..errors import StoreError
+from ..errors import StoreError, UsageError
 from ..fsutil import write_file_atomic
 from ..layout import Layout
 from .control import running_pid
@@ -153,9 +153,16 @@ def _disk(name: str, path: str, warn: int, crit: int) -> Check:
                   "bytes_free": v.f_bavail * v.f_frsize})
 
 
-def check_space(layout: Layout) -> list[Check]:
-    warn = layout.config.get_int(settings.MSPROBE_DISKWARN)
-    crit = layout.config.get_int(settings.MSPROBE_DISKCRIT)
+def disk_thresholds(layout: Layout, warn: int | None = None, crit: int | None = None
+                    ) -> tuple[int, int]:
+    """(warning, critical) percent of space or inodes used: msprobe's -w/-c, else the settings."""
+    return (layout.config.get_int(settings.MSPROBE_DISKWARN) if warn is None else warn,
+            layout.config.get_int(settings.MSPROBE_DISKCRIT) if crit is None else crit)
+
+
+def check_space(layout: Layout, warn: int | None = None, crit: int | None = None
+                ) -> list[Check]:
+    warn, crit = disk_thresholds(layout, warn, crit)
     places = {f"partition {p}": path for p, path in layout.config.partitions().items()}
     places.update({"mboxlist": layout.mboxlist_dir, "log": layout.log_dir,
                    "snapshots": snapshots.snapshot_dir(layout)})
@@ -338,22 +345,57 @@ def _free_pages(path: str) -> int | None:
 
 
 STATE_FILE = "run/msprobe.state"  # what the next run compares with (JSON)
+STATE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def run_all(layout: Layout, timeout: float) -> list[Check]:
-    path = os.path.join(layout.root, STATE_FILE)
+def state_path(layout: Layout, consumer: str = "") -> str:
+    """The mark of one consumer (`--state NAME`: run/msprobe-NAME.state), so that
+    Nagios, a cron job and the watcher do not eat each other's news."""
+    if consumer and not STATE_NAME.fullmatch(consumer):
+        raise UsageError(f"--state {consumer!r}: letters, digits, - and _ only (at most 64)")
+    name = STATE_FILE if not consumer else STATE_FILE.replace(".state", f"-{consumer}.state")
+    return os.path.join(layout.root, name)
+
+
+def run_all(layout: Layout, timeout: float, *, consumer: str = "", warn: int | None = None,
+            crit: int | None = None) -> list[Check]:
+    path = state_path(layout, consumer)
     try:
         with open(path, encoding="utf-8") as f:
             last = json.load(f)
         last = last if isinstance(last, dict) else {}
     except (OSError, ValueError):
         last = {}
-    checks = (probe_services(layout, timeout) + check_space(layout) + check_stamps(layout)
+    checks = (probe_services(layout, timeout) + check_space(layout, warn, crit)
+              + check_stamps(layout)
               + [check_database(layout, last), check_snapshot(layout)] + check_log(layout, last)
               + [check_reconstruct(layout)] + check_cores(layout))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_file_atomic(path, json.dumps(last).encode(), durable=False)
     return checks
+
+
+def _unit(metric: str) -> str:
+    """The unit of a metric, as the Nagios plugin guidelines spell it."""
+    if metric.endswith("_seconds"):
+        return "s"
+    if metric.endswith("_percent"):
+        return "%"
+    if metric.endswith("bytes") or metric.endswith("_free"):
+        return "B"
+    return ""
+
+
+def perfdata(checks: list[Check], warn: int, crit: int) -> str:
+    """Nagios performance data: 'label'=value[UOM];[warn];[crit];[min];[max]."""
+    out = []
+    for c in checks:
+        for k, v in c.metrics.items():
+            unit = _unit(k)
+            value = f"{v:g}" if isinstance(v, float) else str(v)
+            limits = f";{warn};{crit};0;100" if unit == "%" else ";;;0;" if unit else ""
+            out.append(f"'{c.name} {k}'={value}{unit}{limits}")
+    return " ".join(out)
 
 
 def worst(checks: list[Check]) -> str:

@@ -60,7 +60,7 @@ def units(layout: Layout, bindir: str, user: str, group: str) -> dict[str, str]:
         f"After={unit_name(STORE)}\n\n"
         f"[Service]\nType=oneshot\nUser={user}\nGroup={group}\n"
         f"Environment=MSGSTORE_ROOT={layout.root}\n"
-        f"ExecStart={os.path.join(bindir, 'msprobe')} --nagios\n"
+        f"ExecStart={os.path.join(bindir, 'msprobe')} --nagios --restart --state timer\n"
         "SuccessExitStatus=1 2 3\n")  # its statuses are Nagios': the result, not a failure
     out[f"{PREFIX}msprobe.timer"] = (
         "[Unit]\nDescription=Run msprobe at 5, 15, ..., 55 past each hour (Sun's schedule)\n\n"

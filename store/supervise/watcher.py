@@ -312,7 +312,8 @@ class Watcher:
             return  # the last one still runs
         self._probe = subprocess.Popen(
             [sys.executable, "-c", "from store.cli.msprobe import main; main()",
-             "--store-root", self.layout.root, "--nagios"], stdin=subprocess.DEVNULL,
+             "--store-root", self.layout.root, "--nagios", "--restart", "--state", "watcher"],
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.layout.root)
         self.wlog(f"msprobe process {self._probe.pid} started at {time.ctime()}")
 
