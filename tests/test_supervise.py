@@ -329,7 +329,7 @@ def test_the_watcher_runs_msprobe_on_its_schedule(root):
               "local.schedule.msprobe": "* * * * *"})
     assert start(root)[0] == 0
     assert until(lambda: any(x.startswith("msprobe process ") for x in watcher_log(root)), 20)
-    assert until(lambda: os.path.exists(os.path.join(root, "run", "msprobe.state")), 30)
+    assert until(lambda: os.path.exists(os.path.join(root, "run", "msprobe-watcher.state")), 30)
 
 
 def test_msprobe_reports_the_last_check_and_core_files(tmp_path, cli):
