@@ -524,3 +524,25 @@ def test_msprobe_follows_the_monitoring_conventions(root, tmp_path):
         f.write("local.msprobe.timeout = soon\n")  # a typo
     code, out = msprobe(root, "--nagios")
     assert code == 3 and out.startswith("MSGSTORE UNKNOWN - ") and len(out.splitlines()) == 1, out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root, as an administrator runs it")
+def test_write_units_as_root_for_a_store_of_the_mail_user(root, tmp_path):
+    """Issue 26: `start-msg --write-units /etc/systemd/system` run as root
+    became the store's user first and could not write there; the units'
+    User=/Group= are the store root's owner by default."""
+    import grp
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    for d, _dirs, files in os.walk(root):
+        for n in [d] + [os.path.join(d, f) for f in files]:
+            os.lchown(n, nobody.pw_uid, nobody.pw_gid)
+    target = tmp_path / "etc-systemd"
+    target.mkdir(mode=0o755)  # root's, as /etc/systemd/system
+    r = subprocess.run([sys.executable, "-c", "from store.cli.msgctl import start_main; "
+                        "start_main()", "--store-root", root, "--write-units", str(target)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    stored = (target / "msgstore-stored.service").read_text()
+    assert "User=nobody\n" in stored
+    assert f"Group={grp.getgrgid(nobody.pw_gid).gr_name}\n" in stored

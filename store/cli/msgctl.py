@@ -12,6 +12,7 @@ import sys
 import click
 
 from .. import logsetup, settings
+from ..config import default_root
 from ..errors import EXIT_OK, EXIT_OPERATIONAL
 from ..layout import Layout
 from ..supervise import control
@@ -86,12 +87,16 @@ watcher starts them and restarts them on failure (local.autorestart).
 @click.option("--write-units", "units_dir", metavar="DIR",
               help="Start nothing: write systemd units for these settings into DIR "
                    "(/etc/systemd/system), to run the services under systemd instead.")
-@click.option("--user", default="mailsrv", show_default=True, help="With --write-units.")
-@click.option("--group", default="mailsrv", show_default=True, help="With --write-units.")
+@click.option("--user", default=None, help="With --write-units: the services' user (default: "
+                                           "the store root's owner, else mailsrv).")
+@click.option("--group", default=None, help="With --write-units: their group (default: the "
+                                            "store root's group, else mailsrv).")
 @click.argument("services", nargs=-1, metavar="[SERVICE]...")
 def start_cli(store_root, units_dir, user, group, services) -> int:
     """Start the store's services in order; stop at stored if it does not
     become ready. What is already running is reported and left alone."""
+    if units_dir:  # as root, for /etc/systemd/system: it does not become the store's owner
+        return _write_units(Layout.open(store_root or default_root()), units_dir, user, group)
     layout = Layout.open(resolve_root(store_root))
     logsetup.attach(layout.log_dir)
     if services == (WATCHER,):  # the watcher alone; it adopts the services that run
@@ -101,19 +106,6 @@ def start_cli(store_root, units_dir, user, group, services) -> int:
         click.echo(f"Launching watcher ... {_launch_watcher(layout)}")
         return EXIT_OK
     names = _names(services)
-    if units_dir:
-        from ..supervise.units import units
-        os.makedirs(units_dir, exist_ok=True)
-        # the console scripts beside this interpreter (a venv), else where PATH has them
-        bindir = os.path.dirname(sys.executable)
-        found = shutil.which("stored")
-        if not os.path.exists(os.path.join(bindir, "stored")) and found:
-            bindir = os.path.dirname(found)
-        for fname, text in units(layout, bindir, user, group).items():
-            with open(os.path.join(units_dir, fname), "w", encoding="utf-8") as f:
-                f.write(text)
-            click.echo(os.path.join(units_dir, fname))
-        return EXIT_OK
     if not layout.config.get_bool(settings.WATCHER_ENABLE):
         ok = control.start(layout, enabled(layout, by_name(names)), click.echo)
         return EXIT_OK if ok else EXIT_OPERATIONAL
@@ -136,6 +128,35 @@ Examples:
 Services: {NAMES}.
 
 """ + EXIT_CODES_HELP
+
+
+def _write_units(layout: Layout, units_dir: str, user: str | None, group: str | None) -> int:
+    import grp
+    import pwd
+
+    from ..supervise.units import units
+    st = os.stat(layout.root)
+    if user is None:
+        try:
+            user = pwd.getpwuid(st.st_uid).pw_name if st.st_uid != 0 else "mailsrv"
+        except KeyError:
+            user = str(st.st_uid)
+    if group is None:
+        try:
+            group = grp.getgrgid(st.st_gid).gr_name if st.st_gid != 0 else "mailsrv"
+        except KeyError:
+            group = str(st.st_gid)
+    os.makedirs(units_dir, exist_ok=True)
+    # the console scripts beside this interpreter (a venv), else where PATH has them
+    bindir = os.path.dirname(sys.executable)
+    found = shutil.which("stored")
+    if not os.path.exists(os.path.join(bindir, "stored")) and found:
+        bindir = os.path.dirname(found)
+    for fname, text in units(layout, bindir, user, group).items():
+        with open(os.path.join(units_dir, fname), "w", encoding="utf-8") as f:
+            f.write(text)
+        click.echo(os.path.join(units_dir, fname))
+    return EXIT_OK
 
 
 @click.command(name="stop-msg", epilog=STOP_EPILOG)
