@@ -98,6 +98,10 @@ def _deliver_script():
 def world():
     """A store owned by nobody:postfix (the MTA is in the store's group, as in
     a real installation), stored and lmtpd on it, and a private Postfix."""
+    yield from _world(MASTER_CF.format(deliver=_deliver_script(), root="{root}"), "")
+
+
+def _world(master_cf, main_extra, lmtpd_args=()):
     opened, mode = None, None
     probe = [sys.executable, "-c", "import os; os.setgroups([]); os.setgid(65534); "
              "os.setuid(65534); import json"]
@@ -117,10 +121,10 @@ def world():
     etc = os.path.join(base, "etc")
     os.makedirs(etc)
     with open(os.path.join(etc, "main.cf"), "w") as f:
-        f.write(MAIN_CF.format(base=base, socket=sock))
+        f.write(MAIN_CF.format(base=base, socket=sock) + main_extra)
     with open(os.path.join(etc, "master.cf"), "w") as f:
-        f.write(MASTER_CF.format(deliver=_deliver_script(), root=root))
-    procs = {"stored": start_stored(root), "lmtpd": start_lmtpd(root)}
+        f.write(master_cf.replace("{root}", root))
+    procs = {"stored": start_stored(root), "lmtpd": start_lmtpd(root, *lmtpd_args)}
     os.makedirs(os.path.join(base, "queue"))  # its subdirectories: postfix check makes them
     os.chmod(os.path.join(base, "queue"), 0o755)  # whatever the umask (Store.init narrows it)
     r = _postfix(etc, "check")
@@ -326,3 +330,35 @@ def test_a_bounce_arrives_with_the_null_return_path_on_both_paths(world):
     got = world.messages()
     assert len(got) == 2 and all(m.startswith(b"Return-Path: <>\n") for m in got), \
         [m[:60] for m in got]
+
+
+DEBIAN_MASTER_CF = "/etc/postfix/master.cf"  # Debian's postinst writes it, chroot y for lmtp
+
+
+@pytest.fixture
+def debian_world():
+    """Issue 26: Postfix with Debian's own master.cf (its lmtp client
+    chrooted in the queue directory, where the store's socket path does not
+    exist) and only the documented lines: lmtpd's loopback port, and no
+    local_recipient_maps check of UNIX accounts."""
+    from lmtp_harness import free_port
+    try:
+        text = open(DEBIAN_MASTER_CF, encoding="utf-8").read()
+    except OSError:
+        pytest.skip("no /etc/postfix/master.cf (Debian package postfix)")
+    if not re.search(r"^lmtp\s+unix\s+-\s+-\s+y\s", text, re.M):
+        pytest.skip("/etc/postfix/master.cf is not Debian's (lmtp not chrooted)")
+    port, smtp = free_port(), free_port()
+    # its SMTP listener on a free loopback port rather than everyone's port 25
+    text = re.sub(r"^smtp(\s+inet\s)", f"127.0.0.1:{smtp}\\1", text, flags=re.M)
+    yield from _world(text, f"mailbox_transport = lmtp:inet:127.0.0.1:{port}\n"
+                            "local_recipient_maps =\n", ("--port", str(port)))
+
+
+def test_debians_stock_master_cf_with_the_documented_lines_delivers_and_bounces(debian_world):
+    w = debian_world
+    w.send("joe@example.com", MSG.replace(b"{n}", b"d1"))
+    w.wait_log(r"to=<joe@example\.com>.*relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+.*status=sent")
+    assert len(w.messages()) == 1
+    w.send("nobody@example.com", MSG.replace(b"{n}", b"d2"))
+    w.wait_log(r"to=<nobody@example\.com>.*status=bounced .*5\.1\.1")
