@@ -356,3 +356,29 @@ def test_imquotacheck_reports_fullest_first_and_warns_from_cron(cli, root):
     with Store.open(root) as s:
         last = s.read("user/b").records[-1]
         assert b"Subject: Your mailbox is" in s.message("user/b", last.uid)
+
+
+def test_mboxutil_status_and_auth_test_as_doveadm_does(cli, root):
+    """Issue 26: `doveadm mailbox status` and `doveadm auth test` equivalents."""
+    from store import accounts
+    from store.index import FLAG_SEEN
+    from store.layout import Layout
+    from store.mailbox import Store
+    with Store.init(root) as s:
+        s.create("user/joe")
+        s.append("user/joe", b"Subject: a\n\nx\n")
+        s.append("user/joe", b"Subject: b\n\ny\n", flags=FLAG_SEEN)
+        h = s.header("user/joe")
+    accounts.set_password(Layout.open(root), "joe", "sesame")
+    r = cli("mboxutil", "--store-root", root, "--status", "user/joe", "--json")
+    assert r.code == 0, r
+    got = json.loads(r.out)
+    assert (got["messages"], got["unseen"], got["uidnext"], got["uidvalidity"]) == \
+        (2, 1, 3, h.uidvalidity) and got["bytes"] == 28 and got["highestmodseq"] >= 2, got
+    assert cli("mboxutil", "--store-root", root, "--status", "user/nobody").code == 8
+    r = cli("mboxutil", "--store-root", root, "--auth-test", "joe", input="sesame\n")
+    assert r.code == 0 and r.out == "joe: password accepted\n", r
+    r = cli("mboxutil", "--store-root", root, "--auth-test", "joe", input="wrong\n")
+    assert r.code == 8 and "password refused" in r.err and "wrong" not in r.err + r.out, r
+    r = cli("mboxutil", "--store-root", root, "--auth-test", "nobody", input="x\n")
+    assert r.code == 8, r

@@ -80,6 +80,12 @@ ORPHANS = "\0orphans"  # -d given without a name (as `-o -d`)
 @click.option("--remove-password", metavar="USER", default=None,
               help="Remove USER's password (they can no longer log in).")
 @click.option("--list-users", is_flag=True, help="List the users that have a password.")
+@click.option("--auth-test", metavar="USER", default=None,
+              help="Check a password against USER's (the first line of standard input) without "
+                   "logging in: exit 0 accepted, 8 refused.")
+@click.option("--status", "status_of", metavar="MAILBOX", default=None,
+              help="A mailbox's figures: messages, unseen, bytes, UIDVALIDITY, UIDNEXT, "
+                   "HIGHESTMODSEQ, quota root, partition (as doveadm mailbox status).")
 @click.option("--locks", "show_locks", is_flag=True,
               help="Show who holds which lock now (mailbox, pid, command); looking locks nothing.")
 @click.option("--partition", "partition", default="primary", show_default=True,
@@ -88,7 +94,7 @@ ORPHANS = "\0orphans"  # -d given without a name (as `-o -d`)
 @click.argument("args", nargs=-1)
 def cli(store_root, do_list, pattern, create, delete, orphans, write_to, rename, expunge, quota,
         set_quota, message_limit, set_acl, set_flags, move, set_password, remove_password,
-        list_users, show_locks, partition, as_json, args) -> int:
+        list_users, auth_test, status_of, show_locks, partition, as_json, args) -> int:
     """Manage mailboxes, quotas, ACLs and the users who may log in."""
     if orphans:
         if args or do_list or create or rename or (delete not in (None, ORPHANS)):
@@ -104,10 +110,12 @@ def cli(store_root, do_list, pattern, create, delete, orphans, write_to, rename,
                               ("--move", move),
                               ("--set-password", set_password),
                               ("--remove-password", remove_password),
-                              ("--list-users", list_users), ("--locks", show_locks)) if v]
+                              ("--list-users", list_users), ("--auth-test", auth_test),
+                              ("--status", status_of), ("--locks", show_locks)) if v]
     if len(actions) != 1:
         raise usage("give exactly one of -l, -c, -d, -r, -e, -q, --set-quota, --set-acl, "
-                    "--set-flags, --move, --set-password, --remove-password, --list-users, --locks"
+                    "--set-flags, --move, --set-password, --remove-password, --list-users, "
+                    "--auth-test, --status, --locks"
                     + (f" (got {' '.join(actions)})" if actions else ""))
     if message_limit is not None and not set_quota:
         raise usage("--messages goes with --set-quota")
@@ -115,6 +123,10 @@ def cli(store_root, do_list, pattern, create, delete, orphans, write_to, rename,
         raise usage(f"unexpected arguments: {' '.join(args)}")
     if set_password or remove_password or list_users:
         return _users(store_root, set_password, remove_password, as_json)
+    if auth_test:
+        return _auth_test(store_root, auth_test)
+    if status_of:
+        return _status(store_root, status_of, as_json)
     if show_locks:
         return _locks(store_root, as_json)
     # listings open the database read-only: they work on a read-only store
@@ -246,6 +258,41 @@ def _users(store_root, set_password, remove_password, as_json) -> int:
     return 0
 
 
+def _auth_test(store_root, user: str) -> int:
+    """doveadm auth test: the password checked as a login checks it."""
+    from .. import accounts
+    from ..layout import Layout
+    layout = Layout.open(resolve_root(store_root))
+    if not accounts.verify(layout, user, _read_password(confirm=False)):
+        raise StoreError(f"{user}: password refused (no such user, or not their password)")
+    click.echo(f"{user}: password accepted")
+    return 0
+
+
+def _status(store_root, name: str, as_json: bool) -> int:
+    """doveadm mailbox status: one mailbox's figures from its index."""
+    from ..index import FLAG_SEEN
+    from ..layout import canonical
+    with open_store(store_root, readonly=True) as store:
+        name = canonical(name)
+        entry = store.entry(name)
+        idx = store.read(name)
+        if idx.problems:
+            raise idx.problems[0]
+        h = idx.header
+        row = {"mailbox": name, "messages": len(idx.records),
+               "unseen": sum(1 for r in idx.records if not r.flags & FLAG_SEEN),
+               "bytes": sum(r.size for r in idx.records), "uidvalidity": h.uidvalidity,
+               "uidnext": h.uidnext, "highestmodseq": h.highest_modseq,
+               "quotaroot": entry.quotaroot, "partition": entry.partition}
+    if as_json:
+        emit_json(row)
+    else:
+        for k, v in row.items():
+            click.echo(f"{k}\t{v}")
+    return 0
+
+
 def _orphans(store_root, write_to: str | None, delete: bool, as_json: bool) -> int:
     """Sun's `mboxutil -o`: the mailboxes of users the user database does not
     know. With no user at all in it, nothing is an orphan (every mailbox
@@ -304,12 +351,13 @@ def _locks(store_root, as_json) -> int:
     return 0
 
 
-def _read_password() -> str:
-    """The first line of standard input; on a terminal, asked twice without echo."""
+def _read_password(*, confirm: bool = True) -> str:
+    """The first line of standard input; on a terminal, asked (twice, for a
+    new one) without echo."""
     if sys.stdin.isatty():
         import getpass
-        first = getpass.getpass("New password: ")
-        if getpass.getpass("Again: ") != first:
+        first = getpass.getpass("New password: " if confirm else "Password: ")
+        if confirm and getpass.getpass("Again: ") != first:
             raise usage("the two passwords differ")
         return first
     line = sys.stdin.buffer.readline()
