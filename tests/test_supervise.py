@@ -317,6 +317,16 @@ def test_written_systemd_units_verify(root, tmp_path):
     v = subprocess.run(["systemd-analyze", "verify", *[str(tmp_path / "u" / f) for f in files]],
                        capture_output=True, text=True)
     assert v.returncode == 0, v.stderr
+    assert f"ReadWritePaths={root}\n" in imapd and "ProtectSystem=strict\n" in imapd
+    for f in files:  # issue 26: hardened, "OK" (at most 3.0) in systemd's own measure
+        if not f.endswith(".service"):
+            continue
+        sec = subprocess.run(["systemd-analyze", "security", "--offline=true",
+                              str(tmp_path / "u" / f)], capture_output=True, text=True)
+        m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", sec.stdout)
+        if m is None and "--offline" in sec.stderr:
+            pytest.skip("this systemd-analyze has no --offline")
+        assert m and float(m.group(1)) <= 3.0, (f, sec.stdout[-500:])
     bad = tmp_path / "bad.service"  # the check can fail: a relative ExecStart
     bad.write_text("[Service]\nExecStart=relative/x\n")
     assert subprocess.run(["systemd-analyze", "verify", str(bad)],

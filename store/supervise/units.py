@@ -24,6 +24,42 @@ DESCRIPTIONS = {"stored": "Message store daemon (stored)",
 MSPROBE_CALENDAR = "*-*-* *:05,15,25,35,45,55:00"
 
 
+def writable_paths(layout: Layout) -> list[str]:
+    """The store root and what the settings put outside it (partitions, the
+    snapshots, the sockets' directories): all a service may write."""
+    c = layout.config
+    paths = [layout.root, *c.partitions().values(), c.resolve_path(settings.SNAPSHOT_PATH),
+             os.path.dirname(c.resolve_path(settings.LMTP_SOCKET)),
+             os.path.dirname(c.resolve_path(settings.POLICY_SOCKET))]
+    out: list[str] = []
+    for p in (os.path.abspath(p) for p in paths):
+        if not any(p == o or p.startswith(o.rstrip("/") + "/") for o in out):
+            out.append(p)
+    return out
+
+
+def hardening(layout: Layout, capabilities: str = "") -> str:
+    """systemd's sandboxing for a service of the store: the file system
+    read-only but for the store, no privilege gained, no devices, kernel
+    settings or other users' homes, sockets of the families it uses, and the
+    system calls of an ordinary service. (No MemoryDenyWriteExecute: cffi,
+    which argon2 uses, may need writable executable memory.)"""
+    rw = " ".join(f'"{p}"' if " " in p else p for p in writable_paths(layout))
+    return ("NoNewPrivileges=yes\nProtectSystem=strict\n"
+            f"ReadWritePaths={rw}\n"
+            "ProtectHome=yes\nPrivateTmp=yes\nPrivateDevices=yes\nDevicePolicy=closed\n"
+            "PrivateMounts=yes\n"
+            "ProtectKernelTunables=yes\nProtectKernelModules=yes\nProtectKernelLogs=yes\n"
+            "ProtectControlGroups=yes\nProtectClock=yes\nProtectHostname=yes\n"
+            "ProtectProc=invisible\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n"
+            "RestrictNamespaces=yes\nRestrictRealtime=yes\nRestrictSUIDSGID=yes\n"
+            "LockPersonality=yes\nRemoveIPC=yes\nKeyringMode=private\nUMask=0027\n"
+            # a call outside the set fails (EPERM) instead of killing the service
+            "SystemCallFilter=@system-service\nSystemCallErrorNumber=EPERM\n"
+            "SystemCallArchitectures=native\n"
+            f"CapabilityBoundingSet={capabilities}\n")
+
+
 def unit_name(svc: Service) -> str:
     return f"{PREFIX}{svc.program}.service"
 
@@ -37,8 +73,11 @@ def _service(layout: Layout, svc: Service, bindir: str, user: str, group: str) -
     extra = "TimeoutStartSec=300\n"
     if svc is STORE:
         extra += "NotifyAccess=main\nExecReload=/bin/kill -HUP $MAINPID\nWatchdogSec=60\n"
-    if svc.program in ("imapd", "popd"):
+    caps = ""
+    if svc.program in ("imapd", "popd"):  # 143, 993, 110, 995 are below 1024
         extra += "AmbientCapabilities=CAP_NET_BIND_SERVICE\nLimitNOFILE=65536\n"
+        caps = "CAP_NET_BIND_SERVICE"
+    extra += hardening(layout, caps)
     if svc.program == "lmtpd":
         extra += "NotifyAccess=main\nWatchdogSec=30\n"
     return (f"[Unit]\nDescription={DESCRIPTIONS.get(svc.program, svc.program)}\n{after}"
@@ -61,7 +100,8 @@ def units(layout: Layout, bindir: str, user: str, group: str) -> dict[str, str]:
         f"[Service]\nType=oneshot\nUser={user}\nGroup={group}\n"
         f"Environment=MSGSTORE_ROOT={layout.root}\n"
         f"ExecStart={os.path.join(bindir, 'msprobe')} --nagios --restart --state timer\n"
-        "SuccessExitStatus=1 2 3\n")  # its statuses are Nagios': the result, not a failure
+        "SuccessExitStatus=1 2 3\n"  # its statuses are Nagios': the result, not a failure
+        + hardening(layout))
     out[f"{PREFIX}msprobe.timer"] = (
         "[Unit]\nDescription=Run msprobe at 5, 15, ..., 55 past each hour (Sun's schedule)\n\n"
         f"[Timer]\nOnCalendar={MSPROBE_CALENDAR}\nPersistent=false\n\n"
