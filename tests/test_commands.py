@@ -382,3 +382,23 @@ def test_mboxutil_status_and_auth_test_as_doveadm_does(cli, root):
     assert r.code == 8 and "password refused" in r.err and "wrong" not in r.err + r.out, r
     r = cli("mboxutil", "--store-root", root, "--auth-test", "nobody", input="x\n")
     assert r.code == 8, r
+
+
+def test_imcheck_fetch_and_search_one_mailbox(cli, root):
+    """Issue 26: `doveadm fetch` / `doveadm search` equivalents for one mailbox."""
+    from store.mailbox import Store
+    with Store.init(root) as s:
+        s.create("user/joe")
+        a = s.append("user/joe", b"Subject: Invoice 7\nFrom: acme@example.com\n\nbody\n")
+        b = s.append("user/joe", b"Subject: =?utf-8?q?R=C3=A9union?=\n\nx\n")
+    r = cli("imcheck", "--store-root", root, "-m", "user/joe", "--fetch", str(a))
+    assert r.code == 0 and r.out == "Subject: Invoice 7\nFrom: acme@example.com\n\nbody\n", r
+    r = cli("imcheck", "--store-root", root, "-m", "user/joe", "--search", "subject: invoice")
+    assert r.code == 0 and r.out.split() == [str(a)], r
+    r = cli("imcheck", "--store-root", root, "-m", "user/joe", "--search", "Subject: réunion",
+            "--json")
+    assert json.loads(r.out)["uids"] == [b], r
+    r = cli("imcheck", "--store-root", root, "-m", "user/joe", "--search", "acme@example")
+    assert r.out.split() == [str(a)], r
+    assert cli("imcheck", "--store-root", root, "-m", "user/joe", "--fetch", "99").code == 8
+    assert cli("imcheck", "--store-root", root, "--fetch", "1").code == 16

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import os
+import sys
 from typing import Any
 
 import click
@@ -29,6 +30,9 @@ EXAMPLES = """Examples:
   imcheck -m user/joe                 index header and records of joe's INBOX
   imcheck -m user/joe/Sent --json
   imcheck -m user/joe -c 102          cache data of message 102
+  imcheck -m user/joe --fetch 102     the message itself, as stored
+  imcheck -m user/joe --search 'Subject: invoice'   UIDs whose Subject holds it
+  imcheck -m user/joe --search 'acme@example'       UIDs with it in any header field
   imcheck -d folder                   dump the folder database
   imcheck -s                          database statistics
 
@@ -49,18 +53,32 @@ def _text(raw: bytes) -> str:
 @store_root_option
 @click.option("-m", "mailbox", metavar="MAILBOX", help="Dump this mailbox's index.")
 @click.option("-c", "uid", type=int, metavar="UID", help="With -m: the cache data of one message.")
+@click.option("--fetch", "fetch_uid", type=click.IntRange(1, 4294967294), metavar="UID",
+              help="With -m: write the message's bytes to standard output.")
+@click.option("--search", metavar="TEXT",
+              help="With -m: the UIDs of the messages whose header holds TEXT ('Field: TEXT' "
+                   "for one field; * and ? make it a pattern of the whole value).")
 @click.option("-d", "dbname", metavar="DB", help=f"Dump a database ({', '.join(DATABASES)}).")
 @click.option("-s", "stats", is_flag=True, help="Print database statistics.")
 @json_option
-def cli(store_root, mailbox, uid, dbname, stats, as_json) -> int:
+def cli(store_root, mailbox, uid, fetch_uid, search, dbname, stats, as_json) -> int:
     """Inspect index files and the mailbox database."""
     if sum(map(bool, (mailbox, dbname, stats))) != 1:
         raise usage("give exactly one of -m MAILBOX, -d DB, -s")
-    if uid is not None and not mailbox:
-        raise usage("-c UID needs -m MAILBOX")
+    if (uid is not None or fetch_uid is not None or search is not None) and not mailbox:
+        raise usage("-c, --fetch and --search need -m MAILBOX")
+    if sum(x is not None for x in (uid, fetch_uid, search)) > 1:
+        raise usage("give one of -c, --fetch, --search")
     if dbname and dbname not in DATABASES:
         raise usage(f"unknown database {dbname!r} (one of {', '.join(DATABASES)})")
     with open_store(store_root, readonly=True) as store:  # a dump writes nothing
+        if mailbox and fetch_uid is not None:
+            data = store.message(canonical(mailbox), fetch_uid)
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return 0
+        if mailbox and search is not None:
+            return _search(store, canonical(mailbox), search, as_json)
         if mailbox:
             name = canonical(mailbox)
             with store.lock(name):
@@ -78,6 +96,33 @@ def cli(store_root, mailbox, uid, dbname, stats, as_json) -> int:
         rows = dbverify.read_in_child(path, lambda db: db.read(
             lambda t: list(t.raw_items(dbname))))
         return _dump(rows, dbname, as_json)
+
+
+def _search(store, name: str, text: str, as_json: bool) -> int:
+    """UIDs whose header holds `text` (in one field with `Field: text`)."""
+    import re
+
+    from ..mailbox.expire import HEADER_LIMIT, header_fields
+    from ..mailbox.expirerules import header_matches
+    m = re.fullmatch(r"([!-9;-~]+):\s*(.+)", text)
+    field, want = (m.group(1).lower(), m.group(2)) if m else (None, text)
+    reader = store.message_reader(name)
+    found = []
+    for r in store.read(name).records:
+        try:
+            fields = header_fields(reader.read(r.uid, min(r.header_size or HEADER_LIMIT,
+                                                          HEADER_LIMIT)))
+        except FileNotFoundError:
+            continue
+        values = fields.get(field, []) if field else [v for vs in fields.values() for v in vs]
+        if any(header_matches(want, v) for v in values):
+            found.append(r.uid)
+    if as_json:
+        emit_json({"mailbox": name, "uids": found})
+    else:
+        for u in found:
+            click.echo(u)
+    return 0
 
 
 def _mailbox(idx: index.Index, as_json: bool) -> int:
