@@ -441,3 +441,42 @@ def test_an_append_cut_off_before_its_header_is_finished_not_refused(cli, root, 
     assert r.code == 0, r
     with Store.open(other) as s:
         assert snapshot(s) == before
+
+
+def test_a_whole_server_from_a_backup_with_its_config_onto_a_fresh_store(cli, tmp_path):
+    """Issue 26: imsbackup --with-config carries the settings, the users and
+    their password hashes, the quota warning and the expiry rules; a restore
+    onto a fresh machine's empty store brings the server back (a user logs
+    in with the old password); a store that has its own files keeps them."""
+    from store import accounts
+    from store.layout import Layout
+    old = str(tmp_path / "old")
+    with Store.init(old) as s:
+        s.create("user/joe")
+        s.append("user/joe", b"Subject: keep me\n\nbody\n")
+        s.layout.config.set("store.quotawarn", "80")
+    accounts.set_password(Layout.open(old), "joe", "sesame")
+    with open(os.path.join(old, "config", "store.expirerule"), "w") as f:
+        f.write("Trash.folderpattern: user/%/Trash\nTrash.messagedays: 30\n")
+    dump = str(tmp_path / "server.msb")
+    r = cli("imsbackup", "--store-root", old, "-f", dump, "--with-config", "/")
+    assert r.code == 0, r
+    new = str(tmp_path / "new")  # a fresh machine: an empty store
+    Store.init(new).close()
+    r = cli("imsrestore", "--store-root", new, "-f", dump, "--with-config", "--json")
+    assert r.code == 0, r
+    done = {c["file"]: c["action"] for c in json.loads(r.out)["config"]}
+    assert done == {"passwd": "restored", "store.conf": "kept the store's; the backup's is "
+                    "store.conf.restored", "store.expirerule": "restored"}, done
+    layout = Layout.open(new)
+    assert accounts.verify(layout, "joe", "sesame")
+    assert os.stat(os.path.join(new, "config", "passwd")).st_mode & 0o777 == 0o600
+    assert "store.quotawarn = 80" in open(os.path.join(new, "config", "store.conf.restored")).read()
+    assert open(os.path.join(new, "config", "store.expirerule")).read().startswith("Trash.")
+    with Store.open(new) as s:
+        assert s.message("user/joe", 1) == b"Subject: keep me\n\nbody\n"
+    # without --with-config the files are not touched; an old reader sees the frame as damage
+    plain = str(tmp_path / "plain")
+    Store.init(plain).close()
+    assert cli("imsrestore", "--store-root", plain, "-f", dump).code == 0
+    assert not os.path.exists(os.path.join(plain, "config", "passwd"))

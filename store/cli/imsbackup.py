@@ -56,9 +56,12 @@ def parse_date(value: str) -> int:
               help="Incremental: messages that arrived at or after DATE.")
 @click.option("--since-backup", "base", metavar="FILE", type=click.Path(dir_okay=False),
               help="Incremental: what is new or changed since the backup in FILE.")
+@click.option("--with-config", is_flag=True,
+              help="Also the server's files of config/: the settings, the users and their "
+                   "password hashes, the quota warning's text, the expiry rules.")
 @json_option
 @click.argument("objects", nargs=-1, required=True)
-def cli(store_root, dest, since, base, as_json, objects) -> int:
+def cli(store_root, dest, since, base, with_config, as_json, objects) -> int:
     """Back up OBJECTs (users, mailboxes, partitions) to FILE or standard output."""
     since_ts = parse_date(since) if since else None
     base_map = None
@@ -73,10 +76,10 @@ def cli(store_root, dest, since, base, as_json, objects) -> int:
         with progress_bar("messages", as_json) as bar:
             if dest == "-":
                 result = _to_stdout(store, names, since_ts, base_map,
-                                    counting(bar))
+                                    counting(bar), with_config)
             else:
                 result = _to_file(store, names, dest, since_ts, base_map,
-                                  counting(bar))
+                                  counting(bar), with_config)
     if as_json:
         click.echo(_json(result.as_json()), file=report)
     else:
@@ -87,10 +90,10 @@ def cli(store_root, dest, since, base, as_json, objects) -> int:
     return 0
 
 
-def _to_stdout(store, names, since, base, progress):
+def _to_stdout(store, names, since, base, progress, with_config):
     try:
         return taking.take(store, names, sys.stdout.buffer, since=since, base=base,
-                           progress=progress)
+                           progress=progress, with_config=with_config)
     except BrokenPipeError:
         # (not the quiet exit 0 of a listing piped to head: this backup is not whole)
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -99,14 +102,15 @@ def _to_stdout(store, names, since, base, progress):
                          "(what read it stopped): the backup is not whole") from None
 
 
-def _to_file(store, names, dest, since, base, progress):
+def _to_file(store, names, dest, since, base, progress, with_config):
     """Written beside as `.FILE.partial`, renamed when whole: a backup at
     FILE is always a finished one."""
     d, b = os.path.split(os.path.abspath(dest))
     tmp = os.path.join(d, f".{b}.partial")
     try:
         with open(tmp, "xb") as out:
-            result = taking.take(store, names, out, since=since, base=base, progress=progress)
+            result = taking.take(store, names, out, since=since, base=base, progress=progress,
+                                 with_config=with_config)
             os.fsync(out.fileno())
         os.rename(tmp, dest)
     except BaseException:

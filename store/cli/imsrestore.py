@@ -45,9 +45,13 @@ Examples:
               help="The backup ('-': standard input).")
 @click.option("--to", "to", metavar="MAILBOX", help="Restore the one OBJECT under this name.")
 @click.option("--ignore-quota", is_flag=True, help="Restore past the quota limit.")
+@click.option("--with-config", is_flag=True,
+              help="Also the config/ files of a backup made --with-config: each written where "
+                   "this store has none; one it has is kept, the backup's beside it as "
+                   "NAME.restored.")
 @json_option
 @click.argument("objects", nargs=-1)
-def cli(store_root, source, to, ignore_quota, as_json, objects) -> int:
+def cli(store_root, source, to, ignore_quota, with_config, as_json, objects) -> int:
     """Restore mailboxes from a backup made by imsbackup."""
     if to and len(objects) != 1:
         raise usage("--to needs exactly one OBJECT (the mailbox or user it renames)")
@@ -55,12 +59,12 @@ def cli(store_root, source, to, ignore_quota, as_json, objects) -> int:
         if source == "-":
             result = restore.restore(store, sys.stdin.buffer, "<stdin>", objects=list(objects),
                                      to=to, check_quota=not ignore_quota,
-                                     progress=counting(bar))
+                                     progress=counting(bar), with_config=with_config)
         else:
             with open(source, "rb") as f:
                 result = restore.restore(store, f, source, objects=list(objects), to=to,
                                          check_quota=not ignore_quota,
-                                         progress=counting(bar))
+                                         progress=counting(bar), with_config=with_config)
     if as_json:
         emit_json(result.as_json())
     else:
@@ -72,6 +76,8 @@ def cli(store_root, source, to, ignore_quota, as_json, objects) -> int:
         for m in result.mailboxes:
             for note in m.notes:
                 click.echo(f"{m.target}: {note}")
+        for name, action in result.config:
+            click.echo(f"config/{name}: {action}")
         j = result.as_json()
         click.echo(f"restored {j['messages']} messages into {len(result.mailboxes)} mailboxes; "
                    f"{result.seconds:.2f} s ({j['messages_per_second']:,.0f} messages/s)")

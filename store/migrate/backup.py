@@ -5,7 +5,7 @@ A backup is a sequence of frames, written front to back (so it streams
 to a pipe or tape and is read the same way):
 
     offset  size  field
-    0       4     kind: b"MSTB" b"MBOX" b"MESG" b"MEND" b"SUBS" b"TAIL"
+    0       4     kind: b"MSTB" b"CONF" b"MBOX" b"MESG" b"MEND" b"SUBS" b"TAIL"
     4       8     payload length (little-endian)
     12      4     CRC-32 of the payload
     16      ...   payload
@@ -14,7 +14,10 @@ The first frame is MSTB (a JSON object: format version, when, what), the
 last TAIL (JSON: counts); a stream without TAIL was cut off. Each
 mailbox is MBOX (JSON: everything the index and database know of it),
 its messages as MESG frames (META below, then the message's bytes), and
-MEND (JSON: counts). SUBS frames (JSON) carry a user's subscriptions."""
+MEND (JSON: counts). SUBS frames (JSON) carry a user's subscriptions. With
+--with-config a CONF frame (JSON: {"files": {name: text}}) follows MSTB: the
+files of config/ that make the server (CONFIG_FILES); an imsrestore from
+before it reads such a stream as damaged at that frame."""
 
 from __future__ import annotations
 
@@ -33,8 +36,12 @@ from ..mailbox import ALL_RIGHTS, MAX_UID, UidRanges
 
 FORMAT_VERSION = 1
 MAGIC = b"MSTB"
-MBOX, MESG, MEND, SUBS, TAIL = b"MBOX", b"MESG", b"MEND", b"SUBS", b"TAIL"
-KINDS = (MAGIC, MBOX, MESG, MEND, SUBS, TAIL)
+MBOX, MESG, MEND, SUBS, TAIL, CONF = b"MBOX", b"MESG", b"MEND", b"SUBS", b"TAIL", b"CONF"
+KINDS = (MAGIC, MBOX, MESG, MEND, SUBS, TAIL, CONF)
+# the files of <root>/config/ a CONF frame may carry: the settings, the users and their
+# password hashes, the quota warning's text, the expiry rules and their exclusions
+CONFIG_FILES = ("store.conf", "passwd", "quotawarn.msg", "store.expirerule",
+                "expire_exclude_list")
 
 # offset size field
 # 0      4    kind
@@ -167,7 +174,8 @@ _FIELDS: dict[bytes, dict[str, type]] = {
     MBOX: {"name": str, "uidvalidity": int, "uidnext": int, "highest_modseq": int,
            "keywords": list, "uids": list},
            MEND: {"name": str},
-           SUBS: {"user": str, "mailboxes": list}}
+           SUBS: {"user": str, "mailboxes": list},
+           CONF: {"files": dict}}
 
 
 def _unfit(kind: bytes, value: Any) -> str | None:
@@ -184,6 +192,10 @@ def _unfit(kind: bytes, value: Any) -> str | None:
     if kind == SUBS:
         if _bad_user(value["user"]) or not all(isinstance(n, str) for n in value["mailboxes"]):
             return "holds a user id or mailbox names that are not ones"
+    if kind == CONF:
+        files = value["files"]
+        if not all(k in CONFIG_FILES and isinstance(v, str) for k, v in files.items()):
+            return f"carries files other than {', '.join(CONFIG_FILES)}, or not as text"
     return None
 
 

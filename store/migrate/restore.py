@@ -16,6 +16,7 @@ everything before it stored, and says where."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import BinaryIO
 
 from .. import index, logmsg
 from ..crash import crashpoint
+from ..fsutil import open_nofollow, write_file_atomic
 from ..layout import INBOX, USER_NS, canonical, child_prefix, is_descendant, user_of
 from ..mailbox import FlagMode, Incoming, Store, UidRanges
 from . import backup, per_second
@@ -57,6 +59,7 @@ class RestoreResult:
     damage_offset: int | None = None
     damage_why: str | None = None
     seconds: float = 0.0
+    config: list[tuple[str, str]] = field(default_factory=list)  # (file, what was done)
 
     def as_json(self) -> dict:
         n = sum(m.messages for m in self.mailboxes)
@@ -64,6 +67,7 @@ class RestoreResult:
                 "messages": n, "messages_per_second": per_second(n, self.seconds),
                 "damage": self.damage,
                 "damage_offset": self.damage_offset,
+                "config": [{"file": f, "action": a} for f, a in self.config],
                 "mailboxes": [m.as_json() for m in self.mailboxes]}
 
 
@@ -211,7 +215,8 @@ def _acl_for(acl: dict[str, str] | None, name: str, target: str) -> dict[str, st
 
 def restore(store: Store, f: BinaryIO, source: str, *, objects: list[str] | None = None,
             to: str | None = None, check_quota: bool = True,
-            progress: Callable[[int], None] | None = None) -> RestoreResult:
+            progress: Callable[[int], None] | None = None,
+            with_config: bool = False) -> RestoreResult:
     res = RestoreResult(source)
     target_of = mapper(objects or [], to)
     start = time.monotonic()
@@ -238,6 +243,8 @@ def restore(store: Store, f: BinaryIO, source: str, *, objects: list[str] | None
                 current = None
             elif kind == backup.SUBS:
                 _subscriptions(store, value, target_of, res)
+            elif kind == backup.CONF and with_config:
+                _config(store, value["files"], res)
     except backup.Damaged as e:
         res.damage, res.damage_offset, res.damage_why = str(e), e.offset, e.why
         if current is not None:
@@ -252,6 +259,29 @@ def restore(store: Store, f: BinaryIO, source: str, *, objects: list[str] | None
         logmsg.log("migrate", logmsg.RESTORE_DONE, messages=n, mailboxes=len(res.mailboxes),
                    source=source)
     return res
+
+
+def _config(store: Store, files: dict[str, str], res: RestoreResult) -> None:
+    """The backup's config files: each written where the store has none; one
+    the store has, different, is kept and the backup's written beside it as
+    NAME.restored for the administrator to compare (never replaced)."""
+    for name, text in sorted(files.items()):
+        path = os.path.join(store.layout.config_dir, name)
+        data = text.encode("utf-8", "surrogateescape")
+        mode = 0o600 if name == "passwd" else 0o640
+        try:
+            with open_nofollow(path, "rb") as fh:
+                have: bytes | None = fh.read()
+        except FileNotFoundError:
+            have = None
+        if have is None:
+            write_file_atomic(path, data, mode=mode)
+            res.config.append((name, "restored"))
+        elif have != data:
+            write_file_atomic(path + ".restored", data, mode=mode)
+            res.config.append((name, f"kept the store's; the backup's is {name}.restored"))
+        else:
+            res.config.append((name, "the same"))
 
 
 def _subscriptions(store: Store, value: dict, target_of, res: RestoreResult) -> None:

@@ -12,6 +12,7 @@ in that backup; a mailbox whose UIDVALIDITY changed goes in whole)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import BinaryIO
 
 from ..db import FolderEntry, QuotaEntry
 from ..errors import NoSuchMailboxError, UsageError
+from ..fsutil import open_nofollow
 from ..layout import canonical, is_descendant, is_inbox, user_of
 from ..mailbox import Store
 from ..mailbox.quota import quota_root_mailbox
@@ -84,13 +86,16 @@ def read_base(f: BinaryIO, source: str) -> dict[str, tuple[int, int]]:
 
 def take(store: Store, names: list[str], out: BinaryIO, *, since: int | None = None,
          base: dict[str, tuple[int, int]] | None = None,
-         progress: Callable[[int], None] | None = None) -> BackupResult:
+         progress: Callable[[int], None] | None = None,
+         with_config: bool = False) -> BackupResult:
     res = BackupResult(names=names)
     start = time.monotonic()
     out.write(backup.json_frame(backup.MAGIC, {
         "format": backup.FORMAT_VERSION, "created": int(time.time()),
         "host": socket.gethostname(), "since": since,
         "incremental": since is not None or base is not None, "mailboxes": names}))
+    if with_config:
+        out.write(backup.json_frame(backup.CONF, {"files": _config_files(store)}))
     users: list[str] = []
     seen = store.seen_by_mailbox()
     for name in names:
@@ -107,6 +112,19 @@ def take(store: Store, names: list[str], out: BinaryIO, *, since: int | None = N
     out.flush()
     res.seconds = time.monotonic() - start
     return res
+
+
+def _config_files(store: Store) -> dict[str, str]:
+    """The server's own files of config/ (backup.CONFIG_FILES) that exist,
+    as text; never through a symlink."""
+    out = {}
+    for name in backup.CONFIG_FILES:
+        try:
+            with open_nofollow(os.path.join(store.layout.config_dir, name), "rb") as f:
+                out[name] = f.read().decode("utf-8", "surrogateescape")
+        except FileNotFoundError:
+            continue
+    return out
 
 
 def _one_mailbox(store: Store, name: str, out: BinaryIO, since: int | None,
