@@ -248,7 +248,10 @@ class Daemon:
                      sum(r.count() for r in expired), len(expired))
         except RuleError as e:
             logmsg.log("stored", logmsg.EXPIRE_RULES_BAD, error=e)
-        before = int(now) - self.layout.config.get_int(settings.CLEANUP_AGE) * 3600
+        # from the later of the job's time and now: what this run expired was expunged
+        # after `now`, and with store.cleanupage 0 goes at once, as before
+        before = (max(int(now), int(self.clock()))
+                  - self.layout.config.get_int(settings.CLEANUP_AGE) * 3600)
         total = 0
         for info in self.store.list():
             if self._stop is not None and self._stop.is_set():

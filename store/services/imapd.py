@@ -35,6 +35,7 @@ from .login import (
     PlainCredentials,
     Refused,
     StoredReadiness,
+    address_of,
     login_portal,
     password_login,
     peer_of,
@@ -608,13 +609,14 @@ class IMAPFactory(protocol.Factory):
     def buildProtocol(self, addr):
         reason = self.limit.refusal()
         if reason is not None:
-            self.limit.refused(f"{addr.host}:{addr.port}", reason)
+            self.limit.refused(address_of(addr), reason)
             return Refused(b"* BYE [UNAVAILABLE] " + reason.encode() + b"; try again later\r\n")
         self.limit.live += 1
         p = IMAPServer(contextFactory=self.tls)
         p.portal = self.portal
         p.factory = self
-        p.challengers = {b"PLAIN": functools.partial(PlainCredentials, addr.host)}
+        p.challengers = {b"PLAIN": functools.partial(
+            PlainCredentials, getattr(addr, "host", None) or "an unknown address")}
         return p
 
 

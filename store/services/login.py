@@ -60,6 +60,13 @@ def peer_of(transport) -> str:
     return getattr(peer, "host", None) or "an unknown address"
 
 
+def address_of(addr) -> str:
+    """`host:port` of a connection's peer as buildProtocol is given it (None in
+    a protocol driven in-process)."""
+    host = getattr(addr, "host", None)
+    return f"{host}:{addr.port}" if host else "an unknown address"
+
+
 def password_login(portal_: portal.Portal, user: bytes, password: bytes, peer: str, interface):
     """A USER/PASS or LOGIN login through the portal, its client's address
     with the credentials, for the log."""

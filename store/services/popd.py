@@ -25,6 +25,7 @@ from . import telemetry
 from .login import (
     Refused,
     StoredReadiness,
+    address_of,
     is_secure,
     login_portal,
     password_login,
@@ -161,7 +162,7 @@ class POP3Factory(protocol.ServerFactory):
     def buildProtocol(self, addr):
         reason = self.limit.refusal()
         if reason is not None:
-            self.limit.refused(f"{addr.host}:{addr.port}", reason)
+            self.limit.refused(address_of(addr), reason)
             return Refused(b"-ERR [SYS/TEMP] " + reason.encode() + b"; try again later\r\n")
         self.limit.live += 1
         p = POP3Server()
