@@ -60,7 +60,9 @@ def test_a_killed_import_keeps_its_flags_through_reconstruct_and_a_rerun(root, t
     assert "given the source's flags" in r.stdout, r.stdout
     with Store.open(root) as s:
         got = {x.uid: x.flags for x in s.read("user/joe").records}
+        dates = {x.uid: x.internaldate for x in s.read("user/joe").records}
     assert got == want
+    assert dates == {uid: 1700000000 + uid - 3 for uid in want}  # and the source's dates
 
 
 def test_a_restore_into_an_existing_mailbox_keeps_the_quota_limit(cli, root, tmp_path):

@@ -168,6 +168,11 @@ def append_incoming(store: Store, name: str, items: Iterable[Incoming], *,
                 uid = it.uid
             if not _is_copy_of(message_path(mdir, uid), it.data):
                 uid = _write_message_file(mdir, uid, it.data, durable=False)
+            if it.internaldate is not None:
+                # the file's mtime is its arrival date, as Dovecot's Maildir keeps it: a file a
+                # killed import or restore left, which reconstruct adopts, keeps its date
+                os.utime(message_path(mdir, uid), (it.internaldate, it.internaldate),
+                         follow_symlinks=False)
             kbits = index.keyword_bits(header, list(it.keywords))[0] if header else 0
             out.append(Placed(uid, len(it.data), parse_header(it.data), guid(it.data),
                               it.flags, it.internaldate, kbits))
