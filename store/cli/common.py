@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,10 +22,12 @@ from ..errors import (
     CorruptionError,
     StoreError,
 )
-from ..mailbox import Store
 from ..proc import become_owner
 from ..supervise import utility
 from . import _interrupted_while_starting
+
+if TYPE_CHECKING:
+    from ..mailbox import Store
 
 EXIT_CODES_HELP = ("Exit codes: 0 success, 4 damage found, 8 operational error "
                    "(store missing, lock held, I/O), 16 usage error, 32 interrupted.")
@@ -56,6 +58,7 @@ def resolve_root(store_root: str | None) -> str:
 
 def open_store(store_root: str | None, *, create: bool = False, readonly: bool = False) -> Store:
     root = resolve_root(store_root)
+    from ..mailbox import Store  # here: a command's --help need not load the mailbox layer
     store = Store.init(root) if create else Store.open(root, readonly=readonly)
     logsetup.attach(store.layout.log_dir)
     return store
