@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, wait_for
 from lmtp_harness import start_stored, stop
 
 from store.mailbox import Store
@@ -28,17 +28,18 @@ def _request(f, s, **attrs):
 def _start(root):
     path = os.path.join(root, "run", "policy")
     proc = subprocess.Popen(POLICYD + ["--store-root", root], cwd=ROOT, stderr=subprocess.PIPE)
-    for _ in range(2400):
+
+    def listening():
         if proc.poll() is not None:
             raise AssertionError(proc.stderr.read())
         s = socket.socket(socket.AF_UNIX)
         try:
             s.connect(path)
-            return proc, s
+            return s
         except OSError:
             s.close()
-            subprocess.run(["sleep", "0.05"])
-    raise AssertionError("policyd did not listen")
+            return None
+    return proc, wait_for(listening, 120, "policyd to listen")
 
 
 @pytest.fixture

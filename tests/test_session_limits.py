@@ -5,8 +5,8 @@ cannot take is answered "try later" and logged, never closed silently."""
 import os
 import resource
 import socket
-import time
 
+from conftest import wait_for
 from lmtp_harness import socket_path, start_lmtpd, start_service, start_stored, stop
 
 from store import accounts
@@ -38,15 +38,15 @@ def _first_line(port, timeout=60):
 def _session(connect, ok: bytes, later: bytes):
     """A session greeted `ok`: the readiness probe's connection may not be
     seen closed yet, so a "try later" (`later`, never a silent close) is
-    tried again."""
-    for _ in range(1200):
+    tried again until a deadline."""
+    def greeted():
         s, line = connect()
         if line.startswith(ok):
             return s
         assert line.startswith(later), line
         s.close()
-        time.sleep(0.05)
-    raise AssertionError("never greeted")
+        return None
+    return wait_for(greeted, 60, f"a session greeted {ok!r}")
 
 
 def test_imapd_answers_past_maxsessions_with_bye_unavailable_and_logs_it(tmp_path):
