@@ -199,16 +199,14 @@ def run(store: Store, now: int, *, user: str | None = None, partition: str | Non
     mailboxes = store.list(f"{USER_NS}/{user}/*" if user else None)
     if partition:
         mailboxes = [i for i in mailboxes if i.partition == partition]
-    for info in mailboxes:  # every local rule file read before the first change
-        pdir = store.layout.partition_path(info.partition)
-        rules.for_mailbox(info.name, pdir, store.layout.mailbox_dir(info.name, info.partition))
+    # every rule that applies, local files included, read before the first change
+    plan = [(info, rules.for_mailbox(info.name, store.layout.partition_path(info.partition),
+                                     store.layout.mailbox_dir(info.name, info.partition)))
+            for info in mailboxes]
     results = []
-    for n, info in enumerate(mailboxes, 1):
+    for n, (info, applying) in enumerate(plan, 1):
         if stop is not None and stop():
             break
-        pdir = store.layout.partition_path(info.partition)
-        applying = rules.for_mailbox(info.name, pdir,
-                                     store.layout.mailbox_dir(info.name, info.partition))
         try:
             res = expire_mailbox(store, info, applying, now, dry_run=dry_run)
         except (OSError, StoreError) as e:
