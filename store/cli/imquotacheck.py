@@ -10,9 +10,10 @@ import functools
 import click
 
 from .. import logmsg, settings
-from ..delivery.agent import warning_message
-from ..errors import StoreError
-from ..mailbox import Incoming, quota_root_mailbox
+from ..delivery.agent import Agent, Policy
+from ..locks import MAILBOX_TIMEOUT
+from ..mailbox import quota_root_mailbox
+from ..mailbox.messages import run_steps
 from ..mailbox.quota import claim_warning
 from .common import EXIT_CODES_HELP, emit_json, entry, open_store, render_table, store_root_option
 
@@ -56,6 +57,7 @@ def cli(store_root, user, over, warn, as_json) -> int:
         warned = []
         threshold = store.layout.config.get_int(settings.QUOTA_WARN)
         if warn and threshold:
+            agent = Agent(store, Policy.from_config(store.layout.config), via="imquotacheck")
             for q in rows:
                 root = q["root"]
                 entry = store.db.write(functools.partial(claim_warning, root=root,
@@ -63,17 +65,13 @@ def cli(store_root, user, over, warn, as_json) -> int:
                 if entry is None:
                     continue
                 inbox = quota_root_mailbox(root)
-                percent = entry.used_bytes * 100 // entry.limit_bytes
-                msg = warning_message(root, entry.used_bytes, entry.limit_bytes, percent,
-                                      store.layout.config_dir)
-                try:  # the store's own message: it goes in even where little room is left
-                    store.append_incoming(inbox, [Incoming(msg)], check_quota=False)
-                except StoreError as e:  # no INBOX: the others go on
-                    logmsg.log("delivery", logmsg.QUOTA_WARNING_FAILED, mailbox=inbox, error=e)
+                if not store.exists(inbox):  # no INBOX: said, and the others go on
+                    logmsg.log("delivery", logmsg.QUOTA_WARNING_FAILED, mailbox=inbox,
+                               error=f"mailbox {inbox} does not exist")
                     continue
-                logmsg.log("delivery", logmsg.QUOTA_WARNING_SENT, mailbox=inbox, root=root,
-                           used=entry.used_bytes, limit=entry.limit_bytes, percent=percent)
-                warned.append(root)
+                # the store's own message, as after a delivery: it goes in past the limit
+                if run_steps(agent.warning_steps(root, entry, lock_timeout=MAILBOX_TIMEOUT)):
+                    warned.append(root)
     if as_json:
         emit_json({"roots": rows, "warned": warned})
     else:

@@ -230,7 +230,7 @@ class Agent:
         return out
 
     def quota_warning(self, out: Outcome
-                      ) -> tuple[str, Callable[..., Generator[str, None, None]]] | None:
+                      ) -> tuple[str, Callable[..., Generator[str, None, bool]]] | None:
         """After a delivery: when it took its quota root past store.quotawarn
         (first time since usage was below), the root's INBOX and a function
         making the steps that deliver the warning there (called again for a
@@ -251,10 +251,13 @@ class Agent:
             return None
         if q is None:
             return None
-        return quota_root_mailbox(root), functools.partial(self._warning_steps, root, q)
+        return quota_root_mailbox(root), functools.partial(self.warning_steps, root, q)
 
-    def _warning_steps(self, root: str, q, *, lock_timeout: float | None = None
-                       ) -> Generator[str, None, None]:
+    def warning_steps(self, root: str, q, *, lock_timeout: float | None = None
+                      ) -> Generator[str, None, bool]:
+        """The steps that deliver the quota warning of a root claimed for it
+        (claim_warning): after a delivery, or from imquotacheck --warn.
+        Returns whether it went in (a failure is logged)."""
         inbox = quota_root_mailbox(root)
         percent = q.used_bytes * 100 // q.limit_bytes
         wait = self.policy.lock_wait if lock_timeout is None else lock_timeout
@@ -265,14 +268,15 @@ class Agent:
                 # the store's own message: it goes in even where the delivery left no room
                 lock_timeout=wait, check_quota=False)
         except (NoSuchMailboxError, AddressError):
-            return
+            return False
         except Exception as e:
             if isinstance(e, LockedError) and lock_timeout == 0:
                 raise  # as in steps(): the caller waits and tries again
             self.warning_failed(inbox, e)
-            return
+            return False
         logmsg.log("delivery", logmsg.QUOTA_WARNING_SENT, mailbox=inbox, root=root,
                    used=q.used_bytes, limit=q.limit_bytes, percent=percent)
+        return True
 
     def warning_failed(self, inbox: str, error: BaseException) -> None:
         logmsg.log("delivery", logmsg.QUOTA_WARNING_FAILED, mailbox=inbox, error=error)
