@@ -36,6 +36,7 @@ from .login import (
     Refused,
     StoredReadiness,
     address_of,
+    host_of,
     login_portal,
     password_login,
     peer_of,
@@ -615,8 +616,7 @@ class IMAPFactory(protocol.Factory):
         p = IMAPServer(contextFactory=self.tls)
         p.portal = self.portal
         p.factory = self
-        p.challengers = {b"PLAIN": functools.partial(
-            PlainCredentials, getattr(addr, "host", None) or "an unknown address")}
+        p.challengers = {b"PLAIN": functools.partial(PlainCredentials, host_of(addr))}
         return p
 
 

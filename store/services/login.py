@@ -34,7 +34,7 @@ class PasswordChecker:
         self.store, self.service = store, service
 
     def requestAvatarId(self, creds):
-        peer = getattr(creds, "peer", "an unknown address")
+        peer = getattr(creds, "peer", UNKNOWN_PEER)
         user = creds.username.decode("utf-8", "replace")
         password = creds.password.decode("utf-8", "replace")
         d = threads.deferToThread(accounts.verify, self.store.layout, user, password)
@@ -54,17 +54,24 @@ class PasswordChecker:
         return d.addCallback(checked)
 
 
+UNKNOWN_PEER = "an unknown address"  # a protocol driven in-process has no peer
+
+
+def host_of(addr) -> str:
+    """The client's address as the log names it (fail2ban's <HOST>), from
+    the address buildProtocol is given (None in-process)."""
+    return getattr(addr, "host", None) or UNKNOWN_PEER
+
+
 def peer_of(transport) -> str:
-    """The client's address as the log names it (fail2ban's <HOST>)."""
-    peer = transport.getPeer() if transport is not None else None
-    return getattr(peer, "host", None) or "an unknown address"
+    """host_of the transport's peer."""
+    return host_of(transport.getPeer() if transport is not None else None)
 
 
 def address_of(addr) -> str:
-    """`host:port` of a connection's peer as buildProtocol is given it (None in
-    a protocol driven in-process)."""
-    host = getattr(addr, "host", None)
-    return f"{host}:{addr.port}" if host else "an unknown address"
+    """`host:port` of a connection's peer, for a refused connection's line."""
+    host = host_of(addr)
+    return f"{host}:{addr.port}" if host != UNKNOWN_PEER else host
 
 
 def password_login(portal_: portal.Portal, user: bytes, password: bytes, peer: str, interface):
@@ -82,7 +89,7 @@ class PlainCredentials(credentials.UsernamePassword):
     act as another user (there are no proxy administrators), so an authzid
     other than the authcid is refused."""
 
-    def __init__(self, peer: str = "an unknown address"):
+    def __init__(self, peer: str = UNKNOWN_PEER):
         super().__init__(b"", b"")  # setResponse gives both
         self.peer = peer
 
